@@ -1,0 +1,2 @@
+//! placeholder during bootstrap
+pub mod model;

@@ -1,0 +1,118 @@
+//! Sections and helpers both binaries use.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// `[lifecycle]`: how the process stops.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleSection {
+    /// After SIGTERM/SIGINT, how long in-flight work may take before the process exits.
+    /// Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for LifecycleSection {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Reject an empty list at `key`.
+pub fn require_nonempty<T>(key: &str, items: &[T]) -> Result<(), ConfigError> {
+    if items.is_empty() {
+        return Err(ConfigError::new(key, "must not be empty"));
+    }
+    Ok(())
+}
+
+/// Reject duplicate values; `key_of(i)` names the offending entry.
+pub fn require_unique<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+    key_of: impl Fn(usize) -> String,
+) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (i, v) in values.into_iter().enumerate() {
+        if !seen.insert(v.to_ascii_lowercase()) {
+            return Err(ConfigError::new(
+                key_of(i),
+                format!("duplicate value `{v}`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reject a zero duration at `key`.
+pub fn require_positive(key: &str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::new(key, "must be greater than zero"));
+    }
+    Ok(())
+}
+
+/// A DNS-ish identifier: ASCII letters, digits, `-`, `_`, `.`; 1..=63 chars.
+pub fn require_ident(key: &str, v: &str) -> Result<(), ConfigError> {
+    let ok = !v.is_empty()
+        && v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !ok {
+        return Err(ConfigError::new(
+            key,
+            format!("`{v}` is not a valid identifier (1-63 of A-Z a-z 0-9 - _ .)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Latitude in [-90, 90] and longitude in [-180, 180].
+pub fn require_coordinates(key: &str, lat: f64, lon: f64) -> Result<(), ConfigError> {
+    if !(-90.0..=90.0).contains(&lat) || !lat.is_finite() {
+        return Err(ConfigError::new(
+            format!("{key}.lat"),
+            "latitude must be in [-90, 90]",
+        ));
+    }
+    if !(-180.0..=180.0).contains(&lon) || !lon.is_finite() {
+        return Err(ConfigError::new(
+            format!("{key}.lon"),
+            "longitude must be in [-180, 180]",
+        ));
+    }
+    Ok(())
+}
+
+/// A DNS name: labels of 1..=63 chars, total ≤ 253, optional trailing dot, optional leading
+/// `*.` when `wildcard_ok`.
+pub fn require_dns_name(key: &str, name: &str, wildcard_ok: bool) -> Result<(), ConfigError> {
+    let n = name.strip_suffix('.').unwrap_or(name);
+    let n = if wildcard_ok {
+        n.strip_prefix("*.").unwrap_or(n)
+    } else {
+        n
+    };
+    let bad = n.is_empty()
+        || n.len() > 253
+        || n.split('.').any(|l| {
+            l.is_empty()
+                || l.len() > 63
+                || !l
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if bad {
+        return Err(ConfigError::new(
+            key,
+            format!("`{name}` is not a valid DNS name"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! The edge's configuration (`edge --config edge.toml`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use super::common::*;
+use super::router::check_http_url;
+use super::{ConfigError, Validate};
+use crate::report::Capacity;
+
+/// The whole edge config.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// `[edge]`: who this edge is (required).
+    pub edge: EdgeIdentity,
+    /// `[http]`: the client-facing listeners.
+    #[serde(default)]
+    pub http: HttpSection,
+    /// `[tls]`: HTTPS listeners (optional).
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+    /// `[admin]`: purge API, health, metrics.
+    #[serde(default)]
+    pub admin: EdgeAdminSection,
+    /// `[cache]`: the foyer hybrid cache.
+    #[serde(default)]
+    pub cache: CacheSection,
+    /// `[report]`: health/load reports pushed to routers.
+    #[serde(default)]
+    pub report: ReportSection,
+    /// `[access_log]`.
+    #[serde(default)]
+    pub access_log: AccessLogSection,
+    /// `[lifecycle]`: shutdown grace.
+    #[serde(default)]
+    pub lifecycle: LifecycleSection,
+    /// `[[hosts]]`: served hostnames and their origins (required, at least one).
+    pub hosts: Vec<HostConfig>,
+}
+
+/// `[edge]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeIdentity {
+    /// Edge id, as in the router's `[[edges]]` (required).
+    pub id: String,
+    /// Region name, as in the router's `[[regions]]` (required).
+    pub region: String,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Plain HTTP listen addresses. Default `["127.0.0.1:8081"]`.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads; 0 = one per CPU. Default 0.
+    pub workers: usize,
+    /// Maximum concurrent client connections per worker. Default 25000.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers (slowloris guard). Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Keep-alive idle time for client connections. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Largest request header block; larger → 431. Default 32 KiB.
+    pub max_header_size: ByteSize,
+    /// Largest request body passed to the origin; larger → 413. Default 10 MiB.
+    pub max_body_size: ByteSize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8081))],
+            workers: 0,
+            max_connections: 25_000,
+            header_read_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(60),
+            max_header_size: ByteSize::kib(32),
+            max_body_size: ByteSize::mib(10),
+        }
+    }
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// HTTPS listen addresses (required).
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain (required).
+    pub cert: PathBuf,
+    /// PEM private key (required).
+    pub key: PathBuf,
+}
+
+/// `[admin]` (edge)
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeAdminSection {
+    /// Admin listener (purge, healthz, metrics). Default `127.0.0.1:9081`.
+    pub listen: SocketAddr,
+    /// Bearer token for purge. When unset, purge is refused with 403.
+    pub token: Option<String>,
+}
+
+impl Default for EdgeAdminSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9081)),
+            token: None,
+        }
+    }
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    /// Memory tier size. Default 256 MiB.
+    pub memory: ByteSize,
+    /// Disk tier directory; unset = memory only (nothing survives a restart).
+    pub disk_path: Option<PathBuf>,
+    /// Disk tier size. Default 1 GiB.
+    pub disk: ByteSize,
+    /// Bodies are stored in chunks of this size. Default 1 MiB (at most 8 MiB).
+    pub chunk_size: ByteSize,
+    /// Largest object stored; larger ones are passed through uncached. Default 1 GiB.
+    pub max_object_size: ByteSize,
+    /// Heuristic freshness = `heuristic_fraction` × (Date − Last-Modified), capped by this.
+    /// Default `1d`.
+    #[serde(with = "humantime_serde")]
+    pub heuristic_max: Duration,
+    /// Default 0.1 (RFC 9111 §4.2.2's suggestion).
+    pub heuristic_fraction: f64,
+    /// How long a request waits for another request's in-flight fill. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub fill_wait_timeout: Duration,
+    /// Maximum concurrent origin fills; more → 503. Default 1024.
+    pub max_inflight_fills: usize,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        Self {
+            memory: ByteSize::mib(256),
+            disk_path: None,
+            disk: ByteSize::gib(1),
+            chunk_size: ByteSize::mib(1),
+            max_object_size: ByteSize::gib(1),
+            heuristic_max: Duration::from_secs(86_400),
+            heuristic_fraction: 0.1,
+            fill_wait_timeout: Duration::from_secs(10),
+            max_inflight_fills: 1024,
+        }
+    }
+}
+
+/// `[report]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSection {
+    /// Router admin base URLs to push reports to, e.g. `["http://127.0.0.1:8053"]`.
+    pub routers: Vec<String>,
+    /// Report interval. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Per-request timeout. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Bearer token sent with reports (the router's `admin.token`).
+    pub token: Option<String>,
+    /// The capacity this edge announces; the router spills load above it.
+    pub capacity: Capacity,
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        Self {
+            routers: Vec::new(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            token: None,
+            capacity: Capacity::default(),
+        }
+    }
+}
+
+/// `[access_log]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogSection {
+    /// Default false.
+    pub enabled: bool,
+    /// File to append to; unset = stdout.
+    pub path: Option<PathBuf>,
+    /// `json` (one object per line) or `combined` (Apache combined + cache status). Default `json`.
+    pub format: AccessLogFormat,
+}
+
+impl Default for AccessLogSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: None,
+            format: AccessLogFormat::Json,
+        }
+    }
+}
+
+/// Access log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// JSON lines.
+    Json,
+    /// Apache combined log format with cache status appended.
+    Combined,
+}
+
+/// `[[hosts]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// The hostname clients send in `Host` (required).
+    pub name: String,
+    /// Other hostnames served the same way.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Origin base URL, e.g. `http://127.0.0.1:8080` or `https://origin.example` (required).
+    pub origin: String,
+    /// Host header sent to the origin. Default: the origin URL's host.
+    #[serde(default)]
+    pub origin_host: Option<String>,
+    /// Default `2s`.
+    #[serde(default = "d2s", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time to the origin's response headers. Default `15s`.
+    #[serde(default = "d15s", with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// Maximum idle time between body bytes from the origin. Default `30s`.
+    #[serde(default = "d30s", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Override `[cache].max_object_size` for this host.
+    #[serde(default)]
+    pub max_object_size: Option<ByteSize>,
+    /// Query string in the cache key: `keep`, `drop` or `sort`. Default `keep`.
+    #[serde(default)]
+    pub query: QueryPolicy,
+    /// Request headers added to the cache key (lower-case names).
+    #[serde(default)]
+    pub key_headers: Vec<String>,
+    /// TTL when the origin gives no freshness information. Default: none (not stored unless
+    /// heuristics apply).
+    #[serde(default, with = "humantime_serde")]
+    pub default_ttl: Option<Duration>,
+    /// Stale serving window added when the origin gives none (stale-while-revalidate and
+    /// stale-if-error). Default: none.
+    #[serde(default, with = "humantime_serde")]
+    pub grace: Option<Duration>,
+    /// Store responses that carry Set-Cookie (the header is never stored). Default false.
+    #[serde(default)]
+    pub cache_set_cookie: bool,
+    /// Verify the origin's TLS certificate. Default true.
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    /// Extra PEM CA file trusted for the origin.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+}
+
+fn d2s() -> Duration {
+    Duration::from_secs(2)
+}
+fn d15s() -> Duration {
+    Duration::from_secs(15)
+}
+fn d30s() -> Duration {
+    Duration::from_secs(30)
+}
+fn yes() -> bool {
+    true
+}
+
+/// Query string handling in the cache key.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryPolicy {
+    /// Keep the query as sent.
+    #[default]
+    Keep,
+    /// Ignore the query string entirely.
+    Drop,
+    /// Sort parameters so `?a=1&b=2` and `?b=2&a=1` share an entry.
+    Sort,
+}
+
+impl Validate for EdgeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        require_ident("edge.id", &self.edge.id)?;
+        require_ident("edge.region", &self.edge.region)?;
+        require_nonempty("http.listen", &self.http.listen)?;
+        require_positive("http.header_read_timeout", self.http.header_read_timeout)?;
+        if self.http.max_connections == 0 {
+            return Err(ConfigError::new(
+                "http.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.http.max_header_size.as_u64() < 1024 {
+            return Err(ConfigError::new(
+                "http.max_header_size",
+                "must be at least 1 KiB",
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            require_nonempty("tls.listen", &tls.listen)?;
+        }
+        if let Some(t) = &self.admin.token {
+            if t.trim().is_empty() {
+                return Err(ConfigError::new("admin.token", "must not be empty"));
+            }
+        }
+        let c = &self.cache;
+        if c.memory.as_u64() < 1024 * 1024 {
+            return Err(ConfigError::new("cache.memory", "must be at least 1 MiB"));
+        }
+        let chunk = c.chunk_size.as_u64();
+        if !(4096..=8 * 1024 * 1024).contains(&chunk) {
+            return Err(ConfigError::new(
+                "cache.chunk_size",
+                "must be between 4 KiB and 8 MiB",
+            ));
+        }
+        if c.disk_path.is_some() && c.disk.as_u64() < 4 * chunk {
+            return Err(ConfigError::new(
+                "cache.disk",
+                "must hold at least four chunks",
+            ));
+        }
+        if !(0.0..=1.0).contains(&c.heuristic_fraction) {
+            return Err(ConfigError::new(
+                "cache.heuristic_fraction",
+                "must be in [0, 1]",
+            ));
+        }
+        require_positive("cache.fill_wait_timeout", c.fill_wait_timeout)?;
+        if c.max_inflight_fills == 0 {
+            return Err(ConfigError::new(
+                "cache.max_inflight_fills",
+                "must be at least 1",
+            ));
+        }
+        for (i, r) in self.report.routers.iter().enumerate() {
+            check_http_url(&format!("report.routers[{i}]"), r)?;
+        }
+        require_positive("report.interval", self.report.interval)?;
+        require_positive("report.timeout", self.report.timeout)?;
+
+        require_nonempty("hosts", &self.hosts)?;
+        let mut names = Vec::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            let key = format!("hosts[{i}]");
+            require_dns_name(&format!("{key}.name"), &h.name, false)?;
+            for (j, a) in h.aliases.iter().enumerate() {
+                require_dns_name(&format!("{key}.aliases[{j}]"), a, false)?;
+            }
+            check_http_url(&format!("{key}.origin"), &h.origin)?;
+            require_positive(&format!("{key}.connect_timeout"), h.connect_timeout)?;
+            require_positive(&format!("{key}.first_byte_timeout"), h.first_byte_timeout)?;
+            require_positive(&format!("{key}.idle_timeout"), h.idle_timeout)?;
+            for (j, k) in h.key_headers.iter().enumerate() {
+                if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                    return Err(ConfigError::new(
+                        format!("{key}.key_headers[{j}]"),
+                        format!("`{k}` is not a header name"),
+                    ));
+                }
+            }
+            names.push(h.name.as_str());
+            names.extend(h.aliases.iter().map(|a| a.as_str()));
+        }
+        // Duplicate host names are reported against `hosts` as a whole (aliases included).
+        require_unique(names.iter().copied(), |_| "hosts".to_string())
+            .map_err(|e| ConfigError::new("hosts[].name", e.message))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,9 @@
+//! Configuration: loading ([`load`]), the sections both binaries share ([`common`]), and the
+//! two schemas ([`router`], [`edge`]).
+
+pub mod common;
+pub mod edge;
+pub mod load;
+pub mod router;
+
+pub use load::{config_dir, load, load_str, ConfigError, Validate, ENV_PREFIX, EXIT_CONFIG};

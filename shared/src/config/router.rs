@@ -1,0 +1,638 @@
+//! The dns-router's configuration (`dns-router --config router.toml`).
+//!
+//! Every key, its default, and what it does is documented on the field; the README's router
+//! section is generated from the same words.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::common::*;
+use super::{ConfigError, Validate};
+
+/// The whole router config.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// `[dns]`: the DNS listeners.
+    #[serde(default)]
+    pub dns: DnsSection,
+    /// `[admin]`: the admin HTTP API.
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// `[geo]`: how clients are located.
+    #[serde(default)]
+    pub geo: GeoSection,
+    /// `[health]`: probes and reports.
+    #[serde(default)]
+    pub health: HealthSection,
+    /// `[lifecycle]`: shutdown grace.
+    #[serde(default)]
+    pub lifecycle: LifecycleSection,
+    /// `[[regions]]`: named places edges live in.
+    #[serde(default)]
+    pub regions: Vec<RegionConfig>,
+    /// `[[edges]]`: the fleet.
+    #[serde(default)]
+    pub edges: Vec<EdgeEntry>,
+    /// `[[zones]]`: the zones we are authoritative for (required, at least one).
+    pub zones: Vec<ZoneConfig>,
+    /// `[[services]]`: CDN hostnames routed over edges.
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[dns]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSection {
+    /// Addresses to serve DNS on; each is bound for both UDP and TCP. Default `["127.0.0.1:53"]`.
+    pub listen: Vec<SocketAddr>,
+    /// UDP sockets (SO_REUSEPORT) and threads per listen address; 0 = one per CPU. Default 0.
+    pub udp_threads: usize,
+    /// Close an idle TCP connection after this long (RFC 7766). Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub tcp_idle_timeout: Duration,
+    /// Maximum concurrent TCP connections; more are refused. Default 1024.
+    pub tcp_max_connections: usize,
+    /// Our advertised EDNS UDP payload size. Default 1232.
+    pub udp_payload_size: u16,
+    /// Write one JSON line per answered query with its decision here; off when unset.
+    pub query_log: Option<PathBuf>,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 53))],
+            udp_threads: 0,
+            tcp_idle_timeout: Duration::from_secs(10),
+            tcp_max_connections: 1024,
+            udp_payload_size: 1232,
+            query_log: None,
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Admin HTTP API address. Default `127.0.0.1:8053`.
+    pub listen: SocketAddr,
+    /// Bearer token required for writes (drain, purge, reload, reports). When unset, every
+    /// write is refused with 403.
+    pub token: Option<String>,
+    /// Largest accepted request body. Default 1 MiB.
+    pub max_body_size: bytesize::ByteSize,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8053)),
+            token: None,
+            max_body_size: bytesize::ByteSize::mib(1),
+        }
+    }
+}
+
+/// `[geo]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoSection {
+    /// A MaxMind DB (City or Country type: GeoLite2, GeoIP2, DB-IP Lite). Optional.
+    pub database: Option<PathBuf>,
+    /// An operator network map file (`CIDR region` or `CIDR lat,lon` per line); checked
+    /// before the database. Optional.
+    pub network_map: Option<PathBuf>,
+    /// Inline network map entries, same meaning as the file (file entries win on equal prefix).
+    pub networks: Vec<NetworkEntry>,
+    /// Region used when a client cannot be located. Default: the first `[[regions]]` entry.
+    pub default_region: Option<String>,
+    /// How often the database and network map files are checked for changes. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub reload_check_interval: Duration,
+}
+
+impl Default for GeoSection {
+    fn default() -> Self {
+        Self {
+            database: None,
+            network_map: None,
+            networks: Vec::new(),
+            default_region: None,
+            reload_check_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One network map entry: a prefix placed in a region or at coordinates.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkEntry {
+    /// The prefix, e.g. `8.8.8.0/24`.
+    pub cidr: IpNet,
+    /// A region name from `[[regions]]` (uses its coordinates).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Latitude, when not given by `region`.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// Longitude, when not given by `region`.
+    #[serde(default)]
+    pub lon: Option<f64>,
+}
+
+/// `[health]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSection {
+    /// Active probe interval per edge. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Probe timeout. Default `500ms`.
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
+    /// Random extra delay added to each probe, up to this. Default `100ms`.
+    #[serde(with = "humantime_serde")]
+    pub probe_jitter: Duration,
+    /// Consecutive successes to go Up. Default 2.
+    pub rise: u32,
+    /// Consecutive failures to go Down. Default 3.
+    pub fall: u32,
+    /// Reports whose `sent_at` is older than this are ignored, and an edge whose last report
+    /// is older than this no longer counts its load. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub report_max_age: Duration,
+    /// An overloaded edge returns once its utilisation falls below this fraction of capacity
+    /// (hysteresis). Default 0.9.
+    pub overload_recover_ratio: f64,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            probe_jitter: Duration::from_millis(100),
+            rise: 2,
+            fall: 3,
+            report_max_age: Duration::from_secs(10),
+            overload_recover_ratio: 0.9,
+        }
+    }
+}
+
+/// `[[regions]]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// Region name, e.g. `us-east` (required).
+    pub name: String,
+    /// Latitude of the region (required).
+    pub lat: f64,
+    /// Longitude of the region (required).
+    pub lon: f64,
+    /// Ordered backup regions tried before pure distance when this region has no eligible
+    /// edge. Default none.
+    #[serde(default)]
+    pub backups: Vec<String>,
+}
+
+/// `[[edges]]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeEntry {
+    /// Unique edge id (required); must match the id in the edge's own config and reports.
+    pub id: String,
+    /// Region name from `[[regions]]` (required).
+    pub region: String,
+    /// IPv4 addresses answered in A records.
+    #[serde(default)]
+    pub ipv4: Vec<Ipv4Addr>,
+    /// IPv6 addresses answered in AAAA records.
+    #[serde(default)]
+    pub ipv6: Vec<Ipv6Addr>,
+    /// Health probe URL (HTTP GET, 200 = healthy). Default `http://<first ipv4>/healthz`.
+    #[serde(default)]
+    pub probe_url: Option<String>,
+    /// Base URL of the edge's admin API, used for purge fan-out. Optional.
+    #[serde(default)]
+    pub admin_url: Option<String>,
+    /// Relative weight among equally ranked edges. Default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Manually disabled: never answered. Default false.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `[[zones]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// The zone apex, e.g. `cdn.example.test` (required).
+    pub name: String,
+    /// Name servers for the apex NS RRset (required, at least one).
+    pub ns: Vec<String>,
+    /// The SOA record.
+    #[serde(default)]
+    pub soa: SoaConfig,
+    /// Default TTL of static records and NS. Default 3600.
+    #[serde(default = "hour")]
+    pub ttl: u32,
+    /// Static records.
+    #[serde(default)]
+    pub records: Vec<RecordConfig>,
+}
+
+fn hour() -> u32 {
+    3600
+}
+
+/// `[zones.soa]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SoaConfig {
+    /// Primary name server. Default: the first `ns`.
+    pub mname: Option<String>,
+    /// Responsible mailbox as a name. Default `hostmaster.<zone>`.
+    pub rname: Option<String>,
+    /// Serial. Default 1.
+    pub serial: u32,
+    /// Default 3600.
+    pub refresh: u32,
+    /// Default 600.
+    pub retry: u32,
+    /// Default 604800.
+    pub expire: u32,
+    /// Negative-caching TTL (RFC 2308). Default 60.
+    pub minimum: u32,
+    /// TTL of the SOA record itself. Default 3600.
+    pub ttl: u32,
+}
+
+impl Default for SoaConfig {
+    fn default() -> Self {
+        Self {
+            mname: None,
+            rname: None,
+            serial: 1,
+            refresh: 3600,
+            retry: 600,
+            expire: 604_800,
+            minimum: 60,
+            ttl: 3600,
+        }
+    }
+}
+
+/// `[[zones.records]]`: one static RRset.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConfig {
+    /// Owner name: `@`, a name relative to the zone, or absolute with a trailing dot (required).
+    pub name: String,
+    /// Record type: A, AAAA, CNAME, TXT, MX, CAA, SRV or NS (required).
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// TTL. Default: the zone's `ttl`.
+    #[serde(default)]
+    pub ttl: Option<u32>,
+    /// The record data in zone-file presentation format, one string per record
+    /// (TXT: the text itself, split into 255-byte strings as needed) (required).
+    pub data: Vec<String>,
+}
+
+/// `[[services]]`: a CDN hostname answered by geo selection.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Fully qualified name inside one of the zones; may start with `*.` (required).
+    pub name: String,
+    /// Edge ids in the pool. Default: every edge.
+    #[serde(default)]
+    pub edges: Vec<String>,
+    /// TTL of the A/AAAA answers. Default 30.
+    #[serde(default = "thirty")]
+    pub ttl: u32,
+    /// Edges per answer. Default 1.
+    #[serde(default = "one_usize")]
+    pub answers: usize,
+    /// `use` (locate by ECS when present) or `ignore`. Default `use`.
+    #[serde(default)]
+    pub ecs: EcsMode,
+    /// Longest IPv4 ECS source prefix honoured (longer ones are truncated). Default 24.
+    #[serde(default = "v4max")]
+    pub ecs_max_prefix_v4: u8,
+    /// Longest IPv6 ECS source prefix honoured. Default 56.
+    #[serde(default = "v6max")]
+    pub ecs_max_prefix_v6: u8,
+    /// When no edge is eligible: `nearest` (answer the nearest regardless of health) or
+    /// `none` (answer NODATA). Default `nearest`.
+    #[serde(default)]
+    pub all_down: AllDownMode,
+    /// Per-region ordered backups for this service, overriding `[[regions]].backups`.
+    #[serde(default)]
+    pub backups: BTreeMap<String, Vec<String>>,
+}
+
+fn thirty() -> u32 {
+    30
+}
+fn one_usize() -> usize {
+    1
+}
+fn v4max() -> u8 {
+    24
+}
+fn v6max() -> u8 {
+    56
+}
+
+/// ECS handling per service.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EcsMode {
+    /// Locate by the client subnet when the query carries one.
+    #[default]
+    Use,
+    /// Always locate by the resolver's address.
+    Ignore,
+}
+
+/// What to answer when no edge is eligible.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AllDownMode {
+    /// Answer the nearest edges regardless of health.
+    #[default]
+    Nearest,
+    /// Answer nothing (NODATA).
+    None,
+}
+
+impl Validate for RouterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        require_nonempty("dns.listen", &self.dns.listen)?;
+        if self.dns.udp_payload_size < 512 {
+            return Err(ConfigError::new(
+                "dns.udp_payload_size",
+                "must be at least 512",
+            ));
+        }
+        require_positive("dns.tcp_idle_timeout", self.dns.tcp_idle_timeout)?;
+        if self.dns.tcp_max_connections == 0 {
+            return Err(ConfigError::new(
+                "dns.tcp_max_connections",
+                "must be at least 1",
+            ));
+        }
+        if let Some(t) = &self.admin.token {
+            if t.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "admin.token",
+                    "must not be empty (leave unset to refuse all writes)",
+                ));
+            }
+        }
+        let h = &self.health;
+        require_positive("health.probe_interval", h.probe_interval)?;
+        require_positive("health.probe_timeout", h.probe_timeout)?;
+        require_positive("health.report_max_age", h.report_max_age)?;
+        if h.rise == 0 {
+            return Err(ConfigError::new("health.rise", "must be at least 1"));
+        }
+        if h.fall == 0 {
+            return Err(ConfigError::new("health.fall", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&h.overload_recover_ratio) {
+            return Err(ConfigError::new(
+                "health.overload_recover_ratio",
+                "must be in [0, 1]",
+            ));
+        }
+
+        // Regions.
+        for (i, r) in self.regions.iter().enumerate() {
+            require_ident(&format!("regions[{i}].name"), &r.name)?;
+            require_coordinates(&format!("regions[{i}]"), r.lat, r.lon)?;
+        }
+        require_unique(self.regions.iter().map(|r| r.name.as_str()), |i| {
+            format!("regions[{i}].name")
+        })?;
+        let regions: HashSet<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+        for (i, r) in self.regions.iter().enumerate() {
+            for (j, b) in r.backups.iter().enumerate() {
+                if !regions.contains(b.as_str()) {
+                    return Err(ConfigError::new(
+                        format!("regions[{i}].backups[{j}]"),
+                        format!("unknown region `{b}`"),
+                    ));
+                }
+            }
+        }
+        if let Some(d) = &self.geo.default_region {
+            if !regions.contains(d.as_str()) {
+                return Err(ConfigError::new(
+                    "geo.default_region",
+                    format!("unknown region `{d}`"),
+                ));
+            }
+        }
+        require_positive("geo.reload_check_interval", self.geo.reload_check_interval)?;
+        for (i, n) in self.geo.networks.iter().enumerate() {
+            let key = format!("geo.networks[{i}]");
+            match (&n.region, n.lat, n.lon) {
+                (Some(r), None, None) => {
+                    if !regions.contains(r.as_str()) {
+                        return Err(ConfigError::new(
+                            format!("{key}.region"),
+                            format!("unknown region `{r}`"),
+                        ));
+                    }
+                }
+                (None, Some(lat), Some(lon)) => require_coordinates(&key, lat, lon)?,
+                _ => {
+                    return Err(ConfigError::new(
+                        key,
+                        "give either `region` or both `lat` and `lon`",
+                    ))
+                }
+            }
+        }
+
+        // Edges.
+        for (i, e) in self.edges.iter().enumerate() {
+            require_ident(&format!("edges[{i}].id"), &e.id)?;
+            if !regions.contains(e.region.as_str()) {
+                return Err(ConfigError::new(
+                    format!("edges[{i}].region"),
+                    format!("unknown region `{}`", e.region),
+                ));
+            }
+            if e.ipv4.is_empty() && e.ipv6.is_empty() {
+                return Err(ConfigError::new(
+                    format!("edges[{i}].ipv4"),
+                    "an edge needs at least one address (ipv4 or ipv6)",
+                ));
+            }
+            if e.probe_url.is_none() && e.ipv4.is_empty() {
+                return Err(ConfigError::new(
+                    format!("edges[{i}].probe_url"),
+                    "required when the edge has no ipv4 address",
+                ));
+            }
+            for (k, u) in [("probe_url", &e.probe_url), ("admin_url", &e.admin_url)] {
+                if let Some(u) = u {
+                    check_http_url(&format!("edges[{i}].{k}"), u)?;
+                }
+            }
+            if e.weight == 0 {
+                return Err(ConfigError::new(
+                    format!("edges[{i}].weight"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        require_unique(self.edges.iter().map(|e| e.id.as_str()), |i| {
+            format!("edges[{i}].id")
+        })?;
+        let edges: HashSet<&str> = self.edges.iter().map(|e| e.id.as_str()).collect();
+
+        // Zones.
+        require_nonempty("zones", &self.zones)?;
+        for (i, z) in self.zones.iter().enumerate() {
+            require_dns_name(&format!("zones[{i}].name"), &z.name, false)?;
+            require_nonempty(&format!("zones[{i}].ns"), &z.ns)?;
+            for (j, n) in z.ns.iter().enumerate() {
+                require_dns_name(&format!("zones[{i}].ns[{j}]"), n, false)?;
+            }
+            for (j, r) in z.records.iter().enumerate() {
+                let key = format!("zones[{i}].records[{j}]");
+                if r.name != "@" {
+                    require_dns_name(&format!("{key}.name"), &r.name, true)?;
+                }
+                const TYPES: &[&str] = &["A", "AAAA", "CNAME", "TXT", "MX", "CAA", "SRV", "NS"];
+                if !TYPES.contains(&r.rtype.to_ascii_uppercase().as_str()) {
+                    return Err(ConfigError::new(
+                        format!("{key}.type"),
+                        format!(
+                            "unsupported type `{}` (one of {})",
+                            r.rtype,
+                            TYPES.join(", ")
+                        ),
+                    ));
+                }
+                require_nonempty(&format!("{key}.data"), &r.data)?;
+            }
+        }
+        require_unique(
+            self.zones.iter().map(|z| z.name.trim_end_matches('.')),
+            |i| format!("zones[{i}].name"),
+        )?;
+
+        // Services.
+        for (i, s) in self.services.iter().enumerate() {
+            let key = format!("services[{i}]");
+            require_dns_name(&format!("{key}.name"), &s.name, true)?;
+            let lname = s.name.trim_end_matches('.').to_ascii_lowercase();
+            let in_zone = self.zones.iter().any(|z| {
+                let zn = z.name.trim_end_matches('.').to_ascii_lowercase();
+                lname == zn || lname.ends_with(&format!(".{zn}"))
+            });
+            if !in_zone {
+                return Err(ConfigError::new(
+                    format!("{key}.name"),
+                    format!("`{}` is not inside any configured zone", s.name),
+                ));
+            }
+            for (j, e) in s.edges.iter().enumerate() {
+                if !edges.contains(e.as_str()) {
+                    return Err(ConfigError::new(
+                        format!("{key}.edges[{j}]"),
+                        format!("unknown edge `{e}`"),
+                    ));
+                }
+            }
+            if s.edges.is_empty() && self.edges.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{key}.edges"),
+                    "the service has no edges (and no [[edges]] are configured)",
+                ));
+            }
+            if s.answers == 0 {
+                return Err(ConfigError::new(
+                    format!("{key}.answers"),
+                    "must be at least 1",
+                ));
+            }
+            if s.ecs_max_prefix_v4 > 32 {
+                return Err(ConfigError::new(
+                    format!("{key}.ecs_max_prefix_v4"),
+                    "must be at most 32",
+                ));
+            }
+            if s.ecs_max_prefix_v6 > 128 {
+                return Err(ConfigError::new(
+                    format!("{key}.ecs_max_prefix_v6"),
+                    "must be at most 128",
+                ));
+            }
+            for (region, list) in &s.backups {
+                if !regions.contains(region.as_str()) {
+                    return Err(ConfigError::new(
+                        format!("{key}.backups.{region}"),
+                        format!("unknown region `{region}`"),
+                    ));
+                }
+                for (j, b) in list.iter().enumerate() {
+                    if !regions.contains(b.as_str()) {
+                        return Err(ConfigError::new(
+                            format!("{key}.backups.{region}[{j}]"),
+                            format!("unknown region `{b}`"),
+                        ));
+                    }
+                }
+            }
+        }
+        require_unique(
+            self.services.iter().map(|s| s.name.trim_end_matches('.')),
+            |i| format!("services[{i}].name"),
+        )?;
+        Ok(())
+    }
+}
+
+/// An `http://` or `https://` URL with a host.
+pub fn check_http_url(key: &str, u: &str) -> Result<url::Url, ConfigError> {
+    let parsed =
+        url::Url::parse(u).map_err(|e| ConfigError::new(key, format!("bad URL `{u}`: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(ConfigError::new(
+            key,
+            format!("`{u}` must be an http:// or https:// URL with a host"),
+        ));
+    }
+    Ok(parsed)
+}
+
+impl EdgeEntry {
+    /// The probe URL: the configured one or `http://<first ipv4>/healthz`.
+    pub fn probe_url(&self) -> String {
+        match (&self.probe_url, self.ipv4.first()) {
+            (Some(u), _) => u.clone(),
+            (None, Some(ip)) => format!("http://{ip}/healthz"),
+            (None, None) => String::new(),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Types every CDN process agrees on, in the order a process uses them:
+//!
+//! * [`cli`]: the flags both binaries take (`--config`, `--check-config`, `--log-format`).
+//! * [`config`]: TOML + `CDN_*` environment loading (figment), the router and edge schemas,
+//!   validation into errors that name the key; exit status [`config::EXIT_CONFIG`] (64).
+//! * [`telemetry`]: tracing setup and the fixed `listening …` / `ready` lines.
+//! * [`shutdown`]: the cancellation token and signal handling.
+//! * [`report`]: the `HealthReport` wire contract between edges and routers.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod report;
+pub mod shutdown;
+pub mod telemetry;
+
+/// Current Unix time in milliseconds (read at the edge of a request, passed inward).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
