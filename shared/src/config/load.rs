@@ -122,11 +122,13 @@ fn from_figment(err: figment::Error, source: &str) -> ConfigError {
         .as_ref()
         .map(|m| m.name.to_lowercase().contains("environment"))
         .unwrap_or(false);
-    let key = e.path.join(".");
+    let key = join_path(&e.path);
     let message = match &e.kind {
         figment::error::Kind::UnknownField(field, expected) => {
             let full = if key.is_empty() {
                 field.clone()
+            } else if key == *field || key.ends_with(&format!(".{field}")) {
+                key.clone()
             } else {
                 format!("{key}.{field}")
             };
@@ -159,6 +161,24 @@ fn from_figment(err: figment::Error, source: &str) -> ConfigError {
         key,
         message,
     }
+}
+
+/// `["zones", "0", "ns"]` → `zones[0].ns`, the same shape validation errors use.
+fn join_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(seg);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
 }
 
 fn source_name(from_env: bool, file: &str) -> String {
