@@ -1,1 +1,3 @@
 //! bootstrap
+pub mod health;
+pub mod metrics;

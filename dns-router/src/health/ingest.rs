@@ -1,0 +1,134 @@
+//! Pushed reports: the body of `POST /api/v1/reports` (a [`HealthReport`] as JSON) →
+//! [`HealthState::report`], counted in `cdn_reports_ingested_total{result}`.
+//!
+//! Answers (the admin API maps them to HTTP): `accepted`, and the ignored-but-fine `stale`
+//! and `out_of_order` (the edge need not retry them) are successes; a body that is not a
+//! report ([`IngestError::BadJson`]), an unsupported version ([`IngestError::BadVersion`]) and
+//! an id that is not a configured edge ([`IngestError::UnknownEdge`]) are errors.
+
+use cdn_shared::report::{HealthReport, REPORT_VERSION};
+use serde::Serialize;
+
+use super::state::{HealthState, ReportVerdict};
+use super::HealthError;
+use crate::metrics::names;
+
+/// A report that was taken (applied or ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ingested {
+    /// `accepted`, `stale` or `out_of_order`.
+    pub result: ReportVerdict,
+    /// The reporting edge.
+    pub edge: String,
+    /// The report's sequence number.
+    pub seq: u64,
+}
+
+/// Why a report was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// Not a `HealthReport` JSON document.
+    #[error("bad report JSON: {0}")]
+    BadJson(String),
+    /// A report version this router does not speak.
+    #[error("unsupported report version {0} (this router speaks version {REPORT_VERSION})")]
+    BadVersion(u32),
+    /// The edge id is not configured here.
+    #[error("unknown edge `{0}`")]
+    UnknownEdge(String),
+}
+
+impl IngestError {
+    /// Label for `cdn_reports_ingested_total{result}`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IngestError::BadJson(_) => "bad_json",
+            IngestError::BadVersion(_) => "bad_version",
+            IngestError::UnknownEdge(_) => "unknown_edge",
+        }
+    }
+}
+
+/// Parse and apply one report received at `now_ms`.
+pub fn ingest(state: &HealthState, body: &[u8], now_ms: u64) -> Result<Ingested, IngestError> {
+    let result = parse_and_apply(state, body, now_ms);
+    let label = match &result {
+        Ok(i) => i.result.as_str(),
+        Err(e) => e.as_str(),
+    };
+    metrics::counter!(names::REPORTS_INGESTED, "result" => label).increment(1);
+    if let Err(e) = &result {
+        tracing::debug!(error = %e, "report refused");
+    }
+    result
+}
+
+fn parse_and_apply(state: &HealthState, body: &[u8], now_ms: u64) -> Result<Ingested, IngestError> {
+    let report: HealthReport =
+        serde_json::from_slice(body).map_err(|e| IngestError::BadJson(e.to_string()))?;
+    if report.version != REPORT_VERSION {
+        return Err(IngestError::BadVersion(report.version));
+    }
+    let edge = report.edge_id.clone();
+    let seq = report.seq;
+    match state.report(report, now_ms) {
+        Ok(ReportVerdict::BadVersion) => Err(IngestError::BadVersion(0)),
+        Ok(result) => Ok(Ingested { result, edge, seq }),
+        Err(HealthError::UnknownEdge(id)) => Err(IngestError::UnknownEdge(id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdn_shared::report::{CacheFigures, Capacity, EdgeStatus, Load};
+
+    fn state() -> std::sync::Arc<HealthState> {
+        let cfg = cdn_shared::config::load_str(
+            "[[regions]]\nname = \"r\"\nlat = 0.0\nlon = 0.0\n\
+             [[zones]]\nname = \"cdn.test\"\nns = [\"ns1.cdn.test\"]\n\
+             [[edges]]\nid = \"e1\"\nregion = \"r\"\nipv4 = [\"127.0.0.1\"]\n",
+        )
+        .unwrap();
+        HealthState::new_at(&cfg, 0)
+    }
+
+    fn body(id: &str, seq: u64, version: u32) -> Vec<u8> {
+        serde_json::to_vec(&HealthReport {
+            version,
+            edge_id: id.into(),
+            region: "r".into(),
+            seq,
+            boot_id: 1,
+            sent_at_ms: 1_000,
+            status: EdgeStatus::Serving,
+            load: Load::default(),
+            capacity: Capacity::default(),
+            cache: CacheFigures::default(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn ingest_outcomes() {
+        let s = state();
+        let ok = ingest(&s, &body("e1", 2, REPORT_VERSION), 1_000).unwrap();
+        assert_eq!(ok.result, ReportVerdict::Accepted);
+        let again = ingest(&s, &body("e1", 2, REPORT_VERSION), 1_000).unwrap();
+        assert_eq!(again.result, ReportVerdict::OutOfOrder);
+        let old = ingest(&s, &body("e1", 3, REPORT_VERSION), 60_000).unwrap();
+        assert_eq!(old.result, ReportVerdict::Stale);
+        assert_eq!(
+            ingest(&s, &body("nope", 1, REPORT_VERSION), 1_000),
+            Err(IngestError::UnknownEdge("nope".into()))
+        );
+        assert_eq!(
+            ingest(&s, &body("e1", 9, 2), 1_000),
+            Err(IngestError::BadVersion(2))
+        );
+        assert!(matches!(
+            ingest(&s, b"{\"edge_id\":1}", 1_000),
+            Err(IngestError::BadJson(_))
+        ));
+    }
+}

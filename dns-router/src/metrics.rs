@@ -1,0 +1,122 @@
+//! Prometheus metrics: one recorder per process ([`install`], idempotent) and the metric names
+//! the router records ([`names`]), served as text by the admin API's `GET /metrics`.
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `cdn_dns_queries_total` | counter | `qtype`, `rcode`, `service`, `region` | answered DNS queries |
+//! | `cdn_dns_answer_seconds` | histogram | | time to build and send an answer |
+//! | `cdn_health_transitions_total` | counter | `edge`, `to` | state changes; `to` is `up`, `down`, `unknown`, `draining`, `serving`, `overloaded`, `not_overloaded` |
+//! | `cdn_reports_ingested_total` | counter | `result` | pushed reports: `accepted`, `stale`, `out_of_order`, `bad_version`, `unknown_edge`, `bad_json`, `unauthorized` |
+//! | `cdn_probe_failures_total` | counter | `edge`, `reason` | failed probes (`probe_timeout`, `http_<code>`, `connect_refused`, `connect_error`, `bad_response`) |
+//! | `cdn_edge_up` | gauge | `edge` | 1 when the edge is Up, 0 when Down or Unknown |
+//! | `cdn_admin_requests_total` | counter | `endpoint`, `status` | admin API requests |
+//! | `cdn_config_reloads_total` | counter | `result` | reloads: `ok`, `error` |
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Metric names (shared by every recording site).
+pub mod names {
+    /// Counter `{qtype,rcode,service,region}`.
+    pub const DNS_QUERIES: &str = "cdn_dns_queries_total";
+    /// Histogram, seconds.
+    pub const DNS_ANSWER_SECONDS: &str = "cdn_dns_answer_seconds";
+    /// Counter `{edge,to}`.
+    pub const HEALTH_TRANSITIONS: &str = "cdn_health_transitions_total";
+    /// Counter `{result}`.
+    pub const REPORTS_INGESTED: &str = "cdn_reports_ingested_total";
+    /// Counter `{edge,reason}`.
+    pub const PROBE_FAILURES: &str = "cdn_probe_failures_total";
+    /// Gauge `{edge}`.
+    pub const EDGE_UP: &str = "cdn_edge_up";
+    /// Counter `{endpoint,status}`.
+    pub const ADMIN_REQUESTS: &str = "cdn_admin_requests_total";
+    /// Counter `{result}`.
+    pub const CONFIG_RELOADS: &str = "cdn_config_reloads_total";
+}
+
+/// Buckets of `cdn_dns_answer_seconds` (10 µs … 100 ms).
+const ANSWER_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Install the Prometheus recorder as the global `metrics` recorder, once per process; later
+/// calls return the same handle (tests may call `run` several times). If another recorder was
+/// installed first, a detached recorder's handle is returned (its output stays empty).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = || {
+                PrometheusBuilder::new()
+                    .set_buckets_for_metric(
+                        Matcher::Full(names::DNS_ANSWER_SECONDS.into()),
+                        ANSWER_BUCKETS,
+                    )
+                    .expect("bucket list is non-empty")
+            };
+            let handle = match builder().install_recorder() {
+                Ok(h) => {
+                    describe();
+                    h
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder already installed elsewhere");
+                    builder().build_recorder().handle()
+                }
+            };
+            // Histograms need periodic upkeep when no exporter thread does it.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                });
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(names::DNS_QUERIES, "Answered DNS queries.");
+    describe_histogram!(
+        names::DNS_ANSWER_SECONDS,
+        Unit::Seconds,
+        "Time to build and send a DNS answer."
+    );
+    describe_counter!(names::HEALTH_TRANSITIONS, "Edge state changes.");
+    describe_counter!(names::REPORTS_INGESTED, "Pushed edge reports by result.");
+    describe_counter!(names::PROBE_FAILURES, "Failed health probes.");
+    describe_gauge!(names::EDGE_UP, "1 when the edge is Up, else 0.");
+    describe_counter!(names::ADMIN_REQUESTS, "Admin API requests.");
+    describe_counter!(names::CONFIG_RELOADS, "Config reloads by result.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_is_idempotent_and_renders() {
+        let a = install();
+        let b = install();
+        metrics::counter!(names::REPORTS_INGESTED, "result" => "accepted").increment(2);
+        metrics::histogram!(names::DNS_ANSWER_SECONDS).record(0.0003);
+        let text = b.render();
+        assert!(
+            text.contains("cdn_reports_ingested_total{result=\"accepted\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cdn_dns_answer_seconds_bucket{le=\"0.0005\"} 1"),
+            "{text}"
+        );
+        assert_eq!(a.render().len(), text.len());
+    }
+}
