@@ -1,0 +1,566 @@
+//! Choosing edges for a client: candidates → eligible → ranked → decided, in one pure function,
+//! [`choose`]. Its [`Decision`] is what the DNS answer, the explain API and the query log are
+//! built from.
+//!
+//! 1. **Eligible**: not disabled, health not Down, not draining, not overloaded, and (when the
+//!    policy sets `stale_after_ms`) an Up edge whose last evidence is not older than that.
+//!    Unknown health is eligible. The first reason that applies, in that order, is recorded.
+//! 2. **Home region**: the client's own region when the network map or the default placed it in
+//!    one that has candidates; else the region of the nearest non-disabled candidate.
+//! 3. **Rank**: by great-circle distance ([`distance_km`], rounded to whole metres), then edge id,
+//!    then position. When the home region has no eligible edge and the policy lists ordered
+//!    backups for it, the home region's edges come first (they are all excluded), then each
+//!    backup region's edges in the configured order, then everything else by distance.
+//! 4. **Decide**: walk the ranking and take the first `answers` eligible edges. Edges of equal
+//!    rank (same tier, same distance: in practice, the same region) are a tie group; when a
+//!    group has more eligible edges than slots left, they are picked by weighted rendezvous
+//!    hashing seeded with the client's network: the same network always gets the same edges
+//!    (answers stay cacheable per ECS scope), different networks spread in proportion to
+//!    weight, and removing an edge moves only its own clients. A tie group that fits whole is
+//!    answered in the same hashed order.
+//! 5. **All down** (no eligible edge): policy `nearest` answers the nearest non-disabled edges
+//!    anyway (`Rule::AllDownNearest`), policy `none` answers nothing (`Rule::AllDownNone`).
+//!    An empty pool, or one where every edge is disabled, is `Rule::NoCandidates`.
+//!
+//! `client_dependent` is false exactly when every client, wherever it is and whatever its
+//! network, would get the same set of edges: nothing is answered, or every answerable edge
+//! (eligible ones; non-disabled ones under all-down `nearest`) fits in `answers` — then the
+//! chosen set is all of them and only their order varies, which DNS does not promise anyway.
+//! In particular a single region holding more eligible edges than `answers` is client dependent,
+//! because the weighted spread picks by network.
+
+use crate::model::{
+    AllDown, Candidate, ClientLocation, Decision, Exclusion, Health, Policy, Ranked, Rule,
+};
+
+/// Mean Earth radius (IUGG), km.
+pub const EARTH_RADIUS_KM: f64 = 6371.0088;
+
+/// Great-circle (haversine) distance between two points given in degrees, in km.
+pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp * 0.5).sin().powi(2) + p1.cos() * p2.cos() * (dl * 0.5).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * a.clamp(0.0, 1.0).sqrt().asin()
+}
+
+/// Why `edge` may not be answered now, if it may not.
+pub fn exclusion(edge: &Candidate, now_ms: u64, policy: &Policy) -> Option<Exclusion> {
+    if edge.disabled {
+        return Some(Exclusion::Disabled);
+    }
+    if edge.health == Health::Down {
+        return Some(Exclusion::Down);
+    }
+    if edge.draining {
+        return Some(Exclusion::Draining);
+    }
+    if edge.overloaded {
+        return Some(Exclusion::Overloaded);
+    }
+    if let (Health::Up, Some(limit), Some(seen)) =
+        (edge.health, policy.stale_after_ms, edge.last_seen_ms)
+    {
+        if now_ms.saturating_sub(seen) > limit {
+            return Some(Exclusion::Stale);
+        }
+    }
+    None
+}
+
+/// Choose the edges to answer `client` with. Pure: same inputs, same decision.
+pub fn choose(
+    client: &ClientLocation,
+    edges: &[Candidate],
+    now_ms: u64,
+    policy: &Policy,
+) -> Decision {
+    let mut ranked: Vec<Ranked> = edges
+        .iter()
+        .enumerate()
+        .map(|(index, e)| Ranked {
+            index,
+            distance_km: distance_km(client.lat, client.lon, e.lat, e.lon),
+            excluded: exclusion(e, now_ms, policy),
+        })
+        .collect();
+    let answers = policy.answers.max(1);
+    let eligible = ranked.iter().filter(|r| r.excluded.is_none()).count();
+    let seed = network_seed(client);
+
+    if eligible == 0 {
+        sort_ranked(&mut ranked, edges, None);
+        let usable = |r: &Ranked| r.excluded != Some(Exclusion::Disabled);
+        let usable_count = ranked.iter().filter(|r| usable(r)).count();
+        if usable_count == 0 {
+            return Decision {
+                chosen: Vec::new(),
+                ranked,
+                rule: Rule::NoCandidates,
+                client_dependent: false,
+            };
+        }
+        return match policy.all_down {
+            AllDown::None => Decision {
+                chosen: Vec::new(),
+                ranked,
+                rule: Rule::AllDownNone,
+                client_dependent: false,
+            },
+            AllDown::Nearest => Decision {
+                chosen: pick(&ranked, edges, None, usable, answers, seed),
+                ranked,
+                rule: Rule::AllDownNearest,
+                client_dependent: usable_count > answers,
+            },
+        };
+    }
+
+    let home = home_region(client, edges, &ranked);
+    let home_eligible = ranked
+        .iter()
+        .any(|r| r.excluded.is_none() && edges[r.index].region == home);
+    let backups = if home_eligible {
+        None
+    } else {
+        policy.backups.get(home).filter(|list| !list.is_empty())
+    };
+    let tiers: Option<Vec<u32>> = backups.map(|list| {
+        edges
+            .iter()
+            .map(|e| {
+                if e.region == home {
+                    0
+                } else {
+                    match list.iter().position(|b| *b == e.region) {
+                        Some(k) => 1 + k as u32,
+                        None => 1 + list.len() as u32,
+                    }
+                }
+            })
+            .collect()
+    });
+    sort_ranked(&mut ranked, edges, tiers.as_deref());
+    let chosen = pick(
+        &ranked,
+        edges,
+        tiers.as_deref(),
+        |r| r.excluded.is_none(),
+        answers,
+        seed,
+    );
+    let rule = match (backups, &tiers, chosen.first()) {
+        (Some(list), Some(tiers), Some(&first))
+            if (1..=list.len() as u32).contains(&tiers[first]) =>
+        {
+            Rule::Backup
+        }
+        _ => Rule::Nearest,
+    };
+    Decision {
+        chosen,
+        ranked,
+        rule,
+        client_dependent: eligible > answers,
+    }
+}
+
+/// The client's region if the map/default placed it in one the pool has; else the region of
+/// the nearest non-disabled candidate (any candidate if all are disabled).
+fn home_region<'a>(client: &ClientLocation, edges: &'a [Candidate], ranked: &[Ranked]) -> &'a str {
+    if let Some(own) = client.region.as_deref() {
+        if let Some(e) = edges.iter().find(|e| e.region == own) {
+            return &e.region;
+        }
+    }
+    let nearest = ranked
+        .iter()
+        .filter(|r| r.excluded != Some(Exclusion::Disabled))
+        .min_by(|a, b| rank_cmp(a, b, edges, None))
+        .or_else(|| ranked.iter().min_by(|a, b| rank_cmp(a, b, edges, None)));
+    nearest
+        .map(|r| edges[r.index].region.as_str())
+        .unwrap_or("")
+}
+
+/// Distance in whole metres: the ranking key (and what "equal rank" means).
+fn metres(r: &Ranked) -> u64 {
+    (r.distance_km * 1000.0).round() as u64
+}
+
+fn tier(r: &Ranked, tiers: Option<&[u32]>) -> u32 {
+    tiers.map_or(0, |t| t[r.index])
+}
+
+fn rank_cmp(
+    a: &Ranked,
+    b: &Ranked,
+    edges: &[Candidate],
+    tiers: Option<&[u32]>,
+) -> std::cmp::Ordering {
+    (tier(a, tiers), metres(a))
+        .cmp(&(tier(b, tiers), metres(b)))
+        .then_with(|| edges[a.index].id.cmp(&edges[b.index].id))
+        .then_with(|| a.index.cmp(&b.index))
+}
+
+fn sort_ranked(ranked: &mut [Ranked], edges: &[Candidate], tiers: Option<&[u32]>) {
+    ranked.sort_unstable_by(|a, b| rank_cmp(a, b, edges, tiers));
+}
+
+/// Walk the ranking in tie groups and take up to `answers` entries accepted by `ok`, ordering
+/// each group by weighted rendezvous score.
+fn pick(
+    ranked: &[Ranked],
+    edges: &[Candidate],
+    tiers: Option<&[u32]>,
+    ok: impl Fn(&Ranked) -> bool,
+    answers: usize,
+    seed: u64,
+) -> Vec<usize> {
+    let mut chosen = Vec::with_capacity(answers.min(ranked.len()));
+    let mut start = 0;
+    while start < ranked.len() && chosen.len() < answers {
+        let key = (tier(&ranked[start], tiers), metres(&ranked[start]));
+        let mut end = start + 1;
+        while end < ranked.len() && (tier(&ranked[end], tiers), metres(&ranked[end])) == key {
+            end += 1;
+        }
+        let group = &ranked[start..end];
+        let ok_count = group.iter().filter(|r| ok(r)).count();
+        if ok_count == 1 {
+            if let Some(r) = group.iter().find(|r| ok(r)) {
+                chosen.push(r.index);
+            }
+        } else if ok_count > 1 {
+            let mut scored: Vec<(f64, usize)> = group
+                .iter()
+                .filter(|r| ok(r))
+                .map(|r| (rendezvous_score(seed, &edges[r.index]), r.index))
+                .collect();
+            scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let room = answers - chosen.len();
+            chosen.extend(scored.iter().take(room).map(|&(_, i)| i));
+        }
+        start = end;
+    }
+    chosen
+}
+
+/// Weighted rendezvous (highest random weight) score: `weight / -ln(u)` with `u` in (0, 1)
+/// hashed from the client's network and the edge id. Higher wins.
+fn rendezvous_score(seed: u64, edge: &Candidate) -> f64 {
+    let h = mix(fnv1a(seed, edge.id.as_bytes()));
+    // 53 random bits → u in (0, 1), never 0 or 1.
+    let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    f64::from(edge.weight) / -u.ln()
+}
+
+/// A stable seed from the client's network (address and length). Stable across processes and
+/// builds, so every router instance spreads the same way.
+fn network_seed(client: &ClientLocation) -> u64 {
+    let (bytes, len): ([u8; 16], u8) = match client.network {
+        ipnet::IpNet::V4(n) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&n.network().octets());
+            (b, n.prefix_len())
+        }
+        ipnet::IpNet::V6(n) => (n.network().octets(), 128 + n.prefix_len()),
+    };
+    mix(fnv1a(fnv1a(0xcbf2_9ce4_8422_2325, &bytes), &[len]))
+}
+
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// splitmix64 finaliser: spreads FNV's weak low bits.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::model::LocationSource;
+
+    pub(crate) fn edge(id: &str, region: &str, lat: f64, lon: f64) -> Candidate {
+        Candidate {
+            id: id.into(),
+            region: region.into(),
+            lat,
+            lon,
+            ipv4: vec![],
+            ipv6: vec![],
+            weight: 1,
+            health: Health::Up,
+            draining: false,
+            overloaded: false,
+            disabled: false,
+            last_seen_ms: Some(1_000),
+        }
+    }
+
+    fn client(lat: f64, lon: f64, network: &str) -> ClientLocation {
+        ClientLocation {
+            lat,
+            lon,
+            country: None,
+            continent: None,
+            region: None,
+            network: network.parse().unwrap(),
+            source: LocationSource::GeoIp,
+        }
+    }
+
+    fn policy(answers: usize) -> Policy {
+        Policy {
+            answers,
+            all_down: AllDown::Nearest,
+            backups: HashMap::new(),
+            stale_after_ms: None,
+        }
+    }
+
+    /// us-east, eu-west, ap-northeast.
+    fn fleet() -> Vec<Candidate> {
+        vec![
+            edge("use1", "us-east", 39.0, -77.5),
+            edge("euw1", "eu-west", 53.3, -6.3),
+            edge("apne1", "ap-northeast", 35.7, 139.7),
+        ]
+    }
+
+    #[test]
+    fn distances() {
+        assert!(distance_km(0.0, 0.0, 0.0, 0.0).abs() < 1e-9);
+        // London – New York ≈ 5570 km
+        let d = distance_km(51.5074, -0.1278, 40.7128, -74.0060);
+        assert!((d - 5570.0).abs() < 15.0, "{d}");
+        // antipodes ≈ half the circumference
+        let d = distance_km(0.0, 0.0, 0.0, 180.0);
+        assert!((d - std::f64::consts::PI * EARTH_RADIUS_KM).abs() < 1e-6);
+        // across the date line
+        let d = distance_km(0.0, 179.5, 0.0, -179.5);
+        assert!((d - 111.2).abs() < 0.5, "{d}");
+        assert!(
+            (distance_km(10.0, 20.0, -30.0, 40.0) - distance_km(-30.0, 40.0, 10.0, 20.0)).abs()
+                < 1e-9
+        );
+    }
+
+    #[test]
+    fn nearest_wins() {
+        let edges = fleet();
+        let d = choose(
+            &client(48.9, 2.4, "192.0.2.0/24"),
+            &edges,
+            2_000,
+            &policy(1),
+        );
+        assert_eq!(d.chosen, vec![1]);
+        assert_eq!(d.rule, Rule::Nearest);
+        assert!(d.client_dependent);
+        assert_eq!(
+            d.ranked.iter().map(|r| r.index).collect::<Vec<_>>(),
+            vec![1, 0, 2]
+        );
+        let d = choose(
+            &client(35.0, 135.0, "192.0.2.0/24"),
+            &edges,
+            2_000,
+            &policy(2),
+        );
+        assert_eq!(d.chosen, vec![2, 1]);
+    }
+
+    #[test]
+    fn exclusions_in_precedence_order() {
+        let mut p = policy(1);
+        p.stale_after_ms = Some(5_000);
+        let mut e = edge("a", "r", 0.0, 0.0);
+        assert_eq!(exclusion(&e, 2_000, &p), None);
+        assert_eq!(exclusion(&e, 6_001, &p), Some(Exclusion::Stale));
+        e.health = Health::Unknown;
+        assert_eq!(
+            exclusion(&e, 60_000, &p),
+            None,
+            "unknown is never stale or down"
+        );
+        e.overloaded = true;
+        assert_eq!(exclusion(&e, 0, &p), Some(Exclusion::Overloaded));
+        e.draining = true;
+        assert_eq!(exclusion(&e, 0, &p), Some(Exclusion::Draining));
+        e.health = Health::Down;
+        assert_eq!(exclusion(&e, 0, &p), Some(Exclusion::Down));
+        e.disabled = true;
+        assert_eq!(exclusion(&e, 0, &p), Some(Exclusion::Disabled));
+    }
+
+    #[test]
+    fn spills_past_unusable_edges() {
+        let mut edges = fleet();
+        edges[1].overloaded = true;
+        let d = choose(
+            &client(48.9, 2.4, "192.0.2.0/24"),
+            &edges,
+            2_000,
+            &policy(1),
+        );
+        assert_eq!(d.chosen, vec![0]);
+        assert_eq!(d.rule, Rule::Nearest);
+        let euw = d.ranked.iter().find(|r| r.index == 1).unwrap();
+        assert_eq!(euw.excluded, Some(Exclusion::Overloaded));
+    }
+
+    #[test]
+    fn ordered_backups_before_distance() {
+        let mut edges = fleet();
+        edges[1].health = Health::Down;
+        let mut p = policy(1);
+        p.backups.insert(
+            "eu-west".into(),
+            vec!["ap-northeast".into(), "us-east".into()],
+        );
+        let d = choose(&client(48.9, 2.4, "192.0.2.0/24"), &edges, 2_000, &p);
+        assert_eq!(d.chosen, vec![2]);
+        assert_eq!(d.rule, Rule::Backup);
+        assert_eq!(
+            d.ranked.iter().map(|r| r.index).collect::<Vec<_>>(),
+            vec![1, 2, 0]
+        );
+        // first backup down too → next backup
+        edges[2].draining = true;
+        let d = choose(&client(48.9, 2.4, "192.0.2.0/24"), &edges, 2_000, &p);
+        assert_eq!(d.chosen, vec![0]);
+        assert_eq!(d.rule, Rule::Backup);
+        // home healthy → backups ignored
+        let d = choose(&client(48.9, 2.4, "192.0.2.0/24"), &fleet(), 2_000, &p);
+        assert_eq!((d.chosen.clone(), d.rule), (vec![1], Rule::Nearest));
+    }
+
+    #[test]
+    fn client_region_is_home() {
+        let mut edges = fleet();
+        edges[0].health = Health::Down;
+        let mut p = policy(1);
+        p.backups
+            .insert("us-east".into(), vec!["ap-northeast".into()]);
+        // Coordinates in Europe, but the network map put the client in us-east.
+        let mut c = client(48.9, 2.4, "10.0.0.0/8");
+        c.region = Some("us-east".into());
+        c.source = LocationSource::NetworkMap;
+        let d = choose(&c, &edges, 2_000, &p);
+        assert_eq!((d.chosen.clone(), d.rule), (vec![2], Rule::Backup));
+    }
+
+    #[test]
+    fn all_down_policies() {
+        let mut edges = fleet();
+        for e in &mut edges {
+            e.health = Health::Down;
+        }
+        let c = client(48.9, 2.4, "192.0.2.0/24");
+        let d = choose(&c, &edges, 2_000, &policy(1));
+        assert_eq!(
+            (d.chosen.clone(), d.rule, d.client_dependent),
+            (vec![1], Rule::AllDownNearest, true)
+        );
+        let mut p = policy(1);
+        p.all_down = AllDown::None;
+        let d = choose(&c, &edges, 2_000, &p);
+        assert_eq!(
+            (d.chosen.clone(), d.rule, d.client_dependent),
+            (vec![], Rule::AllDownNone, false)
+        );
+        assert_eq!(d.ranked.len(), 3);
+        for e in &mut edges {
+            e.disabled = true;
+        }
+        let d = choose(&c, &edges, 2_000, &policy(1));
+        assert_eq!((d.chosen.clone(), d.rule), (vec![], Rule::NoCandidates));
+        let d = choose(&c, &[], 2_000, &policy(1));
+        assert_eq!(
+            (d.chosen.len(), d.ranked.len(), d.rule, d.client_dependent),
+            (0, 0, Rule::NoCandidates, false)
+        );
+    }
+
+    #[test]
+    fn client_independent_when_everything_fits() {
+        let edges = fleet();
+        let c = client(48.9, 2.4, "192.0.2.0/24");
+        assert!(!choose(&c, &edges[..1], 0, &policy(1)).client_dependent);
+        assert!(!choose(&c, &edges, 0, &policy(3)).client_dependent);
+        assert!(choose(&c, &edges, 0, &policy(2)).client_dependent);
+        let mut two_down = edges.clone();
+        two_down[0].health = Health::Down;
+        two_down[2].draining = true;
+        assert!(!choose(&c, &two_down, 0, &policy(1)).client_dependent);
+    }
+
+    #[test]
+    fn weighted_spread_is_deterministic_and_proportional() {
+        let mut edges = vec![
+            edge("a", "eu", 50.0, 8.0),
+            edge("b", "eu", 50.0, 8.0),
+            edge("c", "eu", 50.0, 8.0),
+            edge("far", "us", 39.0, -77.5),
+        ];
+        edges[2].weight = 2;
+        let p = policy(1);
+        let mut counts = [0usize; 4];
+        for i in 0..4000u32 {
+            let net = format!("{}.{}.{}.0/24", 10 + (i >> 16), (i >> 8) & 255, i & 255);
+            let c = client(48.0, 2.0, &net);
+            let d = choose(&c, &edges, 0, &p);
+            assert_eq!(
+                d.chosen,
+                choose(&c, &edges, 0, &p).chosen,
+                "same network, same edge"
+            );
+            assert!(d.client_dependent);
+            counts[d.chosen[0]] += 1;
+        }
+        assert_eq!(counts[3], 0);
+        // expected 1000 / 1000 / 2000
+        assert!((850..1150).contains(&counts[0]), "{counts:?}");
+        assert!((850..1150).contains(&counts[1]), "{counts:?}");
+        assert!((1800..2200).contains(&counts[2]), "{counts:?}");
+
+        // Consistency: removing `a` moves only a's clients.
+        let without_a: Vec<Candidate> = edges[1..].to_vec();
+        for i in 0..500u32 {
+            let c = client(48.0, 2.0, &format!("10.0.{}.0/24", i & 255));
+            let before = edges[choose(&c, &edges, 0, &p).chosen[0]].id.clone();
+            let after = without_a[choose(&c, &without_a, 0, &p).chosen[0]]
+                .id
+                .clone();
+            if before != "a" {
+                assert_eq!(before, after);
+            }
+        }
+    }
+
+    #[test]
+    fn whole_tie_group_then_next() {
+        let edges = vec![
+            edge("a", "eu", 50.0, 8.0),
+            edge("b", "eu", 50.0, 8.0),
+            edge("far", "us", 39.0, -77.5),
+        ];
+        let d = choose(&client(48.0, 2.0, "192.0.2.0/24"), &edges, 0, &policy(3));
+        assert_eq!(d.chosen.len(), 3);
+        assert_eq!(d.chosen[2], 2);
+        assert!(!d.client_dependent);
+    }
+}
