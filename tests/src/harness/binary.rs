@@ -1,0 +1,109 @@
+//! Finding the binaries under test. Cargo sets `CARGO_BIN_EXE_<name>` only for the package
+//! whose tests run, so `dns-router` and `edge` are looked up next to the test executable
+//! (`target/<profile>/`, or `$CDN_BIN_DIR` when set). A missing binary is built with cargo
+//! (through escargot) in the same profile; a build failure is an error naming the binary,
+//! never a silent skip. `CDN_TEST_REBUILD=1` rebuilds even when present.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context};
+
+/// The package that owns each binary we start.
+pub fn package_of(bin: &str) -> Option<&'static str> {
+    match bin {
+        "dns-router" => Some("cdn-dns-router"),
+        "edge" => Some("cdn-edge"),
+        "demo-origin" | "fleet" => Some("cdn-tests"),
+        _ => None,
+    }
+}
+
+/// The directory the running executable's sibling binaries live in: `target/<profile>/`
+/// for both a test (`target/<profile>/deps/<test>-<hash>`) and a binary
+/// (`target/<profile>/<bin>`).
+pub fn profile_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("CDN_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().context("locating the current executable")?;
+    let mut dir = exe
+        .parent()
+        .context("the current executable has no parent directory")?
+        .to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// Whether `dir` is a release profile directory.
+fn is_release(dir: &Path) -> bool {
+    dir.file_name().is_some_and(|n| n == "release")
+}
+
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// Path of the binary `name` (`dns-router`, `edge`, `demo-origin`, `fleet`), building it
+/// when missing.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = profile_dir()?;
+    let path = dir.join(name);
+    let rebuild = std::env::var("CDN_TEST_REBUILD").is_ok_and(|v| v == "1");
+    if path.is_file() && !rebuild {
+        return Ok(path);
+    }
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if path.is_file() && !rebuild {
+        return Ok(path);
+    }
+    build(name, is_release(&dir))
+}
+
+/// Build `name` with cargo (release or dev profile) and return its path.
+pub fn build(name: &str, release: bool) -> anyhow::Result<PathBuf> {
+    let Some(package) = package_of(name) else {
+        bail!("unknown binary `{name}` (expected dns-router, edge, demo-origin or fleet)");
+    };
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    eprintln!(
+        "building `{name}` ({} profile) with cargo: it was not found next to the tests \
+         (run `cargo build --workspace --bins` first to skip this)",
+        if release { "release" } else { "dev" }
+    );
+    let mut b = escargot::CargoBuild::new()
+        .manifest_path(&manifest)
+        .package(package)
+        .bin(name);
+    if release {
+        b = b.release();
+    }
+    let run = b.run().with_context(|| {
+        format!(
+            "building binary `{name}` of package `{package}` failed; build it with \
+             `cargo build -p {package} --bin {name}` to see why"
+        )
+    })?;
+    let path = run.path().to_path_buf();
+    if !path.is_file() {
+        bail!(
+            "cargo reported `{}` for `{name}` but it does not exist",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_dir_is_next_to_deps() {
+        let dir = profile_dir().unwrap();
+        assert!(dir.is_dir());
+        assert_ne!(dir.file_name().unwrap(), "deps");
+        assert_eq!(package_of("edge"), Some("cdn-edge"));
+        assert!(binary("no-such-binary").is_err());
+    }
+}

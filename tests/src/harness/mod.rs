@@ -1,0 +1,18 @@
+//! Running the real binaries in tests.
+//!
+//! * [`binary`]: locate (or build) `dns-router`, `edge`, `demo-origin`.
+//! * [`process`]: spawn one, capture its log, read its `listening`/`ready` lines, signal it,
+//!   kill it and print its log on drop.
+//! * [`patience`]: `eventually` polling with deadlines scaled by `CDN_TEST_PATIENCE`.
+//! * [`dns`]: UDP/TCP queries with EDNS Client Subnet.
+//! * [`http`]: requests to a socket address with any `Host` (curl `--resolve`).
+
+pub mod binary;
+pub mod dns;
+pub mod http;
+pub mod patience;
+pub mod process;
+
+pub use binary::binary;
+pub use patience::{always, eventually, eventually_every, patience, scaled};
+pub use process::{Process, Signal};

@@ -1,0 +1,491 @@
+//! A real child process under test: spawned with args and environment, its stdout and stderr
+//! captured line by line on background threads, its `listening proto=… name=… addr=…` and
+//! `ready` lines parsed (human or JSON log format), signalled with SIGTERM/SIGHUP/SIGSTOP,
+//! and killed on drop. The captured log is printed on drop when the test is panicking or
+//! when `CDN_TEST_LOG=1`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+
+pub use rustix::process::Signal;
+
+use super::patience::scaled;
+
+/// One `listening` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listening {
+    /// `udp`, `tcp` or `http`.
+    pub proto: String,
+    /// What the socket is for (`dns`, `admin`, `http`, …).
+    pub name: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+}
+
+/// A recognised log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Marker {
+    /// `listening proto=… name=… addr=…`.
+    Listening(Listening),
+    /// `ready`.
+    Ready,
+}
+
+/// Recognise a `listening` or `ready` line in either log format.
+pub fn parse_marker(line: &str) -> Option<Marker> {
+    let line = strip_ansi(line);
+    let line = line.trim();
+    if line.starts_with('{') {
+        return parse_json_marker(line);
+    }
+    // Human format: `<timestamp> <LEVEL> [span: ...] <message> [key=value ...]`.
+    let tokens: Vec<&str> = line.split_whitespace().collect();
+    let level = tokens
+        .iter()
+        .position(|t| matches!(*t, "TRACE" | "DEBUG" | "INFO" | "WARN" | "ERROR"))?;
+    let mut rest = tokens[level + 1..]
+        .iter()
+        .copied()
+        .skip_while(|t| t.ends_with(':'));
+    let message = rest.next()?;
+    let fields: Vec<(&str, &str)> = rest
+        .map(|t| t.split_once('=').unwrap_or((t, "")))
+        .map(|(k, v)| (k, v.trim_matches('"')))
+        .collect();
+    let field = |name: &str| fields.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    match message {
+        "ready" => Some(Marker::Ready),
+        "listening" => Some(Marker::Listening(Listening {
+            proto: field("proto")?.to_string(),
+            name: field("name")?.to_string(),
+            addr: field("addr")?.parse().ok()?,
+        })),
+        _ => None,
+    }
+}
+
+fn parse_json_marker(line: &str) -> Option<Marker> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let get = |k: &str| {
+        v.get(k)
+            .or_else(|| v.get("fields").and_then(|f| f.get(k)))
+            .and_then(|x| x.as_str())
+    };
+    match get("message")? {
+        "ready" => Some(Marker::Ready),
+        "listening" => Some(Marker::Listening(Listening {
+            proto: get("proto")?.to_string(),
+            name: get("name")?.to_string(),
+            addr: get("addr")?.parse().ok()?,
+        })),
+        _ => None,
+    }
+}
+
+/// Remove ANSI escape sequences (`ESC [ … letter`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[derive(Debug, Default)]
+struct Captured {
+    lines: Vec<String>,
+    listening: Vec<Listening>,
+    ready: bool,
+    /// Both output streams reached EOF (the process exited or closed them).
+    streams_closed: usize,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<Captured>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn push(&self, line: String) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match parse_marker(&line) {
+            Some(Marker::Ready) => st.ready = true,
+            Some(Marker::Listening(l)) => st.listening.push(l),
+            None => {}
+        }
+        st.lines.push(line);
+        self.changed.notify_all();
+    }
+
+    fn close_stream(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.streams_closed += 1;
+        self.changed.notify_all();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running child process. Killed (SIGKILL) on drop if still running.
+#[derive(Debug)]
+pub struct Process {
+    name: String,
+    child: Child,
+    shared: Arc<Shared>,
+    readers: Vec<JoinHandle<()>>,
+    exit: Option<ExitStatus>,
+}
+
+impl Process {
+    /// Spawn `binary` with `args` and extra `env`, naming it `name` in messages and logs.
+    pub fn spawn(
+        name: &str,
+        binary: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(binary);
+        cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {name}: {} {}", binary.display(), args.join(" ")))?;
+        let shared = Arc::new(Shared::default());
+        let mut readers = Vec::new();
+        let out = child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>);
+        let err = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>);
+        for (stream, tag) in [(out, "stdout"), (err, "stderr")] {
+            let Some(stream) = stream else { continue };
+            let sh = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("{name}-{tag}"))
+                .spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    let mut buf = Vec::new();
+                    loop {
+                        buf.clear();
+                        match reader.read_until(b'\n', &mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {
+                                let line = String::from_utf8_lossy(&buf);
+                                sh.push(line.trim_end_matches(['\n', '\r']).to_string());
+                            }
+                        }
+                    }
+                    sh.close_stream();
+                })?;
+            readers.push(handle);
+        }
+        Ok(Self {
+            name: name.to_string(),
+            child,
+            shared,
+            readers,
+            exit: None,
+        })
+    }
+
+    /// The name given at spawn.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait (at most `timeout`, scaled by patience) for the `ready` line. Fails early with the
+    /// log when the process exits first.
+    pub fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + scaled(timeout);
+        let mut st = self.shared.lock();
+        loop {
+            if st.ready {
+                return Ok(());
+            }
+            if st.streams_closed >= self.readers.len() {
+                drop(st);
+                let status = self.wait_exit(Duration::from_secs(2)).ok();
+                bail!(
+                    "{} exited before `ready` ({}):\n{}",
+                    self.name,
+                    status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "still running".into()),
+                    self.log_tail(40)
+                );
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                drop(st);
+                bail!(
+                    "{} not ready after {:.1?}:\n{}",
+                    self.name,
+                    scaled(timeout),
+                    self.log_tail(40)
+                );
+            }
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Whether the `ready` line has been seen.
+    pub fn is_ready(&self) -> bool {
+        self.shared.lock().ready
+    }
+
+    /// The address of the socket logged as `listening proto=<proto> name=<name>`.
+    pub fn addr(&self, proto: &str, name: &str) -> anyhow::Result<SocketAddr> {
+        let st = self.shared.lock();
+        st.listening
+            .iter()
+            .find(|l| l.proto == proto && l.name == name)
+            .map(|l| l.addr)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} logged no `listening proto={proto} name={name}` line (seen: {:?})",
+                    self.name,
+                    st.listening
+                )
+            })
+    }
+
+    /// Every `listening` line seen so far.
+    pub fn listening(&self) -> Vec<Listening> {
+        self.shared.lock().listening.clone()
+    }
+
+    /// Wait for a log line containing `needle` (at most `timeout`, scaled) and return it.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + scaled(timeout);
+        let mut st = self.shared.lock();
+        loop {
+            if let Some(l) = st.lines.iter().find(|l| l.contains(needle)) {
+                return Ok(l.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline || st.streams_closed >= self.readers.len() {
+                drop(st);
+                bail!(
+                    "{}: no log line containing `{needle}`:\n{}",
+                    self.name,
+                    self.log_tail(40)
+                );
+            }
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Every captured line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.shared.lock().lines.clone()
+    }
+
+    /// The last `n` captured lines, prefixed with the process name.
+    pub fn log_tail(&self, n: usize) -> String {
+        let st = self.shared.lock();
+        let skip = st.lines.len().saturating_sub(n);
+        st.lines[skip..]
+            .iter()
+            .map(|l| format!("[{}] {l}", self.name))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Send `sig` (e.g. [`Signal::TERM`], [`Signal::HUP`], [`Signal::STOP`], [`Signal::CONT`]).
+    pub fn signal(&self, sig: Signal) -> anyhow::Result<()> {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32)
+            .ok_or_else(|| anyhow!("bad pid {}", self.child.id()))?;
+        rustix::process::kill_process(pid, sig)
+            .with_context(|| format!("sending {sig:?} to {} (pid {pid:?})", self.name))
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        if self.exit.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(st)) => {
+                self.exit = Some(st);
+                false
+            }
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Wait for the process to exit (at most `timeout`, scaled).
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        if let Some(st) = self.exit {
+            return Ok(st);
+        }
+        let deadline = Instant::now() + scaled(timeout);
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                self.exit = Some(st);
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                bail!("{} still running after {:.1?}", self.name, scaled(timeout));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL and reap (no grace).
+    pub fn kill(&mut self) {
+        if self.is_running() {
+            // SIGCONT first, in case a test stopped it.
+            let _ = self.signal(Signal::CONT);
+            let _ = self.child.kill();
+        }
+        if let Ok(st) = self.child.wait() {
+            self.exit = Some(st);
+        }
+    }
+
+    /// The whole captured log, prefixed with the process name.
+    pub fn log_text(&self) -> String {
+        self.log_tail(usize::MAX)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let wanted = std::env::var("CDN_TEST_LOG").is_ok_and(|v| v == "1");
+        if std::thread::panicking() || wanted {
+            eprintln!(
+                "----- log of {} (pid {}, {}) -----\n{}\n----- end of {} -----",
+                self.name,
+                self.child.id(),
+                self.exit
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "unknown exit".into()),
+                self.log_text(),
+                self.name
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_lines_are_recognised() {
+        let l = "2026-11-22T01:19:28.600365Z  INFO listening proto=\"udp\" name=\"dns\" addr=127.0.0.1:36751";
+        assert_eq!(
+            parse_marker(l),
+            Some(Marker::Listening(Listening {
+                proto: "udp".into(),
+                name: "dns".into(),
+                addr: "127.0.0.1:36751".parse().unwrap(),
+            }))
+        );
+        let l = "2026-11-22T01:19:28.600384Z  INFO ready process=\"demo-origin\"";
+        assert_eq!(parse_marker(l), Some(Marker::Ready));
+        let l =
+            "2026-11-22T01:19:28Z  INFO run{x=1}: listening proto=http name=admin addr=[::1]:80";
+        assert!(matches!(parse_marker(l), Some(Marker::Listening(x)) if x.name == "admin"));
+        let colored = "\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m ready";
+        assert_eq!(parse_marker(colored), Some(Marker::Ready));
+        assert_eq!(parse_marker("2026 INFO not ready yet"), None);
+        assert_eq!(parse_marker("2026 INFO listening proto=udp"), None);
+        assert_eq!(parse_marker("plain text ready"), None);
+    }
+
+    #[test]
+    fn json_lines_are_recognised() {
+        let l = r#"{"timestamp":"x","level":"INFO","message":"listening","proto":"tcp","name":"dns","addr":"127.0.0.1:53"}"#;
+        assert!(matches!(parse_marker(l), Some(Marker::Listening(x)) if x.proto == "tcp"));
+        let l = r#"{"level":"INFO","fields":{"message":"ready"}}"#;
+        assert_eq!(parse_marker(l), Some(Marker::Ready));
+        assert_eq!(parse_marker(r#"{"message":"other"}"#), None);
+    }
+
+    #[test]
+    fn a_process_is_captured_signalled_and_reaped() {
+        let script = "echo 'x INFO listening proto=http name=web addr=127.0.0.1:9'; \
+                      echo 'x INFO ready' 1>&2; exec sleep 30";
+        let mut p = Process::spawn(
+            "sh",
+            Path::new("/bin/sh"),
+            &["-c".into(), script.into()],
+            &[],
+        )
+        .unwrap();
+        p.wait_ready(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            p.addr("http", "web").unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
+        assert!(p.addr("http", "nope").is_err());
+        assert!(p.is_running());
+        p.signal(Signal::TERM).unwrap();
+        let st = p.wait_exit(Duration::from_secs(10)).unwrap();
+        assert!(!st.success());
+    }
+
+    #[test]
+    fn early_exit_is_reported_with_the_log() {
+        let mut p = Process::spawn(
+            "sh",
+            Path::new("/bin/sh"),
+            &["-c".into(), "echo boom-happened 1>&2; exit 64".into()],
+            &[],
+        )
+        .unwrap();
+        let err = p.wait_ready(Duration::from_secs(10)).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("boom-happened"), "{text}");
+        assert!(text.contains("64"), "{text}");
+    }
+}
