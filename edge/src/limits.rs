@@ -1,0 +1,469 @@
+//! Request limits and bad input: what is refused before a request reaches the cache, and the
+//! path normalisation every cache key and purge selector goes through.
+//!
+//! Enforced where:
+//! * **Maximum connections** (`http.max_connections`, per worker) → actix-web
+//!   `HttpServer::max_connections`: beyond it the listener stops accepting until a connection
+//!   closes (clients wait in the kernel backlog; nothing is queued in the edge).
+//! * **Header read timeout** (`http.header_read_timeout`) → `HttpServer::client_request_timeout`:
+//!   a client that has not sent its whole request head in time gets `408` and is closed, so a
+//!   slow client cannot hold a worker. `http.keep_alive` → `HttpServer::keep_alive`.
+//! * **Header size** (`http.max_header_size`, default 32 KiB) → `431`. actix-http 3.20 has a
+//!   fixed, non-configurable head buffer: a request head over 128 KiB (its `MAX_BUFFER_SIZE`)
+//!   or with more than 96 header fields is answered `431` by actix itself before any
+//!   application code runs (h1 dispatcher, `ParseError::TooLarge`). Heads between our limit
+//!   and 128 KiB are parsed by actix and refused `431` by [`check_request`] (so the
+//!   configured limit is exact up to 128 KiB; above, actix's own 431 applies).
+//! * **Body size** (`http.max_body_size`) → `413`: a declared `Content-Length` over the limit
+//!   is refused by [`check_request`] before any origin contact; a chunked body is cut off by
+//!   [`BodyBudget`] as it streams.
+//! * **Malformed requests** → `400`: bad request lines, bad header syntax, conflicting
+//!   `Content-Length` / `Transfer-Encoding` are refused by actix-http's parser (400 + close);
+//!   [`check_request`] adds: no or several `Host` headers, a path that escapes the root with
+//!   `..`, bad percent-encoding, encoded NUL.
+//! * **Cache poisoning through unkeyed headers**: [`UNKEYED_OVERRIDE_HEADERS`] (headers some
+//!   origins and frameworks use to rewrite the host, path or method) are stripped from requests
+//!   forwarded to the origin unless the host lists them in `key_headers`.
+
+use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, HOST};
+use actix_web::http::{Method, StatusCode};
+
+/// Why a request is refused, with the status it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reject {
+    /// 400, 413 or 431.
+    pub status: StatusCode,
+    /// Short reason (response body and the `reason` metric label).
+    pub reason: &'static str,
+}
+
+impl Reject {
+    const fn new(status: StatusCode, reason: &'static str) -> Self {
+        Self { status, reason }
+    }
+
+    /// The `reason` label for `cdn_edge_rejected_requests_total`.
+    pub fn label(&self) -> &'static str {
+        match self.status.as_u16() {
+            431 => "header_too_large",
+            413 => "body_too_large",
+            _ if self.reason.starts_with("path") => "bad_path",
+            _ => "bad_request",
+        }
+    }
+
+    /// The response for this refusal (`Connection: close` for 413/431: the rest of the
+    /// request is not read).
+    pub fn response(&self) -> actix_web::HttpResponse {
+        metrics::counter!(crate::metrics::REJECTED, "reason" => self.label()).increment(1);
+        let mut b = actix_web::HttpResponse::build(self.status);
+        b.content_type("text/plain; charset=utf-8");
+        if self.status != StatusCode::BAD_REQUEST {
+            b.force_close();
+        }
+        b.body(format!("{}\n", self.reason))
+    }
+}
+
+/// Request-shape limits taken from `[http]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// `http.max_header_size` in bytes.
+    pub max_header_bytes: usize,
+    /// `http.max_body_size` in bytes.
+    pub max_body_bytes: u64,
+}
+
+impl RequestLimits {
+    /// From the edge config's `[http]` section.
+    pub fn from_config(http: &cdn_shared::config::edge::HttpSection) -> Self {
+        Self {
+            max_header_bytes: http.max_header_size.as_u64() as usize,
+            max_body_bytes: http.max_body_size.as_u64(),
+        }
+    }
+}
+
+/// Size of the request head as sent on the wire (request line + `name: value\r\n` per field
+/// + final CRLF), recomputed from the parsed parts.
+pub fn head_size(method: &Method, path_and_query: &str, headers: &HeaderMap) -> usize {
+    // "GET /p HTTP/1.1\r\n"
+    let mut n = method.as_str().len() + 1 + path_and_query.len() + 1 + 8 + 2;
+    for (name, value) in headers.iter() {
+        n += name.as_str().len() + 2 + value.len() + 2;
+    }
+    n + 2
+}
+
+/// Check a parsed request against the limits (pure; called first in the request handler).
+/// `h1` is true for HTTP/1.x (where exactly one `Host` header is required).
+pub fn check_request(
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    h1: bool,
+    limits: &RequestLimits,
+) -> Result<(), Reject> {
+    if head_size(method, path_and_query, headers) > limits.max_header_bytes {
+        return Err(Reject::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request header fields too large",
+        ));
+    }
+    let hosts = headers.get_all(HOST).count();
+    if hosts > 1 || (h1 && hosts == 0) {
+        return Err(Reject::new(
+            StatusCode::BAD_REQUEST,
+            "exactly one Host header is required",
+        ));
+    }
+    let mut lengths = headers.get_all(CONTENT_LENGTH);
+    if let Some(first) = lengths.next() {
+        let parsed = first
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        let Some(len) = parsed else {
+            return Err(Reject::new(StatusCode::BAD_REQUEST, "bad Content-Length"));
+        };
+        if lengths.any(|v| v != first) {
+            return Err(Reject::new(
+                StatusCode::BAD_REQUEST,
+                "conflicting Content-Length headers",
+            ));
+        }
+        if len > limits.max_body_bytes {
+            return Err(Reject::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+            ));
+        }
+    }
+    let path = path_and_query.split('?').next().unwrap_or("");
+    normalize_path(path).map(|_| ())
+}
+
+/// Counts streamed request-body bytes against `http.max_body_size` (for bodies without a
+/// `Content-Length`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyBudget {
+    left: u64,
+}
+
+impl BodyBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: u64) -> Self {
+        Self { left: max }
+    }
+
+    /// Take `n` bytes; `Err(413)` once the body exceeds the limit.
+    pub fn take(&mut self, n: usize) -> Result<(), Reject> {
+        match self.left.checked_sub(n as u64) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(Reject::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+            )),
+        }
+    }
+}
+
+/// Request headers that some origins or frameworks honour to rewrite the host, URL or method.
+/// They are not part of the cache key, so a client could make the origin answer a different
+/// resource and have it stored for everyone: they are dropped before forwarding unless the
+/// host configures them in `key_headers`.
+pub const UNKEYED_OVERRIDE_HEADERS: &[&str] = &[
+    "x-forwarded-host",
+    "x-forwarded-server",
+    "x-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "forwarded",
+];
+
+/// True when `name` (lower-case) must not be forwarded for a host keyed on `key_headers`.
+pub fn is_unkeyed_override(name: &str, key_headers: &[String]) -> bool {
+    UNKEYED_OVERRIDE_HEADERS.contains(&name) && !key_headers.iter().any(|k| k == name)
+}
+
+const PATH_INVALID: Reject = Reject::new(StatusCode::BAD_REQUEST, "path: must start with /");
+const PATH_ESCAPE: Reject = Reject::new(StatusCode::BAD_REQUEST, "path: `..` escapes the root");
+const PATH_BAD_ESCAPE: Reject = Reject::new(StatusCode::BAD_REQUEST, "path: bad percent-encoding");
+const PATH_NUL: Reject = Reject::new(StatusCode::BAD_REQUEST, "path: encoded NUL");
+
+/// Normalise a request path for the cache key (RFC 3986 §6.2.2):
+/// * percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded, every other
+///   escape is kept with upper-case hex (`%2f` → `%2F`, `%7e` → `~`);
+/// * raw characters outside `pchar` / `/` are percent-encoded (`|` → `%7C`), so the raw and the
+///   encoded spelling share one key;
+/// * `.` and `..` segments are resolved (after decoding, so `%2e%2e` counts); a `..` that would
+///   climb above `/` is refused, never clamped;
+/// * bad escapes (`%zz`, a trailing `%`) and `%00` are refused;
+/// * empty segments (`//`) are kept: origins may treat them differently.
+pub fn normalize_path(path: &str) -> Result<String, Reject> {
+    if !path.starts_with('/') {
+        return Err(PATH_INVALID);
+    }
+    let canonical = canonical_escapes(path, false)?;
+    remove_dot_segments(&canonical)
+}
+
+/// Normalise a query string's percent-encoding the same way as [`normalize_path`] (no dot
+/// segments; `?`, `/`, `&`, `=` kept as they are).
+pub fn normalize_query(query: &str) -> Result<String, Reject> {
+    canonical_escapes(query, true)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// pchar minus unreserved minus pct: sub-delims, ':' and '@' (plus '/', and '?' in queries).
+fn is_kept_raw(b: u8, query: bool) -> bool {
+    matches!(
+        b,
+        b'!' | b'$'
+            | b'&'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*'
+            | b'+'
+            | b','
+            | b';'
+            | b'='
+            | b':'
+            | b'@'
+            | b'/'
+    ) || (query && b == b'?')
+}
+
+fn canonical_escapes(s: &str, query: bool) -> Result<String, Reject> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(PATH_BAD_ESCAPE);
+            };
+            let v = h * 16 + l;
+            if v == 0 {
+                return Err(PATH_NUL);
+            }
+            if is_unreserved(v) {
+                out.push(v as char);
+            } else {
+                out.push('%');
+                out.push(HEX[(v >> 4) as usize] as char);
+                out.push(HEX[(v & 15) as usize] as char);
+            }
+            i += 3;
+        } else {
+            if is_unreserved(b) || is_kept_raw(b, query) {
+                out.push(b as char);
+            } else {
+                out.push('%');
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 15) as usize] as char);
+            }
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 3986 §5.2.4 on an absolute path, refusing to climb above the root.
+fn remove_dot_segments(path: &str) -> Result<String, Reject> {
+    let mut segs: Vec<&str> = Vec::new();
+    // path starts with '/', so the first split item is "".
+    let parts: Vec<&str> = path[1..].split('/').collect();
+    let last = parts.len() - 1;
+    let mut trailing_slash = false;
+    for (i, seg) in parts.iter().enumerate() {
+        match *seg {
+            "." => trailing_slash = i == last,
+            ".." => {
+                if segs.pop().is_none() {
+                    return Err(PATH_ESCAPE);
+                }
+                trailing_slash = i == last;
+            }
+            s => {
+                segs.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segs {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn n(p: &str) -> Result<String, u16> {
+        normalize_path(p).map_err(|r| r.status.as_u16())
+    }
+
+    #[test]
+    fn dot_segments_resolve_but_never_escape() {
+        assert_eq!(n("/a/b/../c").unwrap(), "/a/c");
+        assert_eq!(n("/a/./b/.").unwrap(), "/a/b/");
+        assert_eq!(n("/a/b/..").unwrap(), "/a/");
+        assert_eq!(n("/a/..").unwrap(), "/");
+        assert_eq!(n("/").unwrap(), "/");
+        assert_eq!(n("/a//b").unwrap(), "/a//b");
+        assert_eq!(n("/.."), Err(400));
+        assert_eq!(n("/a/../../etc/passwd"), Err(400));
+        assert_eq!(n("/%2e%2e/x"), Err(400), "encoded dots count");
+        assert_eq!(n("/a/%2E%2e/b").unwrap(), "/b");
+        assert_eq!(n("relative"), Err(400));
+    }
+
+    #[test]
+    fn percent_encoding_is_canonical() {
+        assert_eq!(n("/%7euser/%41").unwrap(), "/~user/A");
+        assert_eq!(
+            n("/a%2fb").unwrap(),
+            "/a%2Fb",
+            "encoded slash stays encoded"
+        );
+        assert_eq!(n("/a|b").unwrap(), n("/a%7cb").unwrap());
+        assert_eq!(n("/caf%c3%a9").unwrap(), "/caf%C3%A9");
+        assert_eq!(n("/caf\u{e9}").unwrap(), "/caf%C3%A9");
+        assert_eq!(n("/a%zz"), Err(400));
+        assert_eq!(n("/a%4"), Err(400));
+        assert_eq!(n("/a%00b"), Err(400));
+        assert_eq!(n("/a:b@c!$&'()*+,;=").unwrap(), "/a:b@c!$&'()*+,;=");
+        assert_eq!(normalize_query("a=%7e&b=c%2f?/").unwrap(), "a=~&b=c%2F?/");
+        assert_eq!(normalize_query("q=a b").unwrap(), "q=a%20b");
+    }
+
+    #[test]
+    fn normalisation_is_idempotent() {
+        for p in ["/a/../b/%7e/%2f/./x|y", "/caf%c3%a9/", "/x/%2E/y"] {
+            let once = n(p).unwrap();
+            assert_eq!(n(&once).unwrap(), once);
+        }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    const LIM: RequestLimits = RequestLimits {
+        max_header_bytes: 1024,
+        max_body_bytes: 100,
+    };
+
+    fn check(path: &str, h: &[(&str, &str)]) -> Result<(), u16> {
+        check_request(&Method::GET, path, &headers(h), true, &LIM).map_err(|r| r.status.as_u16())
+    }
+
+    #[test]
+    fn request_checks_map_to_statuses() {
+        assert_eq!(check("/ok", &[("host", "a")]), Ok(()));
+        assert_eq!(check("/ok", &[]), Err(400));
+        assert_eq!(check("/ok", &[("host", "a"), ("host", "b")]), Err(400));
+        let big = "x".repeat(1100);
+        assert_eq!(check("/ok", &[("host", "a"), ("x-big", &big)]), Err(431));
+        assert_eq!(
+            check("/ok", &[("host", "a"), ("content-length", "101")]),
+            Err(413)
+        );
+        assert_eq!(
+            check("/ok", &[("host", "a"), ("content-length", "100")]),
+            Ok(())
+        );
+        assert_eq!(
+            check("/ok", &[("host", "a"), ("content-length", "x")]),
+            Err(400)
+        );
+        assert_eq!(
+            check(
+                "/ok",
+                &[
+                    ("host", "a"),
+                    ("content-length", "5"),
+                    ("content-length", "6")
+                ]
+            ),
+            Err(400)
+        );
+        assert_eq!(check("/../x?y", &[("host", "a")]), Err(400));
+        // h2 has :authority instead of Host.
+        assert!(check_request(&Method::GET, "/", &HeaderMap::new(), false, &LIM).is_ok());
+    }
+
+    #[test]
+    fn head_size_counts_the_wire_bytes() {
+        let h = headers(&[("host", "ab")]);
+        // "GET / HTTP/1.1\r\n" (16) + "host: ab\r\n" (10) + "\r\n" (2)
+        assert_eq!(head_size(&Method::GET, "/", &h), 28);
+    }
+
+    #[test]
+    fn body_budget_cuts_at_the_limit() {
+        let mut b = BodyBudget::new(10);
+        assert!(b.take(6).is_ok());
+        assert!(b.take(4).is_ok());
+        assert_eq!(b.take(1).unwrap_err().status.as_u16(), 413);
+    }
+
+    #[test]
+    fn override_headers_are_dropped_unless_keyed() {
+        assert!(is_unkeyed_override("x-forwarded-host", &[]));
+        assert!(!is_unkeyed_override(
+            "x-forwarded-host",
+            &["x-forwarded-host".into()]
+        ));
+        assert!(!is_unkeyed_override("accept-encoding", &[]));
+    }
+
+    #[test]
+    fn reject_labels() {
+        assert_eq!(PATH_ESCAPE.label(), "bad_path");
+        assert_eq!(
+            Reject::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "x").label(),
+            "header_too_large"
+        );
+    }
+}

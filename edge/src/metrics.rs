@@ -1,0 +1,158 @@
+//! Prometheus metrics: the recorder (installed once per process) and every metric name the
+//! edge exports, so the request path, the admin API and the docs agree on one spelling.
+//!
+//! Record with the `metrics` macros and these constants, e.g.
+//! `metrics::counter!(REQUESTS, "cache" => "hit", "status" => "200").increment(1)`.
+//! `GET /metrics` on the admin listener renders them (see [`crate::admin`]).
+//!
+//! | name | kind | labels | meaning |
+//! |---|---|---|---|
+//! | `cdn_edge_requests_total` | counter | `cache` (hit, miss, stale, revalidated, bypass, error), `status` (e.g. 200) | client responses |
+//! | `cdn_edge_response_bytes_total` | counter | | body bytes sent to clients |
+//! | `cdn_edge_origin_fetches_total` | counter | `result` (ok, error, timeout) | requests sent to origins |
+//! | `cdn_edge_origin_seconds` | histogram | | time to the origin's response headers |
+//! | `cdn_edge_fill_waits_total` | counter | `result` (ok, timeout, leader_failed) | requests that waited for another request's fill |
+//! | `cdn_edge_fill_wait_seconds` | histogram | | time spent waiting for a fill |
+//! | `cdn_edge_coalesced_total` | counter | | followers served from a fill they did not lead |
+//! | `cdn_edge_purges_total` | counter | `kind` (url, prefix, tag), `mode` (hard, soft) | purge selectors handled |
+//! | `cdn_edge_purged_objects_total` | counter | `mode` | cache keys removed or marked stale by purges |
+//! | `cdn_edge_cache_memory_bytes` | gauge | | memory tier usage |
+//! | `cdn_edge_cache_disk_bytes` | gauge | | disk tier usage |
+//! | `cdn_edge_cache_objects` | gauge | | objects known to the purge index |
+//! | `cdn_edge_hit_ratio` | gauge | | hits / (hits + misses) over the last report interval |
+//! | `cdn_edge_active_connections` | gauge | | open client connections |
+//! | `cdn_edge_requests_per_second` | gauge | | over the last report interval |
+//! | `cdn_edge_egress_bytes_per_second` | gauge | | over the last report interval |
+//! | `cdn_edge_cpu` | gauge | | process CPU, 1.0 = one core |
+//! | `cdn_edge_draining` | gauge | | 1 while draining |
+//! | `cdn_edge_reports_total` | counter | `router`, `result` (ok, http_<code>, error, timeout) | health reports pushed |
+//! | `cdn_edge_access_log_dropped_total` | counter | | access-log lines dropped because the writer fell behind |
+//! | `cdn_edge_rejected_requests_total` | counter | `reason` (header_too_large, body_too_large, bad_path, bad_request) | requests refused by the limits |
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Client responses, labels `cache` and `status`.
+pub const REQUESTS: &str = "cdn_edge_requests_total";
+/// Body bytes sent to clients.
+pub const RESPONSE_BYTES: &str = "cdn_edge_response_bytes_total";
+/// Origin fetches, label `result`.
+pub const ORIGIN_FETCHES: &str = "cdn_edge_origin_fetches_total";
+/// Origin time to response headers (seconds, histogram).
+pub const ORIGIN_SECONDS: &str = "cdn_edge_origin_seconds";
+/// Requests that waited on another request's in-flight fill, label `result`.
+pub const FILL_WAITS: &str = "cdn_edge_fill_waits_total";
+/// Time spent waiting on a fill (seconds, histogram).
+pub const FILL_WAIT_SECONDS: &str = "cdn_edge_fill_wait_seconds";
+/// Followers served from a coalesced fill.
+pub const COALESCED: &str = "cdn_edge_coalesced_total";
+/// Purge selectors handled, labels `kind` and `mode`.
+pub const PURGES: &str = "cdn_edge_purges_total";
+/// Cache keys purged, label `mode`.
+pub const PURGED_OBJECTS: &str = "cdn_edge_purged_objects_total";
+/// Memory tier usage (bytes).
+pub const CACHE_MEMORY_BYTES: &str = "cdn_edge_cache_memory_bytes";
+/// Disk tier usage (bytes).
+pub const CACHE_DISK_BYTES: &str = "cdn_edge_cache_disk_bytes";
+/// Objects known to the purge index.
+pub const CACHE_OBJECTS: &str = "cdn_edge_cache_objects";
+/// Hit ratio over the last report interval.
+pub const HIT_RATIO: &str = "cdn_edge_hit_ratio";
+/// Open client connections.
+pub const ACTIVE_CONNECTIONS: &str = "cdn_edge_active_connections";
+/// Requests per second over the last report interval.
+pub const REQUESTS_PER_SECOND: &str = "cdn_edge_requests_per_second";
+/// Egress bytes per second over the last report interval.
+pub const EGRESS_BYTES_PER_SECOND: &str = "cdn_edge_egress_bytes_per_second";
+/// Process CPU (1.0 = one core).
+pub const CPU: &str = "cdn_edge_cpu";
+/// 1 while draining, else 0.
+pub const DRAINING: &str = "cdn_edge_draining";
+/// Health reports pushed, labels `router` and `result`.
+pub const REPORTS: &str = "cdn_edge_reports_total";
+/// Access-log lines dropped.
+pub const ACCESS_LOG_DROPPED: &str = "cdn_edge_access_log_dropped_total";
+/// Requests refused by the limits, label `reason`.
+pub const REJECTED: &str = "cdn_edge_rejected_requests_total";
+
+/// Histogram buckets (seconds) for origin and fill-wait latency.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Install the Prometheus recorder as the process's global `metrics` recorder (once; later
+/// calls return the same handle, so tests may call `run()` several times). When another
+/// recorder is already installed globally, the returned handle renders an empty page.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+/// Render the Prometheus text page (runs the histogram upkeep first).
+pub fn render(handle: &PrometheusHandle) -> String {
+    handle.run_upkeep();
+    handle.render()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(REQUESTS, "Client responses by cache status and status code");
+    describe_counter!(RESPONSE_BYTES, Unit::Bytes, "Body bytes sent to clients");
+    describe_counter!(ORIGIN_FETCHES, "Requests sent to origins");
+    describe_histogram!(ORIGIN_SECONDS, Unit::Seconds, "Origin time to headers");
+    describe_counter!(FILL_WAITS, "Requests that waited on an in-flight fill");
+    describe_histogram!(FILL_WAIT_SECONDS, Unit::Seconds, "Time waiting on a fill");
+    describe_counter!(COALESCED, "Followers served from a coalesced fill");
+    describe_counter!(PURGES, "Purge selectors handled");
+    describe_counter!(
+        PURGED_OBJECTS,
+        "Cache keys removed or marked stale by purges"
+    );
+    describe_gauge!(CACHE_MEMORY_BYTES, Unit::Bytes, "Memory tier usage");
+    describe_gauge!(CACHE_DISK_BYTES, Unit::Bytes, "Disk tier usage");
+    describe_gauge!(CACHE_OBJECTS, "Objects known to the purge index");
+    describe_gauge!(HIT_RATIO, "Hit ratio over the last report interval");
+    describe_gauge!(ACTIVE_CONNECTIONS, "Open client connections");
+    describe_gauge!(REQUESTS_PER_SECOND, "Requests per second");
+    describe_gauge!(EGRESS_BYTES_PER_SECOND, "Egress bytes per second");
+    describe_gauge!(CPU, "Process CPU, 1.0 = one core");
+    describe_gauge!(DRAINING, "1 while the edge drains");
+    describe_counter!(REPORTS, "Health reports pushed to routers");
+    describe_counter!(ACCESS_LOG_DROPPED, "Access-log lines dropped");
+    describe_counter!(REJECTED, "Requests refused by the limits");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_is_idempotent_and_renders_recorded_metrics() {
+        let a = install();
+        let b = install();
+        metrics::counter!(REQUESTS, "cache" => "hit", "status" => "200").increment(3);
+        metrics::histogram!(ORIGIN_SECONDS).record(0.02);
+        let page = render(&b);
+        assert!(
+            page.contains("cdn_edge_requests_total{cache=\"hit\",status=\"200\"} 3"),
+            "{page}"
+        );
+        assert!(page.contains("cdn_edge_origin_seconds_bucket"), "{page}");
+        assert_eq!(render(&a).len(), render(&b).len());
+    }
+}

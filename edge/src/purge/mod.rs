@@ -1,0 +1,319 @@
+//! Purge: by URL, by prefix, by tag; hard (remove) or soft (mark stale).
+//!
+//! # For the cache (edge-cache): how to feed the index
+//!
+//! ```text
+//! let index: Arc<purge::Index> = match &config.cache.disk_path {
+//!     Some(dir) => purge::Index::open(dir, purge::IndexOptions::default())?, // persisted
+//!     None => purge::Index::in_memory(),
+//! };
+//! // when an object (its metadata entry) is stored under `key`:
+//! index.record(&key, &url, &purge::tags_from_headers(origin_response.headers()));
+//! // when the store removes `key` (hard purge, unsafe-method invalidation, corrupt entry):
+//! index.forget(&key);
+//! ```
+//! * `key` is the store's key for the object's metadata entry (one per Vary variant);
+//! * `url` is `host/path?query` as the client asked for it (an absolute `http(s)://` URL is
+//!   accepted too); the index normalises it exactly like purge selectors (lower-case host, port
+//!   dropped, [`crate::limits::normalize_path`] / `normalize_query`), so both sides meet;
+//! * `record` is idempotent and cheap when nothing changed (refreshes after a 304 may call it
+//!   again); it never blocks on disk: the log is written by its own thread.
+//!
+//! The store plugs in through [`PurgeTarget`] (`remove` = hard, `mark_stale` = soft: the entry
+//! stays, is revalidated on the next request, and `stale-if-error` still applies).
+//!
+//! # Design (persistence and scale)
+//!
+//! The index is three in-memory maps ([`index`]): key → (url, tags); per host a sorted
+//! `BTreeMap` url → keys (exact URL lookups and prefix range scans); tag → keys (dashmap).
+//! Every change is appended to a CRC-framed log next to the disk cache
+//! (`<cache.disk_path>/purge-index.log`, [`log`]), replayed at start (a torn tail after a crash is
+//! cut off) and compacted (rewritten from the live entries, atomically by rename) when it holds
+//! more than twice the live records. So the index survives restarts exactly as far as the log
+//! was flushed (it is flushed whenever the writer's queue runs dry, i.e. within milliseconds),
+//! and scales to millions of keys at roughly 350–400 bytes of memory per key.
+//!
+//! Objects evicted by foyer are not reported to the index; their entries stay until purged
+//! or overwritten (a purge of an evicted key is a harmless no-op on the store).
+//!
+//! Tags come from the origin's `Surrogate-Key` (space-separated) and `Cache-Tag`
+//! (comma-separated) response headers ([`tags_from_headers`]).
+
+pub mod index;
+pub mod log;
+
+use std::collections::HashSet;
+
+use actix_web::http::header::HeaderMap;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+pub use index::{Index, IndexOptions};
+
+/// The store operations a purge needs (implemented by the cache store).
+pub trait PurgeTarget: Send + Sync + 'static {
+    /// Hard purge: delete the object stored under `key` (all its chunks).
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()>;
+    /// Soft purge: keep the object but make it stale, so it is revalidated next time and can
+    /// still be served under stale-if-error.
+    fn mark_stale<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// `POST /api/v1/purge` body.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// Exact URLs (`http(s)://host/path?query` or `host/path?query`).
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// URL prefixes (`host/path-prefix`; a bare `host` = the whole host).
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Surrogate keys / cache tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Mark stale instead of deleting.
+    #[serde(default)]
+    pub soft: bool,
+}
+
+/// `POST /api/v1/purge` answer.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct PurgeResponse {
+    /// Cache keys removed (hard) or marked stale (soft).
+    pub purged: usize,
+    /// Echo of the request's mode.
+    pub soft: bool,
+}
+
+/// A purge request that cannot be carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadPurge(pub String);
+
+impl PurgeRequest {
+    /// At least one selector, and every URL / prefix normalisable.
+    pub fn validate(&self) -> Result<(), BadPurge> {
+        if self.urls.is_empty() && self.prefixes.is_empty() && self.tags.is_empty() {
+            return Err(BadPurge(
+                "at least one of `urls`, `prefixes`, `tags` must be non-empty".into(),
+            ));
+        }
+        for (field, list) in [("urls", &self.urls), ("prefixes", &self.prefixes)] {
+            for u in list {
+                if normalize_url(u).is_none() {
+                    return Err(BadPurge(format!("`{field}`: `{u}` is not a host/path URL")));
+                }
+            }
+        }
+        if self.tags.iter().any(|t| t.trim().is_empty()) {
+            return Err(BadPurge("`tags`: empty tag".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Carry out a validated purge: collect the matching keys (deduplicated), then remove or mark
+/// each one stale; a hard purge also forgets the keys in the index. Returns the number of keys.
+pub async fn execute(req: &PurgeRequest, index: &Index, target: &dyn PurgeTarget) -> usize {
+    let mode = if req.soft { "soft" } else { "hard" };
+    let mut keys: HashSet<String> = HashSet::new();
+    for u in &req.urls {
+        metrics::counter!(crate::metrics::PURGES, "kind" => "url", "mode" => mode).increment(1);
+        keys.extend(index.keys_for_url(u));
+    }
+    for p in &req.prefixes {
+        metrics::counter!(crate::metrics::PURGES, "kind" => "prefix", "mode" => mode).increment(1);
+        keys.extend(index.keys_with_prefix(p));
+    }
+    for t in &req.tags {
+        metrics::counter!(crate::metrics::PURGES, "kind" => "tag", "mode" => mode).increment(1);
+        keys.extend(index.keys_for_tag(t));
+    }
+    for k in &keys {
+        if req.soft {
+            target.mark_stale(k).await;
+        } else {
+            target.remove(k).await;
+            index.forget(k);
+        }
+    }
+    metrics::counter!(crate::metrics::PURGED_OBJECTS, "mode" => mode).increment(keys.len() as u64);
+    metrics::gauge!(crate::metrics::CACHE_OBJECTS).set(index.len() as f64);
+    tracing::info!(
+        purged = keys.len(),
+        soft = req.soft,
+        urls = req.urls.len(),
+        prefixes = req.prefixes.len(),
+        tags = req.tags.len(),
+        "purge"
+    );
+    keys.len()
+}
+
+/// Tags of a response: `Surrogate-Key` (space-separated) and `Cache-Tag` (comma-separated).
+pub fn tags_from_headers(headers: &HeaderMap) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in headers.get_all("surrogate-key") {
+        if let Ok(s) = v.to_str() {
+            out.extend(s.split_ascii_whitespace().map(str::to_string));
+        }
+    }
+    for v in headers.get_all("cache-tag") {
+        if let Ok(s) = v.to_str() {
+            out.extend(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string),
+            );
+        }
+    }
+    out
+}
+
+/// Normalise `http(s)://host[:port]/path?query` or `host[:port]/path?query` to
+/// `host/path?query`: scheme and port dropped, host lower-cased (trailing dot removed), path
+/// and query through [`crate::limits::normalize_path`] / [`crate::limits::normalize_query`], an
+/// empty path becomes `/`, an empty query is dropped. `None` for anything else.
+pub fn normalize_url(input: &str) -> Option<String> {
+    let s = input.trim();
+    let lower_start = s
+        .get(..8)
+        .map(|p| p.to_ascii_lowercase())
+        .unwrap_or_default();
+    let s = if lower_start.starts_with("https://") {
+        &s[8..]
+    } else if lower_start.starts_with("http://") {
+        &s[7..]
+    } else {
+        s
+    };
+    let split = s.find(['/', '?']).unwrap_or(s.len());
+    let (authority, rest) = s.split_at(split);
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty()
+        || !host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+        })
+    {
+        return None;
+    }
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    let mut out = host;
+    out.push_str(&crate::limits::normalize_path(path).ok()?);
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        out.push('?');
+        out.push_str(&crate::limits::normalize_query(q).ok()?);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    use parking_lot::Mutex;
+
+    #[test]
+    fn urls_normalise_to_host_path_query() {
+        let n = |s: &str| normalize_url(s);
+        assert_eq!(n("http://Example.COM/a").as_deref(), Some("example.com/a"));
+        assert_eq!(
+            n("https://example.com:8443/a?b=1").as_deref(),
+            Some("example.com/a?b=1")
+        );
+        assert_eq!(n("example.com.").as_deref(), Some("example.com/"));
+        assert_eq!(n("example.com?x").as_deref(), Some("example.com/?x"));
+        assert_eq!(
+            n("example.com/a/../b/%7e?").as_deref(),
+            Some("example.com/b/~")
+        );
+        assert_eq!(n("HTTP://h/x").as_deref(), Some("h/x"));
+        assert_eq!(n("/just/a/path"), None);
+        assert_eq!(n("h/../../x"), None);
+        assert_eq!(n("bad host/x"), None);
+        assert_eq!(n(""), None);
+    }
+
+    #[test]
+    fn tags_from_both_headers() {
+        let mut h = HeaderMap::new();
+        h.append(
+            HeaderName::from_static("surrogate-key"),
+            HeaderValue::from_static("a  b"),
+        );
+        h.append(
+            HeaderName::from_static("cache-tag"),
+            HeaderValue::from_static("c, d,,"),
+        );
+        assert_eq!(tags_from_headers(&h), ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn request_validation() {
+        assert!(PurgeRequest::default().validate().is_err());
+        let ok = PurgeRequest {
+            urls: vec!["h/a".into()],
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
+        let bad = PurgeRequest {
+            prefixes: vec!["/no-host".into()],
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().0.contains("prefixes"));
+        let parsed: Result<PurgeRequest, _> = serde_json::from_str(r#"{"urls":["h/a"],"bogus":1}"#);
+        assert!(parsed.is_err());
+    }
+
+    #[derive(Default)]
+    struct FakeStore {
+        removed: Mutex<Vec<String>>,
+        staled: Mutex<Vec<String>>,
+    }
+
+    impl PurgeTarget for FakeStore {
+        fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+            Box::pin(async move { self.removed.lock().push(key.to_string()) })
+        }
+        fn mark_stale<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+            Box::pin(async move { self.staled.lock().push(key.to_string()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn hard_purge_removes_and_forgets_soft_only_marks() {
+        let ix = Index::in_memory();
+        ix.record("k1", "h/a/1", &["t".to_string()]);
+        ix.record("k2", "h/a/2", &["t".to_string()]);
+        ix.record("k3", "h/b/3", &[]);
+        let store = FakeStore::default();
+        let soft = PurgeRequest {
+            tags: vec!["t".into()],
+            soft: true,
+            ..Default::default()
+        };
+        assert_eq!(execute(&soft, &ix, &store).await, 2);
+        assert_eq!(store.staled.lock().len(), 2);
+        assert_eq!(ix.len(), 3, "soft purge keeps the index");
+        let hard = PurgeRequest {
+            urls: vec!["http://h/a/1".into()],
+            prefixes: vec!["h/a/".into()],
+            ..Default::default()
+        };
+        assert_eq!(execute(&hard, &ix, &store).await, 2, "k1 counted once");
+        let mut removed = store.removed.lock().clone();
+        removed.sort();
+        assert_eq!(removed, ["k1", "k2"]);
+        assert_eq!(ix.len(), 1);
+        assert!(ix.keys_for_tag("t").is_empty());
+    }
+}
