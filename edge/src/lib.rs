@@ -1,9 +1,259 @@
-//! bootstrap
+//! The CDN edge: an HTTP(S) caching reverse proxy (actix-web, rustls) on a foyer hybrid
+//! cache, following RFC 9111.
+//!
+//! Modules in the order a request flows through them:
+//!
+//! * [`handler`]: host → key → lookup → plan → serve hit | stale + background refresh |
+//!   revalidate | coalesced fill | pass-through.
+//! * [`cache::key`]: normalised `scheme://host/path?query` (+ configured headers, + Vary).
+//! * [`cache::store`]: foyer (memory + disk) on its own runtime; purge seams `remove`,
+//!   `mark_stale`, [`cache::store::IndexHook`].
+//! * [`cache::policy`]: RFC 9111 / 9213 / 5861 decisions (pure, `now` passed in).
+//! * [`plan`]: lookup → plan; client conditionals (304) and `Range`/`If-Range`.
+//! * [`fill`]: the in-flight table (leader/followers, wait timeout, leader dropped ⇒ retry).
+//! * [`origin`]: per-worker awc clients with timeouts and rustls.
+//! * [`cache::chunks`]: bodies by range from the fill, the chunks, or the origin.
+//! * [`cache::meta`]: the stored entry format (CRC32-checked on load from disk).
+//! * [`headers`]: hop-by-hop, `Surrogate-*`, tags, `Cache-Status`, `X-Cache`, `Via`.
+//! * [`error`]: the error type and the one function mapping errors to responses.
+//! * [`tls`]: rustls configs (ring provider).
+//!
+//! # Response headers
+//!
+//! * `Cache-Status` (RFC 9211), cache name = `edge.id`: `<id>; hit; ttl=N` for a fresh hit
+//!   (also a stale hit with `detail=stale-while-revalidate`), or `<id>; fwd=<reason>;
+//!   fwd-status=<origin status>[; stored][; collapsed][; ttl=N][; detail=…]` where reason is
+//!   `uri-miss` (nothing stored), `vary-miss` (another variant stored), `stale` (revalidated,
+//!   or stale served on error with `detail=stale-if-error`), `bypass` (unsafe method passed
+//!   through) or `request` (errors / unshared responses). `collapsed` = this request rode on
+//!   another request's origin fetch. `detail` on a miss that was not stored names why
+//!   (`no-store`, `private`, `set-cookie`, `authorization`, `no-freshness`, `too-large`, …).
+//! * `X-Cache: HIT | MISS | STALE | REVALIDATED | BYPASS`.
+//! * `Age` (RFC 9111 §4.2.3, corrected age plus resident time), `Via: 1.1 <edge id>`
+//!   appended.
+//! * Removed before the client sees a response: hop-by-hop headers, `Surrogate-Control`,
+//!   `Surrogate-Key`, `Cache-Tag` (tags are kept in the stored entry for purge); `Set-Cookie`
+//!   is never stored (responses carrying it are not stored unless `cache_set_cookie`).
+//!
+//! # Config semantics (`[cache]`, `[[hosts]]`; see `cdn_shared::config::edge`)
+//!
+//! * Unknown `Host` → `421 Misdirected Request` with a plain-text reason; never forwarded.
+//!   `GET /healthz` with an unknown Host answers the health (200 `serving`/503 `draining`).
+//! * Key: `scheme://<host name>/<normalised path>?<query per hosts.query>` plus
+//!   `hosts.key_headers` values; aliases share the host name's entries. The origin is asked
+//!   for exactly the normalised path and query.
+//! * Freshness: `CDN-Cache-Control` → `Surrogate-Control` → `s-maxage` → `max-age` →
+//!   `Expires` → heuristic (`cache.heuristic_fraction` × (Date − Last-Modified), capped at
+//!   `cache.heuristic_max`) → `hosts.default_ttl` → not stored. `no-store`/`private` → not
+//!   stored; `no-cache` → stored, revalidated on every use; `must-revalidate`,
+//!   `proxy-revalidate`, `s-maxage` → never served stale. Client `Cache-Control` request
+//!   directives are ignored (a CDN shields its origin).
+//! * Stale: `stale-while-revalidate` / `stale-if-error` from the origin, else `hosts.grace`
+//!   for both. stale-if-error covers connect errors, timeouts, resets and 5xx answers.
+//! * Coalescing: one origin fetch per key; followers wait at most `cache.fill_wait_timeout`
+//!   for the response head (then stale if allowed, else 504), then stream the same bytes.
+//!   At most `cache.max_inflight_fills` fills (more → stale or 503).
+//! * Bodies up to `cache.chunk_size` are stored inline; larger ones as chunks of
+//!   `cache.chunk_size` plus a meta entry written last. Objects above `max_object_size`
+//!   (per host or `[cache]`) are passed through uncached.
+//! * Unsafe methods (POST, PUT, DELETE, PATCH, …) pass through; a non-error answer
+//!   invalidates the stored URL and same-host `Location`/`Content-Location`.
+
+#![forbid(unsafe_code)]
+
 pub mod access_log;
 pub mod admin;
+pub mod cache;
 pub mod drain;
+pub mod error;
+pub mod fill;
+pub mod handler;
+pub mod headers;
 pub mod limits;
 pub mod load;
 pub mod metrics;
+pub mod origin;
+pub mod plan;
 pub mod purge;
 pub mod report;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use actix_web::http::header::HeaderValue;
+use actix_web::{web, App, HttpServer};
+use cdn_shared::config::edge::EdgeConfig;
+use cdn_shared::shutdown::Shutdown;
+use cdn_shared::telemetry::{self, Proto};
+
+use crate::cache::store::Store;
+use crate::error::EdgeError;
+use crate::fill::Fills;
+use crate::handler::{Local, Shared};
+use crate::origin::{HostRoute, Origins};
+
+/// The sockets `run` serves, bound by the caller (port 0 works).
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// Plain HTTP client listeners.
+    pub http: Vec<TcpListener>,
+    /// HTTPS client listeners (needs `[tls]`).
+    pub https: Vec<TcpListener>,
+    /// The admin listener.
+    pub admin: Option<TcpListener>,
+}
+
+/// Bind every configured listener and log `listening proto=http name=<http|https|admin>
+/// addr=…` for each.
+pub fn bind(config: &EdgeConfig) -> std::io::Result<Listeners> {
+    let mut l = Listeners::default();
+    for a in &config.http.listen {
+        let s = TcpListener::bind(a)?;
+        telemetry::listening(Proto::Http, "http", s.local_addr()?);
+        l.http.push(s);
+    }
+    if let Some(tls) = &config.tls {
+        for a in &tls.listen {
+            let s = TcpListener::bind(a)?;
+            telemetry::listening(Proto::Http, "https", s.local_addr()?);
+            l.https.push(s);
+        }
+    }
+    let s = TcpListener::bind(config.admin.listen)?;
+    telemetry::listening(Proto::Http, "admin", s.local_addr()?);
+    l.admin = Some(s);
+    Ok(l)
+}
+
+/// Everything `--check-config` validates beyond the schema: TLS files and origin URLs.
+pub fn check(config: &EdgeConfig) -> Result<(), EdgeError> {
+    tls::install_provider();
+    if let Some(t) = &config.tls {
+        tls::server_config(&t.cert, &t.key)?;
+    }
+    for (i, h) in config.hosts.iter().enumerate() {
+        HostRoute::new(i, h, &config.cache)?;
+        if h.origin.starts_with("https://") {
+            tls::client_config(h.tls_verify, h.tls_ca.as_deref())?;
+        }
+    }
+    Ok(())
+}
+
+/// Serve until `shutdown` is cancelled, then drain (healthz → 503, stop accepting, finish
+/// in-flight requests within `lifecycle.shutdown_grace`) and close the cache (flushing it
+/// to disk). Must run inside an actix system (`actix_rt::System`).
+pub async fn run(
+    config: EdgeConfig,
+    listeners: Listeners,
+    shutdown: Shutdown,
+) -> Result<(), EdgeError> {
+    check(&config)?;
+    let routes: Arc<Vec<HostRoute>> = Arc::new(
+        config
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| HostRoute::new(i, h, &config.cache))
+            .collect::<Result<_, _>>()?,
+    );
+    // Builds the per-worker clients once here so their errors surface before serving.
+    Origins::new(routes.clone())?;
+    let mut hosts = HashMap::new();
+    for (i, h) in config.hosts.iter().enumerate() {
+        hosts.insert(h.name.to_ascii_lowercase(), i);
+        for a in &h.aliases {
+            hosts.insert(a.to_ascii_lowercase(), i);
+        }
+    }
+    let store = Store::open(&config.cache).await?;
+    let draining = Arc::new(AtomicBool::new(false));
+    let shared = web::Data::new(Shared {
+        name: config.edge.id.clone(),
+        via: HeaderValue::from_str(&format!("1.1 {}", config.edge.id))
+            .map_err(|_| EdgeError::Cache("edge.id is not a valid header value".into()))?,
+        hosts,
+        routes: routes.clone(),
+        store: store.clone(),
+        fills: Fills::new(config.cache.max_inflight_fills),
+        fill_wait: config.cache.fill_wait_timeout,
+        max_body: config.http.max_body_size.as_u64(),
+        draining: draining.clone(),
+    });
+    let grace = config.lifecycle.shutdown_grace.as_secs().max(1);
+    let app_shared = shared.clone();
+    let mut server = HttpServer::new(move || {
+        let origins = Origins::new(routes.clone()).expect("origin clients validated at start-up");
+        App::new()
+            .app_data(app_shared.clone())
+            .app_data(web::Data::new(Local { origins }))
+            .default_service(web::to(handler::handle))
+    })
+    .max_connections(config.http.max_connections)
+    .client_request_timeout(config.http.header_read_timeout)
+    .keep_alive(config.http.keep_alive)
+    .disable_signals()
+    .shutdown_timeout(grace);
+    if config.http.workers > 0 {
+        server = server.workers(config.http.workers);
+    }
+    let io = |e: std::io::Error| EdgeError::Io(e.to_string());
+    for l in listeners.http {
+        server = server.listen(l).map_err(io)?;
+    }
+    if !listeners.https.is_empty() {
+        let t = config
+            .tls
+            .as_ref()
+            .ok_or_else(|| EdgeError::Tls("https listeners given without [tls]".into()))?;
+        let tls_cfg = tls::server_config(&t.cert, &t.key)?;
+        for l in listeners.https {
+            server = server.listen_rustls_0_23(l, tls_cfg.clone()).map_err(io)?;
+        }
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let main = actix_rt::spawn(server);
+
+    let admin = match listeners.admin {
+        Some(l) => {
+            let d = draining.clone();
+            let srv = HttpServer::new(move || {
+                let d = d.clone();
+                App::new().route(
+                    "/healthz",
+                    web::get().to(move || {
+                        let d = d.clone();
+                        async move { handler::health_response(&d) }
+                    }),
+                )
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(grace)
+            .listen(l)
+            .map_err(io)?
+            .run();
+            let h = srv.handle();
+            Some((h, actix_rt::spawn(srv)))
+        }
+        None => None,
+    };
+    telemetry::ready("edge");
+
+    shutdown.cancelled().await;
+    draining.store(true, Ordering::Relaxed);
+    tracing::info!("draining");
+    handle.stop(true).await;
+    let _ = main.await;
+    if let Some((h, t)) = admin {
+        h.stop(true).await;
+        let _ = t.await;
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}

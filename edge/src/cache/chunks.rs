@@ -1,0 +1,238 @@
+//! Reading a body by byte range, from wherever its bytes are: the in-flight fill's buffered
+//! frames, the stored chunks, or — for a chunk that is missing (evicted, a dropped disk
+//! write) or failed its checksum — the origin, by `Range`, verified against the stored CRC
+//! and written back. Wrong bytes are never served: a mismatch ends the stream with an error
+//! (the client sees a truncated response) and drops the object.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::Method;
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+
+use super::meta::{Body, Chunk, ObjectMeta};
+use super::store::{chunk_key, Store};
+use crate::error::EdgeError;
+use crate::fill::{Fill, Read};
+use crate::origin::{next_frame, HostRoute, Origins};
+
+/// How to refetch a missing chunk from the origin.
+pub struct Refetch {
+    /// This worker's origin clients.
+    pub origins: Rc<Origins>,
+    /// The host.
+    pub route: HostRoute,
+    /// Origin path and query.
+    pub path_and_query: String,
+    /// Strong ETag of the stored object (sent as `If-Match`).
+    pub etag: Option<HeaderValue>,
+}
+
+/// Where the bytes of one object are.
+pub struct BodySource {
+    /// The store.
+    pub store: Arc<Store>,
+    /// Store key of the object (chunk keys derive from it).
+    pub key: String,
+    /// Stored version id.
+    pub object_id: u64,
+    /// Chunk size.
+    pub chunk_size: u64,
+    /// Total length when known.
+    pub len: Option<u64>,
+    /// The stored object (CRCs), when complete.
+    pub meta: Option<Arc<ObjectMeta>>,
+    /// The in-flight fill, while it runs.
+    pub fill: Option<Arc<Fill>>,
+    /// Origin access for missing chunks.
+    pub refetch: Option<Refetch>,
+}
+
+struct Cursor {
+    src: BodySource,
+    pos: u64,
+    end: Option<u64>,
+    failed: bool,
+}
+
+/// Stream bytes `[start, end)` (`end = None`: to the end of the object).
+pub fn body_stream(
+    src: BodySource,
+    start: u64,
+    end: Option<u64>,
+) -> impl Stream<Item = Result<Bytes, EdgeError>> {
+    let end = end.or(src.len);
+    futures_util::stream::unfold(
+        Cursor {
+            src,
+            pos: start,
+            end,
+            failed: false,
+        },
+        |mut c| async move {
+            if c.failed {
+                return None;
+            }
+            match next(&mut c).await {
+                Ok(Some(b)) => Some((Ok(b), c)),
+                Ok(None) => None,
+                Err(e) => {
+                    c.failed = true;
+                    Some((Err(e), c))
+                }
+            }
+        },
+    )
+}
+
+async fn next(c: &mut Cursor) -> Result<Option<Bytes>, EdgeError> {
+    loop {
+        if c.end.is_some_and(|e| c.pos >= e) {
+            return Ok(None);
+        }
+        let cs = c.src.chunk_size;
+        let expected_crc = if let Some(fill) = &c.src.fill {
+            let mut rx = fill.subscribe();
+            match fill.read_at(c.pos, cs) {
+                Read::Data(b) => return Ok(Some(take(b, c))),
+                Read::Wait => {
+                    let _ = rx.changed().await;
+                    continue;
+                }
+                Read::End(total) => {
+                    c.src.len = Some(total);
+                    if c.end.is_none_or(|e| e > total) {
+                        c.end = Some(total);
+                    }
+                    if c.pos >= total {
+                        return Ok(None);
+                    }
+                    None
+                }
+                Read::Failed(e) => return Err(e),
+                Read::Stored { crc } => crc,
+            }
+        } else {
+            match c.src.meta.as_deref().map(|m| &m.body) {
+                Some(Body::Chunked { crcs, .. }) => crcs.get((c.pos / cs) as usize).copied(),
+                Some(Body::Inline { data, .. }) => {
+                    let d = data.slice((c.pos as usize).min(data.len())..);
+                    if d.is_empty() {
+                        return Ok(None);
+                    }
+                    return Ok(Some(take(d, c)));
+                }
+                None => None,
+            }
+        };
+        let idx = c.pos / cs;
+        let chunk = read_chunk(&c.src, idx, expected_crc).await?;
+        let off = (c.pos - idx * cs) as usize;
+        if off >= chunk.len() {
+            return Err(EdgeError::OriginBroken(
+                "stored chunk shorter than expected".into(),
+            ));
+        }
+        return Ok(Some(take(chunk.slice(off..), c)));
+    }
+}
+
+fn take(mut b: Bytes, c: &mut Cursor) -> Bytes {
+    if let Some(e) = c.end {
+        let left = (e - c.pos) as usize;
+        if b.len() > left {
+            b.truncate(left);
+        }
+    }
+    c.pos += b.len() as u64;
+    b
+}
+
+async fn read_chunk(src: &BodySource, idx: u64, crc: Option<u32>) -> Result<Bytes, EdgeError> {
+    let key = chunk_key(&src.key, src.object_id, idx);
+    let got = match crc {
+        Some(crc) => src.store.get_chunk(&key, crc).await,
+        None => match src.store.get(&key).await {
+            Some(crate::cache::meta::Entry::Chunk(c)) => Some(c),
+            _ => None,
+        },
+    };
+    if let Some(c) = got {
+        return Ok(c.data);
+    }
+    let Some(total) = src.len else {
+        return Err(EdgeError::OriginBroken(
+            "chunk missing and length unknown".into(),
+        ));
+    };
+    let Some(rf) = &src.refetch else {
+        return Err(EdgeError::OriginBroken("chunk missing".into()));
+    };
+    let start = idx * src.chunk_size;
+    let end = (start + src.chunk_size).min(total);
+    let data = refetch_range(rf, start, end, total).await?;
+    let got_crc = crc32fast::hash(&data);
+    if crc.is_some_and(|c| c != got_crc) {
+        // The origin's object is not the one we stored: drop ours.
+        src.store.remove(&src.key);
+        return Err(EdgeError::OriginBroken(
+            "origin object changed while a chunk was refetched".into(),
+        ));
+    }
+    tracing::info!(key = %src.key, idx, "chunk refetched from origin");
+    src.store.put_chunk(
+        key,
+        Chunk {
+            crc: got_crc,
+            data: data.clone(),
+        },
+    );
+    Ok(data)
+}
+
+/// Fetch bytes `[start, end)` of an object of `total` bytes by `Range`.
+async fn refetch_range(rf: &Refetch, start: u64, end: u64, total: u64) -> Result<Bytes, EdgeError> {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::RANGE,
+        HeaderValue::from_str(&format!("bytes={start}-{}", end - 1))
+            .map_err(|_| EdgeError::OriginBroken("range".into()))?,
+    );
+    if let Some(e) = rf
+        .etag
+        .as_ref()
+        .filter(|e| !e.as_bytes().starts_with(b"W/"))
+    {
+        h.insert(header::IF_MATCH, e.clone());
+    }
+    let mut resp = rf
+        .origins
+        .send(&rf.route, Method::GET, &rf.path_and_query, h, None)
+        .await?;
+    let expect_cr = format!("bytes {start}-{}/{total}", end - 1);
+    let cr_ok = resp
+        .headers()
+        .get(header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == expect_cr);
+    if resp.status().as_u16() != 206 || !cr_ok {
+        return Err(EdgeError::OriginBroken(format!(
+            "range refetch answered {} (expected 206 {expect_cr})",
+            resp.status().as_u16()
+        )));
+    }
+    let want = (end - start) as usize;
+    let mut buf = BytesMut::with_capacity(want);
+    while let Some(b) = next_frame(&mut resp, rf.route.idle_timeout()).await? {
+        if buf.len() + b.len() > want {
+            return Err(EdgeError::OriginBroken("range refetch too long".into()));
+        }
+        buf.extend_from_slice(&b);
+    }
+    if buf.len() != want {
+        return Err(EdgeError::OriginBroken("range refetch too short".into()));
+    }
+    Ok(buf.freeze())
+}

@@ -1,0 +1,8 @@
+//! The cache: keys ([`key`]), RFC 9111 decisions ([`policy`]), what is stored ([`meta`]),
+//! the foyer store ([`store`]) and reading bodies by range ([`chunks`]).
+
+pub mod chunks;
+pub mod key;
+pub mod meta;
+pub mod policy;
+pub mod store;

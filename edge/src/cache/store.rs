@@ -1,0 +1,233 @@
+//! The foyer hybrid cache (memory + optional disk), running on its own small tokio runtime
+//! that lives as long as the [`Store`]. Values are [`Entry`]s keyed by strings.
+//!
+//! Seams for purge (edge-ops): [`Store::remove`] (hard), [`Store::mark_stale`] (soft), and
+//! [`IndexHook`], called with every stored object's key, URL and tags, and with every removed
+//! key.
+//!
+//! foyer facts we rely on (DESIGN.md §7): `insert` is visible in memory at once, but the disk
+//! write happens later and may be dropped under pressure, so any chunk may be missing; the
+//! caller treats that as a miss of that range. Entries are written on insertion so that a
+//! restart (clean or `kill -9`) finds them; recovery mode is `Quiet`.
+
+use std::sync::{Arc, OnceLock};
+
+use cdn_shared::config::edge::CacheSection;
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCachePolicy, RecoverMode,
+};
+
+use super::meta::{Chunk, Entry, ObjectMeta};
+use crate::error::EdgeError;
+
+/// Told about stored and removed objects (edge-ops's purge index implements it).
+pub trait IndexHook: Send + Sync {
+    /// An object was stored under `key` for `url` (host + path + query) with `tags`.
+    fn record(&self, key: &str, url: &str, tags: &[String]);
+    /// The object under `key` was removed.
+    fn forget(&self, key: &str);
+}
+
+/// Cache statistics for reports and metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreStats {
+    /// Bytes held in memory (foyer's weighted usage).
+    pub memory_bytes: u64,
+    /// Configured memory capacity.
+    pub memory_capacity: u64,
+    /// Disk capacity (0 without a disk tier).
+    pub disk_capacity: u64,
+}
+
+/// The cache.
+pub struct Store {
+    cache: HybridCache<String, Entry>,
+    runtime: Option<tokio::runtime::Runtime>,
+    hook: OnceLock<Arc<dyn IndexHook>>,
+    chunk_size: usize,
+    disk_capacity: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("chunk_size", &self.chunk_size)
+            .finish()
+    }
+}
+
+/// Key of chunk `idx` of the object stored under `key` with id `object_id`.
+pub fn chunk_key(key: &str, object_id: u64, idx: u64) -> String {
+    format!("{key}\n#chunk:{object_id:016x}:{idx}")
+}
+
+impl Store {
+    /// Open (and, with a disk tier, recover) the cache on its own runtime.
+    pub async fn open(cfg: &CacheSection) -> Result<Arc<Store>, EdgeError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("foyer")
+            .enable_all()
+            .build()
+            .map_err(|e| EdgeError::Cache(format!("cannot start cache runtime: {e}")))?;
+        let cfg2 = cfg.clone();
+        let handle = runtime.handle().clone();
+        let cache = runtime
+            .spawn(async move { build(&cfg2, handle).await })
+            .await
+            .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?
+            .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?;
+        Ok(Arc::new(Store {
+            cache,
+            runtime: Some(runtime),
+            hook: OnceLock::new(),
+            chunk_size: cfg.chunk_size.as_u64() as usize,
+            disk_capacity: if cfg.disk_path.is_some() {
+                cfg.disk.as_u64()
+            } else {
+                0
+            },
+        }))
+    }
+
+    /// Install the purge index hook (once).
+    pub fn set_index_hook(&self, hook: Arc<dyn IndexHook>) {
+        let _ = self.hook.set(hook);
+    }
+
+    /// Configured chunk size.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// Look a key up (memory, then disk). A disk entry that fails its checksum is removed
+    /// and reported as a miss.
+    pub async fn get(&self, key: &str) -> Option<Entry> {
+        match self.cache.get(key).await {
+            Ok(Some(e)) => Some(e.value().clone()),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cache entry unreadable; dropped");
+                self.cache.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Store an object's meta entry and tell the purge index.
+    pub fn put_object(&self, key: &str, meta: Arc<ObjectMeta>) {
+        if let Some(h) = self.hook.get() {
+            h.record(key, &meta.url, &meta.tags);
+        }
+        self.cache.insert(key.to_string(), Entry::Object(meta));
+    }
+
+    /// Store a Vary variant list under a primary key.
+    pub fn put_vary(&self, key: &str, names: Arc<Vec<String>>) {
+        self.cache.insert(key.to_string(), Entry::Vary(names));
+    }
+
+    /// Store one chunk.
+    pub fn put_chunk(&self, key: String, chunk: Chunk) {
+        self.cache.insert(key, Entry::Chunk(chunk));
+    }
+
+    /// Read one chunk; `None` when missing (evicted, dropped disk write, or corrupt on disk).
+    pub async fn get_chunk(&self, key: &str, expect_crc: u32) -> Option<Chunk> {
+        match self.get(key).await {
+            Some(Entry::Chunk(c)) if c.crc == expect_crc => Some(c),
+            Some(_) => {
+                self.cache.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Hard purge: delete the entry under `key` (its chunks become unreachable and age out).
+    pub fn remove(&self, key: &str) {
+        self.cache.remove(key);
+        if let Some(h) = self.hook.get() {
+            h.forget(key);
+        }
+    }
+
+    /// Soft purge: keep the object but mark it stale, so the next request revalidates it and
+    /// stale-if-error can still serve it. Returns whether an object was found.
+    pub async fn mark_stale(&self, key: &str) -> bool {
+        match self.get(key).await {
+            Some(Entry::Object(m)) => {
+                let mut m = (*m).clone();
+                m.invalidated = true;
+                self.cache
+                    .insert(key.to_string(), Entry::Object(Arc::new(m)));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Figures for reports.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            memory_bytes: self.cache.memory().usage() as u64,
+            memory_capacity: self.cache.memory().capacity() as u64,
+            disk_capacity: self.disk_capacity,
+        }
+    }
+
+    /// Flush and close the cache (waits for pending disk writes).
+    pub async fn close(&self) {
+        if let Some(rt) = &self.runtime {
+            let cache = self.cache.clone();
+            let _ = rt.spawn(async move { cache.close().await }).await;
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+async fn build(
+    cfg: &CacheSection,
+    handle: tokio::runtime::Handle,
+) -> foyer::Result<HybridCache<String, Entry>> {
+    let builder = HybridCacheBuilder::new()
+        .with_name("edge")
+        .with_policy(HybridCachePolicy::WriteOnInsertion)
+        .with_flush_on_close(true)
+        .memory(cfg.memory.as_u64() as usize)
+        .with_weighter(|k: &String, v: &Entry| k.len() + v.weight())
+        .storage()
+        .with_spawner(handle.into());
+    match &cfg.disk_path {
+        None => builder.build().await,
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(foyer::Error::io_error)?;
+            let device = FsDeviceBuilder::new(dir)
+                .with_capacity(cfg.disk.as_u64() as usize)
+                .build()?;
+            // Blocks hold whole entries: a chunk plus its header must fit.
+            let chunk = cfg.chunk_size.as_u64() as usize;
+            let mut block = (4 * chunk).clamp(16 * 1024 * 1024, 64 * 1024 * 1024);
+            if block > cfg.disk.as_u64() as usize / 4 {
+                block = (cfg.disk.as_u64() as usize / 4).max(chunk + 64 * 1024);
+            }
+            let engine = BlockEngineConfig::new(device)
+                .with_block_size(block)
+                .with_flushers(2)
+                .with_buffer_pool_size((8 * chunk).max(32 * 1024 * 1024));
+            builder
+                .with_engine_config(engine)
+                .with_recover_mode(RecoverMode::Quiet)
+                .build()
+                .await
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Coalesced fills: one origin request per cache key in flight, whatever worker the requests
+//! land on. The first request for a key becomes the *leader* ([`Join::Leader`]) and fetches;
+//! later ones are *followers* ([`Join::Follower`]) that wait (at most
+//! `cache.fill_wait_timeout`) for the leader's [`FillHead`], then read the same bytes as they
+//! arrive ([`Fill::read_at`]). A leader that is dropped before finishing fails the fill
+//! ("leader dropped"), so followers never hang; they then serve stale if allowed or retry.
+//!
+//! Memory stays bounded: the fill keeps only the frames not yet written to the store as
+//! chunks; a reader that falls behind reads the chunk from the store instead.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use bytes::Bytes;
+use dashmap::mapref::entry::Entry as MapEntry;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::cache::meta::ObjectMeta;
+use crate::error::EdgeError;
+
+/// What the leader learned from the origin.
+#[derive(Debug, Clone)]
+pub enum FillHead {
+    /// A new object is streaming in and being stored.
+    Streaming(Arc<StreamHead>),
+    /// The answer is a stored object (revalidated, found, or stale served on error).
+    Stored {
+        /// The object.
+        meta: Arc<ObjectMeta>,
+        /// Its store key.
+        key: String,
+        /// How it came to be the answer.
+        how: StoredHow,
+    },
+    /// The response must not be shared (not storable): each request fetches on its own.
+    NotShareable,
+}
+
+/// Why a [`FillHead::Stored`] is the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredHow {
+    /// The origin answered 304 to our revalidation.
+    Revalidated,
+    /// Another fill stored it meanwhile.
+    Found,
+    /// The origin failed and `stale-if-error` allowed the stale copy.
+    StaleOnError {
+        /// The origin's status, when it answered.
+        status: Option<u16>,
+    },
+}
+
+/// Head of a streaming object.
+#[derive(Debug)]
+pub struct StreamHead {
+    /// Status code.
+    pub status: u16,
+    /// Headers for clients.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `Content-Length` when the origin sent one.
+    pub length: Option<u64>,
+    /// Store key the object is written under.
+    pub store_key: String,
+    /// Id of the stored version (chunk keys).
+    pub object_id: u64,
+    /// Chunk size.
+    pub chunk_size: u64,
+    /// Vary field names of the response (sorted, lower-case).
+    pub vary: Vec<String>,
+    /// Freshness lifetime in seconds (for `Cache-Status: ttl`).
+    pub ttl_s: i64,
+}
+
+#[derive(Debug)]
+enum HeadState {
+    Pending,
+    Ready(FillHead),
+    Failed(EdgeError),
+}
+
+#[derive(Debug)]
+struct State {
+    head: HeadState,
+    /// Frames not yet covered by stored chunks: (offset, bytes).
+    frames: VecDeque<(u64, Bytes)>,
+    /// Bytes received so far.
+    received: u64,
+    /// CRC32 of each chunk stored so far.
+    crcs: Vec<u32>,
+    /// `Some(Ok(total))` when complete, `Some(Err)` when the body failed.
+    done: Option<Result<u64, EdgeError>>,
+}
+
+/// One in-flight fill.
+#[derive(Debug)]
+pub struct Fill {
+    key: String,
+    state: Mutex<State>,
+    tx: watch::Sender<u64>,
+}
+
+/// What a reader gets at an offset.
+#[derive(Debug)]
+pub enum Read {
+    /// Bytes starting at the requested offset.
+    Data(Bytes),
+    /// The offset is no longer buffered: read chunk `idx` from the store (expected CRC, if
+    /// the chunk is complete).
+    Stored {
+        /// CRC of the chunk, known once it was written.
+        crc: Option<u32>,
+    },
+    /// Wait for more bytes.
+    Wait,
+    /// Body complete at this total length.
+    End(u64),
+    /// Body failed.
+    Failed(EdgeError),
+}
+
+impl Fill {
+    fn new(key: String) -> Arc<Fill> {
+        let (tx, _) = watch::channel(0);
+        Arc::new(Fill {
+            key,
+            state: Mutex::new(State {
+                head: HeadState::Pending,
+                frames: VecDeque::new(),
+                received: 0,
+                crcs: Vec::new(),
+                done: None,
+            }),
+            tx,
+        })
+    }
+
+    /// The key this fill is for.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn bump(&self) {
+        self.tx.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// A change subscription (create it *before* checking state to not miss a wake-up).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+
+    /// Wait for the head, at most `timeout`.
+    pub async fn wait_head(&self, timeout: Duration) -> Result<FillHead, EdgeError> {
+        let mut rx = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            {
+                let st = self.state.lock();
+                match &st.head {
+                    HeadState::Ready(h) => return Ok(h.clone()),
+                    HeadState::Failed(e) => return Err(e.clone()),
+                    HeadState::Pending => {}
+                }
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Err(_) => return Err(EdgeError::FillTimeout),
+                Ok(Err(_)) => {
+                    return Err(EdgeError::OriginBroken("fill leader dropped".into()));
+                }
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
+    /// What is available at byte `pos` of chunk size `chunk`.
+    pub fn read_at(&self, pos: u64, chunk: u64) -> Read {
+        let st = self.state.lock();
+        if let Some((first_off, _)) = st.frames.front() {
+            if pos >= *first_off && pos < st.received {
+                for (off, b) in st.frames.iter() {
+                    let end = off + b.len() as u64;
+                    if pos >= *off && pos < end {
+                        return Read::Data(b.slice((pos - off) as usize..));
+                    }
+                }
+            }
+        }
+        if pos < st.received {
+            let idx = (pos / chunk) as usize;
+            return Read::Stored {
+                crc: st.crcs.get(idx).copied(),
+            };
+        }
+        match &st.done {
+            Some(Ok(total)) => Read::End(*total),
+            Some(Err(e)) => Read::Failed(e.clone()),
+            None => Read::Wait,
+        }
+    }
+}
+
+/// The result of joining the table.
+#[derive(Debug)]
+pub enum Join {
+    /// Fetch it; publish through the guard.
+    Leader(Leader),
+    /// Someone else is fetching it.
+    Follower(Arc<Fill>),
+}
+
+/// The in-flight table.
+#[derive(Debug)]
+pub struct Fills {
+    table: DashMap<String, Arc<Fill>>,
+    max: usize,
+}
+
+impl Fills {
+    /// A table allowing `max` concurrent fills.
+    pub fn new(max: usize) -> Arc<Fills> {
+        Arc::new(Fills {
+            table: DashMap::new(),
+            max,
+        })
+    }
+
+    /// Number of fills in flight.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether no fill is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Whether a fill for `key` is in flight.
+    pub fn contains(&self, key: &str) -> bool {
+        self.table.contains_key(key)
+    }
+
+    /// Become the leader for `key` or follow the fill in flight.
+    pub fn join(self: &Arc<Self>, key: &str) -> Result<Join, EdgeError> {
+        if let Some(f) = self.table.get(key) {
+            return Ok(Join::Follower(f.clone()));
+        }
+        if self.table.len() >= self.max {
+            return Err(EdgeError::Overloaded("too many origin fills in flight"));
+        }
+        match self.table.entry(key.to_string()) {
+            MapEntry::Occupied(o) => Ok(Join::Follower(o.get().clone())),
+            MapEntry::Vacant(v) => {
+                let fill = Fill::new(key.to_string());
+                v.insert(fill.clone());
+                Ok(Join::Leader(Leader {
+                    fill,
+                    fills: self.clone(),
+                    finished: false,
+                }))
+            }
+        }
+    }
+
+    fn remove(&self, fill: &Arc<Fill>) {
+        self.table.remove_if(&fill.key, |_, f| Arc::ptr_eq(f, fill));
+    }
+}
+
+/// The leader's handle. Dropping it before [`Leader::finish`] or [`Leader::fail`] fails the
+/// fill with "leader dropped".
+#[derive(Debug)]
+pub struct Leader {
+    fill: Arc<Fill>,
+    fills: Arc<Fills>,
+    finished: bool,
+}
+
+impl Leader {
+    /// The fill (for this request's own reader).
+    pub fn fill(&self) -> &Arc<Fill> {
+        &self.fill
+    }
+
+    /// Publish the head. Non-streaming heads finish the fill (and leave the table).
+    pub fn publish(&mut self, head: FillHead) {
+        let streaming = matches!(head, FillHead::Streaming(_));
+        self.fill.state.lock().head = HeadState::Ready(head);
+        if !streaming {
+            self.fills.remove(&self.fill);
+            self.finished = true;
+        }
+        self.fill.bump();
+    }
+
+    /// Append body bytes.
+    pub fn push(&self, b: Bytes) {
+        {
+            let mut st = self.fill.state.lock();
+            let off = st.received;
+            st.received += b.len() as u64;
+            st.frames.push_back((off, b));
+        }
+        self.fill.bump();
+    }
+
+    /// Chunk `idx` was stored with `crc`: frames wholly below its end may be dropped.
+    pub fn chunk_stored(&self, crc: u32, stored_upto: u64) {
+        let mut st = self.fill.state.lock();
+        st.crcs.push(crc);
+        while let Some((off, b)) = st.frames.front() {
+            if off + b.len() as u64 <= stored_upto {
+                st.frames.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Body complete (`total` bytes).
+    pub fn finish(mut self, total: u64) {
+        self.fill.state.lock().done = Some(Ok(total));
+        self.finished = true;
+        self.fills.remove(&self.fill);
+        self.fill.bump();
+    }
+
+    /// The fill failed (before or after the head).
+    pub fn fail(mut self, err: EdgeError) {
+        self.fail_inner(err);
+    }
+
+    fn fail_inner(&mut self, err: EdgeError) {
+        {
+            let mut st = self.fill.state.lock();
+            if matches!(st.head, HeadState::Pending) {
+                st.head = HeadState::Failed(err.clone());
+            }
+            if st.done.is_none() {
+                st.done = Some(Err(err));
+            }
+        }
+        self.finished = true;
+        self.fills.remove(&self.fill);
+        self.fill.bump();
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.fail_inner(EdgeError::OriginBroken("fill leader dropped".into()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_leader_many_followers_same_bytes() {
+        let fills = Fills::new(10);
+        let Join::Leader(mut leader) = fills.join("k").unwrap() else {
+            panic!("first must lead")
+        };
+        let Join::Follower(f) = fills.join("k").unwrap() else {
+            panic!("second must follow")
+        };
+        assert!(Arc::ptr_eq(&f, leader.fill()));
+        leader.publish(FillHead::NotShareable);
+        assert!(matches!(
+            f.wait_head(Duration::from_secs(1)).await,
+            Ok(FillHead::NotShareable)
+        ));
+        // Non-streaming heads leave the table.
+        assert!(!fills.contains("k"));
+    }
+
+    #[tokio::test]
+    async fn streaming_reads_and_trims() {
+        let fills = Fills::new(10);
+        let Join::Leader(mut leader) = fills.join("k").unwrap() else {
+            panic!()
+        };
+        let head = StreamHead {
+            status: 200,
+            headers: vec![],
+            length: Some(8),
+            store_key: "k".into(),
+            object_id: 1,
+            chunk_size: 4,
+            vary: vec![],
+            ttl_s: 1,
+        };
+        leader.publish(FillHead::Streaming(Arc::new(head)));
+        let f = leader.fill().clone();
+        assert!(matches!(f.read_at(0, 4), Read::Wait));
+        leader.push(Bytes::from_static(b"abcdef"));
+        match f.read_at(2, 4) {
+            Read::Data(b) => assert_eq!(&b[..], b"cdef"),
+            other => panic!("{other:?}"),
+        }
+        leader.push(Bytes::from_static(b"gh"));
+        leader.chunk_stored(7, 4);
+        // Frame 0..6 is not wholly stored yet, still readable.
+        assert!(matches!(f.read_at(0, 4), Read::Data(_)));
+        leader.chunk_stored(9, 8);
+        assert!(matches!(f.read_at(5, 4), Read::Stored { crc: Some(9) }));
+        leader.finish(8);
+        assert!(matches!(f.read_at(8, 4), Read::End(8)));
+        assert!(!fills.contains("k"));
+    }
+
+    #[tokio::test]
+    async fn dropped_leader_fails_followers_and_frees_key() {
+        let fills = Fills::new(10);
+        let Join::Leader(leader) = fills.join("k").unwrap() else {
+            panic!()
+        };
+        let Join::Follower(f) = fills.join("k").unwrap() else {
+            panic!()
+        };
+        drop(leader);
+        assert!(f.wait_head(Duration::from_secs(1)).await.is_err());
+        assert!(matches!(fills.join("k").unwrap(), Join::Leader(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn follower_wait_times_out() {
+        let fills = Fills::new(10);
+        let Join::Leader(_leader) = fills.join("k").unwrap() else {
+            panic!()
+        };
+        let Join::Follower(f) = fills.join("k").unwrap() else {
+            panic!()
+        };
+        assert!(matches!(
+            f.wait_head(Duration::from_secs(2)).await,
+            Err(EdgeError::FillTimeout)
+        ));
+    }
+
+    #[test]
+    fn table_is_bounded() {
+        let fills = Fills::new(1);
+        let _a = fills.join("a").unwrap();
+        assert!(matches!(fills.join("b"), Err(EdgeError::Overloaded(_))));
+    }
+}

@@ -1,0 +1,263 @@
+//! Pure decisions for one request: what to do with the lookup result ([`plan`]), whether a
+//! client's conditional request is answered with 304 ([`not_modified`]), and which bytes a
+//! `Range` asks for ([`range`], with `If-Range`).
+
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+
+use crate::cache::policy::Class;
+use crate::headers::Fwd;
+
+/// What the lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Nothing under the URI.
+    Miss,
+    /// The URI varies, and this variant is not stored.
+    VaryMiss,
+    /// A stored object in this class.
+    Found(Class),
+}
+
+/// The plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Serve the stored object.
+    Hit,
+    /// Serve the stored object, refresh in the background.
+    ServeStaleAndRefresh,
+    /// Revalidate (conditional fill); stale may be served if the origin fails.
+    Revalidate,
+    /// Fill from the origin.
+    Fill(Fwd),
+}
+
+impl Plan {
+    /// Label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Hit => "hit",
+            Plan::ServeStaleAndRefresh => "stale-while-revalidate",
+            Plan::Revalidate => "revalidate",
+            Plan::Fill(Fwd::VaryMiss) => "fill-vary-miss",
+            Plan::Fill(_) => "fill",
+        }
+    }
+}
+
+/// Decide.
+pub fn plan(lookup: Lookup) -> Plan {
+    match lookup {
+        Lookup::Miss => Plan::Fill(Fwd::UriMiss),
+        Lookup::VaryMiss => Plan::Fill(Fwd::VaryMiss),
+        Lookup::Found(Class::Fresh) => Plan::Hit,
+        Lookup::Found(Class::StaleWhileRevalidate) => Plan::ServeStaleAndRefresh,
+        Lookup::Found(Class::Revalidate) => Plan::Revalidate,
+    }
+}
+
+fn etag_matches_weak(list: &str, etag: &str) -> bool {
+    let strip = |s: &str| s.trim().trim_start_matches("W/").to_string();
+    let e = strip(etag);
+    list.split(',').any(|t| t.trim() == "*" || strip(t) == e)
+}
+
+/// RFC 9110 §13.2.2: answer a GET/HEAD for a stored 200 with 304? `If-None-Match` (weak
+/// comparison) takes precedence over `If-Modified-Since`.
+pub fn not_modified(
+    req: &HeaderMap,
+    etag: Option<&HeaderValue>,
+    last_modified: Option<&HeaderValue>,
+) -> bool {
+    if let Some(inm) = req.get(header::IF_NONE_MATCH) {
+        let (Ok(list), Some(Ok(e))) = (inm.to_str(), etag.map(|e| e.to_str())) else {
+            return false;
+        };
+        return etag_matches_weak(list, e);
+    }
+    if let (Some(ims), Some(lm)) = (req.get(header::IF_MODIFIED_SINCE), last_modified) {
+        let parse = |v: &HeaderValue| {
+            v.to_str()
+                .ok()
+                .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+        };
+        if let (Some(ims), Some(lm)) = (parse(ims), parse(lm)) {
+            return lm <= ims;
+        }
+    }
+    false
+}
+
+/// Which bytes to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangePlan {
+    /// The whole body (no Range, an ignored Range, or If-Range not matching).
+    Full,
+    /// Bytes `[start, end)` (206).
+    Partial(u64, u64),
+    /// 416.
+    Unsatisfiable,
+}
+
+/// Evaluate `Range` (single `bytes=` ranges; multi-range requests get the full body) and
+/// `If-Range` (strong ETag or exact Last-Modified) against a body of `len` bytes.
+pub fn range(
+    req: &HeaderMap,
+    len: u64,
+    etag: Option<&HeaderValue>,
+    last_modified: Option<&HeaderValue>,
+) -> RangePlan {
+    let Some(r) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return RangePlan::Full;
+    };
+    if let Some(ir) = req.get(header::IF_RANGE) {
+        let ir = ir.as_bytes();
+        let ok = if ir.starts_with(b"\"") {
+            etag.is_some_and(|e| e.as_bytes() == ir)
+        } else {
+            last_modified.is_some_and(|lm| lm.as_bytes() == ir)
+        };
+        if !ok {
+            return RangePlan::Full;
+        }
+    }
+    let Some(spec) = r.trim().strip_prefix("bytes=") else {
+        return RangePlan::Full;
+    };
+    if spec.contains(',') {
+        return RangePlan::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangePlan::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let Ok(n) = b.parse::<u64>() else {
+            return RangePlan::Full;
+        };
+        if n == 0 || len == 0 {
+            return RangePlan::Unsatisfiable;
+        }
+        return RangePlan::Partial(len.saturating_sub(n), len);
+    }
+    let Ok(start) = a.parse::<u64>() else {
+        return RangePlan::Full;
+    };
+    let end = if b.is_empty() {
+        len
+    } else {
+        match b.parse::<u64>() {
+            Ok(e) if e >= start => (e + 1).min(len),
+            _ => return RangePlan::Full,
+        }
+    };
+    if start >= len {
+        return RangePlan::Unsatisfiable;
+    }
+    RangePlan::Partial(start, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderName;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn plans() {
+        assert_eq!(plan(Lookup::Miss), Plan::Fill(Fwd::UriMiss));
+        assert_eq!(plan(Lookup::VaryMiss), Plan::Fill(Fwd::VaryMiss));
+        assert_eq!(plan(Lookup::Found(Class::Fresh)), Plan::Hit);
+        assert_eq!(
+            plan(Lookup::Found(Class::StaleWhileRevalidate)),
+            Plan::ServeStaleAndRefresh
+        );
+        assert_eq!(plan(Lookup::Found(Class::Revalidate)), Plan::Revalidate);
+    }
+
+    #[test]
+    fn conditionals() {
+        let etag = HeaderValue::from_static("\"v1\"");
+        let lm = HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT");
+        assert!(not_modified(
+            &h(&[("if-none-match", "\"v1\"")]),
+            Some(&etag),
+            None
+        ));
+        assert!(not_modified(
+            &h(&[("if-none-match", "W/\"v1\", \"x\"")]),
+            Some(&etag),
+            None
+        ));
+        assert!(not_modified(
+            &h(&[("if-none-match", "*")]),
+            Some(&etag),
+            None
+        ));
+        assert!(!not_modified(
+            &h(&[("if-none-match", "\"v2\"")]),
+            Some(&etag),
+            Some(&lm)
+        ));
+        // INM present → IMS ignored.
+        assert!(!not_modified(
+            &h(&[
+                ("if-none-match", "\"v2\""),
+                ("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")
+            ]),
+            Some(&etag),
+            Some(&lm)
+        ));
+        assert!(not_modified(
+            &h(&[("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")]),
+            None,
+            Some(&lm)
+        ));
+        assert!(!not_modified(
+            &h(&[("if-modified-since", "Sun, 06 Nov 1994 08:49:36 GMT")]),
+            None,
+            Some(&lm)
+        ));
+        assert!(!not_modified(&h(&[]), Some(&etag), Some(&lm)));
+    }
+
+    #[test]
+    fn ranges() {
+        let r = |v: &str| range(&h(&[("range", v)]), 100, None, None);
+        assert_eq!(r("bytes=0-9"), RangePlan::Partial(0, 10));
+        assert_eq!(r("bytes=90-"), RangePlan::Partial(90, 100));
+        assert_eq!(r("bytes=-10"), RangePlan::Partial(90, 100));
+        assert_eq!(r("bytes=-1000"), RangePlan::Partial(0, 100));
+        assert_eq!(r("bytes=50-1000"), RangePlan::Partial(50, 100));
+        assert_eq!(r("bytes=100-"), RangePlan::Unsatisfiable);
+        assert_eq!(r("bytes=-0"), RangePlan::Unsatisfiable);
+        assert_eq!(r("bytes=0-1,5-6"), RangePlan::Full);
+        assert_eq!(r("items=0-1"), RangePlan::Full);
+        assert_eq!(r("bytes=5-1"), RangePlan::Full);
+        assert_eq!(range(&h(&[]), 100, None, None), RangePlan::Full);
+    }
+
+    #[test]
+    fn if_range() {
+        let etag = HeaderValue::from_static("\"v1\"");
+        let lm = HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT");
+        let req = h(&[("range", "bytes=0-0"), ("if-range", "\"v1\"")]);
+        assert_eq!(range(&req, 10, Some(&etag), None), RangePlan::Partial(0, 1));
+        let req = h(&[("range", "bytes=0-0"), ("if-range", "\"v0\"")]);
+        assert_eq!(range(&req, 10, Some(&etag), None), RangePlan::Full);
+        let req = h(&[
+            ("range", "bytes=0-0"),
+            ("if-range", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        assert_eq!(range(&req, 10, None, Some(&lm)), RangePlan::Partial(0, 1));
+    }
+}
