@@ -1,3 +1,149 @@
-//! bootstrap
+//! The dns-router: an authoritative GeoDNS server for the CDN's zones.
+//!
+//! Modules in the order a query flows through them:
+//!
+//! * [`listen`]: bind the UDP (SO_REUSEPORT, one per thread) and TCP sockets; `listening` lines.
+//! * [`udp`] / [`tcp`]: the transports — a blocking loop per UDP socket (the fast path), and
+//!   RFC 7766 TCP with pipelining, idle timeout and a connection limit.
+//! * [`handler`]: one packet → one response; the whole request path in one function.
+//! * [`wire`]: decode header, question and OPT/ECS only (FORMERR / drop on bad input).
+//! * [`zone`]: zones from config (SOA, NS + glue, static records, services, wildcards,
+//!   delegations) and the RFC 1034 lookup.
+//! * [`route`]: services — locate the client (`cdn_geo::locate`), candidates from the live
+//!   [`health`] view, `cdn_geo::select::choose`; the same code answers `explain`.
+//! * [`answer`]: write the response: AA, negative answers with SOA (RFC 2308), OPT only when
+//!   asked, ECS echo with scope (RFC 7871), TC=1 when too big.
+//! * [`querylog`]: metrics per answer and the optional JSON-lines query log.
+//! * [`health`], [`metrics`]: edge health (probes, reports) and the Prometheus recorder.
+//! * [`error`]: the crate's error type.
+//!
+//! [`run`] wires them: it takes sockets bound by [`listen::bind`] (tests bind 127.0.0.1:0) and
+//! serves until the shutdown token is cancelled.
+//!
+//! ## CLI
+//!
+//! `dns-router --config router.toml [--check-config] [--log-format human|json] [--log-level info]`.
+//! `--check-config` parses the config, the record data, the network map and the database, then
+//! exits 0; any config error exits 64 with a message naming the key.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod answer;
+pub mod error;
+pub mod handler;
 pub mod health;
+pub mod listen;
 pub mod metrics;
+pub mod querylog;
+pub mod reload;
+pub mod route;
+pub mod tcp;
+pub mod udp;
+pub mod wire;
+pub mod zone;
+
+use std::path::{Path, PathBuf};
+
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cdn_shared::config::router::RouterConfig;
+use cdn_shared::shutdown::Shutdown;
+
+pub use error::RouterError;
+pub use listen::{bind, Sockets};
+pub use route::Router;
+
+/// Validate everything `run` would build from `config` (zones and record data, network map,
+/// database) without binding anything: the `--check-config` path.
+pub fn check(config: &RouterConfig, base_dir: &Path) -> Result<(), RouterError> {
+    route::build_snapshot(config, base_dir, 0)?;
+    Ok(())
+}
+
+/// Serve DNS and the admin API on `sockets` until `shutdown` is cancelled, then stop within
+/// `lifecycle.shutdown_grace`. `config_path` is the file reloads (SIGHUP, `POST
+/// /api/v1/reload`) re-read; its directory resolves relative paths in the config (the current
+/// directory when `None`). Call inside a tokio runtime.
+pub async fn run(
+    config: RouterConfig,
+    config_path: Option<PathBuf>,
+    sockets: Sockets,
+    shutdown: Shutdown,
+) -> Result<(), RouterError> {
+    let base_dir = cdn_shared::config::config_dir(config_path.as_deref());
+    let _prometheus = metrics::install();
+    let health = health::HealthState::new(&config);
+    let router = Router::new(&config, &base_dir, health.clone())?;
+    let config = Arc::new(config);
+    let probes = health::start(health.clone(), config.clone(), shutdown.clone());
+    let log = match &config.dns.query_log {
+        Some(p) => Some(
+            querylog::QueryLog::open(&base_dir.join(p))
+                .map_err(|e| RouterError::io(format!("open query log {}", p.display()), e))?,
+        ),
+        None => None,
+    };
+
+    let mut threads = Vec::new();
+    let mut tasks = Vec::new();
+    let limits = tcp::TcpLimits {
+        idle: config.dns.tcp_idle_timeout,
+        max_connections: config.dns.tcp_max_connections,
+    };
+    for dns in sockets.dns {
+        for sock in dns.udp {
+            let t = udp::spawn(
+                threads.len(),
+                sock,
+                router.clone(),
+                log.clone(),
+                shutdown.clone(),
+            )
+            .map_err(|e| RouterError::io("start udp thread", e))?;
+            threads.push(t);
+        }
+        tasks.push(tokio::spawn(tcp::serve(
+            dns.tcp,
+            router.clone(),
+            limits,
+            log.clone(),
+            shutdown.clone(),
+        )));
+    }
+    let ctx = admin::AdminContext::new(
+        health.clone(),
+        router.clone(),
+        Arc::new(ArcSwap::new(config.clone())),
+        config_path,
+    );
+    let mut admin = admin::serve(sockets.admin, ctx.clone(), shutdown.clone())
+        .map_err(|e| RouterError::io("start admin API", e))?;
+    let hup = reload::spawn_sighup(ctx, shutdown.clone());
+    cdn_shared::telemetry::ready("dns-router");
+
+    shutdown.cancelled().await;
+    let grace = config.lifecycle.shutdown_grace;
+    let stop = async move {
+        for t in tasks {
+            let _ = t.await;
+        }
+        let _ = probes.await;
+        let _ = hup.await;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+            admin.join();
+        })
+        .await;
+    };
+    if tokio::time::timeout(grace.max(Duration::from_millis(1)), stop)
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace elapsed with work still running");
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Step 5 of a query: count it and, when `dns.query_log` is set, log it.
+//!
+//! * Metrics (names in `crate::metrics::names`): `cdn_dns_queries_total{qtype,rcode,service,
+//!   region}` and `cdn_dns_answer_seconds`. Each thread keeps the counter handles it has used, so
+//!   the hot path is one hash lookup and an atomic add.
+//! * Query log: one JSON object per line (`ts_ms`, `client`, `transport`, `name`, `qtype`,
+//!   `rcode`, `ecs`, `service`, `edges`, `region`, `rule`, `scope`, `tc`), written by a
+//!   dedicated thread from a bounded queue; lines are dropped (and counted in the
+//!   `dropped` field of the next line written) when the queue is full, never blocking a query.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::rr::RecordType;
+use metrics::{Counter, Histogram};
+use serde::Serialize;
+
+use crate::handler::{Outcome, Transport};
+use crate::metrics::names;
+use crate::route::Snapshot;
+
+/// Per-thread metric handles.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    counters: HashMap<(u16, u16, u32, u32), Counter>,
+    histogram: Option<Histogram>,
+}
+
+impl Recorder {
+    /// A recorder with no handles yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Count one answered query and its latency.
+    pub fn record(&mut self, snap: &Snapshot, o: &Outcome, seconds: f64) {
+        let svc = o.service.map(|s| s as u32).unwrap_or(u32::MAX);
+        let region = o
+            .answer
+            .as_ref()
+            .and_then(|a| a.region)
+            .map(|r| r as u32)
+            .unwrap_or(u32::MAX);
+        let key = (o.qtype, o.rcode.code(), svc, region);
+        if self.counters.len() > 4096 {
+            self.counters.clear();
+        }
+        let c = self.counters.entry(key).or_insert_with(|| {
+            let service = snap
+                .services
+                .get(svc as usize)
+                .map(|s| s.name.clone())
+                .unwrap_or_else(|| "-".into());
+            let region = snap
+                .regions
+                .get(region as usize)
+                .cloned()
+                .unwrap_or_else(|| "-".into());
+            metrics::counter!(names::DNS_QUERIES,
+                "qtype" => qtype_name(o.qtype),
+                "rcode" => o.rcode.as_str(),
+                "service" => service,
+                "region" => region)
+        });
+        c.increment(1);
+        self.histogram
+            .get_or_insert_with(|| metrics::histogram!(names::DNS_ANSWER_SECONDS))
+            .record(seconds);
+    }
+
+    /// Forget handles (after a config reload renamed services or regions).
+    pub fn reset(&mut self) {
+        self.counters.clear();
+    }
+}
+
+/// Presentation name of a QTYPE.
+pub fn qtype_name(qtype: u16) -> String {
+    RecordType::from(qtype).to_string()
+}
+
+/// One query-log line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Unix ms.
+    pub ts_ms: u64,
+    /// Source address of the query.
+    pub client: IpAddr,
+    /// `udp` or `tcp`.
+    pub transport: &'static str,
+    /// Query name as asked (lowercase).
+    pub name: String,
+    /// QTYPE.
+    pub qtype: String,
+    /// RCODE.
+    pub rcode: &'static str,
+    /// ECS subnet of the query.
+    pub ecs: Option<String>,
+    /// Service that answered.
+    pub service: Option<String>,
+    /// Edges answered.
+    pub edges: Vec<String>,
+    /// Region of the first answered edge.
+    pub region: Option<String>,
+    /// Selection rule that fired.
+    pub rule: Option<&'static str>,
+    /// ECS scope answered.
+    pub scope: Option<u8>,
+    /// Truncated.
+    pub tc: bool,
+    /// Lines dropped since the previous line (queue full).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Entry {
+    /// Build a line from an outcome.
+    pub fn new(
+        snap: &Snapshot,
+        o: &Outcome,
+        packet: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        ts_ms: u64,
+    ) -> Entry {
+        let (name, ecs) = match crate::wire::decode(packet) {
+            Ok(crate::wire::Decoded::Query(q)) => (
+                crate::wire::wire_to_string(q.name()),
+                q.edns
+                    .and_then(|e| e.ecs)
+                    .map(|e| format!("{}/{}", e.addr, e.source_prefix)),
+            ),
+            _ => (String::new(), None),
+        };
+        let a = o.answer.as_ref();
+        Entry {
+            ts_ms,
+            client,
+            transport: match transport {
+                Transport::Udp => "udp",
+                Transport::Tcp => "tcp",
+            },
+            name,
+            qtype: qtype_name(o.qtype),
+            rcode: o.rcode.as_str(),
+            ecs,
+            service: o
+                .service
+                .and_then(|s| snap.services.get(s))
+                .map(|s| s.name.clone()),
+            edges: a.map(|a| a.edges.clone()).unwrap_or_default(),
+            region: a
+                .and_then(|a| a.region)
+                .and_then(|r| snap.regions.get(r).cloned()),
+            rule: a.map(|a| a.rule.as_str()),
+            scope: a.map(|a| a.scope),
+            tc: o.truncated,
+            dropped: 0,
+        }
+    }
+}
+
+/// Handle for sending lines to the writer thread.
+#[derive(Debug, Clone)]
+pub struct QueryLog {
+    tx: SyncSender<Entry>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// Lines queued before new ones are dropped.
+const QUEUE: usize = 8192;
+
+impl QueryLog {
+    /// Open (append) `path` and start the writer thread. The thread ends when every handle
+    /// is dropped.
+    pub fn open(path: &Path) -> std::io::Result<QueryLog> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let (tx, rx) = sync_channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let d = dropped.clone();
+        std::thread::Builder::new()
+            .name("dns-querylog".into())
+            .spawn(move || writer(rx, BufWriter::new(file), d))?;
+        Ok(QueryLog { tx, dropped })
+    }
+
+    /// Queue a line (never blocks).
+    pub fn log(&self, entry: Entry) {
+        match self.tx.try_send(entry) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn writer(rx: Receiver<Entry>, mut out: BufWriter<std::fs::File>, dropped: Arc<AtomicU64>) {
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(mut e) => {
+                e.dropped = dropped.swap(0, Ordering::Relaxed);
+                if serde_json::to_writer(&mut out, &e).is_ok() {
+                    let _ = out.write_all(b"\n");
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = out.flush();
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = out.flush();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! Step 1 of a query: decode only what answering needs — the header, the single question
+//! (name lowercased for lookup, raw bytes kept so the answer echoes the client's letter case),
+//! and the OPT pseudo-record with its Client Subnet option. Everything else in the packet is
+//! skipped without following compression pointers, so no input can loop or allocate much.
+//!
+//! Errors say what to answer: [`Malformed::Drop`] (no readable header: say nothing) or
+//! [`Malformed::FormErr`] (FORMERR with the query's id and opcode).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// DNS header length.
+pub const HEADER_LEN: usize = 12;
+/// Longest name in wire form (RFC 1035 §2.3.4).
+pub const MAX_NAME_LEN: usize = 255;
+/// EDNS option code of Client Subnet (RFC 7871).
+pub const OPT_ECS: u16 = 8;
+/// RR type of OPT.
+pub const TYPE_OPT: u16 = 41;
+
+/// Why a packet cannot be answered normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// Shorter than a header, or a response (QR=1): send nothing.
+    Drop,
+    /// Answer FORMERR (header fields to echo are in the packet).
+    FormErr,
+}
+
+/// The Client Subnet option of a query, validated (RFC 7871 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ecs {
+    /// 1 = IPv4, 2 = IPv6.
+    pub family: u16,
+    /// SOURCE PREFIX-LENGTH.
+    pub source_prefix: u8,
+    /// ADDRESS, zero-extended to a full address (bits beyond the prefix are zero).
+    pub addr: IpAddr,
+}
+
+impl Ecs {
+    /// The address bytes as sent (ceil(source/8) bytes), for the echo.
+    pub fn addr_bytes(&self) -> ([u8; 16], usize) {
+        let mut out = [0u8; 16];
+        let n = (self.source_prefix as usize).div_ceil(8);
+        match self.addr {
+            IpAddr::V4(a) => out[..4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => out.copy_from_slice(&a.octets()),
+        }
+        (out, n)
+    }
+}
+
+/// The OPT record of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edns {
+    /// Requester's UDP payload size (values below 512 count as 512).
+    pub udp_size: u16,
+    /// EDNS version.
+    pub version: u8,
+    /// DNSSEC OK bit (copied to the response, RFC 3225).
+    pub dnssec_ok: bool,
+    /// Client Subnet, when present and well formed.
+    pub ecs: Option<Ecs>,
+}
+
+/// A decoded query: header fields and the question, borrowing the packet.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    /// Message id.
+    pub id: u16,
+    /// Header flags word as received.
+    pub flags: u16,
+    /// QNAME, QTYPE and QCLASS exactly as received (the echo keeps the letter case).
+    pub question: &'a [u8],
+    /// QNAME in wire form, lowercased.
+    pub name_lower: [u8; MAX_NAME_LEN],
+    /// Length of QNAME in wire form.
+    pub name_len: usize,
+    /// QTYPE.
+    pub qtype: u16,
+    /// QCLASS.
+    pub qclass: u16,
+    /// The OPT record, when the query had one.
+    pub edns: Option<Edns>,
+}
+
+impl Query<'_> {
+    /// The lowercased wire name.
+    pub fn name(&self) -> &[u8] {
+        &self.name_lower[..self.name_len]
+    }
+
+    /// The opcode (bits 11..14 of the flags).
+    pub fn opcode(&self) -> u8 {
+        opcode(self.flags)
+    }
+}
+
+/// Opcode from a flags word.
+pub fn opcode(flags: u16) -> u8 {
+    ((flags >> 11) & 0x0f) as u8
+}
+
+/// Outcome of [`decode`]: a query, or an opcode we do not implement (answer NOTIMP).
+#[derive(Debug)]
+pub enum Decoded<'a> {
+    /// A standard query.
+    Query(Box<Query<'a>>),
+    /// Opcode other than QUERY: NOTIMP, with the header echoed.
+    NotImplemented,
+}
+
+fn u16_at(p: &[u8], at: usize) -> Result<u16, Malformed> {
+    match p.get(at..at + 2) {
+        Some(b) => Ok(u16::from_be_bytes([b[0], b[1]])),
+        None => Err(Malformed::FormErr),
+    }
+}
+
+/// Decode a query packet.
+pub fn decode(p: &[u8]) -> Result<Decoded<'_>, Malformed> {
+    if p.len() < HEADER_LEN {
+        return Err(Malformed::Drop);
+    }
+    let id = u16::from_be_bytes([p[0], p[1]]);
+    let flags = u16::from_be_bytes([p[2], p[3]]);
+    if flags & 0x8000 != 0 {
+        return Err(Malformed::Drop);
+    }
+    if opcode(flags) != 0 {
+        return Ok(Decoded::NotImplemented);
+    }
+    let qd = u16_at(p, 4)?;
+    let an = u16_at(p, 6)?;
+    let ns = u16_at(p, 8)?;
+    let ar = u16_at(p, 10)?;
+    if qd != 1 {
+        return Err(Malformed::FormErr);
+    }
+    let mut name_lower = [0u8; MAX_NAME_LEN];
+    let name_len = read_question_name(p, HEADER_LEN, &mut name_lower)?;
+    let qend = HEADER_LEN + name_len;
+    let qtype = u16_at(p, qend)?;
+    let qclass = u16_at(p, qend + 2)?;
+    let question = &p[HEADER_LEN..qend + 4];
+    let mut at = qend + 4;
+    for _ in 0..(an as usize + ns as usize) {
+        at = skip_rr(p, at)?.0;
+    }
+    let mut edns = None;
+    for _ in 0..ar {
+        let (next, rr) = skip_rr(p, at)?;
+        if rr.rtype == TYPE_OPT {
+            if edns.is_some() || rr.name_len != 1 {
+                // Two OPT records, or an OPT not owned by the root: RFC 6891 §6.1.1.
+                return Err(Malformed::FormErr);
+            }
+            edns = Some(decode_opt(p, &rr)?);
+        }
+        at = next;
+    }
+    Ok(Decoded::Query(Box::new(Query {
+        id,
+        flags,
+        question,
+        name_lower,
+        name_len,
+        qtype,
+        qclass,
+        edns,
+    })))
+}
+
+/// Read an uncompressed name at `at`, lowercased into `out`; returns its wire length.
+/// A compression pointer in the question can only point backwards into the header, so it
+/// is refused.
+fn read_question_name(
+    p: &[u8],
+    mut at: usize,
+    out: &mut [u8; MAX_NAME_LEN],
+) -> Result<usize, Malformed> {
+    let mut len = 0usize;
+    loop {
+        let l = *p.get(at).ok_or(Malformed::FormErr)? as usize;
+        if l & 0xc0 != 0 {
+            return Err(Malformed::FormErr);
+        }
+        if len + 1 + l > MAX_NAME_LEN {
+            return Err(Malformed::FormErr);
+        }
+        let label = p.get(at + 1..at + 1 + l).ok_or(Malformed::FormErr)?;
+        out[len] = l as u8;
+        for (i, b) in label.iter().enumerate() {
+            out[len + 1 + i] = b.to_ascii_lowercase();
+        }
+        len += 1 + l;
+        at += 1 + l;
+        if l == 0 {
+            return Ok(len);
+        }
+    }
+}
+
+/// What [`skip_rr`] saw of a record.
+struct RrView {
+    name_len: usize,
+    rtype: u16,
+    class: u16,
+    ttl: u32,
+    rdata_start: usize,
+    rdata_len: usize,
+}
+
+/// Skip one resource record starting at `at` (names may end in a pointer, which is not
+/// followed); returns the offset after it.
+fn skip_rr(p: &[u8], start: usize) -> Result<(usize, RrView), Malformed> {
+    let mut at = start;
+    let mut total = 0usize;
+    loop {
+        let l = *p.get(at).ok_or(Malformed::FormErr)? as usize;
+        match l & 0xc0 {
+            0x00 => {
+                at += 1 + l;
+                total += 1 + l;
+                if total > MAX_NAME_LEN {
+                    return Err(Malformed::FormErr);
+                }
+                if l == 0 {
+                    break;
+                }
+            }
+            0xc0 => {
+                at += 2;
+                break;
+            }
+            _ => return Err(Malformed::FormErr),
+        }
+    }
+    let name_len = at - start;
+    let rtype = u16_at(p, at)?;
+    let class = u16_at(p, at + 2)?;
+    let ttl = (u16_at(p, at + 4)? as u32) << 16 | u16_at(p, at + 6)? as u32;
+    let rdata_len = u16_at(p, at + 8)? as usize;
+    let rdata_start = at + 10;
+    let end = rdata_start + rdata_len;
+    if end > p.len() {
+        return Err(Malformed::FormErr);
+    }
+    Ok((
+        end,
+        RrView {
+            name_len,
+            rtype,
+            class,
+            ttl,
+            rdata_start,
+            rdata_len,
+        },
+    ))
+}
+
+fn decode_opt(p: &[u8], rr: &RrView) -> Result<Edns, Malformed> {
+    let mut edns = Edns {
+        udp_size: rr.class.max(512),
+        version: (rr.ttl >> 16) as u8,
+        dnssec_ok: rr.ttl & 0x8000 != 0,
+        ecs: None,
+    };
+    let rdata = &p[rr.rdata_start..rr.rdata_start + rr.rdata_len];
+    let mut at = 0usize;
+    while at < rdata.len() {
+        let code = u16_at(rdata, at)?;
+        let len = u16_at(rdata, at + 2)? as usize;
+        let data = rdata.get(at + 4..at + 4 + len).ok_or(Malformed::FormErr)?;
+        if code == OPT_ECS {
+            if edns.ecs.is_some() {
+                return Err(Malformed::FormErr);
+            }
+            edns.ecs = Some(decode_ecs(data)?);
+        }
+        at += 4 + len;
+    }
+    Ok(edns)
+}
+
+/// Validate a Client Subnet option body (RFC 7871 §6): known family, prefix within the
+/// family, ADDRESS exactly ceil(prefix/8) bytes, no bits set beyond the prefix.
+pub fn decode_ecs(data: &[u8]) -> Result<Ecs, Malformed> {
+    if data.len() < 4 {
+        return Err(Malformed::FormErr);
+    }
+    let family = u16::from_be_bytes([data[0], data[1]]);
+    let source_prefix = data[2];
+    let addr = &data[4..];
+    let max = match family {
+        1 => 32,
+        2 => 128,
+        _ => return Err(Malformed::FormErr),
+    };
+    if source_prefix > max || addr.len() != (source_prefix as usize).div_ceil(8) {
+        return Err(Malformed::FormErr);
+    }
+    let mut full = [0u8; 16];
+    full[..addr.len()].copy_from_slice(addr);
+    if !source_prefix.is_multiple_of(8) {
+        let last = addr[addr.len() - 1];
+        let mask = 0xffu8 >> (source_prefix % 8);
+        if last & mask != 0 {
+            return Err(Malformed::FormErr);
+        }
+    }
+    let addr = if family == 1 {
+        IpAddr::V4(Ipv4Addr::new(full[0], full[1], full[2], full[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(full))
+    };
+    Ok(Ecs {
+        family,
+        source_prefix,
+        addr,
+    })
+}
+
+/// Convert a presentation name (`www.example.test`, trailing dot optional) to lowercase
+/// wire form. Returns `None` for names that are not valid DNS names.
+pub fn name_to_wire(name: &str) -> Option<Vec<u8>> {
+    let n = name.strip_suffix('.').unwrap_or(name);
+    let mut out = Vec::with_capacity(n.len() + 2);
+    if !n.is_empty() {
+        for label in n.split('.') {
+            if label.is_empty() || label.len() > 63 {
+                return None;
+            }
+            out.push(label.len() as u8);
+            out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+        }
+    }
+    out.push(0);
+    (out.len() <= MAX_NAME_LEN).then_some(out)
+}
+
+/// Presentation form of a wire name (for logs, the query log and metrics).
+pub fn wire_to_string(wire: &[u8]) -> String {
+    let mut s = String::with_capacity(wire.len());
+    let mut at = 0usize;
+    while let Some(&l) = wire.get(at) {
+        if l == 0 || l & 0xc0 != 0 {
+            break;
+        }
+        let label = wire.get(at + 1..at + 1 + l as usize).unwrap_or(&[]);
+        for &b in label {
+            if b.is_ascii_graphic() && b != b'.' && b != b'\\' {
+                s.push(b as char);
+            } else {
+                s.push_str(&format!("\\{b:03}"));
+            }
+        }
+        s.push('.');
+        at += 1 + l as usize;
+    }
+    if s.is_empty() {
+        s.push('.');
+    }
+    s
+}
+
+/// Offsets where each label of a wire name starts (the suffix from each offset is an
+/// ancestor name), the root excluded.
+pub fn label_starts(wire: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let l = *wire.get(at)? as usize;
+        if l == 0 {
+            return None;
+        }
+        let here = at;
+        at += 1 + l;
+        Some(here)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &[u8], qtype: u16, additional: &[u8], arcount: u16) -> Vec<u8> {
+        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0];
+        p.extend_from_slice(&arcount.to_be_bytes());
+        p.extend_from_slice(name);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&1u16.to_be_bytes());
+        p.extend_from_slice(additional);
+        p
+    }
+
+    fn opt(options: &[u8], version: u8) -> Vec<u8> {
+        let mut o = vec![0, 0, 41, 0x04, 0xd0, 0, version, 0x80, 0];
+        o.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        o.extend_from_slice(options);
+        o
+    }
+
+    fn ecs_opt(family: u16, prefix: u8, addr: &[u8]) -> Vec<u8> {
+        let mut o = vec![0, 8];
+        o.extend_from_slice(&((4 + addr.len()) as u16).to_be_bytes());
+        o.extend_from_slice(&family.to_be_bytes());
+        o.push(prefix);
+        o.push(0);
+        o.extend_from_slice(addr);
+        o
+    }
+
+    #[test]
+    fn decodes_question_lowercased_and_raw() {
+        let p = query(b"\x03WwW\x07example\x04test\x00", 1, &[], 0);
+        let Decoded::Query(q) = decode(&p).unwrap() else {
+            panic!("not a query")
+        };
+        assert_eq!(q.name(), b"\x03www\x07example\x04test\x00");
+        assert_eq!(&q.question[..4], b"\x03WwW");
+        assert_eq!(q.qtype, 1);
+        assert!(q.edns.is_none());
+    }
+
+    #[test]
+    fn decodes_edns_and_ecs() {
+        let p = query(b"\x00", 1, &opt(&ecs_opt(1, 24, &[192, 0, 2]), 0), 1);
+        let Decoded::Query(q) = decode(&p).unwrap() else {
+            panic!()
+        };
+        let e = q.edns.unwrap();
+        assert_eq!(e.udp_size, 1232);
+        assert!(e.dnssec_ok);
+        let ecs = e.ecs.unwrap();
+        assert_eq!(ecs.source_prefix, 24);
+        assert_eq!(ecs.addr, "192.0.2.0".parse::<IpAddr>().unwrap());
+        assert_eq!(ecs.addr_bytes().1, 3);
+    }
+
+    #[test]
+    fn malformed_cases() {
+        assert_eq!(decode(&[0; 5]).unwrap_err(), Malformed::Drop);
+        // Two OPTs.
+        let mut two = opt(&[], 0);
+        two.extend(opt(&[], 0));
+        assert_eq!(
+            decode(&query(b"\x00", 1, &two, 2)).unwrap_err(),
+            Malformed::FormErr
+        );
+        // ECS: bits beyond prefix, unknown family, wrong length, prefix too long.
+        for bad in [
+            ecs_opt(1, 23, &[192, 0, 3]),
+            ecs_opt(3, 0, &[]),
+            ecs_opt(1, 24, &[192, 0]),
+            ecs_opt(1, 33, &[1, 2, 3, 4, 5]),
+        ] {
+            assert_eq!(
+                decode(&query(b"\x00", 1, &opt(&bad, 0), 1)).unwrap_err(),
+                Malformed::FormErr
+            );
+        }
+        // Label running past the end; pointer in question; qdcount 2.
+        assert!(decode(&query(b"\x09abc", 1, &[], 0)).is_err());
+        assert!(decode(&query(b"\xc0\x0c", 1, &[], 0)).is_err());
+        let mut p = query(b"\x00", 1, &[], 0);
+        p[5] = 2;
+        assert_eq!(decode(&p).unwrap_err(), Malformed::FormErr);
+        // A name longer than 255 bytes.
+        let mut long = Vec::new();
+        for _ in 0..5 {
+            long.push(63);
+            long.extend([b'a'; 63]);
+        }
+        long.push(0);
+        assert!(decode(&query(&long, 1, &[], 0)).is_err());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let w = name_to_wire("Cdn.Example.test.").unwrap();
+        assert_eq!(w, b"\x03cdn\x07example\x04test\x00");
+        assert_eq!(wire_to_string(&w), "cdn.example.test.");
+        assert_eq!(label_starts(&w).collect::<Vec<_>>(), vec![0, 4, 12]);
+        assert_eq!(name_to_wire(".").unwrap(), vec![0]);
+    }
+}
