@@ -5,25 +5,29 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use actix_web::body::{BodyStream, SizedStream};
+use actix_web::body::{BodySize, BodyStream, MessageBody, SizedStream};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
+use crate::access_log::{AccessEntry, AccessLog};
 use crate::cache::chunks::{body_stream, BodySource, Refetch};
 use crate::cache::key::{normalise_path, normalise_query, primary_key, url_of, variant_key};
 use crate::cache::meta::{Body, Chunk, Entry, ObjectMeta};
 use crate::cache::policy::{self, Class, ResponseFacts};
 use crate::cache::store::{chunk_key, Store};
+use crate::drain::Lifecycle;
 use crate::error::{error_response, EdgeError};
 use crate::fill::{FillHead, Fills, Join, Leader, StoredHow, StreamHead};
 use crate::headers::{self as hdr, Fwd, Outcome, XCache};
+use crate::limits::{self, RequestLimits};
+use crate::load::LoadMeter;
+use crate::metrics as m;
 use crate::origin::{next_frame, HostRoute, OriginResponse, Origins};
 use crate::plan::{self, Lookup, Plan, RangePlan};
 
@@ -46,8 +50,14 @@ pub struct Shared {
     pub fill_wait: Duration,
     /// `http.max_body_size`.
     pub max_body: u64,
-    /// Set while draining (`/healthz` answers 503).
-    pub draining: Arc<AtomicBool>,
+    /// Serving / draining (`/healthz` answers 503 while draining).
+    pub lifecycle: Arc<Lifecycle>,
+    /// Load accounting for reports.
+    pub load: Arc<LoadMeter>,
+    /// Request-shape limits (431/413/400).
+    pub limits: RequestLimits,
+    /// The access log (possibly disabled).
+    pub access_log: AccessLog,
 }
 
 /// Per-worker state (awc clients are `!Send`).
@@ -85,20 +95,6 @@ impl Ctx {
     }
 }
 
-/// `GET /healthz` body and status (also used by the admin listener until edge-ops's drain
-/// module takes over).
-pub fn health_response(draining: &AtomicBool) -> HttpResponse {
-    if draining.load(Ordering::Relaxed) {
-        HttpResponse::ServiceUnavailable()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .body("draining\n")
-    } else {
-        HttpResponse::Ok()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .body("serving\n")
-    }
-}
-
 fn host_of(req: &HttpRequest) -> String {
     let raw = req
         .headers()
@@ -114,8 +110,87 @@ fn host_of(req: &HttpRequest) -> String {
     h.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// The actix handler for every client request.
+fn status_label(s: StatusCode) -> metrics::SharedString {
+    match s.as_u16() {
+        200 => "200".into(),
+        206 => "206".into(),
+        304 => "304".into(),
+        404 => "404".into(),
+        other => other.to_string().into(),
+    }
+}
+
+/// The actix handler for every client request: limits, then the request path, then load,
+/// metrics and the access log.
 pub async fn handle(
+    req: HttpRequest,
+    body: web::Payload,
+    shared: web::Data<Shared>,
+    local: web::Data<Local>,
+) -> HttpResponse {
+    let started = Instant::now();
+    shared.load.request_started();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let h1 = req.version() < actix_web::http::Version::HTTP_2;
+    let resp = match limits::check_request(req.method(), pq, req.headers(), h1, &shared.limits) {
+        Err(rej) => rej.response(),
+        Ok(()) => route_request(req.clone(), body, shared.clone(), local).await,
+    };
+    let bytes = match resp.body().size() {
+        BodySize::Sized(n) if !resp.head().status.is_informational() => n,
+        _ => 0,
+    };
+    shared.load.request_finished(bytes);
+    let x = resp
+        .headers()
+        .get(hdr::X_CACHE)
+        .map(|v| v.as_bytes())
+        .unwrap_or(b"");
+    let (label, hit) = match x {
+        b"HIT" => ("hit", Some(true)),
+        b"MISS" => ("miss", Some(false)),
+        b"STALE" => ("stale", Some(true)),
+        b"REVALIDATED" => ("revalidated", Some(false)),
+        b"BYPASS" => ("bypass", None),
+        _ => ("error", None),
+    };
+    if let Some(h) = hit {
+        shared.load.cache_lookup(h);
+    }
+    metrics::counter!(m::REQUESTS, "cache" => label, "status" => status_label(resp.status()))
+        .increment(1);
+    metrics::counter!(m::RESPONSE_BYTES).increment(bytes);
+    if shared.access_log.enabled() {
+        let hs = req.headers();
+        let text =
+            |n: header::HeaderName| hs.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        shared.access_log.log(AccessEntry {
+            time: SystemTime::now() - started.elapsed(),
+            client: req
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default(),
+            method: req.method().to_string(),
+            host: host_of(&req),
+            path: pq.to_string(),
+            proto: format!("{:?}", req.version()),
+            status: resp.status().as_u16(),
+            bytes,
+            ms: started.elapsed().as_secs_f64() * 1000.0,
+            cache: String::from_utf8_lossy(x).into_owned(),
+            origin_ms: None,
+            referer: text(header::REFERER),
+            ua: text(header::USER_AGENT),
+        });
+    }
+    resp
+}
+
+async fn route_request(
     req: HttpRequest,
     body: web::Payload,
     shared: web::Data<Shared>,
@@ -124,7 +199,7 @@ pub async fn handle(
     let host = host_of(&req);
     let Some(&route) = shared.hosts.get(host.as_str()) else {
         if req.path() == "/healthz" {
-            return health_response(&shared.draining);
+            return crate::admin::healthz_response(&shared.lifecycle);
         }
         return error_response(&EdgeError::UnknownHost(host), &shared.name);
     };
@@ -256,8 +331,17 @@ async fn fill(
             Join::Leader(l) => return lead(ctx, l, store_key, stale, fwd).await,
             Join::Follower(f) => f,
         };
+        let waited = Instant::now();
+        let head = fill.wait_head(ctx.shared.fill_wait).await;
+        metrics::histogram!(m::FILL_WAIT_SECONDS).record(waited.elapsed().as_secs_f64());
+        let result = match &head {
+            Ok(_) => "ok",
+            Err(EdgeError::FillTimeout) => "timeout",
+            Err(_) => "leader_failed",
+        };
+        metrics::counter!(m::FILL_WAITS, "result" => result).increment(1);
         let now = cdn_shared::unix_ms();
-        match fill.wait_head(ctx.shared.fill_wait).await {
+        match head {
             Ok(FillHead::Streaming(h)) => {
                 if !h.vary.is_empty() {
                     let vkey = variant_key(&ctx.key, &h.vary, ctx.req.headers());
@@ -272,6 +356,7 @@ async fn fill(
                 o.stored = true;
                 o.collapsed = true;
                 o.ttl = Some(h.ttl_s);
+                metrics::counter!(m::COALESCED).increment(1);
                 return serve_streaming(&ctx, fill, &h, o);
             }
             Ok(FillHead::Stored { meta, key, how }) => {
@@ -286,6 +371,7 @@ async fn fill(
                     StoredHow::StaleOnError { status } => stale_outcome(&meta, now, status, true),
                 };
                 o.collapsed = true;
+                metrics::counter!(m::COALESCED).increment(1);
                 return serve_stored(&ctx, &meta, &key, o, now);
             }
             Ok(FillHead::NotShareable) => return pass(ctx, None, false).await,
@@ -359,10 +445,12 @@ async fn lead(
         }
     }
     let request_time = cdn_shared::unix_ms();
+    let t0 = Instant::now();
     let res = ctx
         .origins
         .send(&route, Method::GET, &ctx.path_q, headers, None)
         .await;
+    record_origin(&res, t0);
     let now = cdn_shared::unix_ms();
     let resp = match res {
         Ok(r) => r,
@@ -497,6 +585,16 @@ async fn lead(
     o.stored = true;
     o.ttl = Some(head.ttl_s);
     serve_streaming(&ctx, fill, &head, o)
+}
+
+fn record_origin<T>(res: &Result<T, EdgeError>, t0: Instant) {
+    let result = match res {
+        Ok(_) => "ok",
+        Err(EdgeError::OriginTimeout(_)) => "timeout",
+        Err(_) => "error",
+    };
+    metrics::counter!(m::ORIGIN_FETCHES, "result" => result).increment(1);
+    metrics::histogram!(m::ORIGIN_SECONDS).record(t0.elapsed().as_secs_f64());
 }
 
 /// A 304 refreshes the stored headers and the freshness (RFC 9111 §4.3.4).
@@ -869,11 +967,13 @@ async fn pass(ctx: Ctx, payload: Option<web::Payload>, bypass: bool) -> HttpResp
         ctx.scheme,
         &ctx.shared.via,
     );
-    let resp = match ctx
+    let t0 = Instant::now();
+    let res = ctx
         .origins
         .send(ctx.route(), method.clone(), &ctx.path_q, headers, body)
-        .await
-    {
+        .await;
+    record_origin(&res, t0);
+    let resp = match res {
         Ok(r) => r,
         Err(e) => return error_response(&e, name),
     };

@@ -18,6 +18,11 @@
 //! * [`error`]: the error type and the one function mapping errors to responses.
 //! * [`tls`]: rustls configs (ring provider).
 //!
+//! Operating the edge (helper modules): [`limits`] (431/413/400, path rules), [`load`]
+//! (load accounting), [`metrics`], [`access_log`], [`purge`] (tag/prefix/URL index and the
+//! purge API), [`admin`] (admin listener: `/healthz`, `/metrics`, purge), [`report`] (health
+//! reports to routers), [`drain`] (SIGTERM sequence).
+//!
 //! # Response headers
 //!
 //! * `Cache-Status` (RFC 9211), cache name = `edge.id`: `<id>; hit; ttl=N` for a fresh hit
@@ -80,7 +85,6 @@ pub mod tls;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderValue;
@@ -170,7 +174,17 @@ pub async fn run(
         }
     }
     let store = Store::open(&config.cache).await?;
-    let draining = Arc::new(AtomicBool::new(false));
+    let index = match &config.cache.disk_path {
+        Some(dir) => purge::Index::open(dir, purge::IndexOptions::default())
+            .map_err(|e| EdgeError::Io(format!("purge index in {}: {e}", dir.display())))?,
+        None => purge::Index::in_memory(),
+    };
+    store.set_index_hook(index.clone());
+    let lifecycle = drain::Lifecycle::new();
+    let load = load::LoadMeter::new();
+    let access_log = access_log::AccessLog::start(&config.access_log)
+        .map_err(|e| EdgeError::Io(format!("access log: {e}")))?;
+    let prometheus = metrics::install();
     let shared = web::Data::new(Shared {
         name: config.edge.id.clone(),
         via: HeaderValue::from_str(&format!("1.1 {}", config.edge.id))
@@ -181,10 +195,14 @@ pub async fn run(
         fills: Fills::new(config.cache.max_inflight_fills),
         fill_wait: config.cache.fill_wait_timeout,
         max_body: config.http.max_body_size.as_u64(),
-        draining: draining.clone(),
+        lifecycle: lifecycle.clone(),
+        load: load.clone(),
+        limits: limits::RequestLimits::from_config(&config.http),
+        access_log,
     });
-    let grace = config.lifecycle.shutdown_grace.as_secs().max(1);
+    let grace = config.lifecycle.shutdown_grace;
     let app_shared = shared.clone();
+    let conn_load = load.clone();
     let mut server = HttpServer::new(move || {
         let origins = Origins::new(routes.clone()).expect("origin clients validated at start-up");
         App::new()
@@ -192,11 +210,14 @@ pub async fn run(
             .app_data(web::Data::new(Local { origins }))
             .default_service(web::to(handler::handle))
     })
+    .on_connect(move |_, ext| {
+        ext.insert(Arc::new(conn_load.connection_opened()));
+    })
     .max_connections(config.http.max_connections)
     .client_request_timeout(config.http.header_read_timeout)
     .keep_alive(config.http.keep_alive)
     .disable_signals()
-    .shutdown_timeout(grace);
+    .shutdown_timeout(grace.as_secs().max(1));
     if config.http.workers > 0 {
         server = server.workers(config.http.workers);
     }
@@ -220,40 +241,67 @@ pub async fn run(
 
     let admin = match listeners.admin {
         Some(l) => {
-            let d = draining.clone();
-            let srv = HttpServer::new(move || {
-                let d = d.clone();
-                App::new().route(
-                    "/healthz",
-                    web::get().to(move || {
-                        let d = d.clone();
-                        async move { handler::health_response(&d) }
-                    }),
-                )
-            })
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(grace)
-            .listen(l)
-            .map_err(io)?
-            .run();
+            let ctx = admin::AdminContext {
+                lifecycle: lifecycle.clone(),
+                index: index.clone(),
+                target: store.clone(),
+                token: config.admin.token.clone(),
+                metrics: prometheus,
+            };
+            let srv = admin::serve(l, ctx).map_err(io)?;
             let h = srv.handle();
             Some((h, actix_rt::spawn(srv)))
         }
         None => None,
     };
+    let reporter_stop = Shutdown::new();
+    let stats_store = store.clone();
+    let stats_index = index.clone();
+    let builder = report::ReportBuilder::new(
+        report::ReporterConfig::from_config(&config),
+        load.clone(),
+        lifecycle.clone(),
+        Arc::new(move || {
+            let s = stats_store.stats();
+            report::CacheStats {
+                objects: stats_index.len() as u64,
+                memory_bytes: s.memory_bytes,
+                disk_bytes: s.disk_bytes,
+            }
+        }),
+    );
+    let reporter = report::start(
+        builder,
+        Arc::new(report::HttpSink::new(config.report.token.clone())),
+        reporter_stop.clone(),
+    )
+    .map_err(io)?;
     telemetry::ready("edge");
 
     shutdown.cancelled().await;
-    draining.store(true, Ordering::Relaxed);
-    tracing::info!("draining");
-    handle.stop(true).await;
-    let _ = main.await;
+    let outcome = drain::drain_sequence(
+        &lifecycle,
+        reporter.push_now(),
+        config.report.timeout,
+        async {
+            handle.stop(true).await;
+            let _ = main.await;
+        },
+        grace,
+    )
+    .await;
+    tracing::info!(
+        reported = outcome.reported,
+        finished_in_grace = outcome.finished_in_grace,
+        "drained"
+    );
     if let Some((h, t)) = admin {
         h.stop(true).await;
         let _ = t.await;
     }
+    reporter_stop.cancel();
     store.close().await;
+    index.sync();
     tracing::info!("stopped");
     Ok(())
 }

@@ -36,6 +36,8 @@ pub struct StoreStats {
     pub memory_bytes: u64,
     /// Configured memory capacity.
     pub memory_capacity: u64,
+    /// Bytes written to the disk tier so far (bounded by its capacity).
+    pub disk_bytes: u64,
     /// Disk capacity (0 without a disk tier).
     pub disk_capacity: u64,
 }
@@ -173,6 +175,7 @@ impl Store {
         StoreStats {
             memory_bytes: self.cache.memory().usage() as u64,
             memory_capacity: self.cache.memory().capacity() as u64,
+            disk_bytes: 0,
             disk_capacity: self.disk_capacity,
         }
     }
