@@ -59,6 +59,29 @@ pub trait PurgeTarget: Send + Sync + 'static {
     fn mark_stale<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()>;
 }
 
+/// The cache store as a purge target (hard = `Store::remove`, which also tells the index;
+/// soft = `Store::mark_stale`).
+impl PurgeTarget for crate::cache::store::Store {
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move { crate::cache::store::Store::remove(self, key) })
+    }
+    fn mark_stale<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            crate::cache::store::Store::mark_stale(self, key).await;
+        })
+    }
+}
+
+/// The index is the store's index hook.
+impl crate::cache::store::IndexHook for Index {
+    fn record(&self, key: &str, url: &str, tags: &[String]) {
+        Index::record(self, key, url, tags)
+    }
+    fn forget(&self, key: &str) {
+        Index::forget(self, key)
+    }
+}
+
 /// `POST /api/v1/purge` body.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
