@@ -2,7 +2,8 @@
 //! captured line by line on background threads, its `listening proto=… name=… addr=…` and
 //! `ready` lines parsed (human or JSON log format), signalled with SIGTERM/SIGHUP/SIGSTOP,
 //! and killed on drop. The captured log is printed on drop when the test is panicking or
-//! when `CDN_TEST_LOG=1`.
+//! when `CDN_TEST_LOG=1`. Children do not inherit `CDN_*` environment variables (they would
+//! be read as config overrides); pass what a child needs explicitly.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -119,14 +120,45 @@ struct Captured {
     streams_closed: usize,
 }
 
+/// Whether captured lines are also echoed to our stderr (prefixed with the process name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Echo {
+    /// Capture only (printed on drop when a test panics or `CDN_TEST_LOG=1`).
+    #[default]
+    None,
+    /// Echo WARN and ERROR lines, and anything that is not a log line (panics).
+    Problems,
+    /// Echo everything.
+    All,
+}
+
+impl Echo {
+    fn wants(self, line: &str) -> bool {
+        match self {
+            Echo::None => false,
+            Echo::All => true,
+            Echo::Problems => {
+                let l = strip_ansi(line);
+                let is_log = l.contains(" INFO ") || l.contains(" DEBUG ") || l.contains(" TRACE ");
+                !is_log || l.contains(" WARN ") || l.contains(" ERROR ")
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<Captured>,
     changed: Condvar,
+    echo: Echo,
+    name: String,
 }
 
 impl Shared {
     fn push(&self, line: String) {
+        if self.echo.wants(&line) {
+            eprintln!("[{}] {line}", self.name);
+        }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match parse_marker(&line) {
             Some(Marker::Ready) => st.ready = true,
@@ -166,7 +198,27 @@ impl Process {
         args: &[String],
         env: &[(String, String)],
     ) -> anyhow::Result<Self> {
+        Self::spawn_with(name, binary, args, env, Echo::None)
+    }
+
+    /// [`Process::spawn`] with live echo of its output.
+    pub fn spawn_with(
+        name: &str,
+        binary: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        echo: Echo,
+    ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(binary);
+        // Hermetic children: inherited `CDN_*` variables (the harness's own `CDN_TEST_*`
+        // settings, a developer's overrides) would be read as config overrides.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy()
+                .starts_with(cdn_shared::config::ENV_PREFIX)
+            {
+                cmd.env_remove(k);
+            }
+        }
         cmd.args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -175,7 +227,11 @@ impl Process {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("spawning {name}: {} {}", binary.display(), args.join(" ")))?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            echo,
+            name: name.to_string(),
+            ..Shared::default()
+        });
         let mut readers = Vec::new();
         let out = child
             .stdout

@@ -1,0 +1,363 @@
+//! The TOML files a fleet writes: one router config (shared by every router instance apart
+//! from its listen addresses) and one config per edge. Pure text generation; the schemas
+//! are `cdn_shared::config::{router, edge}`, and the unit tests load the output through them.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use super::spec::{
+    big_txt_string, FleetSpec, Place, BIG_TXT_RECORDS, DEMO_NETWORKS, IMG_SERVICE, SERVICE,
+    STATIC_A, ZONE,
+};
+
+/// One edge's addresses, fixed before anything starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgePlan {
+    /// Edge id.
+    pub id: String,
+    /// Region name.
+    pub region: String,
+    /// The address answered in DNS.
+    pub ip: Ipv4Addr,
+    /// Client HTTP listener.
+    pub http: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+}
+
+impl EdgePlan {
+    /// `http://<ip>:<port>/healthz` on the client listener (unknown Host → health answer).
+    pub fn probe_url(&self) -> String {
+        format!("http://{}/healthz", self.http)
+    }
+
+    /// `http://<admin addr>`.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+}
+
+/// A TOML basic string (JSON string escapes are valid TOML).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialize")
+}
+
+fn dur(d: Duration) -> String {
+    q(&format!("{}ms", d.as_millis()))
+}
+
+fn path(p: &Path) -> String {
+    q(&p.display().to_string())
+}
+
+/// The router config for one instance listening on `dns` (UDP+TCP) and `admin`.
+pub fn router_toml(
+    spec: &FleetSpec,
+    edges: &[EdgePlan],
+    dns: SocketAddr,
+    admin: SocketAddr,
+) -> String {
+    let mut t = String::new();
+    let h = &spec.health;
+    let _ = writeln!(
+        t,
+        "# Written by the cdn-tests fleet.\n\n[dns]\nlisten = [{}]\nudp_threads = 1\n",
+        q(&dns.to_string())
+    );
+    let _ = writeln!(
+        t,
+        "[admin]\nlisten = {}\ntoken = {}\n",
+        q(&admin.to_string()),
+        q(&spec.token)
+    );
+    let _ = writeln!(t, "[geo]");
+    if let Some(db) = &spec.geo_database {
+        let _ = writeln!(t, "database = {}", path(db));
+    }
+    if let Some(first) = spec.regions.first() {
+        let _ = writeln!(t, "default_region = {}", q(&first.name));
+    }
+    let _ = writeln!(t);
+    let _ = writeln!(
+        t,
+        "[health]\nprobe_interval = {}\nprobe_timeout = {}\nprobe_jitter = {}\nrise = {}\nfall = {}\nreport_max_age = {}\n",
+        dur(h.probe_interval),
+        dur(h.probe_timeout),
+        dur(h.probe_jitter),
+        h.rise,
+        h.fall,
+        dur(h.report_max_age)
+    );
+    let _ = writeln!(
+        t,
+        "[lifecycle]\nshutdown_grace = {}\n",
+        dur(spec.shutdown_grace)
+    );
+    if spec.demo_geo_map {
+        for n in DEMO_NETWORKS {
+            match n.place {
+                Place::Region(r) if spec.regions.iter().any(|x| x.name == r) => {
+                    let _ = writeln!(
+                        t,
+                        "[[geo.networks]]  # {}\ncidr = {}\nregion = {}\n",
+                        n.what,
+                        q(n.cidr),
+                        q(r)
+                    );
+                }
+                Place::Region(_) => {}
+                Place::Coords(lat, lon) => {
+                    let _ = writeln!(
+                        t,
+                        "[[geo.networks]]  # {}\ncidr = {}\nlat = {lat:?}\nlon = {lon:?}\n",
+                        n.what,
+                        q(n.cidr)
+                    );
+                }
+            }
+        }
+    }
+    for r in &spec.regions {
+        let _ = writeln!(
+            t,
+            "[[regions]]\nname = {}\nlat = {:?}\nlon = {:?}\n",
+            q(&r.name),
+            r.lat,
+            r.lon
+        );
+    }
+    for e in edges {
+        let _ = writeln!(
+            t,
+            "[[edges]]\nid = {}\nregion = {}\nipv4 = [{}]\nprobe_url = {}\nadmin_url = {}\n",
+            q(&e.id),
+            q(&e.region),
+            q(&e.ip.to_string()),
+            q(&e.probe_url()),
+            q(&e.admin_url())
+        );
+    }
+    let _ = writeln!(
+        t,
+        "[[zones]]\nname = {}\nns = [{}, {}]\nttl = 3600\n",
+        q(ZONE),
+        q(&format!("ns1.{ZONE}")),
+        q(&format!("ns2.{ZONE}"))
+    );
+    let _ = writeln!(t, "[zones.soa]\nserial = 1\nminimum = 60\n");
+    let records: Vec<(&str, &str, Vec<String>)> = vec![
+        ("ns1", "A", vec!["127.0.0.1".into()]),
+        ("ns2", "A", vec!["127.0.0.1".into()]),
+        ("static", "A", vec![STATIC_A.to_string()]),
+        ("static", "AAAA", vec!["2001:db8::99".into()]),
+        ("alias", "CNAME", vec![format!("{SERVICE}.")]),
+        (
+            "big",
+            "TXT",
+            (0..BIG_TXT_RECORDS).map(big_txt_string).collect(),
+        ),
+    ];
+    for (name, rtype, data) in records {
+        let data: Vec<String> = data.iter().map(|d| q(d)).collect();
+        let _ = writeln!(
+            t,
+            "[[zones.records]]\nname = {}\ntype = {}\ndata = [{}]\n",
+            q(name),
+            q(rtype),
+            data.join(", ")
+        );
+    }
+    for name in [SERVICE, IMG_SERVICE] {
+        let _ = writeln!(
+            t,
+            "[[services]]\nname = {}\nttl = {}\nanswers = {}\n",
+            q(name),
+            spec.service_ttl,
+            spec.answers
+        );
+    }
+    t.push_str(&spec.router_extra);
+    t
+}
+
+/// The config of edge `e`, reporting to `routers` (admin base URLs), filling from `origin`.
+pub fn edge_toml(
+    spec: &FleetSpec,
+    e: &EdgePlan,
+    origin: &str,
+    routers: &[String],
+    cache_dir: Option<&Path>,
+) -> String {
+    let region = spec.regions.iter().find(|r| r.edge_id == e.id);
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "# Written by the cdn-tests fleet.\n\n[edge]\nid = {}\nregion = {}\n",
+        q(&e.id),
+        q(&e.region)
+    );
+    let _ = writeln!(
+        t,
+        "[http]\nlisten = [{}]\nworkers = {}\n",
+        q(&e.http.to_string()),
+        spec.edge_workers
+    );
+    let _ = writeln!(
+        t,
+        "[admin]\nlisten = {}\ntoken = {}\n",
+        q(&e.admin.to_string()),
+        q(&spec.token)
+    );
+    let _ = writeln!(t, "[cache]\nmemory = {}", q(&spec.cache_memory));
+    if let Some(dir) = cache_dir {
+        let _ = writeln!(
+            t,
+            "disk_path = {}\ndisk = {}",
+            path(dir),
+            q(&spec.cache_disk)
+        );
+    }
+    let _ = writeln!(t);
+    let routers: Vec<String> = routers.iter().map(|r| q(r)).collect();
+    let _ = writeln!(
+        t,
+        "[report]\nrouters = [{}]\ninterval = {}\ntimeout = {}\ntoken = {}\n",
+        routers.join(", "),
+        dur(spec.report_interval),
+        dur(spec.report_interval.max(Duration::from_millis(500))),
+        q(&spec.token)
+    );
+    if let Some(cap) = region.map(|r| r.capacity) {
+        let mut lines = String::new();
+        if let Some(v) = cap.active_connections {
+            let _ = writeln!(lines, "active_connections = {v}");
+        }
+        if let Some(v) = cap.requests_per_sec {
+            let _ = writeln!(lines, "requests_per_sec = {v:?}");
+        }
+        if let Some(v) = cap.egress_bytes_per_sec {
+            let _ = writeln!(lines, "egress_bytes_per_sec = {v:?}");
+        }
+        if let Some(v) = cap.cpu {
+            let _ = writeln!(lines, "cpu = {v:?}");
+        }
+        if !lines.is_empty() {
+            let _ = writeln!(t, "[report.capacity]\n{lines}");
+        }
+    }
+    let _ = writeln!(
+        t,
+        "[lifecycle]\nshutdown_grace = {}\n",
+        dur(spec.shutdown_grace)
+    );
+    let _ = writeln!(
+        t,
+        "[[hosts]]\nname = {}\norigin = {}\n{}",
+        q(SERVICE),
+        q(origin),
+        spec.host_extra
+    );
+    t.push_str(&spec.edge_extra);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdn_shared::config::edge::EdgeConfig;
+    use cdn_shared::config::load_str;
+    use cdn_shared::config::router::RouterConfig;
+    use cdn_shared::report::Capacity;
+
+    fn plans(spec: &FleetSpec) -> Vec<EdgePlan> {
+        spec.regions
+            .iter()
+            .map(|r| EdgePlan {
+                id: r.edge_id.clone(),
+                region: r.name.clone(),
+                ip: r.ip,
+                http: SocketAddr::from((r.ip, 8081)),
+                admin: SocketAddr::from((r.ip, 9081)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_router_config_loads_through_the_real_schema() {
+        let spec = FleetSpec::default().geo_database("/tmp/GeoLite2-City.mmdb");
+        let text = router_toml(
+            &spec,
+            &plans(&spec),
+            "127.0.0.1:8553".parse().unwrap(),
+            "127.0.0.1:8053".parse().unwrap(),
+        );
+        let c: RouterConfig = load_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(c.edges.len(), 3);
+        assert_eq!(c.edges[0].probe_url(), "http://127.0.1.1:8081/healthz");
+        assert_eq!(
+            c.edges[1].admin_url.as_deref(),
+            Some("http://127.0.2.1:9081")
+        );
+        assert_eq!(c.services.len(), 2);
+        assert_eq!(c.admin.token.as_deref(), Some(spec.token.as_str()));
+        assert!(c.geo.networks.len() >= 10);
+        assert_eq!(c.health.probe_interval, Duration::from_millis(500));
+        assert_eq!(c.geo.default_region.as_deref(), Some("us-east"));
+        let big = c.zones[0].records.iter().find(|r| r.name == "big").unwrap();
+        assert_eq!(big.data.len(), BIG_TXT_RECORDS);
+    }
+
+    #[test]
+    fn a_fleet_with_fewer_regions_drops_their_map_entries() {
+        let spec = FleetSpec::default().only_regions(&["eu-west"]);
+        let text = router_toml(
+            &spec,
+            &plans(&spec),
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        let c: RouterConfig = load_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(c.regions.len(), 1);
+        assert!(c
+            .geo
+            .networks
+            .iter()
+            .all(|n| n.region.as_deref().unwrap_or("eu-west") == "eu-west"));
+    }
+
+    #[test]
+    fn the_edge_config_loads_through_the_real_schema() {
+        let spec = FleetSpec::default().host_extra("grace = \"30s\"").capacity(
+            "us-east",
+            Capacity {
+                requests_per_sec: Some(50.0),
+                ..Default::default()
+            },
+        );
+        let p = plans(&spec);
+        let text = edge_toml(
+            &spec,
+            &p[0],
+            "http://127.0.0.1:8080",
+            &[
+                "http://127.0.0.1:8053".into(),
+                "http://127.0.0.1:8054".into(),
+            ],
+            Some(Path::new("/tmp/edge-cache")),
+        );
+        let c: EdgeConfig = load_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(c.edge.id, "use1");
+        assert_eq!(c.http.listen, vec!["127.0.1.1:8081".parse().unwrap()]);
+        assert_eq!(c.report.routers.len(), 2);
+        assert_eq!(c.report.capacity.requests_per_sec, Some(50.0));
+        assert_eq!(c.hosts[0].grace, Some(Duration::from_secs(30)));
+        assert_eq!(c.hosts[0].name, SERVICE);
+        assert!(c.cache.disk_path.is_some());
+        let text = edge_toml(&spec, &p[1], "http://127.0.0.1:8080", &[], None);
+        let c: EdgeConfig = load_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(c.cache.disk_path.is_none());
+        assert_eq!(c.report.capacity, Capacity::default());
+    }
+}
