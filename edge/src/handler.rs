@@ -357,7 +357,7 @@ async fn fill(
                 o.collapsed = true;
                 o.ttl = Some(h.ttl_s);
                 metrics::counter!(m::COALESCED).increment(1);
-                return serve_streaming(&ctx, fill, &h, o);
+                return serve_streaming(&ctx, fill, &h, o, &[]);
             }
             Ok(FillHead::Stored { meta, key, how }) => {
                 let mut o = match how {
@@ -544,6 +544,12 @@ async fn lead(
     };
     let chunk_size = ctx.store().chunk_size() as u64;
     let headers = hdr::response_headers(resp.headers(), false);
+    // Only the client whose request filled the object sees its cookies.
+    let cookies: Vec<(HeaderName, HeaderValue)> = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .map(|v| (header::SET_COOKIE, v.clone()))
+        .collect();
     let template = ObjectMeta {
         url: ctx.url.clone(),
         status,
@@ -584,7 +590,7 @@ async fn lead(
     o.fwd_status = Some(status);
     o.stored = true;
     o.ttl = Some(head.ttl_s);
-    serve_streaming(&ctx, fill, &head, o)
+    serve_streaming(&ctx, fill, &head, o, &cookies)
 }
 
 fn record_origin<T>(res: &Result<T, EdgeError>, t0: Instant) {
@@ -854,6 +860,7 @@ fn serve_streaming(
     fill: Arc<crate::fill::Fill>,
     h: &StreamHead,
     o: Outcome,
+    extra: &[(HeaderName, HeaderValue)],
 ) -> HttpResponse {
     let (code, a, e) = match answer(ctx, h.status, &h.headers, h.length) {
         Answer::NotModified => return not_modified_response(ctx, &h.headers, 0, &o),
@@ -861,6 +868,9 @@ fn serve_streaming(
         Answer::Bytes(c, a, e) => (c, a, e),
     };
     let mut b = response(ctx, code, &h.headers, 0, &o);
+    for (n, v) in extra {
+        b.append_header((n.clone(), v.clone()));
+    }
     if let Some(len) = h.length {
         with_range(&mut b, code, a, e, len);
     }

@@ -238,10 +238,14 @@ impl ResponseFacts {
         }
     }
 
-    /// The directives that govern us: `CDN-Cache-Control` when present, else `Cache-Control`.
+    /// The directives that govern us: `CDN-Cache-Control` when present, else
+    /// `Surrogate-Control` when present (it targets surrogates and overrides
+    /// `Cache-Control`), else `Cache-Control`.
     pub fn governing(&self) -> &Directives {
         if self.cdn.present {
             &self.cdn
+        } else if self.surrogate.present {
+            &self.surrogate
         } else {
             &self.cc
         }
@@ -392,7 +396,9 @@ pub fn storable(
         || f.expires_ms.is_some()
         || g.public
         || g.no_cache;
-    if !status_cacheable_by_default(status) && !explicit {
+    // Server errors are never stored (a CDN must not pin an origin outage), except 501
+    // which is cacheable by default.
+    if (!status_cacheable_by_default(status) && !explicit) || (status >= 500 && status != 501) {
         return Err(NoStore::Status);
     }
     if status == 206 {
@@ -563,6 +569,16 @@ mod tests {
     }
 
     #[test]
+    fn surrogate_control_overrides_cache_control_no_store() {
+        let f = store(&[
+            ("cache-control", "no-store, private"),
+            ("surrogate-control", "max-age=30"),
+        ])
+        .unwrap();
+        assert_eq!(f.lifetime_ms, 30_000);
+    }
+
+    #[test]
     fn expires_minus_date() {
         let f = store(&[
             ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
@@ -699,8 +715,12 @@ mod tests {
                 "{s}"
             );
         }
-        // Explicit freshness makes other statuses storable (§3 "explicit").
+        // Explicit freshness makes other statuses storable (§3 "explicit") — but never 5xx.
         assert!(storable(&Method::GET, false, 302, &f, &host()).is_ok());
+        assert_eq!(
+            storable(&Method::GET, false, 503, &f, &host()),
+            Err(NoStore::Status)
+        );
         assert_eq!(
             storable(&Method::GET, false, 206, &f, &host()),
             Err(NoStore::Partial)
