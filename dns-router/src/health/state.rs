@@ -397,6 +397,9 @@ impl HealthState {
             .iter()
             .map(|e| (e.id.clone(), EdgeHealth::unknown(now_ms)))
             .collect();
+        for e in &config.edges {
+            set_up_gauge(&e.id, Health::Unknown);
+        }
         let (plan, _) = watch::channel(Arc::new(ProbePlan::from_config(config)));
         Arc::new(Self {
             view: ArcSwap::from_pointee(HealthView {
@@ -411,6 +414,12 @@ impl HealthState {
     /// The current snapshot (cheap: one atomic load).
     pub fn view(&self) -> Arc<HealthView> {
         self.view.load_full()
+    }
+
+    /// The current snapshot as an `arc_swap` guard: no reference-count traffic, for the DNS
+    /// hot path (hold it for one query, not across awaits).
+    pub fn load(&self) -> arc_swap::Guard<Arc<HealthView>> {
+        self.view.load()
     }
 
     /// The probe plan channel (probe tasks follow it).
@@ -494,11 +503,10 @@ impl HealthState {
             .edges
             .iter()
             .map(|e| {
-                let h = view
-                    .edges
-                    .get(&e.id)
-                    .cloned()
-                    .unwrap_or_else(|| EdgeHealth::unknown(now_ms));
+                let h = view.edges.get(&e.id).cloned().unwrap_or_else(|| {
+                    set_up_gauge(&e.id, Health::Unknown);
+                    EdgeHealth::unknown(now_ms)
+                });
                 (e.id.clone(), h)
             })
             .collect();
@@ -534,14 +542,19 @@ impl HealthState {
     }
 }
 
+/// `cdn_edge_up{edge}`: 1 when Up, else 0.
+fn set_up_gauge(id: &str, health: Health) {
+    metrics::gauge!(crate::metrics::names::EDGE_UP, "edge" => id.to_string())
+        .set(if health == Health::Up { 1.0 } else { 0.0 });
+}
+
 /// Count transitions (`cdn_health_transitions_total{edge,to}`), keep `cdn_edge_up{edge}`, log.
 fn record_transitions(id: &str, prev: &EdgeHealth, next: &EdgeHealth) {
     use crate::metrics::names;
     let mut to = Vec::new();
     if prev.health != next.health {
         to.push(next.health.as_str());
-        metrics::gauge!(names::EDGE_UP, "edge" => id.to_string())
-            .set(if next.health == Health::Up { 1.0 } else { 0.0 });
+        set_up_gauge(id, next.health);
     }
     if prev.draining != next.draining {
         to.push(if next.draining { "draining" } else { "serving" });
