@@ -803,6 +803,78 @@ mod tests {
         assert_eq!(e.reason, "probe_ok");
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the probe history: the last `fall` results all failures ⇒ Down, the
+            /// last `rise` all successes ⇒ Up; a change into Down (Up) only ever follows
+            /// `fall` failures (`rise` successes) in a row; Unknown never follows a result.
+            #[test]
+            fn probe_history_decides_health(
+                rise in 1u32..5,
+                fall in 1u32..5,
+                results in proptest::collection::vec(any::<bool>(), 0..60),
+            ) {
+                let cfg = HealthSection { rise, fall, ..HealthSection::default() };
+                let mut e = EdgeHealth::unknown(0);
+                for (i, &ok) in results.iter().enumerate() {
+                    let event = if ok {
+                        Event::ProbeOk { latency_ms: 1.0 }
+                    } else {
+                        Event::ProbeFailed { failure: ProbeFailure::Timeout, latency_ms: 1.0 }
+                    };
+                    let next = apply(&e, event, i as u64 + 1, &cfg);
+                    let history = &results[..=i];
+                    let last_all = |n: u32, want: bool| {
+                        history.len() >= n as usize
+                            && history[history.len() - n as usize..].iter().all(|&r| r == want)
+                    };
+                    if last_all(fall, false) {
+                        prop_assert_eq!(next.health, Health::Down);
+                    }
+                    if last_all(rise, true) {
+                        prop_assert_eq!(next.health, Health::Up);
+                    }
+                    if next.health != e.health {
+                        match next.health {
+                            Health::Down => prop_assert!(last_all(fall, false)),
+                            Health::Up => prop_assert!(last_all(rise, true)),
+                            Health::Unknown => prop_assert!(false, "back to Unknown"),
+                        }
+                        prop_assert_eq!(next.since_ms, i as u64 + 1);
+                    }
+                    e = next;
+                }
+            }
+
+            /// Overload hysteresis: utilisation ≥ 1 ⇒ overloaded; below the recover ratio ⇒
+            /// not; in between, the previous state is kept.
+            #[test]
+            fn overload_hysteresis_holds(
+                ratio in 0.5f64..1.0,
+                loads in proptest::collection::vec(0.0f64..150.0, 1..40),
+            ) {
+                let cfg = HealthSection { overload_recover_ratio: ratio, ..HealthSection::default() };
+                let now = 1_000_000;
+                let mut e = EdgeHealth::unknown(0);
+                for (i, &rps) in loads.iter().enumerate() {
+                    let next = apply(&e, report(i as u64 + 1, 7, now, rps, EdgeStatus::Serving), now, &cfg);
+                    let u = rps / 100.0;
+                    if u >= 1.0 {
+                        prop_assert!(next.overloaded);
+                    } else if u < ratio {
+                        prop_assert!(!next.overloaded);
+                    } else {
+                        prop_assert_eq!(next.overloaded, e.overloaded);
+                    }
+                    e = next;
+                }
+            }
+        }
+    }
+
     fn config(edges: &[&str]) -> RouterConfig {
         let mut toml = String::from(
             "[[regions]]\nname = \"r\"\nlat = 0.0\nlon = 0.0\n\
