@@ -1,1 +1,215 @@
-fn main() {}
+//! `fleet`: the whole CDN on loopback, for trying it by hand.
+//!
+//! `cargo run --release -p cdn-tests --bin fleet` builds the release `dns-router` and `edge`
+//! if needed, then starts the demo origin (127.0.0.1:8080), the router (DNS UDP+TCP on
+//! 127.0.0.1:8553, admin API on 127.0.0.1:8053) and three edges (us-east 127.0.1.1:8081,
+//! eu-west 127.0.2.1:8081, ap-northeast 127.0.3.1:8081; admin on port 9081 of the same IPs),
+//! prints commands to try, and stops everything on Ctrl-C.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use cdn_tests::fleet::spec::{self, DEMO_NETWORKS};
+use cdn_tests::fleet::{Fleet, FleetSpec, SERVICE};
+use cdn_tests::harness::binary;
+use cdn_tests::harness::process::Echo;
+use clap::Parser;
+
+/// Start the local CDN fleet: demo origin + dns-router + three edges on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "fleet", version)]
+struct Args {
+    /// Router DNS address (UDP and TCP).
+    #[arg(long, default_value = "127.0.0.1:8553")]
+    dns: SocketAddr,
+    /// Router admin API address.
+    #[arg(long, default_value = "127.0.0.1:8053")]
+    admin: SocketAddr,
+    /// Demo origin address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    origin: SocketAddr,
+    /// Edge client HTTP port (on each edge's IP).
+    #[arg(long, default_value_t = 8081)]
+    edge_port: u16,
+    /// Edge admin port (on each edge's IP).
+    #[arg(long, default_value_t = 9081)]
+    edge_admin_port: u16,
+    /// Move an edge: `REGION=IP`, e.g. `--edge-ip us-east=127.0.1.1` (repeatable).
+    #[arg(long, value_name = "REGION=IP")]
+    edge_ip: Vec<String>,
+    /// Locate clients with this MaxMind City (or Country) database; the demo map still
+    /// decides for its own prefixes.
+    #[arg(long, value_name = "FILE")]
+    geo_database: Option<PathBuf>,
+    /// Shared admin token (router admin writes, reports, edge purge).
+    #[arg(long, default_value = spec::DEMO_TOKEN)]
+    token: String,
+    /// Directory for configs and edge caches (kept); default a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+    /// Delay origin responses by its latency profile (p50 1-20 ms … p99 151-500 ms).
+    #[arg(long)]
+    latency_profile: bool,
+    /// Don't run `cargo build` for dns-router and edge first.
+    #[arg(long)]
+    no_build: bool,
+    /// Show every log line of every process (default: warnings and errors only).
+    #[arg(long, short)]
+    verbose: bool,
+    /// Log level of the router and edges.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.no_build {
+        let release = binary::is_release(&binary::profile_dir()?);
+        eprintln!(
+            "building dns-router and edge ({} profile; a few minutes the first time)…",
+            if release { "release" } else { "dev" }
+        );
+        binary::build(
+            &[("cdn-dns-router", "dns-router"), ("cdn-edge", "edge")],
+            release,
+        )?;
+    }
+
+    let mut spec = FleetSpec {
+        routers: vec![(args.dns, args.admin)],
+        origin: args.origin,
+        origin_latency_profile: args.latency_profile,
+        geo_database: args.geo_database.clone(),
+        token: args.token.clone(),
+        report_interval: Duration::from_secs(1),
+        service_ttl: 30,
+        edge_workers: 2,
+        cache_memory: "128 MiB".into(),
+        cache_disk: "256 MiB".into(),
+        shutdown_grace: Duration::from_secs(5),
+        log_level: args.log_level.clone(),
+        workdir: args.workdir.clone(),
+        echo: if args.verbose {
+            Echo::All
+        } else {
+            Echo::Problems
+        },
+        ..FleetSpec::default()
+    };
+    for r in &mut spec.regions {
+        r.http_port = args.edge_port;
+        r.admin_port = args.edge_admin_port;
+    }
+    for m in &args.edge_ip {
+        let (region, ip) = m
+            .split_once('=')
+            .with_context(|| format!("--edge-ip `{m}`: expected REGION=IP"))?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .with_context(|| format!("--edge-ip `{m}`: bad IPv4 address"))?;
+        let r = spec
+            .regions
+            .iter_mut()
+            .find(|r| r.name == region)
+            .with_context(|| format!("--edge-ip `{m}`: unknown region `{region}`"))?;
+        r.ip = ip;
+    }
+
+    let fleet = spec.start().context("starting the fleet")?;
+    print_tour(&fleet, &args);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sig = rt.block_on(cdn_shared::shutdown::wait_for_signal());
+    eprintln!("\n{sig}: stopping the fleet…");
+    fleet.stop();
+    eprintln!("stopped.");
+    Ok(())
+}
+
+fn print_tour(fleet: &Fleet, args: &Args) {
+    let r = fleet.router(0);
+    let dns_port = r.dns_udp.port();
+    let dns_ip = r.dns_udp.ip();
+    let admin = r.admin;
+    let token = fleet.token();
+    let us = fleet.edge("us-east");
+    let port = us.http_addr().port();
+    let mut out = String::new();
+    out.push_str(&format!(
+        "\nThe CDN fleet is up (configs and caches in {}).\n\n",
+        fleet.dir().display()
+    ));
+    out.push_str(&format!(
+        "  origin        http://{}\n",
+        fleet.origin().addr()
+    ));
+    out.push_str(&format!(
+        "  dns-router    DNS {} (UDP+TCP), admin http://{admin}\n",
+        r.dns_udp
+    ));
+    for e in fleet.edges() {
+        out.push_str(&format!(
+            "  edge {:<6}   {:<13} http://{}  admin http://{}\n",
+            e.id(),
+            e.region(),
+            e.http_addr(),
+            e.admin_addr()
+        ));
+    }
+    if let Some(db) = &args.geo_database {
+        out.push_str(&format!("  geo database  {}\n", db.display()));
+    }
+    out.push_str("\nDemo geo map (client subnet → place):\n");
+    for n in DEMO_NETWORKS {
+        let place = match n.place {
+            spec::Place::Region(r) => r.to_string(),
+            spec::Place::Coords(lat, lon) => format!("{lat}, {lon}"),
+        };
+        out.push_str(&format!("  {:<18} {:<14} {}\n", n.cidr, place, n.what));
+    }
+    out.push_str("\n1. Nearest edge per client subnet (EDNS Client Subnet):\n");
+    for region in ["us-east", "eu-west", "ap-northeast"] {
+        if let Some(subnet) = spec::demo_subnet(region) {
+            out.push_str(&format!(
+                "   dig @{dns_ip} -p {dns_port} {SERVICE} A +subnet={subnet}    # → {}\n",
+                fleet.edge(region).ip()
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "   dig @{dns_ip} -p {dns_port} {} TXT              # truncated over UDP, dig retries over TCP\n",
+        spec::BIG_TXT
+    ));
+    out.push_str(&format!(
+        "\n2. A cached fetch through the us-east edge (run it twice: MISS, then HIT):\n   \
+         curl -sv --resolve {SERVICE}:{port}:{} http://{SERVICE}:{port}/obj/1k/hello -o /dev/null 2>&1 | grep -i cache-status\n",
+        us.ip()
+    ));
+    out.push_str(&format!(
+        "   curl -s http://{}/_stats                       # origin request counts\n",
+        fleet.origin().addr()
+    ));
+    out.push_str(&format!(
+        "\n3. Why that answer (the explain API):\n   \
+         curl -s 'http://{admin}/api/v1/explain?name={SERVICE}&ecs=81.2.69.0/24'\n   \
+         curl -s http://{admin}/api/v1/edges\n"
+    ));
+    out.push_str(&format!(
+        "\n4. Drain the us-east edge, see its clients move, undrain:\n   \
+         curl -s -X POST -H 'Authorization: Bearer {token}' http://{admin}/api/v1/edges/{id}/drain\n   \
+         dig @{dns_ip} -p {dns_port} {SERVICE} A +subnet=8.8.8.0/24 +short\n   \
+         curl -s -X POST -H 'Authorization: Bearer {token}' http://{admin}/api/v1/edges/{id}/undrain\n",
+        id = us.id()
+    ));
+    out.push_str(&format!(
+        "\n5. Purge everywhere:\n   \
+         curl -s -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n     \
+         -d '{{\"urls\":[\"http://{SERVICE}/obj/1k/hello\"]}}' http://{admin}/api/v1/purge\n"
+    ));
+    out.push_str("\nCtrl-C stops everything.\n");
+    println!("{out}");
+}

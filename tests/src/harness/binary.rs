@@ -1,10 +1,12 @@
 //! Finding the binaries under test. Cargo sets `CARGO_BIN_EXE_<name>` only for the package
-//! whose tests run, so `dns-router` and `edge` are looked up next to the test executable
-//! (`target/<profile>/`, or `$CDN_BIN_DIR` when set). A missing binary is built with cargo
-//! (through escargot) in the same profile; a build failure is an error naming the binary,
-//! never a silent skip. `CDN_TEST_REBUILD=1` rebuilds even when present.
+//! whose tests run, so `dns-router` and `edge` are looked up next to the running executable
+//! (`target/<profile>/`, or `$CDN_BIN_DIR` when set). A missing binary is built with
+//! `cargo build` in the same profile (its progress shown on stderr); a build failure is an
+//! error naming the binary, never a silent skip. `CDN_TEST_REBUILD=1` rebuilds (a no-op when
+//! up to date) even when present.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Mutex;
 
 use anyhow::{bail, Context};
@@ -38,7 +40,7 @@ pub fn profile_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// Whether `dir` is a release profile directory.
-fn is_release(dir: &Path) -> bool {
+pub fn is_release(dir: &Path) -> bool {
     dir.file_name().is_some_and(|n| n == "release")
 }
 
@@ -47,6 +49,9 @@ static BUILD_LOCK: Mutex<()> = Mutex::new(());
 /// Path of the binary `name` (`dns-router`, `edge`, `demo-origin`, `fleet`), building it
 /// when missing.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let Some(package) = package_of(name) else {
+        bail!("unknown binary `{name}` (expected dns-router, edge, demo-origin or fleet)");
+    };
     let dir = profile_dir()?;
     let path = dir.join(name);
     let rebuild = std::env::var("CDN_TEST_REBUILD").is_ok_and(|v| v == "1");
@@ -57,41 +62,44 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     if path.is_file() && !rebuild {
         return Ok(path);
     }
-    build(name, is_release(&dir))
-}
-
-/// Build `name` with cargo (release or dev profile) and return its path.
-pub fn build(name: &str, release: bool) -> anyhow::Result<PathBuf> {
-    let Some(package) = package_of(name) else {
-        bail!("unknown binary `{name}` (expected dns-router, edge, demo-origin or fleet)");
-    };
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     eprintln!(
-        "building `{name}` ({} profile) with cargo: it was not found next to the tests \
-         (run `cargo build --workspace --bins` first to skip this)",
-        if release { "release" } else { "dev" }
+        "`{name}` not found in {} (run `cargo build --workspace --bins` first to skip this); building it",
+        dir.display()
     );
-    let mut b = escargot::CargoBuild::new()
-        .manifest_path(&manifest)
-        .package(package)
-        .bin(name);
-    if release {
-        b = b.release();
-    }
-    let run = b.run().with_context(|| {
-        format!(
-            "building binary `{name}` of package `{package}` failed; build it with \
-             `cargo build -p {package} --bin {name}` to see why"
-        )
-    })?;
-    let path = run.path().to_path_buf();
+    build(&[(package, name)], is_release(&dir))?;
     if !path.is_file() {
         bail!(
-            "cargo reported `{}` for `{name}` but it does not exist",
-            path.display()
+            "cargo built `{name}` but it is not in {} (is CARGO_TARGET_DIR different from the \
+             one the tests were built in? set CDN_BIN_DIR)",
+            dir.display()
         );
     }
     Ok(path)
+}
+
+/// `cargo build [--release] -p <package> --bin <bin>…` in this workspace, progress on stderr.
+pub fn build(targets: &[(&str, &str)], release: bool) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut cmd = Command::new(&cargo);
+    cmd.arg("build").arg("--manifest-path").arg(&manifest);
+    if release {
+        cmd.arg("--release");
+    }
+    for (package, bin) in targets {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {cmd:?} (is cargo installed and on PATH?)"))?;
+    if !status.success() {
+        let names: Vec<&str> = targets.iter().map(|(_, b)| *b).collect();
+        bail!(
+            "building {} failed ({status}); see cargo's output above",
+            names.join(", ")
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -510,7 +510,7 @@ mod tests {
     #[test]
     fn a_process_is_captured_signalled_and_reaped() {
         let script = "echo 'x INFO listening proto=http name=web addr=127.0.0.1:9'; \
-                      echo 'x INFO ready' 1>&2; exec sleep 30";
+                      echo 'x INFO ready'; echo noise 1>&2; exec sleep 30";
         let mut p = Process::spawn(
             "sh",
             Path::new("/bin/sh"),
