@@ -26,6 +26,7 @@ pub struct Lifecycle {
 impl Lifecycle {
     /// A serving lifecycle.
     pub fn new() -> Arc<Self> {
+        metrics::gauge!(crate::metrics::DRAINING).set(0.0);
         Arc::new(Self::default())
     }
 

@@ -436,6 +436,14 @@ async fn lead(
         ctx.scheme,
         &ctx.shared.via,
     );
+    // Headers that make some origins rewrite host, URL or method are not part of the key:
+    // never sent on a fill, so one client cannot poison the entry for everyone (limits.rs).
+    let key_headers = &ctx.shared.routes[ctx.route].cfg.key_headers;
+    for name in crate::limits::UNKEYED_OVERRIDE_HEADERS {
+        if crate::limits::is_unkeyed_override(name, key_headers) {
+            headers.remove(*name);
+        }
+    }
     if let Some(m) = &stale {
         if let Some(e) = m.header(&header::ETAG) {
             headers.insert(header::IF_NONE_MATCH, e.clone());

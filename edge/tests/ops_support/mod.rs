@@ -84,7 +84,7 @@ pub fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     let deadline = Instant::now() + wait;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !complete(&out) {
         match c.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
@@ -92,6 +92,19 @@ pub fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A whole response with a Content-Length body has arrived.
+fn complete(out: &[u8]) -> bool {
+    let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    matches!(len, Some(n) if out.len() >= end + 4 + n)
 }
 
 /// Status code of a raw response text (0 when none).
