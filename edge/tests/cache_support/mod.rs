@@ -36,6 +36,8 @@ pub struct OriginResp {
     pub cut_after: Option<usize>,
     /// Send no Content-Length (close-delimited body).
     pub no_length: bool,
+    /// Close the connection without answering (after `head_delay`).
+    pub hang_up: bool,
 }
 
 impl OriginResp {
@@ -52,6 +54,7 @@ impl OriginResp {
             piece_delay: Duration::ZERO,
             cut_after: None,
             no_length: false,
+            hang_up: false,
         }
     }
 }
@@ -131,6 +134,10 @@ fn serve_conn(
         let h = handler.lock().unwrap().clone();
         let resp = h(&req, idx);
         std::thread::sleep(resp.head_delay);
+        if resp.hang_up {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+            return;
+        }
         let mut head = format!("HTTP/1.1 {} X\r\n", resp.status);
         for (k, v) in &resp.headers {
             head.push_str(&format!("{k}: {v}\r\n"));

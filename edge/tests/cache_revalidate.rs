@@ -1,0 +1,110 @@
+//! Revalidation (stale → conditional request → 304 refresh) and client conditionals
+//! answered from cache (If-None-Match, If-Modified-Since, Range + If-Range).
+
+mod cache_support;
+use std::time::Duration;
+
+use cache_support::*;
+
+#[test]
+fn stale_entry_is_revalidated_and_304_refreshes_it() {
+    let origin = Origin::start(|r, _| {
+        if r.headers.get("if-none-match").map(String::as_str) == Some("\"v1\"") {
+            return OriginResp::new(
+                304,
+                &[
+                    ("etag", "\"v1\""),
+                    ("cache-control", "max-age=60"),
+                    ("x-new", "yes"),
+                ],
+                "",
+            );
+        }
+        OriginResp::new(
+            200,
+            &[
+                ("etag", "\"v1\""),
+                ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                ("cache-control", "max-age=1"),
+            ],
+            "payload",
+        )
+    });
+    let edge = Edge::start(config(&origin.url(), "", ""));
+    assert_eq!(edge.get("/s", &[]).x_cache(), "MISS");
+    assert_eq!(edge.get("/s", &[]).x_cache(), "HIT");
+    std::thread::sleep(Duration::from_millis(1600));
+    let r = edge.get("/s", &[]);
+    assert_eq!(r.x_cache(), "REVALIDATED");
+    assert_eq!(r.body, b"payload");
+    assert_eq!(
+        r.header("x-new"),
+        Some("yes"),
+        "304 headers update the stored ones"
+    );
+    let reqs = origin.requests("/s");
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        reqs[1].headers.get("if-none-match").map(String::as_str),
+        Some("\"v1\"")
+    );
+    assert_eq!(
+        reqs[1].headers.get("if-modified-since").map(String::as_str),
+        Some("Sun, 06 Nov 1994 08:49:37 GMT")
+    );
+    // The refreshed freshness (max-age=60 from the 304) holds.
+    let r = edge.get("/s", &[]);
+    assert_eq!(r.x_cache(), "HIT");
+    assert!(r.cache_status().contains("ttl=60") || r.cache_status().contains("ttl=59"));
+    assert_eq!(origin.count("/s"), 2);
+}
+
+#[test]
+fn client_conditionals_and_ranges_from_cache() {
+    let body = body_of(1000, 7);
+    let b2 = body.clone();
+    let origin = Origin::start(move |_, _| {
+        OriginResp::new(
+            200,
+            &[
+                ("etag", "\"e1\""),
+                ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+                ("cache-control", "max-age=60"),
+            ],
+            b2.clone(),
+        )
+    });
+    let edge = Edge::start(config(&origin.url(), "", ""));
+    edge.get("/c", &[]);
+
+    let r = edge.get("/c", &[("if-none-match", "\"e1\"")]);
+    assert_eq!((r.status, r.body.len()), (304, 0));
+    assert_eq!(r.header("etag"), Some("\"e1\""));
+    assert_eq!(edge.get("/c", &[("if-none-match", "W/\"e1\"")]).status, 304);
+    assert_eq!(edge.get("/c", &[("if-none-match", "\"zz\"")]).status, 200);
+    let r = edge.get(
+        "/c",
+        &[("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")],
+    );
+    assert_eq!(r.status, 304);
+    let r = edge.get(
+        "/c",
+        &[("if-modified-since", "Sun, 06 Nov 1994 08:00:00 GMT")],
+    );
+    assert_eq!(r.status, 200);
+
+    let r = edge.get("/c", &[("range", "bytes=10-19")]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 10-19/1000"));
+    assert_eq!(r.body, &body[10..20]);
+    let r = edge.get("/c", &[("range", "bytes=-5")]);
+    assert_eq!((r.status, r.body.as_slice()), (206, &body[995..]));
+    let r = edge.get("/c", &[("range", "bytes=5000-")]);
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range"), Some("bytes */1000"));
+    let r = edge.get("/c", &[("range", "bytes=0-3"), ("if-range", "\"e1\"")]);
+    assert_eq!((r.status, r.body.len()), (206, 4));
+    let r = edge.get("/c", &[("range", "bytes=0-3"), ("if-range", "\"old\"")]);
+    assert_eq!((r.status, r.body.len()), (200, 1000));
+    assert_eq!(origin.count("/c"), 1, "all answered from cache");
+}
