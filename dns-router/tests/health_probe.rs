@@ -218,3 +218,31 @@ async fn reconcile_starts_new_probes_and_stops_removed_ones() {
     assert!(b_hits.load(Ordering::SeqCst) >= 2);
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_probe_urls_are_reported_unsupported_not_down() {
+    let port = bind().await.local_addr().unwrap().port();
+    let text = {
+        let cfg = config(&[("tls", port)]);
+        let mut c = cfg.clone();
+        c.edges[0].probe_url = Some(format!("https://127.0.0.1:{port}/healthz"));
+        c
+    };
+    let cfg = Arc::new(text);
+    let state = HealthState::new(&cfg);
+    let shutdown = Shutdown::new();
+    let _task = health::start(state.clone(), cfg, shutdown.clone());
+    wait_for(
+        &state,
+        "tls",
+        Duration::from_secs(2),
+        "marked unsupported",
+        |e| e.reason == "probe_unsupported",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let e = &state.view().edges["tls"];
+    assert_eq!(e.health, Health::Unknown, "{e:?}");
+    assert_eq!(e.failures, 0);
+    shutdown.cancel();
+}

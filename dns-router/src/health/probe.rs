@@ -5,8 +5,8 @@
 //!
 //! The HTTP client is a minimal HTTP/1.1 GET over a tokio `TcpStream` (`Connection: close`;
 //! only the status line is read). Only `http://` probe URLs are probed: an `https://` probe URL
-//! is logged as unsupported and the edge keeps its other evidence (it stays `Unknown`, which
-//! is usable, unless reports say otherwise).
+//! is logged as unsupported, shown in the admin API as reason `probe_unsupported`, and the edge
+//! keeps its other evidence (it stays `Unknown`, which is usable; reports still count).
 //!
 //! [`supervise`] follows the probe plan that [`HealthState::reconcile`] publishes: probes
 //! start as soon as the config is loaded, a reload starts new edges' probes at once and stops
@@ -149,6 +149,7 @@ async fn probe_loop(
     let Some(url) = ProbeUrl::parse(&target.url) else {
         tracing::warn!(edge = %target.id, url = %target.url,
             "probe URL is not http:// (https probes are unsupported); edge is not probed");
+        let _ = state.event(&target.id, Event::ProbeUnsupported, cdn_shared::unix_ms());
         return;
     };
     // A small random offset so many edges are not probed in lock-step; the first probe still

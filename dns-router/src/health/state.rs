@@ -24,8 +24,9 @@
 //! * `reason` names why the edge is in its state, in priority order: the probe failure when
 //!   `Down` (`probe_timeout`, `http_<code>`, `connect_refused`, `connect_error`,
 //!   `bad_response`), `manual` (operator drain), `draining` (reported), `overloaded`,
-//!   `report_stale`, then `probe_ok` (`Up`) or `no_data` (`Unknown`; or the latest failure
-//!   reason while failures are still below `fall`).
+//!   `report_stale`, then `probe_ok` (`Up`) or, for `Unknown`, the latest failure reason while
+//!   failures are still below `fall`, `probe_unsupported` (an `https://` probe URL), or
+//!   `no_data`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -96,6 +97,9 @@ pub enum Event {
         /// Probe duration, ms.
         latency_ms: f64,
     },
+    /// The probe URL cannot be probed (not `http://`): recorded so the API shows it; health
+    /// is left to other evidence (the edge stays `Unknown`, which is usable).
+    ProbeUnsupported,
     /// A pushed report (already known to be for this edge).
     Report(Box<HealthReport>),
     /// Operator drain (`POST /api/v1/edges/{id}/drain`).
@@ -262,6 +266,14 @@ pub fn apply(prev: &EdgeHealth, event: Event, now_ms: u64, cfg: &HealthSection) 
                 e.health = Health::Down;
             }
         }
+        Event::ProbeUnsupported => {
+            e.last_probe = Some(ProbeResult {
+                ok: false,
+                outcome: "probe_unsupported".into(),
+                at_ms: now_ms,
+                latency_ms: 0.0,
+            });
+        }
         Event::Report(report) => {
             if report_verdict(prev, &report, now_ms, cfg) != ReportVerdict::Accepted {
                 return e;
@@ -318,9 +330,14 @@ fn reason_for(e: &EdgeHealth) -> String {
     if e.report_stale {
         return "report_stale".into();
     }
+    let unsupported = e
+        .last_probe
+        .as_ref()
+        .is_some_and(|p| p.outcome == "probe_unsupported");
     match e.health {
         Health::Up => "probe_ok".into(),
         _ if e.failures > 0 => failure.to_string(),
+        _ if unsupported => "probe_unsupported".into(),
         _ => "no_data".into(),
     }
 }
@@ -682,6 +699,15 @@ mod tests {
         assert_eq!(ProbeFailure::ConnectRefused.reason(), "connect_refused");
         assert_eq!(ProbeFailure::Connect.reason(), "connect_error");
         assert_eq!(ProbeFailure::BadResponse.reason(), "bad_response");
+    }
+
+    #[test]
+    fn unsupported_probe_is_visible_but_not_down() {
+        let e = apply(&EdgeHealth::unknown(0), Event::ProbeUnsupported, 5, &cfg());
+        assert_eq!(e.health, Health::Unknown);
+        assert_eq!(e.reason, "probe_unsupported");
+        assert_eq!(e.last_probe.as_ref().unwrap().outcome, "probe_unsupported");
+        assert_eq!(e.selection_key(), EdgeHealth::unknown(0).selection_key());
     }
 
     #[test]
