@@ -25,12 +25,19 @@ pub struct EdgePlan {
     pub http: SocketAddr,
     /// Admin listener.
     pub admin: SocketAddr,
+    /// A probe URL other than the edge's own `/healthz` (see [`RegionSpec::probe_url`]).
+    ///
+    /// [`RegionSpec::probe_url`]: super::spec::RegionSpec::probe_url
+    pub probe_override: Option<String>,
 }
 
 impl EdgePlan {
-    /// `http://<ip>:<port>/healthz` on the client listener (unknown Host → health answer).
+    /// The URL the routers probe: `http://<ip>:<port>/healthz` on the client listener
+    /// (unknown Host → health answer), unless overridden.
     pub fn probe_url(&self) -> String {
-        format!("http://{}/healthz", self.http)
+        self.probe_override
+            .clone()
+            .unwrap_or_else(|| format!("http://{}/healthz", self.http))
     }
 
     /// `http://<admin addr>`.
@@ -280,6 +287,7 @@ mod tests {
                 ip: r.ip,
                 http: SocketAddr::from((r.ip, 8081)),
                 admin: SocketAddr::from((r.ip, 9081)),
+                probe_override: None,
             })
             .collect()
     }

@@ -198,6 +198,10 @@ impl FleetSpec {
                     ip: r.ip,
                     http,
                     admin,
+                    probe_override: r
+                        .probe_url
+                        .as_ref()
+                        .map(|u| u.replace("{origin}", &origin.url())),
                 },
                 config_path: dir.join(format!("edge-{}.toml", r.edge_id)),
                 cache_dir,
@@ -441,14 +445,42 @@ impl Fleet {
             .send()
     }
 
-    /// The health state (`up`, `down`, `unknown`) router `i` shows for edge `name`.
-    pub fn edge_state(&self, i: usize, name: &str) -> anyhow::Result<String> {
+    /// Router `i`'s explanation of the service's answer for clients in `subnet`.
+    pub fn explain(&self, i: usize, subnet: &str) -> anyhow::Result<Value> {
+        let r = self.admin_get(i, &format!("/api/v1/explain?name={SERVICE}&ecs={subnet}"))?;
+        if r.status != 200 {
+            bail!("explain for {subnet}: {} {}", r.status, r.text());
+        }
+        r.json()
+    }
+
+    /// The explain API's candidate entry for edge `name` (region or id) for `subnet`.
+    pub fn explain_candidate(&self, i: usize, subnet: &str, name: &str) -> anyhow::Result<Value> {
+        let id = self.edge(name).plan.id.clone();
+        let v = self.explain(i, subnet)?;
+        v.get("candidates")
+            .and_then(Value::as_array)
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.get("edge").and_then(Value::as_str) == Some(&id))
+            })
+            .cloned()
+            .ok_or_else(|| anyhow!("no candidate {id} in {v}"))
+    }
+
+    /// Router `i`'s full view of edge `name` (`GET /api/v1/edges/{id}`).
+    pub fn edge_view(&self, i: usize, name: &str) -> anyhow::Result<Value> {
         let id = self.edge(name).plan.id.clone();
         let r = self.admin_get(i, &format!("/api/v1/edges/{id}"))?;
         if r.status != 200 {
             bail!("GET /api/v1/edges/{id}: {} {}", r.status, r.text());
         }
-        let v: Value = r.json()?;
+        r.json()
+    }
+
+    /// The health state (`up`, `down`, `unknown`) router `i` shows for edge `name`.
+    pub fn edge_state(&self, i: usize, name: &str) -> anyhow::Result<String> {
+        let v = self.edge_view(i, name)?;
         v.get("state")
             .and_then(Value::as_str)
             .map(String::from)

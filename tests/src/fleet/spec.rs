@@ -53,6 +53,10 @@ pub struct RegionSpec {
     pub admin_port: u16,
     /// Capacity the edge announces in its reports.
     pub capacity: Capacity,
+    /// Probe this URL instead of the edge's `/healthz`; `{origin}` is replaced by the demo
+    /// origin's base URL (e.g. `{origin}/obj/1/probe` answers 503 while the origin's fail
+    /// switch is on). Default none.
+    pub probe_url: Option<String>,
 }
 
 impl RegionSpec {
@@ -67,6 +71,7 @@ impl RegionSpec {
             http_port: 0,
             admin_port: 0,
             capacity: Capacity::default(),
+            probe_url: None,
         }
     }
 }
@@ -329,6 +334,16 @@ impl FleetSpec {
         for r in &mut self.regions {
             if r.name == region {
                 r.capacity = cap;
+            }
+        }
+        self
+    }
+
+    /// Probe one region's edge at `url` instead (`{origin}` = the origin's base URL).
+    pub fn probe_url(mut self, region: &str, url: &str) -> Self {
+        for r in &mut self.regions {
+            if r.name == region {
+                r.probe_url = Some(url.to_string());
             }
         }
         self
