@@ -10,9 +10,10 @@
 //!   `{"ts":"2026-11-22T01:02:03.456Z","client":"127.0.0.1","method":"GET","host":"cdn.example",
 //!   "path":"/a?b=1","proto":"HTTP/1.1","status":200,"bytes":1024,"ms":0.42,"cache":"HIT",
 //!   "origin_ms":null,"referer":null,"ua":"curl/8"}`
-//!   (`ms` = total time to the last body byte; `origin_ms` = time to the origin's headers, null
-//!   when the origin was not contacted);
-//! * `combined` — Apache combined format followed by cache status, total ms and origin ms:
+//!   (`ms` = time until the response head was ready (bodies stream after it); `bytes` = body
+//!   length when known up front, else 0; `origin_ms` = time to the origin's response headers,
+//!   null when the origin was not contacted);
+//! * `combined` — Apache combined format followed by cache status, ms and origin ms:
 //!   `127.0.0.1 - - [22/Nov/2026:01:02:03 +0000] "GET /a HTTP/1.1" 200 1024 "-" "curl/8" HIT 0.420 -`.
 
 use std::io::{self, Write};
@@ -21,6 +22,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cdn_shared::config::edge::{AccessLogFormat, AccessLogSection};
 use serde::Serialize;
+
+/// Time to the origin's response headers for one request; the handler stores it in the
+/// request's extensions when it contacted the origin, and the access log reports it as
+/// `origin_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginTime(pub Duration);
 
 /// Queue capacity between the request path and the writer thread.
 pub const QUEUE: usize = 8192;

@@ -182,7 +182,9 @@ pub async fn handle(
             bytes,
             ms: started.elapsed().as_secs_f64() * 1000.0,
             cache: String::from_utf8_lossy(x).into_owned(),
-            origin_ms: None,
+            origin_ms: actix_web::HttpMessage::extensions(&req)
+                .get::<crate::access_log::OriginTime>()
+                .map(|t| t.0.as_secs_f64() * 1000.0),
             referer: text(header::REFERER),
             ua: text(header::USER_AGENT),
         });
@@ -458,7 +460,7 @@ async fn lead(
         .origins
         .send(&route, Method::GET, &ctx.path_q, headers, None)
         .await;
-    record_origin(&res, t0);
+    record_origin(&ctx.req, &res, t0);
     let now = cdn_shared::unix_ms();
     let resp = match res {
         Ok(r) => r,
@@ -601,7 +603,9 @@ async fn lead(
     serve_streaming(&ctx, fill, &head, o, &cookies)
 }
 
-fn record_origin<T>(res: &Result<T, EdgeError>, t0: Instant) {
+/// Count an origin fetch, and note its time to headers for the access log (`origin_ms`).
+fn record_origin<T>(req: &HttpRequest, res: &Result<T, EdgeError>, t0: Instant) {
+    actix_web::HttpMessage::extensions_mut(req).insert(crate::access_log::OriginTime(t0.elapsed()));
     let result = match res {
         Ok(_) => "ok",
         Err(EdgeError::OriginTimeout(_)) => "timeout",
@@ -990,7 +994,7 @@ async fn pass(ctx: Ctx, payload: Option<web::Payload>, bypass: bool) -> HttpResp
         .origins
         .send(ctx.route(), method.clone(), &ctx.path_q, headers, body)
         .await;
-    record_origin(&res, t0);
+    record_origin(&ctx.req, &res, t0);
     let resp = match res {
         Ok(r) => r,
         Err(e) => return error_response(&e, name),

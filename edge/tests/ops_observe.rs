@@ -108,7 +108,12 @@ fn access_log_json_lines() {
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
     assert_eq!(lines[0]["cache"], "MISS");
+    assert!(
+        lines[0]["origin_ms"].as_f64().is_some(),
+        "miss: origin time"
+    );
     assert_eq!(lines[1]["cache"], "HIT");
+    assert!(lines[1]["origin_ms"].is_null(), "hit: no origin time");
     for l in &lines {
         assert_eq!(l["method"], "GET");
         assert_eq!(l["path"], "/log/1?x=1");
