@@ -148,8 +148,32 @@ impl Origins {
             Some(b) => req.send_body(b).await,
             None => req.send().await,
         };
-        res.map_err(|e| classify_send_error(&route.name, e))
+        let resp = res.map_err(|e| classify_send_error(&route.name, e))?;
+        if close_delimited(&resp) {
+            return Err(EdgeError::OriginBroken(format!(
+                "{}: response body without Content-Length or chunked encoding is not supported",
+                route.name
+            )));
+        }
+        Ok(resp)
     }
+}
+
+/// An HTTP/1.1 response whose body is delimited by closing the connection: awc reads such
+/// bodies as empty, so they must never be stored or served as complete.
+fn close_delimited(resp: &OriginResponse) -> bool {
+    use actix_web::http::{header, Version};
+    let status = resp.status().as_u16();
+    resp.version() == Version::HTTP_11
+        && !(100..200).contains(&status)
+        && status != 204
+        && status != 304
+        && !resp.headers().contains_key(header::CONTENT_LENGTH)
+        && !resp.headers().contains_key(header::TRANSFER_ENCODING)
+        && resp.headers().get(header::CONNECTION).is_some_and(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.to_ascii_lowercase().contains("close"))
+        })
 }
 
 fn classify_send_error(host: &str, e: SendRequestError) -> EdgeError {

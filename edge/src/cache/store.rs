@@ -219,8 +219,9 @@ async fn build(
             // Blocks hold whole entries: a chunk plus its header must fit.
             let chunk = cfg.chunk_size.as_u64() as usize;
             let mut block = (4 * chunk).clamp(16 * 1024 * 1024, 64 * 1024 * 1024);
-            if block > cfg.disk.as_u64() as usize / 4 {
-                block = (cfg.disk.as_u64() as usize / 4).max(chunk + 64 * 1024);
+            // Keep enough blocks for foyer's flushers and reclaimers to work with.
+            if block > cfg.disk.as_u64() as usize / 16 {
+                block = (cfg.disk.as_u64() as usize / 16).max(chunk + 64 * 1024);
             }
             let engine = BlockEngineConfig::new(device)
                 .with_block_size(block)

@@ -38,6 +38,8 @@ pub struct OriginResp {
     pub no_length: bool,
     /// Close the connection without answering (after `head_delay`).
     pub hang_up: bool,
+    /// Send the body with `Transfer-Encoding: chunked` (one chunk per piece).
+    pub chunked: bool,
 }
 
 impl OriginResp {
@@ -55,6 +57,7 @@ impl OriginResp {
             cut_after: None,
             no_length: false,
             hang_up: false,
+            chunked: false,
         }
     }
 }
@@ -143,7 +146,9 @@ fn serve_conn(
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         let close = resp.no_length || resp.cut_after.is_some();
-        if !resp.no_length && resp.status != 304 && resp.status != 204 {
+        if resp.chunked {
+            head.push_str("transfer-encoding: chunked\r\n");
+        } else if !resp.no_length && resp.status != 304 && resp.status != 204 {
             head.push_str(&format!("content-length: {}\r\n", resp.body.len()));
         }
         if close {
@@ -158,7 +163,15 @@ fn serve_conn(
             let mut off = 0;
             while off < limit {
                 let end = (off + resp.piece).min(limit);
-                if c.write_all(&resp.body[off..end]).is_err() {
+                let ok = if resp.chunked {
+                    c.write_all(format!("{:x}\r\n", end - off).as_bytes())
+                        .is_ok()
+                        && c.write_all(&resp.body[off..end]).is_ok()
+                        && c.write_all(b"\r\n").is_ok()
+                } else {
+                    c.write_all(&resp.body[off..end]).is_ok()
+                };
+                if !ok {
                     return;
                 }
                 let _ = c.flush();
@@ -167,6 +180,9 @@ fn serve_conn(
                     std::thread::sleep(resp.piece_delay);
                 }
             }
+        }
+        if resp.chunked && resp.cut_after.is_none() && req.method != "HEAD" {
+            let _ = c.write_all(b"0\r\n\r\n");
         }
         if close {
             let _ = c.shutdown(std::net::Shutdown::Both);
@@ -458,9 +474,15 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
-/// Deterministic body of `n` bytes.
+/// Deterministic, non-periodic body of `n` bytes (xorshift64).
 pub fn body_of(n: usize, seed: u8) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (seed as u64 + 1);
     (0..n)
-        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
         .collect()
 }
