@@ -7,8 +7,8 @@
 //!    Unknown health is eligible. The first reason that applies, in that order, is recorded.
 //! 2. **Home region**: the client's own region when the network map or the default placed it in
 //!    one that has candidates; else the region of the nearest non-disabled candidate.
-//! 3. **Rank**: by great-circle distance ([`distance_km`], rounded to whole metres), then edge id,
-//!    then position. When the home region has no eligible edge and the policy lists ordered
+//! 3. **Rank**: by great-circle distance ([`distance_km`], rounded to whole metres), then
+//!    position in the candidate slice. When the home region has no eligible edge and the policy lists ordered
 //!    backups for it, the home region's edges come first (they are all excluded), then each
 //!    backup region's edges in the configured order, then everything else by distance.
 //! 4. **Decide**: walk the ranking and take the first `answers` eligible edges. Edges of equal
@@ -38,11 +38,35 @@ pub const EARTH_RADIUS_KM: f64 = 6371.0088;
 
 /// Great-circle (haversine) distance between two points given in degrees, in km.
 pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let dp = p2 - p1;
-    let dl = (lon2 - lon1).to_radians();
-    let a = (dp * 0.5).sin().powi(2) + p1.cos() * p2.cos() * (dl * 0.5).sin().powi(2);
-    2.0 * EARTH_RADIUS_KM * a.clamp(0.0, 1.0).sqrt().asin()
+    Origin::new(lat1, lon1).distance_km(lat2, lon2)
+}
+
+/// A point with its trigonometry done once, for measuring many distances from it.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    lat: f64,
+    lon: f64,
+    cos_lat: f64,
+}
+
+impl Origin {
+    fn new(lat: f64, lon: f64) -> Origin {
+        let lat = lat.to_radians();
+        Origin {
+            lat,
+            lon: lon.to_radians(),
+            cos_lat: lat.cos(),
+        }
+    }
+
+    fn distance_km(&self, lat: f64, lon: f64) -> f64 {
+        let p2 = lat.to_radians();
+        let half_dp = (p2 - self.lat) * 0.5;
+        let half_dl = (lon.to_radians() - self.lon) * 0.5;
+        let (sp, sl) = (half_dp.sin(), half_dl.sin());
+        let a = sp * sp + self.cos_lat * p2.cos() * sl * sl;
+        2.0 * EARTH_RADIUS_KM * a.clamp(0.0, 1.0).sqrt().asin()
+    }
 }
 
 /// Why `edge` may not be answered now, if it may not.
@@ -76,12 +100,13 @@ pub fn choose(
     now_ms: u64,
     policy: &Policy,
 ) -> Decision {
+    let mut distances = DistanceMemo::new(client.lat, client.lon);
     let mut ranked: Vec<Ranked> = edges
         .iter()
         .enumerate()
         .map(|(index, e)| Ranked {
             index,
-            distance_km: distance_km(client.lat, client.lon, e.lat, e.lon),
+            distance_km: distances.get(e.lat, e.lon),
             excluded: exclusion(e, now_ms, policy),
         })
         .collect();
@@ -90,7 +115,7 @@ pub fn choose(
     let seed = network_seed(client);
 
     if eligible == 0 {
-        sort_ranked(&mut ranked, edges, None);
+        let keys = rank(&mut ranked, None);
         let usable = |r: &Ranked| r.excluded != Some(Exclusion::Disabled);
         let usable_count = ranked.iter().filter(|r| usable(r)).count();
         if usable_count == 0 {
@@ -109,7 +134,7 @@ pub fn choose(
                 client_dependent: false,
             },
             AllDown::Nearest => Decision {
-                chosen: pick(&ranked, edges, None, usable, answers, seed),
+                chosen: pick(&ranked, &keys, edges, usable, answers, seed),
                 ranked,
                 rule: Rule::AllDownNearest,
                 client_dependent: usable_count > answers,
@@ -117,15 +142,21 @@ pub fn choose(
         };
     }
 
-    let home = home_region(client, edges, &ranked);
-    let home_eligible = ranked
-        .iter()
-        .any(|r| r.excluded.is_none() && edges[r.index].region == home);
-    let backups = if home_eligible {
-        None
+    // Backups only matter when some are configured and the home region has nothing to offer.
+    let home = if policy.backups.is_empty() {
+        ""
     } else {
-        policy.backups.get(home).filter(|list| !list.is_empty())
+        home_region(client, edges, &ranked)
     };
+    let backups = policy
+        .backups
+        .get(home)
+        .filter(|list| !list.is_empty())
+        .filter(|_| {
+            !ranked
+                .iter()
+                .any(|r| r.excluded.is_none() && edges[r.index].region == home)
+        });
     let tiers: Option<Vec<u32>> = backups.map(|list| {
         edges
             .iter()
@@ -141,11 +172,11 @@ pub fn choose(
             })
             .collect()
     });
-    sort_ranked(&mut ranked, edges, tiers.as_deref());
+    let keys = rank(&mut ranked, tiers.as_deref());
     let chosen = pick(
         &ranked,
+        &keys,
         edges,
-        tiers.as_deref(),
         |r| r.excluded.is_none(),
         answers,
         seed,
@@ -166,6 +197,43 @@ pub fn choose(
     }
 }
 
+/// Distances from one point, computed once per distinct edge location (edges of a region
+/// share its coordinates). Remembers the last [`MEMO`] locations.
+struct DistanceMemo {
+    origin: Origin,
+    seen: [(u64, u64, f64); MEMO],
+    len: usize,
+    next: usize,
+}
+
+const MEMO: usize = 8;
+
+impl DistanceMemo {
+    fn new(lat: f64, lon: f64) -> DistanceMemo {
+        DistanceMemo {
+            origin: Origin::new(lat, lon),
+            seen: [(0, 0, 0.0); MEMO],
+            len: 0,
+            next: 0,
+        }
+    }
+
+    fn get(&mut self, lat: f64, lon: f64) -> f64 {
+        let (a, b) = (lat.to_bits(), lon.to_bits());
+        if let Some(&(_, _, d)) = self.seen[..self.len]
+            .iter()
+            .find(|&&(x, y, _)| x == a && y == b)
+        {
+            return d;
+        }
+        let d = self.origin.distance_km(lat, lon);
+        self.seen[self.next] = (a, b, d);
+        self.next = (self.next + 1) % MEMO;
+        self.len = (self.len + 1).min(MEMO);
+        d
+    }
+}
+
 /// The client's region if the map/default placed it in one the pool has; else the region of
 /// the nearest non-disabled candidate (any candidate if all are disabled).
 fn home_region<'a>(client: &ClientLocation, edges: &'a [Candidate], ranked: &[Ranked]) -> &'a str {
@@ -177,44 +245,38 @@ fn home_region<'a>(client: &ClientLocation, edges: &'a [Candidate], ranked: &[Ra
     let nearest = ranked
         .iter()
         .filter(|r| r.excluded != Some(Exclusion::Disabled))
-        .min_by(|a, b| rank_cmp(a, b, edges, None))
-        .or_else(|| ranked.iter().min_by(|a, b| rank_cmp(a, b, edges, None)));
+        .min_by_key(|r| sort_key(r, None))
+        .or_else(|| ranked.iter().min_by_key(|r| sort_key(r, None)));
     nearest
         .map(|r| edges[r.index].region.as_str())
         .unwrap_or("")
 }
 
-/// Distance in whole metres: the ranking key (and what "equal rank" means).
-fn metres(r: &Ranked) -> u64 {
-    (r.distance_km * 1000.0).round() as u64
+/// The ranking key, packed so a plain integer sort ranks: tier (top 16 bits), distance in
+/// whole metres (26 bits, up to 67,000 km: "equal rank" means the same metre), position in the
+/// candidate slice (low 22 bits) as the deterministic tie-break. `key >> 22` identifies a tie
+/// group.
+fn sort_key(r: &Ranked, tiers: Option<&[u32]>) -> u64 {
+    let tier = u64::from(tiers.map_or(0, |t| t[r.index]).min(0xffff));
+    // distances are finite and non-negative (≤ ~20,040 km): +0.5 then truncate rounds
+    let metres = ((r.distance_km * 1000.0 + 0.5) as u64).min((1 << 26) - 1);
+    (tier << 48) | (metres << 22) | (r.index as u64 & ((1 << 22) - 1))
 }
 
-fn tier(r: &Ranked, tiers: Option<&[u32]>) -> u32 {
-    tiers.map_or(0, |t| t[r.index])
-}
-
-fn rank_cmp(
-    a: &Ranked,
-    b: &Ranked,
-    edges: &[Candidate],
-    tiers: Option<&[u32]>,
-) -> std::cmp::Ordering {
-    (tier(a, tiers), metres(a))
-        .cmp(&(tier(b, tiers), metres(b)))
-        .then_with(|| edges[a.index].id.cmp(&edges[b.index].id))
-        .then_with(|| a.index.cmp(&b.index))
-}
-
-fn sort_ranked(ranked: &mut [Ranked], edges: &[Candidate], tiers: Option<&[u32]>) {
-    ranked.sort_unstable_by(|a, b| rank_cmp(a, b, edges, tiers));
+/// Sort into rank order; returns the keys, indexed by candidate position.
+fn rank(ranked: &mut [Ranked], tiers: Option<&[u32]>) -> Vec<u64> {
+    // `ranked` is still in candidate order here, so `keys[i]` belongs to candidate `i`.
+    let keys: Vec<u64> = ranked.iter().map(|r| sort_key(r, tiers)).collect();
+    ranked.sort_unstable_by_key(|r| keys[r.index]);
+    keys
 }
 
 /// Walk the ranking in tie groups and take up to `answers` entries accepted by `ok`, ordering
 /// each group by weighted rendezvous score.
 fn pick(
     ranked: &[Ranked],
+    keys: &[u64],
     edges: &[Candidate],
-    tiers: Option<&[u32]>,
     ok: impl Fn(&Ranked) -> bool,
     answers: usize,
     seed: u64,
@@ -222,9 +284,9 @@ fn pick(
     let mut chosen = Vec::with_capacity(answers.min(ranked.len()));
     let mut start = 0;
     while start < ranked.len() && chosen.len() < answers {
-        let key = (tier(&ranked[start], tiers), metres(&ranked[start]));
+        let group_key = keys[ranked[start].index] >> 22;
         let mut end = start + 1;
-        while end < ranked.len() && (tier(&ranked[end], tiers), metres(&ranked[end])) == key {
+        while end < ranked.len() && keys[ranked[end].index] >> 22 == group_key {
             end += 1;
         }
         let group = &ranked[start..end];
@@ -234,19 +296,35 @@ fn pick(
                 chosen.push(r.index);
             }
         } else if ok_count > 1 {
-            let mut scored: Vec<(f64, usize)> = group
+            let scores = group
                 .iter()
                 .filter(|r| ok(r))
-                .map(|r| (rendezvous_score(seed, &edges[r.index]), r.index))
-                .collect();
-            scored.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                .map(|r| (rendezvous_score(seed, &edges[r.index]), r.index));
             let room = answers - chosen.len();
-            chosen.extend(scored.iter().take(room).map(|&(_, i)| i));
+            let by_score =
+                |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+            // Small groups (the usual case: a few edges per region) stay on the stack.
+            if ok_count <= SMALL_GROUP {
+                let mut buf = [(0.0f64, 0usize); SMALL_GROUP];
+                for (slot, item) in buf.iter_mut().zip(scores) {
+                    *slot = item;
+                }
+                let scored = &mut buf[..ok_count];
+                scored.sort_unstable_by(by_score);
+                chosen.extend(scored.iter().take(room).map(|&(_, i)| i));
+            } else {
+                let mut scored: Vec<(f64, usize)> = scores.collect();
+                scored.sort_unstable_by(by_score);
+                chosen.extend(scored.iter().take(room).map(|&(_, i)| i));
+            }
         }
         start = end;
     }
     chosen
 }
+
+/// Tie groups up to this size are scored in a stack buffer.
+const SMALL_GROUP: usize = 16;
 
 /// Weighted rendezvous (highest random weight) score: `weight / -ln(u)` with `u` in (0, 1)
 /// hashed from the client's network and the edge id. Higher wins.

@@ -71,6 +71,47 @@ fn city_db_lookups() {
     assert!(!found.network.contains(&net("81.2.69.0/24")));
 }
 
+/// The caches (per /24 block, per record) never change an answer, including for networks
+/// longer than the block and records whose codes are not cacheable.
+#[test]
+fn cached_lookups_equal_uncached() {
+    let db = GeoDb::from_bytes(city_db(), "city.mmdb").unwrap();
+    let probes = [
+        "81.2.71.1",
+        "81.2.71.17",
+        "81.2.71.1",
+        "81.2.71.40",
+        "81.2.70.3",
+        "81.2.71.17",
+        "81.2.69.1",
+        "81.2.69.254",
+        "::ffff:81.2.71.17",
+        "1.0.16.1",
+        "1.0.31.255",
+        "192.0.2.1",
+        "203.0.113.5",
+        "100.64.0.1",
+        "2001:db8::1",
+        "2001:db8:ffff::1",
+        "2001:db9::1",
+    ];
+    for round in 0..3 {
+        for p in probes {
+            let want = db.lookup_uncached(ip(p)).unwrap();
+            assert_eq!(db.lookup(ip(p)).unwrap(), want, "round {round}: {p}");
+        }
+    }
+    assert_eq!(
+        db.lookup(ip("81.2.71.17")).unwrap().network,
+        net("81.2.71.16/28")
+    );
+    assert_eq!(
+        db.lookup(ip("81.2.71.1")).unwrap().network,
+        net("81.2.71.0/28")
+    );
+    assert_eq!(db.lookup(ip("81.2.71.1")).unwrap().hit.unwrap().lat, 53.48);
+}
+
 #[test]
 fn country_db_uses_centroids() {
     let db = GeoDb::from_bytes(country_db(), "country.mmdb").unwrap();
@@ -144,7 +185,11 @@ fn locator_order_map_db_default() {
     assert_eq!(l.network, net("81.2.69.0/25"));
 
     let l = loc.locate(ip("81.2.70.9"));
-    assert_eq!(l.network, net("81.2.70.0/23"));
+    assert_eq!(
+        l.network,
+        net("81.2.70.0/24"),
+        "the /23 is split around 81.2.71.16/28"
+    );
     assert!((l.lat - 53.48).abs() < 1e-9);
 
     // neither: default region, network = block the database leaves empty

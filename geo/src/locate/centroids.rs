@@ -299,6 +299,32 @@ pub fn continent_centroid(code: &str) -> Option<(f64, f64)> {
     find(CONTINENTS, code)
 }
 
+/// Position of a country code in the table (for compact caching), case-sensitive upper case.
+pub(crate) fn country_index(code: &str) -> Option<u16> {
+    COUNTRIES
+        .binary_search_by(|(c, _, _)| (*c).cmp(code))
+        .ok()
+        .map(|i| i as u16)
+}
+
+/// The `(code, lat, lon)` at a [`country_index`].
+pub(crate) fn country_at(index: u16) -> Option<(&'static str, f64, f64)> {
+    COUNTRIES.get(usize::from(index)).copied()
+}
+
+/// Position of a continent code in the table, case-sensitive upper case.
+pub(crate) fn continent_index(code: &str) -> Option<u16> {
+    CONTINENTS
+        .binary_search_by(|(c, _, _)| (*c).cmp(code))
+        .ok()
+        .map(|i| i as u16)
+}
+
+/// The `(code, lat, lon)` at a [`continent_index`].
+pub(crate) fn continent_at(index: u16) -> Option<(&'static str, f64, f64)> {
+    CONTINENTS.get(usize::from(index)).copied()
+}
+
 /// Number of countries in the table.
 pub fn country_count() -> usize {
     COUNTRIES.len()
@@ -334,5 +360,12 @@ mod tests {
         assert!(country_centroid("").is_none());
         assert!(continent_centroid("EU").is_some());
         assert!(continent_centroid("XX").is_none());
+        let i = country_index("GB").unwrap();
+        assert_eq!(country_at(i).unwrap().0, "GB");
+        assert!(country_index("gb").is_none());
+        assert_eq!(
+            continent_at(continent_index("OC").unwrap()).unwrap().0,
+            "OC"
+        );
     }
 }

@@ -18,6 +18,7 @@
 //! [`Locator::reload_db`] and [`Locator::reload_map`] open the new file first and keep the
 //! old one when the new one is bad.
 
+pub mod cache;
 pub mod centroids;
 pub mod geodb;
 pub mod network_map;

@@ -70,7 +70,8 @@ pub fn country_record(country: &str, continent: &str) -> Value {
 }
 
 /// City-type database:
-/// * 81.2.69.0/24 London GB; 81.2.70.0/23 Manchester GB
+/// * 81.2.69.0/24 London GB; 81.2.70.0/23 Manchester GB, except 81.2.71.16/28 Liverpool
+///   (a network longer than the /24 cache block)
 /// * 1.0.16.0/20 Tokyo JP
 /// * 2001:db8::/32 Ashburn US
 /// * 192.0.2.0/24 country JP only (no coordinates) → centroid
@@ -86,6 +87,11 @@ pub fn city_db() -> Vec<u8> {
     w.insert_value(
         net("81.2.70.0/23"),
         city_record(53.48, -2.24, "GB", "EU", "Manchester"),
+    )
+    .unwrap();
+    w.insert_value(
+        net("81.2.71.16/28"),
+        city_record(53.41, -2.98, "GB", "EU", "Liverpool"),
     )
     .unwrap();
     w.insert_value(
