@@ -156,40 +156,53 @@ fn clients(n: usize) -> Vec<ClientLocation> {
         .collect()
 }
 
+/// Addresses per benchmark loop: `WARM` cycle through a set that fits the lookup caches (a
+/// resolver population that repeats), `SPREAD` through 1 Mi distinct addresses (mostly cache
+/// misses: the cold path plus cache upkeep).
+const WARM: usize = 4096;
+const SPREAD: usize = 1 << 20;
+
 fn bench_locate(c: &mut Criterion) {
-    let addrs = addresses(4096);
+    let warm = addresses(WARM);
+    let spread = addresses(SPREAD);
     let mut group = c.benchmark_group("locate");
     let map_locator = Locator::new(network_map(), None, regions()[0].clone());
     let mut i = 0;
     group.bench_function("network_map_1000", |b| {
         b.iter(|| {
-            i = (i + 1) & 4095;
-            black_box(map_locator.locate(black_box(addrs[i])))
+            i = (i + 1) % WARM;
+            black_box(map_locator.locate(black_box(warm[i])))
         })
     });
     if let Some(path) = db_path() {
         let db = GeoDb::open(&path).unwrap();
         let mut i = 0;
-        group.bench_function("geodb_lookup_only", |b| {
+        group.bench_function("real_db_uncached", |b| {
             b.iter(|| {
-                i = (i + 1) & 4095;
-                black_box(db.lookup(black_box(addrs[i])).ok().map(|l| l.network))
+                i = (i + 1) % WARM;
+                black_box(
+                    db.lookup_uncached(black_box(warm[i]))
+                        .ok()
+                        .map(|l| l.network),
+                )
             })
         });
         let locator = Locator::new(network_map(), Some(db), regions()[0].clone());
-        let mut i = 0;
-        group.bench_function("real_db", |b| {
-            b.iter(|| {
-                i = (i + 1) & 4095;
-                black_box(locator.locate(black_box(addrs[i])))
-            })
-        });
+        for (name, addrs) in [("real_db_warm", &warm), ("real_db_spread", &spread)] {
+            let mut i = 0;
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    i = (i + 1) % addrs.len();
+                    black_box(locator.locate(black_box(addrs[i])))
+                })
+            });
+        }
     }
     group.finish();
 }
 
 fn bench_choose(c: &mut Criterion) {
-    let clients = clients(1024);
+    let clients = clients(WARM);
     let policy = policy();
     let mut group = c.benchmark_group("choose");
     for n in [3usize, 10, 100, 1000] {
@@ -197,7 +210,7 @@ fn bench_choose(c: &mut Criterion) {
         let mut i = 0;
         group.bench_with_input(BenchmarkId::from_parameter(n), &edges, |b, edges| {
             b.iter(|| {
-                i = (i + 1) & 1023;
+                i = (i + 1) % clients.len();
                 black_box(choose(black_box(&clients[i]), edges, 2_000, &policy))
             })
         });
@@ -206,25 +219,28 @@ fn bench_choose(c: &mut Criterion) {
 }
 
 fn bench_locate_choose(c: &mut Criterion) {
-    let addrs = addresses(4096);
+    let warm = addresses(WARM);
+    let spread = addresses(SPREAD);
     let edges = edges(10);
     let policy = policy();
     let mut group = c.benchmark_group("locate_choose_10");
     let db = db_path().map(|p| GeoDb::open(p).unwrap());
-    let name = if db.is_some() {
+    let prefix = if db.is_some() {
         "real_db"
     } else {
         "network_map_only"
     };
     let locator = Locator::new(network_map(), db, regions()[0].clone());
-    let mut i = 0;
-    group.bench_function(name, |b| {
-        b.iter(|| {
-            i = (i + 1) & 4095;
-            let client = locator.locate(black_box(addrs[i]));
-            black_box(choose(&client, &edges, 2_000, &policy))
-        })
-    });
+    for (name, addrs) in [("warm", &warm), ("spread", &spread)] {
+        let mut i = 0;
+        group.bench_function(format!("{prefix}_{name}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % addrs.len();
+                let client = locator.locate(black_box(addrs[i]));
+                black_box(choose(&client, &edges, 2_000, &policy))
+            })
+        });
+    }
     group.finish();
 }
 

@@ -8,7 +8,8 @@
 //! 2. [`locate`] — IP → [`model::ClientLocation`]: the operator network map
 //!    ([`locate::NetworkMap`], longest prefix, checked first), then the MaxMind database
 //!    ([`locate::GeoDb`], City or Country type; country centroids in [`locate::centroids`]),
-//!    then the default region. [`locate::Locator`] holds all three behind atomic swaps.
+//!    then the default region. [`locate::Locator`] holds all three behind atomic swaps; the
+//!    database keeps bounded lock-free lookup caches ([`locate::cache`]).
 //! 3. [`select`] — [`select::choose`]: candidates → eligible (health, drain, load, manual,
 //!    staleness) → ranked (great-circle distance, ordered backups) → decided (N answers,
 //!    weighted spread among equal ranks seeded by the client network, all-down policy), giving a

@@ -3,14 +3,16 @@
 //! built from.
 //!
 //! 1. **Eligible**: not disabled, health not Down, not draining, not overloaded, and (when the
-//!    policy sets `stale_after_ms`) an Up edge whose last evidence is not older than that.
-//!    Unknown health is eligible. The first reason that applies, in that order, is recorded.
+//!    policy sets `stale_after_ms`) for an Up edge, last evidence no older than that (an edge
+//!    with no `last_seen_ms` is not stale). Unknown health is eligible, never stale. The first
+//!    reason that applies, in that order, is recorded.
 //! 2. **Home region**: the client's own region when the network map or the default placed it in
 //!    one that has candidates; else the region of the nearest non-disabled candidate.
 //! 3. **Rank**: by great-circle distance ([`distance_km`], rounded to whole metres), then
-//!    position in the candidate slice. When the home region has no eligible edge and the policy lists ordered
-//!    backups for it, the home region's edges come first (they are all excluded), then each
-//!    backup region's edges in the configured order, then everything else by distance.
+//!    position in the candidate slice. When the home region has no eligible edge and the
+//!    policy lists ordered backups for it, the home region's edges come first (they are all
+//!    excluded), then each backup region's edges in the configured order, then everything else
+//!    by distance.
 //! 4. **Decide**: walk the ranking and take the first `answers` eligible edges. Edges of equal
 //!    rank (same tier, same distance: in practice, the same region) are a tie group; when a
 //!    group has more eligible edges than slots left, they are picked by weighted rendezvous

@@ -15,8 +15,8 @@
 //!
 //! The file is read into memory rather than memory-mapped: `maxminddb`'s mmap constructor is
 //! `unsafe` (a file truncated or rewritten in place while mapped is undefined behaviour), and
-//! this crate forbids unsafe code. Reading a 57 MB GeoLite2-City takes tens of milliseconds and
-//! the lookup cost is the same.
+//! this crate forbids unsafe code. Reading the 57 MB GeoLite2-City takes ~0.1 s and 57 MB of
+//! memory (twice that briefly during a reload); the lookup cost is the same.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
