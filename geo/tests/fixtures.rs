@@ -292,3 +292,41 @@ fn reload_map_keeps_old_on_bad_file() {
         Some("us-east")
     );
 }
+
+/// A damaged database file is either rejected at open or answers lookups without panicking
+/// (errors become "not located").
+#[test]
+fn corrupt_databases_never_panic() {
+    let good = city_db();
+    let mut x: u64 = 12345;
+    let mut next = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) as usize
+    };
+    let probes = [
+        "81.2.69.142",
+        "81.2.71.17",
+        "1.0.16.1",
+        "2001:db8::1",
+        "192.0.2.1",
+        "8.8.8.8",
+    ];
+    let mut opened = 0;
+    for _ in 0..250 {
+        let mut bytes = good.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = next() % bytes.len();
+            bytes[at] ^= 1 << (next() % 8);
+        }
+        if let Ok(db) = GeoDb::from_bytes(bytes, "corrupt.mmdb") {
+            opened += 1;
+            let loc = Locator::new(NetworkMap::empty(), Some(db), regions()[0].clone());
+            for p in probes {
+                let _ = loc.locate(ip(p));
+            }
+        }
+    }
+    assert!(opened > 0);
+}
