@@ -36,151 +36,155 @@ fn result_for<'a>(v: &'a Value, id: &str) -> &'a Value {
 }
 
 #[test]
-fn a_url_purge_reaches_every_edge_and_the_next_fetch_is_a_miss() -> anyhow::Result<()> {
-    let fleet = Fleet::start()?;
-    let path = "/obj/1k/purge-me";
-    for e in fleet.edges() {
-        warm(e, path)?;
-    }
-    assert_eq!(fleet.origin_stats().path(path), 3);
+fn a_url_purge_reaches_every_edge_and_the_next_fetch_is_a_miss() {
+    Fleet::builder().run(|fleet| {
+        let path = "/obj/1k/purge-me";
+        for e in fleet.edges() {
+            warm(e, path)?;
+        }
+        assert_eq!(fleet.origin_stats().path(path), 3);
 
-    let (status, v) = purge(&fleet, json!({"urls": [format!("http://{SERVICE}{path}")]}))?;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["results"].as_array().map(Vec::len), Some(3), "{v}");
-    for e in fleet.edges() {
-        let r = result_for(&v, e.id());
-        assert_eq!(r["ok"], true, "{r}");
-        assert_eq!(r["purged"], 1, "{r}");
-    }
-    for e in fleet.edges() {
-        let r = e.get(path)?;
+        let (status, v) = purge(fleet, json!({"urls": [format!("http://{SERVICE}{path}")]}))?;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["results"].as_array().map(Vec::len), Some(3), "{v}");
+        for e in fleet.edges() {
+            let r = result_for(&v, e.id());
+            assert_eq!(r["ok"], true, "{r}");
+            assert_eq!(r["purged"], 1, "{r}");
+        }
+        for e in fleet.edges() {
+            let r = e.get(path)?;
+            assert_eq!(r.status, 200);
+            assert!(
+                !r.is_hit(),
+                "{} still had it: {:?}",
+                e.id(),
+                r.cache_status()
+            );
+        }
+        assert_eq!(fleet.origin_stats().path(path), 6, "one refetch per edge");
+
+        // Writes need the token.
+        let r = cdn_tests::harness::http::post(fleet.router_admin(), "/api/v1/purge")
+            .json(&json!({"urls": [format!("http://{SERVICE}{path}")]}))
+            .send()?;
+        assert_eq!(r.status, 401);
+        Ok(())
+    });
+}
+
+#[test]
+fn prefix_and_tag_purges_remove_only_what_they_name() {
+    Fleet::builder()
+        .only_regions(&["us-east", "eu-west"])
+        .run(|fleet| {
+            let us = fleet.edge("us-east");
+            for p in [
+                "/obj/1k/dir/a",
+                "/obj/1k/dir/b",
+                "/obj/1k/other",
+                "/obj/1k/t1?tag=red",
+                "/obj/1k/t2?tag=blue,green",
+            ] {
+                warm(us, p)?;
+            }
+
+            let (status, v) = purge(
+                fleet,
+                json!({"prefixes": [format!("{SERVICE}/obj/1k/dir/")]}),
+            )?;
+            assert_eq!(status, 200, "{v}");
+            assert_eq!(result_for(&v, "use1")["purged"], 2, "{v}");
+            assert_eq!(result_for(&v, "euw1")["purged"], 0, "{v}");
+            assert!(!us.get("/obj/1k/dir/a")?.is_hit());
+            assert!(!us.get("/obj/1k/dir/b")?.is_hit());
+            assert!(us.get("/obj/1k/other")?.is_hit(), "outside the prefix");
+
+            let (status, v) = purge(fleet, json!({"tags": ["red"]}))?;
+            assert_eq!(status, 200, "{v}");
+            assert_eq!(result_for(&v, "use1")["purged"], 1, "{v}");
+            assert!(!us.get("/obj/1k/t1?tag=red")?.is_hit());
+            assert!(
+                us.get("/obj/1k/t2?tag=blue,green")?.is_hit(),
+                "other tags stay"
+            );
+
+            let (status, v) = purge(fleet, json!({"tags": ["green"]}))?;
+            assert_eq!(status, 200, "{v}");
+            assert_eq!(result_for(&v, "use1")["purged"], 1, "{v}");
+
+            let (status, v) = purge(fleet, json!({"urls": [], "prefixes": [], "tags": []}))?;
+            assert_eq!(status, 400, "an empty purge is refused: {v}");
+            Ok(())
+        });
+}
+
+#[test]
+fn a_soft_purge_revalidates_instead_of_refetching() {
+    Fleet::builder().only_regions(&["us-east"]).run(|fleet| {
+        let us = fleet.edge("us-east");
+        let path = "/obj/64k/soft";
+        warm(us, path)?;
+        assert_eq!(fleet.origin_stats().status(304), 0);
+
+        let (status, v) = purge(
+            fleet,
+            json!({"urls": [format!("http://{SERVICE}{path}")], "soft": true}),
+        )?;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(result_for(&v, "use1")["purged"], 1, "{v}");
+
+        let r = us.get(path)?;
         assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), 64 * 1024);
         assert!(
             !r.is_hit(),
-            "{} still had it: {:?}",
-            e.id(),
+            "a soft-purged entry is not served as fresh: {:?}",
             r.cache_status()
         );
-    }
-    assert_eq!(fleet.origin_stats().path(path), 6, "one refetch per edge");
-
-    // Writes need the token.
-    let r = cdn_tests::harness::http::post(fleet.router_admin(), "/api/v1/purge")
-        .json(&json!({"urls": [format!("http://{SERVICE}{path}")]}))
-        .send()?;
-    assert_eq!(r.status, 401);
-    Ok(())
+        let stats = fleet.origin_stats();
+        assert_eq!(stats.path(path), 2);
+        assert_eq!(
+            stats.status(304),
+            1,
+            "revalidated with a conditional request: {stats:?}"
+        );
+        warm(us, path)?;
+        Ok(())
+    });
 }
 
 #[test]
-fn prefix_and_tag_purges_remove_only_what_they_name() -> anyhow::Result<()> {
-    let fleet = Fleet::builder()
-        .only_regions(&["us-east", "eu-west"])
-        .start()?;
-    let us = fleet.edge("us-east");
-    for p in [
-        "/obj/1k/dir/a",
-        "/obj/1k/dir/b",
-        "/obj/1k/other",
-        "/obj/1k/t1?tag=red",
-        "/obj/1k/t2?tag=blue,green",
-    ] {
-        warm(us, p)?;
-    }
-
-    let (status, v) = purge(
-        &fleet,
-        json!({"prefixes": [format!("{SERVICE}/obj/1k/dir/")]}),
-    )?;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(result_for(&v, "use1")["purged"], 2, "{v}");
-    assert_eq!(result_for(&v, "euw1")["purged"], 0, "{v}");
-    assert!(!us.get("/obj/1k/dir/a")?.is_hit());
-    assert!(!us.get("/obj/1k/dir/b")?.is_hit());
-    assert!(us.get("/obj/1k/other")?.is_hit(), "outside the prefix");
-
-    let (status, v) = purge(&fleet, json!({"tags": ["red"]}))?;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(result_for(&v, "use1")["purged"], 1, "{v}");
-    assert!(!us.get("/obj/1k/t1?tag=red")?.is_hit());
-    assert!(
-        us.get("/obj/1k/t2?tag=blue,green")?.is_hit(),
-        "other tags stay"
-    );
-
-    let (status, v) = purge(&fleet, json!({"tags": ["green"]}))?;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(result_for(&v, "use1")["purged"], 1, "{v}");
-
-    let (status, v) = purge(&fleet, json!({"urls": [], "prefixes": [], "tags": []}))?;
-    assert_eq!(status, 400, "an empty purge is refused: {v}");
-    Ok(())
-}
-
-#[test]
-fn a_soft_purge_revalidates_instead_of_refetching() -> anyhow::Result<()> {
-    let fleet = Fleet::builder().only_regions(&["us-east"]).start()?;
-    let us = fleet.edge("us-east");
-    let path = "/obj/64k/soft";
-    warm(us, path)?;
-    assert_eq!(fleet.origin_stats().status(304), 0);
-
-    let (status, v) = purge(
-        &fleet,
-        json!({"urls": [format!("http://{SERVICE}{path}")], "soft": true}),
-    )?;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(result_for(&v, "use1")["purged"], 1, "{v}");
-
-    let r = us.get(path)?;
-    assert_eq!(r.status, 200);
-    assert_eq!(r.body.len(), 64 * 1024);
-    assert!(
-        !r.is_hit(),
-        "a soft-purged entry is not served as fresh: {:?}",
-        r.cache_status()
-    );
-    let stats = fleet.origin_stats();
-    assert_eq!(stats.path(path), 2);
-    assert_eq!(
-        stats.status(304),
-        1,
-        "revalidated with a conditional request: {stats:?}"
-    );
-    warm(us, path)?;
-    Ok(())
-}
-
-#[test]
-fn an_edge_that_is_down_is_reported_as_failed() -> anyhow::Result<()> {
-    let mut fleet = Fleet::start()?;
-    fleet.kill_edge("ap-northeast")?;
-    let (status, v) = purge(&fleet, json!({"prefixes": [format!("{SERVICE}/")]}))?;
-    assert_eq!(status, 502, "not every edge acknowledged: {v}");
-    assert_eq!(v["results"].as_array().map(Vec::len), Some(3), "{v}");
-    let down = result_for(&v, "apne1");
-    assert_eq!(down["ok"], false, "{down}");
-    assert!(
-        down["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{down}"
-    );
-    assert_eq!(result_for(&v, "use1")["ok"], true);
-    assert_eq!(result_for(&v, "euw1")["ok"], true);
-    Ok(())
+fn an_edge_that_is_down_is_reported_as_failed() {
+    Fleet::builder().run(|fleet| {
+        fleet.kill_edge("ap-northeast")?;
+        let (status, v) = purge(fleet, json!({"prefixes": [format!("{SERVICE}/")]}))?;
+        assert_eq!(status, 502, "not every edge acknowledged: {v}");
+        assert_eq!(v["results"].as_array().map(Vec::len), Some(3), "{v}");
+        let down = result_for(&v, "apne1");
+        assert_eq!(down["ok"], false, "{down}");
+        assert!(
+            down["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{down}"
+        );
+        assert_eq!(result_for(&v, "use1")["ok"], true);
+        assert_eq!(result_for(&v, "euw1")["ok"], true);
+        Ok(())
+    });
 }
 
 /// Purge-to-all-acknowledged time on a three-edge fleet (target: p99 < 150 ms). The figures
 /// are printed; run with `--nocapture` (and `--release` for production-like numbers).
 #[test]
-fn purge_to_all_acknowledged_time() -> anyhow::Result<()> {
-    let fleet = Fleet::start()?;
+fn purge_to_all_acknowledged_time() {
+    Fleet::builder().run(|fleet| {
     let n = 200;
     let mut client_ms = Vec::with_capacity(n);
     let mut router_ms = Vec::with_capacity(n);
     for i in 0..n {
         let t0 = Instant::now();
         let (status, v) = purge(
-            &fleet,
+            fleet,
             json!({"urls": [format!("http://{SERVICE}/obj/1k/timing-{i}")]}),
         )?;
         client_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
@@ -215,4 +219,5 @@ fn purge_to_all_acknowledged_time() -> anyhow::Result<()> {
     let limit = 150.0 * cdn_tests::harness::patience();
     assert!(c99 < limit, "p99 {c99:.1} ms ≥ {limit:.0} ms");
     Ok(())
+    });
 }

@@ -29,40 +29,40 @@ fn warm(edge: &EdgeNode, path: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 #[test]
-fn a_gracefully_restarted_edge_serves_its_disk_cache_with_zero_origin_fetches() -> anyhow::Result<()>
-{
-    let mut fleet = Fleet::builder().only_regions(&["us-east"]).start()?;
-    let mut bodies = Vec::new();
-    for p in PATHS {
-        bodies.push(warm(fleet.edge("us-east"), p)?);
-    }
-    let before = fleet.origin_stats();
-    for p in PATHS {
-        assert_eq!(before.path(p), 1, "{p} fetched once");
-    }
+fn a_gracefully_restarted_edge_serves_its_disk_cache_with_zero_origin_fetches() {
+    Fleet::builder().only_regions(&["us-east"]).run(|fleet| {
+        let mut bodies = Vec::new();
+        for p in PATHS {
+            bodies.push(warm(fleet.edge("us-east"), p)?);
+        }
+        let before = fleet.origin_stats();
+        for p in PATHS {
+            assert_eq!(before.path(p), 1, "{p} fetched once");
+        }
 
-    fleet.sigterm_edge("us-east")?;
-    assert!(
-        fleet.wait_edge_exit("us-east", Duration::from_secs(10))?,
-        "clean exit"
-    );
-    fleet.restart_edge("us-east")?;
-
-    let us = fleet.edge("us-east");
-    for (p, body) in PATHS.iter().zip(&bodies) {
-        let r = us.get(p)?;
-        assert_eq!(r.status, 200, "{p}");
+        fleet.sigterm_edge("us-east")?;
         assert!(
-            r.is_hit(),
-            "{p} is a hit after restart: {:?}",
-            r.cache_status()
+            fleet.wait_edge_exit("us-east", Duration::from_secs(10))?,
+            "clean exit"
         );
-        assert!(r.body == *body, "{p}: same bytes after restart");
-    }
-    assert_eq!(
-        fleet.origin_stats(),
-        before,
-        "zero origin fetches after the restart"
-    );
-    Ok(())
+        fleet.restart_edge("us-east")?;
+
+        let us = fleet.edge("us-east");
+        for (p, body) in PATHS.iter().zip(&bodies) {
+            let r = us.get(p)?;
+            assert_eq!(r.status, 200, "{p}");
+            assert!(
+                r.is_hit(),
+                "{p} is a hit after restart: {:?}",
+                r.cache_status()
+            );
+            assert!(r.body == *body, "{p}: same bytes after restart");
+        }
+        assert_eq!(
+            fleet.origin_stats(),
+            before,
+            "zero origin fetches after the restart"
+        );
+        Ok(())
+    });
 }

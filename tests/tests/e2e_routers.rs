@@ -37,101 +37,103 @@ fn has_report(fleet: &Fleet, router: usize, edge: &str) -> anyhow::Result<()> {
 }
 
 #[test]
-fn two_routers_agree_and_either_survives_the_other() -> anyhow::Result<()> {
-    let mut fleet = Fleet::builder().routers(2).start()?;
-    fleet.wait_all_up(Duration::from_secs(10))?;
-    for i in 0..2 {
-        for e in fleet.edges() {
-            eventually(
-                "edges report to both routers",
-                Duration::from_secs(3),
-                || has_report(&fleet, i, e.id()),
-            )?;
-        }
-    }
-    same_answers(&fleet)?;
-    assert_eq!(
-        fleet.resolve_via(1, SERVICE, Some("81.2.69.0/24"))?,
-        vec![fleet.edge("eu-west").ip()]
-    );
-
-    // Both routers see an edge die on their own.
-    fleet.kill_edge("eu-west")?;
-    let us = fleet.edge("us-east").ip();
-    eventually_every(
-        "both routers drop eu-west",
-        Duration::from_secs(3),
-        Duration::from_millis(20),
-        || {
-            for i in 0..2 {
-                let a = fleet.resolve_via(i, SERVICE, Some("81.2.69.0/24"))?;
-                anyhow::ensure!(a == [us], "router {i} answers {a:?}");
+fn two_routers_agree_and_either_survives_the_other() {
+    Fleet::builder().routers(2).run(|fleet| {
+        fleet.wait_all_up(Duration::from_secs(10))?;
+        for i in 0..2 {
+            for e in fleet.edges() {
+                eventually(
+                    "edges report to both routers",
+                    Duration::from_secs(3),
+                    || has_report(fleet, i, e.id()),
+                )?;
             }
-            Ok(())
-        },
-    )?;
-    same_answers(&fleet)?;
-    fleet.restart_edge("eu-west")?;
-    eventually(
-        "both routers take eu-west back",
-        Duration::from_secs(5),
-        || {
-            same_answers(&fleet)?;
-            anyhow::ensure!(
-                fleet.resolve_via(0, SERVICE, Some("81.2.69.0/24"))?
-                    == [fleet.edge("eu-west").ip()]
-            );
-            Ok(())
-        },
-    )?;
-
-    // One router down: the other keeps answering.
-    fleet.kill_router(0);
-    for region in ["us-east", "eu-west", "ap-northeast"] {
-        let s = spec::demo_subnet(region).unwrap();
+        }
+        same_answers(fleet)?;
         assert_eq!(
-            fleet.resolve_via(1, SERVICE, Some(s))?,
-            vec![fleet.edge(region).ip()]
+            fleet.resolve_via(1, SERVICE, Some("81.2.69.0/24"))?,
+            vec![fleet.edge("eu-west").ip()]
         );
-    }
-    Ok(())
+
+        // Both routers see an edge die on their own.
+        fleet.kill_edge("eu-west")?;
+        let us = fleet.edge("us-east").ip();
+        eventually_every(
+            "both routers drop eu-west",
+            Duration::from_secs(3),
+            Duration::from_millis(20),
+            || {
+                for i in 0..2 {
+                    let a = fleet.resolve_via(i, SERVICE, Some("81.2.69.0/24"))?;
+                    anyhow::ensure!(a == [us], "router {i} answers {a:?}");
+                }
+                Ok(())
+            },
+        )?;
+        same_answers(fleet)?;
+        fleet.restart_edge("eu-west")?;
+        eventually(
+            "both routers take eu-west back",
+            Duration::from_secs(5),
+            || {
+                same_answers(fleet)?;
+                anyhow::ensure!(
+                    fleet.resolve_via(0, SERVICE, Some("81.2.69.0/24"))?
+                        == [fleet.edge("eu-west").ip()]
+                );
+                Ok(())
+            },
+        )?;
+
+        // One router down: the other keeps answering.
+        fleet.kill_router(0);
+        for region in ["us-east", "eu-west", "ap-northeast"] {
+            let s = spec::demo_subnet(region).unwrap();
+            assert_eq!(
+                fleet.resolve_via(1, SERVICE, Some(s))?,
+                vec![fleet.edge(region).ip()]
+            );
+        }
+        Ok(())
+    });
 }
 
 #[test]
-fn a_restarted_router_has_the_edge_state_back_within_one_probe_interval() -> anyhow::Result<()> {
-    let mut fleet = Fleet::builder().routers(2).start()?;
-    fleet.wait_all_up(Duration::from_secs(10))?;
-    let dns_before = fleet.router(0).dns_udp;
+fn a_restarted_router_has_the_edge_state_back_within_one_probe_interval() {
+    Fleet::builder().routers(2).run(|fleet| {
+        fleet.wait_all_up(Duration::from_secs(10))?;
+        let dns_before = fleet.router(0).dns_udp;
 
-    fleet.kill_router(0);
-    fleet.restart_router(0)?;
-    let t0 = Instant::now();
-    assert_eq!(
-        fleet.router(0).dns_udp,
-        dns_before,
-        "same address after restart"
-    );
-    same_answers(&fleet)?;
-    eventually_every(
-        "every edge re-reported to the restarted router",
-        Duration::from_secs(3),
-        Duration::from_millis(20),
-        || {
-            for e in fleet.edges() {
-                has_report(&fleet, 0, e.id())?;
-            }
-            Ok(())
-        },
-    )?;
-    let took = t0.elapsed();
-    let interval = fleet.spec().health.probe_interval;
-    eprintln!(
-        "restarted router had every edge's report after {took:?} (probe interval {interval:?})"
-    );
-    assert!(
-        took <= scaled(interval + Duration::from_millis(100)),
-        "took {took:?}"
-    );
-    same_answers(&fleet)?;
-    Ok(())
+        fleet.kill_router(0);
+        fleet.restart_router(0)?;
+        let t0 = Instant::now();
+        assert_eq!(
+            fleet.router(0).dns_udp,
+            dns_before,
+            "same address after restart"
+        );
+        same_answers(fleet)?;
+        eventually_every(
+            "every edge re-reported to the restarted router",
+            Duration::from_secs(3),
+            Duration::from_millis(20),
+            || {
+                for e in fleet.edges() {
+                    has_report(fleet, 0, e.id())?;
+                }
+                Ok(())
+            },
+        )?;
+        let took = t0.elapsed();
+        let interval = fleet.spec().health.probe_interval;
+        eprintln!(
+            "restarted router had every edge's report after {took:?} (probe interval {interval:?})"
+        );
+        assert!(
+            took <= scaled(interval + Duration::from_millis(100)),
+            "took {took:?}"
+        );
+        same_answers(fleet)?;
+        Ok(())
+    });
 }

@@ -153,9 +153,28 @@ impl Fleet {
     pub fn start() -> anyhow::Result<Self> {
         FleetSpec::default().start()
     }
+
+    /// Run a test body against this fleet. An `Err` from `body` becomes a panic *while the
+    /// fleet is still alive*, so every process's log is printed as it is dropped (a test
+    /// that just returned `Err` would drop the fleet first and lose the logs).
+    #[track_caller]
+    pub fn run(mut self, body: impl FnOnce(&mut Fleet) -> anyhow::Result<()>) {
+        if let Err(e) = body(&mut self) {
+            panic!("{e:?}");
+        }
+    }
 }
 
 impl FleetSpec {
+    /// Start this fleet and [`Fleet::run`] `body` against it (panics if it cannot start).
+    #[track_caller]
+    pub fn run(self, body: impl FnOnce(&mut Fleet) -> anyhow::Result<()>) {
+        match self.start() {
+            Ok(fleet) => fleet.run(body),
+            Err(e) => panic!("the fleet did not start: {e:?}"),
+        }
+    }
+
     /// Start everything and wait until every process is ready.
     pub fn start(self) -> anyhow::Result<Fleet> {
         let router_bin = binary("dns-router")?;
