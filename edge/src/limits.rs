@@ -140,6 +140,20 @@ pub fn check_request(
         }
     }
     let path = path_and_query.split('?').next().unwrap_or("");
+    check_path(path)
+}
+
+/// [`normalize_path`]'s refusals without its allocation for the common case: a path with no
+/// `%` escape and no dot segment cannot be refused (raw characters are only re-encoded).
+pub fn check_path(path: &str) -> Result<(), Reject> {
+    if !path.starts_with('/') {
+        return Err(PATH_INVALID);
+    }
+    let b = path.as_bytes();
+    let dot_segment = b.windows(2).any(|w| w == b"/.");
+    if !dot_segment && !b.contains(&b'%') {
+        return Ok(());
+    }
     normalize_path(path).map(|_| ())
 }
 
@@ -431,6 +445,25 @@ mod tests {
         assert_eq!(check("/../x?y", &[("host", "a")]), Err(400));
         // h2 has :authority instead of Host.
         assert!(check_request(&Method::GET, "/", &HeaderMap::new(), false, &LIM).is_ok());
+    }
+
+    #[test]
+    fn check_path_agrees_with_normalize_path() {
+        for p in [
+            "/a/b",
+            "/a/../b",
+            "/..",
+            "/a/%2e%2e/%2e%2e",
+            "/%zz",
+            "/a%00",
+            "x",
+            "/.hidden",
+            "/a/.",
+            "/caf\u{e9}",
+            "/a|b",
+        ] {
+            assert_eq!(check_path(p).is_ok(), normalize_path(p).is_ok(), "{p}");
+        }
     }
 
     #[test]

@@ -136,8 +136,13 @@ fn slow_headers_time_out() {
 #[test]
 fn connection_limit_holds_extra_clients_until_one_leaves() {
     let o = origin();
+    let router = FakeRouter::start();
     let http = "max_connections = 2\nkeep_alive = \"30s\"";
-    let mut cfg = ops_config(&o.url(), http, "", "", "");
+    let report = format!(
+        "[report]\nrouters = [\"http://{}\"]\ninterval = \"100ms\"",
+        router.addr
+    );
+    let mut cfg = ops_config(&o.url(), http, "", &report, "");
     cfg.http.workers = 1; // max_connections is per worker
     let edge = Edge::start(cfg);
     let keepalive_get = |c: &mut TcpStream| -> u16 {
@@ -164,6 +169,14 @@ fn connection_limit_holds_extra_clients_until_one_leaves() {
         c.read(&mut buf).is_err(),
         "third connection served over the limit"
     );
+    // The client side is full, but health probes and reports keep working.
+    let h = request(edge.admin, "GET", "/healthz", &[("host", "admin")], b"").unwrap();
+    assert_eq!(h.status, 200);
+    let seen = router.reports().len();
+    eventually(Duration::from_secs(3), || {
+        (router.reports().len() >= seen + 3).then_some(())
+    })
+    .expect("reports keep flowing while the client listener is full");
     // One leaves: the third is served.
     drop(a);
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

@@ -1,0 +1,86 @@
+#!/bin/bash
+# bench-edge.sh — run the shared HTTP edge-cache yardstick (../shared/bench/http) against our
+# edge, side by side with nginx (static files and proxy_cache) and Varnish, on this machine.
+#
+#   scripts/bench-edge.sh [quick|full]
+#
+#   quick (default): hot hits 1k/100k/1m (wrk + h2load, 1 round x 5 s), the 200-client cold
+#                    burst (2 rounds), the long tail (1 round, 10 s warm + 20 s), stale-if-error
+#                    and a restart with a warm disk cache (edge only, 2 s after the last store).
+#   full:            the yardstick's own run_all.sh with the edge added (ATS included if installed).
+#
+# env: BENCH (yardstick dir, default /work/shared/bench/http), RUN (scratch, /tmp/httpbench/run),
+#      RESULTS_DIR (default $RUN/results-edge), EDGE_BIN (default target/release/edge; built if
+#      missing), TARGETS (baselines, default nginx-cache,varnish-malloc).
+# The edge listens on 127.0.0.1:18130 (admin 18131) with 128 MiB memory + 128 MiB disk, like
+# the baselines' 128 MiB limit. Every process is started and stopped by the yardstick's
+# servers.sh by recorded PID. `uptime` is printed before and after (the machine may be shared).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=${BENCH:-/work/shared/bench/http}
+RUN=${RUN:-/tmp/httpbench/run}
+MODE=${1:-quick}
+EDGE_BIN=${EDGE_BIN:-$ROOT/target/release/edge}
+TARGETS=${TARGETS:-nginx-cache,varnish-malloc}
+export RUN RESULTS_DIR=${RESULTS_DIR:-$RUN/results-edge}
+mkdir -p "$RUN" "$RESULTS_DIR"
+
+if [ ! -x "$EDGE_BIN" ]; then
+    (cd "$ROOT" && cargo build --release -p cdn-edge -j 2)
+fi
+
+cat > "$RUN/edge.toml" <<TOML
+[edge]
+id = "bench"
+region = "local"
+[http]
+listen = ["127.0.0.1:18130"]
+workers = ${WORKERS:-2}
+[admin]
+listen = "127.0.0.1:18131"
+[cache]
+memory = "128 MiB"
+disk_path = "$RUN/edge-cache"
+disk = "128 MiB"
+fill_wait_timeout = "15s"
+[lifecycle]
+shutdown_grace = "2s"
+[[hosts]]
+name = "127.0.0.1"
+origin = "http://127.0.0.1:18080"
+first_byte_timeout = "15s"
+TOML
+"$EDGE_BIN" --config "$RUN/edge.toml" --check-config >/dev/null
+
+export EDGE_ADDR=127.0.0.1:18130
+export EDGE_START="exec $EDGE_BIN --config $RUN/edge.toml --log-level warn"
+export EDGE_WIPE="rm -rf $RUN/edge-cache"
+
+echo "== $(date -u +%FT%TZ) start: $(uptime)" | tee -a "$RESULTS_DIR/uptime.txt"
+cd "$BENCH"
+stop_all() { for t in ${TARGETS//,/ } edge nginx-static; do ./servers.sh "$t" stop >/dev/null 2>&1 || true; done; }
+trap 'stop_all; ./servers.sh origin stop >/dev/null 2>&1 || true' EXIT
+
+case $MODE in
+full)
+    TARGETS_EXTRA=edge ./run_all.sh ;;
+quick)
+    ./servers.sh edge wipe
+    ./servers.sh origin start 2>/dev/null || true
+    python3 bench.py hot --targets "nginx-static,$TARGETS,edge" --rounds "${HOT_ROUNDS:-1}" --dur "${HOT_DUR:-5}"
+    stop_all
+    python3 bench.py coalesce --targets "$TARGETS,edge" --rounds "${CO_ROUNDS:-2}"
+    python3 bench.py stale --targets "edge"
+    stop_all
+    ./servers.sh edge wipe
+    python3 bench.py longtail --targets "$TARGETS,edge" --rounds "${LT_ROUNDS:-1}" --warm "${LT_WARM:-10}" --dur "${LT_DUR:-20}"
+    stop_all
+    python3 bench.py restart --targets edge --settle "${RESTART_SETTLE:-2}" --wait "${RESTART_WAIT:-5}"
+    stop_all
+    ;;
+*) echo "usage: $0 [quick|full]" >&2; exit 2 ;;
+esac
+
+python3 bench.py report --out "$RESULTS_DIR/tables.md"
+echo "== $(date -u +%FT%TZ) end: $(uptime)" | tee -a "$RESULTS_DIR/uptime.txt"
+echo "tables: $RESULTS_DIR/tables.md"
