@@ -7,7 +7,9 @@
 #   quick (default): hot hits 1k/100k/1m (wrk + h2load, 1 round x 5 s), the 200-client cold
 #                    burst (2 rounds), the long tail (1 round, 10 s warm + 20 s), stale-if-error
 #                    and a restart with a warm disk cache (edge only, 2 s after the last store).
+#                    Then the RSS growth while one client streams a cold 1 GiB object.
 #   full:            the yardstick's own run_all.sh with the edge added (ATS included if installed).
+#   rss:             only the 1 GiB streaming RSS check.
 #
 # env: BENCH (yardstick dir, default /work/shared/bench/http), RUN (scratch, /tmp/httpbench/run),
 #      RESULTS_DIR (default $RUN/results-edge), EDGE_BIN (default target/release/edge; built if
@@ -56,12 +58,50 @@ export EDGE_ADDR=127.0.0.1:18130
 export EDGE_START="exec $EDGE_BIN --config $RUN/edge.toml --log-level warn"
 export EDGE_WIPE="rm -rf $RUN/edge-cache"
 
+# The yardstick uses fixed ports; refuse to run next to something else holding them.
+busy=""
+for p in 18080 18081 18090 18100 18110 18111 18130 18131; do
+    if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then busy="$busy $p"; fi
+done
+if [ -n "$busy" ]; then
+    echo "ports in use:$busy (another benchmark or test is running); not starting" >&2
+    exit 1
+fi
+
 echo "== $(date -u +%FT%TZ) start: $(uptime)" | tee -a "$RESULTS_DIR/uptime.txt"
 cd "$BENCH"
 stop_all() { for t in ${TARGETS//,/ } edge nginx-static; do ./servers.sh "$t" stop >/dev/null 2>&1 || true; done; }
 trap 'stop_all; ./servers.sh origin stop >/dev/null 2>&1 || true' EXIT
 
+# RSS growth of the edge while one client streams a cold 1 GiB object (issue target: < 64 MiB).
+rss_stream() {
+    ./servers.sh origin start 2>/dev/null || true
+    ./servers.sh edge stop >/dev/null 2>&1 || true
+    ./servers.sh edge wipe
+    ./servers.sh edge start
+    local pid peak rss0 rss t0 out
+    pid=$(cat "$RUN/edge.pidf")
+    rss0=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
+    peak=$rss0
+    t0=$(date +%s.%N)
+    curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://$EDGE_ADDR/obj/1024m/rss-$(date +%s)" > "$RUN/rss-curl.out" &
+    local cpid=$!
+    while kill -0 "$cpid" 2>/dev/null; do
+        rss=$(awk '/VmRSS/{print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+        [ "${rss:-0}" -gt "$peak" ] && peak=$rss
+        sleep 0.1
+    done
+    wait "$cpid" || true
+    out=$(cat "$RUN/rss-curl.out")
+    printf 'rss_stream_1g: curl=%s secs=%.1f rss_start_mib=%d rss_peak_mib=%d growth_mib=%d load1=%s\n' \
+        "$out" "$(echo "$(date +%s.%N) - $t0" | bc)" $((rss0 / 1024)) $((peak / 1024)) $(((peak - rss0) / 1024)) \
+        "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RESULTS_DIR/rss.txt"
+    ./servers.sh edge stop
+}
+
 case $MODE in
+rss)
+    rss_stream ;;
 full)
     TARGETS_EXTRA=edge ./run_all.sh ;;
 quick)
@@ -77,8 +117,9 @@ quick)
     stop_all
     python3 bench.py restart --targets edge --settle "${RESTART_SETTLE:-2}" --wait "${RESTART_WAIT:-5}"
     stop_all
+    rss_stream
     ;;
-*) echo "usage: $0 [quick|full]" >&2; exit 2 ;;
+*) echo "usage: $0 [quick|full|rss]" >&2; exit 2 ;;
 esac
 
 python3 bench.py report --out "$RESULTS_DIR/tables.md"
