@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use crate::answer::{header_only, udp_limit, OptReply, Rcode, Response, Section, OWNER_QNAME};
 use crate::health::HealthView;
-use crate::route::{client_key, Router, ServiceAnswer, Snapshot, TYPE_A, TYPE_AAAA};
+use ipnet::IpNet;
+
+use crate::route::{answer_of, client_key, Router, ServiceAnswer, Snapshot, TYPE_A, TYPE_AAAA};
 use crate::wire::{decode, Decoded, Malformed, Query};
 use crate::zone::{Lookup, Node, RrSet, Zone, Zones};
 
@@ -39,19 +41,24 @@ pub struct Outcome {
     pub truncated: bool,
 }
 
-type CacheKey = (u32, u16, IpAddr, u8, u8);
+/// (service, type, looked-up address, ECS source prefix, ECS used).
+type ClientCacheKey = (u32, u16, IpAddr, u8, bool);
+/// (service, type, network that located the client, ECS source prefix, ECS used).
+type NetworkCacheKey = (u32, u16, IpNet, u8, bool);
 
-/// Per-thread cache of service answers. Valid for one (config epoch, health generation);
-/// bounded, cleared when full.
+/// Per-thread cache of service answers, two levels: by exact client key (no lookup at all on
+/// a hit), then by the network that located the client (one locate, no selection). Valid for
+/// one (config epoch, health generation); bounded, cleared when full.
 #[derive(Debug, Default)]
 pub struct ThreadCache {
     epoch: u64,
     generation: u64,
-    answers: HashMap<CacheKey, Arc<ServiceAnswer>>,
+    by_client: HashMap<ClientCacheKey, Arc<ServiceAnswer>>,
+    by_network: HashMap<NetworkCacheKey, Arc<ServiceAnswer>>,
 }
 
-/// Most cached answers per thread before the cache is cleared.
-pub const CACHE_LIMIT: usize = 65_536;
+/// Most cached client keys per thread before the cache is cleared.
+pub const CACHE_LIMIT: usize = 1 << 19;
 
 impl ThreadCache {
     /// An empty cache.
@@ -60,9 +67,13 @@ impl ThreadCache {
     }
 
     fn validate(&mut self, epoch: u64, generation: u64) {
-        if self.epoch != epoch || self.generation != generation || self.answers.len() >= CACHE_LIMIT
+        if self.epoch != epoch
+            || self.generation != generation
+            || self.by_client.len() >= CACHE_LIMIT
+            || self.by_network.len() >= CACHE_LIMIT
         {
-            self.answers.clear();
+            self.by_client.clear();
+            self.by_network.clear();
             self.epoch = epoch;
             self.generation = generation;
         }
@@ -213,17 +224,17 @@ fn answer_node(
 ) -> Option<u8> {
     let qtype = q.qtype;
     // Owner of the records being written: the question (pointer) or a CNAME target.
-    let mut owner_buf: Vec<u8> = OWNER_QNAME.to_vec();
+    let mut owner: &[u8] = &OWNER_QNAME;
     let mut node = node;
     let mut zone = zone;
     for _ in 0..MAX_CNAME_CHAIN {
         if let Some(cname) = node.rrset(5) {
             if qtype != 5 && qtype != 255 {
-                r.record(Section::Answer, &owner_buf, 5, cname.ttl, &cname.rdata[0]);
+                r.record(Section::Answer, owner, 5, cname.ttl, &cname.rdata[0]);
                 let target = cname.cname_target.as_deref()?;
                 match zones.lookup(target) {
                     Lookup::Found { zone: z, node: n } => {
-                        owner_buf = target.to_vec();
+                        owner = target;
                         node = n;
                         zone = z;
                         continue;
@@ -246,11 +257,9 @@ fn answer_node(
             let a = service_answer(ctx, cache, q, resolver, svc, rtype);
             for addr in &a.addrs {
                 match addr {
-                    IpAddr::V4(v4) => {
-                        r.record(Section::Answer, &owner_buf, TYPE_A, a.ttl, &v4.octets())
-                    }
+                    IpAddr::V4(v4) => r.record(Section::Answer, owner, TYPE_A, a.ttl, &v4.octets()),
                     IpAddr::V6(v6) => {
-                        r.record(Section::Answer, &owner_buf, TYPE_AAAA, a.ttl, &v6.octets())
+                        r.record(Section::Answer, owner, TYPE_AAAA, a.ttl, &v6.octets())
                     }
                 }
             }
@@ -268,7 +277,7 @@ fn answer_node(
     };
     if let Some(set) = set {
         for rd in &set.rdata {
-            r.record(Section::Answer, &owner_buf, set.rtype, set.ttl, rd);
+            r.record(Section::Answer, owner, set.rtype, set.ttl, rd);
         }
         if set.rtype == 2 {
             r.raw(Section::Additional, &set.glue, set.glue_count);
@@ -286,21 +295,27 @@ fn service_answer(
     rtype: u16,
 ) -> Arc<ServiceAnswer> {
     let ecs = q.edns.as_ref().and_then(|e| e.ecs.as_ref());
-    let key = client_key(&ctx.snap.services[svc], resolver, ecs);
+    let service = &ctx.snap.services[svc];
+    let key = client_key(service, resolver, ecs);
     cache.validate(ctx.snap.epoch, ctx.view.generation);
-    let ck: CacheKey = (
-        svc as u32,
-        rtype,
-        key.addr,
-        key.ecs_prefix.unwrap_or(0),
-        key.ecs_prefix.is_some() as u8,
-    );
-    if let Some(a) = cache.answers.get(&ck) {
+    let prefix = key.ecs_prefix.unwrap_or(0);
+    let used = key.ecs_prefix.is_some();
+    let ck: ClientCacheKey = (svc as u32, rtype, key.addr, prefix, used);
+    if let Some(a) = cache.by_client.get(&ck) {
         return a.clone();
     }
-    let a = Arc::new(Router::service_answer(
-        ctx.snap, ctx.view, svc, rtype, resolver, ecs, ctx.now_ms,
-    ));
-    cache.answers.insert(ck, a.clone());
+    let location = ctx.snap.locator.locate(key.addr);
+    let nk: NetworkCacheKey = (svc as u32, rtype, location.network, prefix, used);
+    let a = match cache.by_network.get(&nk) {
+        Some(a) => a.clone(),
+        None => {
+            let d =
+                Router::decide_located(ctx.snap, ctx.view, svc, rtype, key, location, ctx.now_ms);
+            let a = Arc::new(answer_of(ctx.snap, svc, rtype, &d));
+            cache.by_network.insert(nk, a.clone());
+            a
+        }
+    };
+    cache.by_client.insert(ck, a.clone());
     a
 }

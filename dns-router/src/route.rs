@@ -420,9 +420,23 @@ impl Router {
         ecs: Option<&Ecs>,
         now_ms: u64,
     ) -> Decided {
-        let service = &snap.services[svc];
-        let key = client_key(service, resolver, ecs);
+        let key = client_key(&snap.services[svc], resolver, ecs);
         let location = snap.locator.locate(key.addr);
+        Router::decide_located(snap, view, svc, rtype, key, location, now_ms)
+    }
+
+    /// [`Router::decide`] for a client already located (the UDP threads cache locations per
+    /// network).
+    pub fn decide_located(
+        snap: &Snapshot,
+        view: &HealthView,
+        svc: usize,
+        rtype: u16,
+        key: ClientKey,
+        location: ClientLocation,
+        now_ms: u64,
+    ) -> Decided {
+        let service = &snap.services[svc];
         let candidates = candidates(snap, service, rtype, view);
         let decision = cdn_geo::select::choose(&location, &candidates, now_ms, &service.policy);
         let scope = match key.ecs_prefix {
@@ -436,20 +450,6 @@ impl Router {
             decision,
             scope,
         }
-    }
-
-    /// The records for a service query.
-    pub fn service_answer(
-        snap: &Snapshot,
-        view: &HealthView,
-        svc: usize,
-        rtype: u16,
-        resolver: IpAddr,
-        ecs: Option<&Ecs>,
-        now_ms: u64,
-    ) -> ServiceAnswer {
-        let d = Router::decide(snap, view, svc, rtype, resolver, ecs, now_ms);
-        answer_of(snap, svc, rtype, &d)
     }
 
     /// Explain how `name` would be answered for `client` (with an optional ECS subnet).
@@ -547,7 +547,8 @@ impl Router {
     }
 }
 
-fn answer_of(snap: &Snapshot, svc: usize, rtype: u16, d: &Decided) -> ServiceAnswer {
+/// Turn a decision into the records to write.
+pub fn answer_of(snap: &Snapshot, svc: usize, rtype: u16, d: &Decided) -> ServiceAnswer {
     let service = &snap.services[svc];
     let mut addrs = Vec::new();
     let mut edges = Vec::new();

@@ -103,9 +103,10 @@ pub fn opcode(flags: u16) -> u8 {
 
 /// Outcome of [`decode`]: a query, or an opcode we do not implement (answer NOTIMP).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // returned by value on the hot path: no allocation
 pub enum Decoded<'a> {
     /// A standard query.
-    Query(Box<Query<'a>>),
+    Query(Query<'a>),
     /// Opcode other than QUERY: NOTIMP, with the header echoed.
     NotImplemented,
 }
@@ -159,7 +160,7 @@ pub fn decode(p: &[u8]) -> Result<Decoded<'_>, Malformed> {
         }
         at = next;
     }
-    Ok(Decoded::Query(Box::new(Query {
+    Ok(Decoded::Query(Query {
         id,
         flags,
         question,
@@ -168,7 +169,7 @@ pub fn decode(p: &[u8]) -> Result<Decoded<'_>, Malformed> {
         qtype,
         qclass,
         edns,
-    })))
+    }))
 }
 
 /// Read an uncompressed name at `at`, lowercased into `out`; returns its wire length.

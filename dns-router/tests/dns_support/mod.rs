@@ -122,6 +122,9 @@ ecs = "ignore"
 [[services]]
 name = "two.cdn.example.test"
 answers = 2
+[[services]]
+name = "strict.cdn.example.test"
+all_down = "none"
 "#;
 
 /// The base config with ten 120-byte TXT strings at `big` and the fleet with the given
