@@ -149,7 +149,7 @@ fn ecs_decides_and_is_echoed_with_scope() {
     let (source, scope, addr) = ecs_of(&r).expect("ECS echoed");
     assert_eq!((source, addr), (24, ip("198.51.100.0")));
     assert!(
-        scope >= 1 && scope <= 24,
+        (1..=24).contains(&scope),
         "scope from the deciding network: {scope}"
     );
 
