@@ -180,6 +180,11 @@ pub async fn run(
         None => purge::Index::in_memory(),
     };
     store.set_index_hook(index.clone());
+    index.set_aliases(config.hosts.iter().flat_map(|h| {
+        h.aliases
+            .iter()
+            .map(move |a| (a.to_ascii_lowercase(), h.name.to_ascii_lowercase()))
+    }));
     let lifecycle = drain::Lifecycle::new();
     let load = load::LoadMeter::new();
     let access_log = access_log::AccessLog::start(&config.access_log)

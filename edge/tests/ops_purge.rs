@@ -85,12 +85,19 @@ fn hard_purge_by_url_prefix_and_tag_refetches_only_what_matched() {
     let r = edge.get("/t/a", &[]);
     assert!(r.header("surrogate-key").is_none() && r.header("cache-tag").is_none());
 
+    // A selector naming a host alias purges the primary host's objects.
+    assert_eq!(
+        purged(&purge(edge.admin, r#"{"urls":["https://alias.test/q/1"]}"#)),
+        1
+    );
+    assert_eq!(edge.get("/q/1", &[]).x_cache(), "MISS");
+
     // Purging what is not stored: 0, and nothing else changes.
     assert_eq!(
         purged(&purge(edge.admin, r#"{"urls":["example.test/nothing"]}"#)),
         0
     );
-    assert_eq!(edge.get("/q/1", &[]).x_cache(), "HIT");
+    assert_eq!(edge.get("/t/c", &[]).x_cache(), "HIT");
 }
 
 #[test]

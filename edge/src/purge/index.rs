@@ -64,6 +64,8 @@ pub struct Index {
     log: Option<mpsc::Sender<Msg>>,
     writer: Option<std::thread::JoinHandle<()>>,
     path: Option<PathBuf>,
+    /// Host alias → primary host name (selectors naming an alias find the primary's keys).
+    aliases: std::sync::OnceLock<std::collections::HashMap<String, String>>,
 }
 
 impl Drop for Index {
@@ -221,6 +223,7 @@ impl Index {
             log: None,
             writer: None,
             path: None,
+            aliases: std::sync::OnceLock::new(),
         })
     }
 
@@ -260,6 +263,7 @@ impl Index {
             log: Some(tx),
             writer: Some(writer),
             path: Some(path),
+            aliases: std::sync::OnceLock::new(),
         }))
     }
 
@@ -299,9 +303,29 @@ impl Index {
         self.len() == 0
     }
 
+    /// Declare host aliases (`alias → primary name`, lower case), once: the cache stores
+    /// objects under the primary name, so a purge selector naming an alias is rewritten to it.
+    pub fn set_aliases(&self, aliases: impl IntoIterator<Item = (String, String)>) {
+        let map = aliases
+            .into_iter()
+            .map(|(a, n)| (a.to_ascii_lowercase(), n.to_ascii_lowercase()))
+            .collect();
+        let _ = self.aliases.set(map);
+    }
+
+    /// Normalise a selector and map an alias host to its primary name.
+    fn selector(&self, input: &str) -> Option<String> {
+        let norm = normalize_url(input)?;
+        let host = host_of(&norm);
+        match self.aliases.get().and_then(|m| m.get(host)) {
+            Some(primary) => Some(format!("{primary}{}", &norm[host.len()..])),
+            None => Some(norm),
+        }
+    }
+
     /// Keys stored for exactly this URL (all Vary variants).
     pub fn keys_for_url(&self, url: &str) -> Vec<String> {
-        let Some(norm) = normalize_url(url) else {
+        let Some(norm) = self.selector(url) else {
             return Vec::new();
         };
         self.maps
@@ -316,7 +340,7 @@ impl Index {
 
     /// Keys whose URL starts with `prefix` (`host/path-prefix`; the host must match exactly).
     pub fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
-        let Some(norm) = normalize_url(prefix) else {
+        let Some(norm) = self.selector(prefix) else {
             return Vec::new();
         };
         let Some(tree) = self.maps.by_host.get(host_of(&norm)) else {
@@ -399,6 +423,17 @@ mod tests {
         assert_eq!(sorted(ix.keys_for_tag("all")), ["k1", "k2", "k4"]);
         assert_eq!(sorted(ix.keys_for_tag("js")), ["k1", "k1v"]);
         assert!(ix.keys_for_tag("none").is_empty());
+    }
+
+    #[test]
+    fn alias_selectors_find_the_primary_hosts_keys() {
+        let ix = Index::in_memory();
+        ix.set_aliases([("Alias.test".to_string(), "example.test".to_string())]);
+        ix.record("k", "example.test/a/1", &[]);
+        assert_eq!(ix.keys_for_url("http://alias.test/a/1"), ["k"]);
+        assert_eq!(ix.keys_with_prefix("ALIAS.test/a"), ["k"]);
+        assert_eq!(ix.keys_for_url("example.test/a/1"), ["k"]);
+        assert!(ix.keys_for_url("other.test/a/1").is_empty());
     }
 
     #[test]
