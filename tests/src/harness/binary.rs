@@ -16,7 +16,7 @@ pub fn package_of(bin: &str) -> Option<&'static str> {
     match bin {
         "dns-router" => Some("cdn-dns-router"),
         "edge" => Some("cdn-edge"),
-        "demo-origin" | "fleet" => Some("cdn-tests"),
+        "demo-origin" | "fleet" | "soak" => Some("cdn-tests"),
         _ => None,
     }
 }
