@@ -36,6 +36,15 @@ fn has_report(fleet: &Fleet, router: usize, edge: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn has_probed(fleet: &Fleet, router: usize, edge: &str) -> anyhow::Result<()> {
+    let v = fleet.edge_view(router, edge)?;
+    anyhow::ensure!(
+        v["last_probe"]["ok"] == true,
+        "router {router} has no good probe of {edge}: {v}"
+    );
+    Ok(())
+}
+
 #[test]
 fn two_routers_agree_and_either_survives_the_other() {
     Fleet::builder().routers(2).run(|fleet| {
@@ -43,9 +52,12 @@ fn two_routers_agree_and_either_survives_the_other() {
         for i in 0..2 {
             for e in fleet.edges() {
                 eventually(
-                    "edges report to both routers",
+                    "edges report to both routers, both probe",
                     Duration::from_secs(3),
-                    || has_report(fleet, i, e.id()),
+                    || {
+                        has_report(fleet, i, e.id())?;
+                        has_probed(fleet, i, e.id())
+                    },
                 )?;
             }
         }

@@ -58,6 +58,8 @@ fn the_fleet_binary_prints_a_tour_that_works_and_stops_everything() -> anyhow::R
     .map(String::from)
     .to_vec();
     let mut fleet = Process::spawn("fleet", Path::new(env!("CARGO_BIN_EXE_fleet")), &args, &[])?;
+    // If the test fails, let the fleet stop its children rather than orphaning them.
+    fleet.graceful_drop(Duration::from_secs(10));
     fleet.wait_for_line("Ctrl-C stops everything", Duration::from_secs(60))?;
     let lines = fleet.log_lines();
 

@@ -188,6 +188,7 @@ pub struct Process {
     shared: Arc<Shared>,
     readers: Vec<JoinHandle<()>>,
     exit: Option<ExitStatus>,
+    graceful_drop: Option<Duration>,
 }
 
 impl Process {
@@ -269,7 +270,14 @@ impl Process {
             shared,
             readers,
             exit: None,
+            graceful_drop: None,
         })
+    }
+
+    /// On drop, send SIGTERM and wait up to `grace` before SIGKILL (for a process that has
+    /// children of its own to stop, like the `fleet` binary). Default: SIGKILL at once.
+    pub fn graceful_drop(&mut self, grace: Duration) {
+        self.graceful_drop = Some(grace);
     }
 
     /// The name given at spawn.
@@ -451,6 +459,11 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        if let Some(grace) = self.graceful_drop {
+            if self.is_running() && self.signal(Signal::TERM).is_ok() {
+                let _ = self.wait_exit(grace);
+            }
+        }
         self.kill();
         for r in self.readers.drain(..) {
             let _ = r.join();
