@@ -327,7 +327,7 @@ async fn fill(
         attempt += 1;
         let join = match ctx.shared.fills.join(&store_key) {
             Ok(j) => j,
-            Err(e) => return stale_or_error(&ctx, &store_key, stale.as_deref(), e),
+            Err(e) => return stale_or_error(&ctx, &store_key, stale.as_ref(), e),
         };
         let fill = match join {
             Join::Leader(l) => return lead(ctx, l, store_key, stale, fwd).await,
@@ -379,7 +379,7 @@ async fn fill(
             Ok(FillHead::NotShareable) => return pass(ctx, None, false).await,
             Err(e) => {
                 if let Some(m) = stale
-                    .as_deref()
+                    .as_ref()
                     .filter(|m| e.allows_stale() && stale_ok(m, now))
                 {
                     return serve_stored(
@@ -399,7 +399,12 @@ async fn fill(
     }
 }
 
-fn stale_or_error(ctx: &Ctx, key: &str, stale: Option<&ObjectMeta>, e: EdgeError) -> HttpResponse {
+fn stale_or_error(
+    ctx: &Ctx,
+    key: &str,
+    stale: Option<&Arc<ObjectMeta>>,
+    e: EdgeError,
+) -> HttpResponse {
     let now = cdn_shared::unix_ms();
     match stale.filter(|m| e.allows_stale() && stale_ok(m, now)) {
         Some(m) => serve_stored(ctx, m, key, stale_outcome(m, now, None, false), now),
@@ -828,7 +833,7 @@ fn with_range(b: &mut actix_web::HttpResponseBuilder, code: u16, a: u64, e: u64,
     }
 }
 
-fn serve_stored(ctx: &Ctx, m: &ObjectMeta, key: &str, o: Outcome, now: u64) -> HttpResponse {
+fn serve_stored(ctx: &Ctx, m: &Arc<ObjectMeta>, key: &str, o: Outcome, now: u64) -> HttpResponse {
     let age_s = policy::current_age_ms(m.initial_age_ms, m.response_time_ms, now) / 1000;
     let len = m.body.len();
     let (code, a, e) = match answer(ctx, m.status, &m.headers, Some(len)) {
@@ -858,7 +863,7 @@ fn serve_stored(ctx: &Ctx, m: &ObjectMeta, key: &str, o: Outcome, now: u64) -> H
                 object_id: *object_id,
                 chunk_size: *chunk_size as u64,
                 len: Some(len),
-                meta: Some(Arc::new(m.clone())),
+                meta: Some(m.clone()),
                 fill: None,
                 refetch: Some(refetch(ctx, m.header(&header::ETAG))),
             };

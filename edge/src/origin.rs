@@ -139,6 +139,7 @@ impl Origins {
         url.push_str(&route.origin_base);
         url.push_str(&route.origin_path);
         url.push_str(path_and_query);
+        let is_head = method == Method::HEAD;
         let mut req = client.request(method, url);
         for (n, v) in headers.iter() {
             req = req.append_header((n.clone(), v.clone()));
@@ -149,7 +150,7 @@ impl Origins {
             None => req.send().await,
         };
         let resp = res.map_err(|e| classify_send_error(&route.name, e))?;
-        if close_delimited(&resp) {
+        if !is_head && close_delimited(&resp) {
             return Err(EdgeError::OriginBroken(format!(
                 "{}: response body without Content-Length or chunked encoding is not supported",
                 route.name
@@ -170,10 +171,6 @@ fn close_delimited(resp: &OriginResponse) -> bool {
         && status != 304
         && !resp.headers().contains_key(header::CONTENT_LENGTH)
         && !resp.headers().contains_key(header::TRANSFER_ENCODING)
-        && resp.headers().get(header::CONNECTION).is_some_and(|v| {
-            v.to_str()
-                .is_ok_and(|s| s.to_ascii_lowercase().contains("close"))
-        })
 }
 
 fn classify_send_error(host: &str, e: SendRequestError) -> EdgeError {
