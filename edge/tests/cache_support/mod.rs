@@ -26,7 +26,7 @@ pub struct OriginReq {
 pub struct OriginResp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
     /// Wait before sending the head.
     pub head_delay: Duration,
     /// Send the body in pieces of this size with `piece_delay` between them.
@@ -43,7 +43,7 @@ pub struct OriginResp {
 }
 
 impl OriginResp {
-    pub fn new(status: u16, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Self {
+    pub fn new(status: u16, headers: &[(&str, &str)], body: impl Into<bytes::Bytes>) -> Self {
         OriginResp {
             status,
             headers: headers
