@@ -62,7 +62,26 @@
 //!   `cache.chunk_size` plus a meta entry written last. Objects above `max_object_size`
 //!   (per host or `[cache]`) are passed through uncached.
 //! * Unsafe methods (POST, PUT, DELETE, PATCH, …) pass through; a non-error answer
-//!   invalidates the stored URL and same-host `Location`/`Content-Location`.
+//!   invalidates the stored URL and same-host `Location`/`Content-Location`. Request bodies
+//!   are buffered up to `http.max_body_size` (413 above).
+//! * Server errors (5xx except 501) and 206 answers are never stored; `Vary: *` is never
+//!   stored; a response that varies is stored per variant (the primary key holds the list
+//!   of varying request headers).
+//! * Integrity: every stored body byte range carries a CRC32 checked when an entry is loaded
+//!   from disk (foyer checks its own entry checksum too); a chunk that is missing or fails
+//!   is refetched from the origin by `Range` (with `If-Match` on a strong ETag) and verified
+//!   against the stored CRC before it is served. A mismatch ends the response early (the
+//!   client sees a truncated body, never wrong bytes) and drops the stored object.
+//! * Persistence: with `cache.disk_path`, entries are written to disk on insertion (foyer
+//!   `WriteOnInsertion`), flushed on shutdown, and recovered at start (`RecoverMode::Quiet`).
+//!
+//! # Known limits
+//!
+//! * An origin body without `Content-Length` that grows past `max_object_size` aborts the
+//!   response (it is neither stored nor passed through); an HTTP/1.1 origin body delimited
+//!   only by closing the connection is refused with 502 (awc cannot read it).
+//! * A client that falls behind an uncompleted fill reads from stored chunks; when the memory
+//!   tier is small those may already be evicted and are refetched by range.
 
 #![forbid(unsafe_code)]
 

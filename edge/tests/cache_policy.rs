@@ -313,3 +313,38 @@ fn unsafe_methods_pass_and_invalidate() {
     assert_eq!(edge.get("/r", &[]).x_cache(), "MISS");
     assert_eq!(edge.get("/other", &[]).x_cache(), "MISS");
 }
+
+#[test]
+fn key_headers_split_entries_and_fill_limit_answers_503() {
+    let origin = Origin::start(|r, _| {
+        let dev = r.headers.get("x-dev").cloned().unwrap_or_default();
+        let mut resp = OriginResp::new(
+            200,
+            &[("cache-control", "max-age=60")],
+            format!("dev={dev}"),
+        );
+        if r.path.starts_with("/slow") {
+            resp.head_delay = std::time::Duration::from_millis(500);
+        }
+        resp
+    });
+    let mut cfg = config(&origin.url(), "key_headers = [\"x-dev\"]", "");
+    cfg.cache.max_inflight_fills = 1;
+    let edge = std::sync::Arc::new(Edge::start(cfg));
+    assert_eq!(edge.get("/k", &[("x-dev", "a")]).body, b"dev=a");
+    assert_eq!(edge.get("/k", &[("x-dev", "b")]).body, b"dev=b");
+    let r = edge.get("/k", &[("x-dev", "a")]);
+    assert_eq!((r.x_cache(), r.body.as_slice()), ("HIT", &b"dev=a"[..]));
+    assert_eq!(origin.count("/k"), 2);
+
+    let e2 = edge.clone();
+    let slow = std::thread::spawn(move || e2.get("/slow1", &[]));
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let r = edge.get("/slow2", &[]);
+    assert_eq!(
+        r.status, 503,
+        "second concurrent fill over the limit: {r:?}"
+    );
+    assert!(r.cache_status().contains("detail=overloaded"));
+    assert_eq!(slow.join().unwrap().status, 200);
+}
