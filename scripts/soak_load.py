@@ -23,6 +23,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -183,12 +184,16 @@ def addr_of(url):
 class Fleet:
     """The `fleet` binary as a child process, with what its printout says."""
 
+    last_workdir = None
+
     def __init__(self, args):
         self.args = args
         self.workdir = tempfile.mkdtemp(prefix="cdn-soak-")
+        Fleet.last_workdir = self.workdir
         self.fleet_log = open(os.path.join(self.workdir, "fleet.log"), "w")
         self.proc = None
         self.restarted = []  # edges this script started (Popen)
+        self.helpers = []  # other children (dnsperf), stopped with the fleet
         self.edges = {}  # id -> dict(region, http, admin, ip)
         self.origin = None
         self.dns = None
@@ -362,6 +367,10 @@ class Fleet:
         raise SystemExit(f"restarted edge {edge_id} not healthy within 30 s")
 
     def stop(self):
+        for p in self.helpers:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -708,6 +717,7 @@ def soak(args):
                  "-l", str(int(d)), "-Q", str(args.dnsperf_qps), "-c", "2", "-t", "2"],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
+            fleet.helpers.append(dnsperf)
 
         threads = [threading.Thread(
             target=dns_worker, args=(fleet, rec, t0, stop_at, args.dns_qps, random.Random(1)))]
@@ -983,6 +993,8 @@ def main():
     common.add_argument("--token", default="soak-token")
     common.add_argument("--start-timeout", type=float, default=60.0)
     common.add_argument("--json", help="also write the figures to this JSON file")
+    common.add_argument("--keep-workdir", action="store_true",
+                        help="keep the fleet's configs, logs and caches (kept anyway on failure)")
     common.add_argument("--edge-ip", action="append", default=[], metavar="REGION=IP",
                         help="edge address per region (default 127.0.41.1/42.1/43.1)")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1010,18 +1022,33 @@ def main():
     for m in args.edge_ip:
         region, ip = m.split("=", 1)
         args.edge_ips[region] = ip
-    if args.cmd == "soak" and args.duration > 900:
-        ap.error("--duration is bounded to 900 s")
+    if args.cmd == "soak":
+        if args.duration > 900:
+            ap.error("--duration is bounded to 900 s")
+        # Every event (kill, purge while down, restart, retry, last purge) must fit.
+        if 0.40 * args.duration + args.down_seconds + 6.0 > 0.85 * args.duration:
+            ap.error(f"--duration {args.duration} is too short for --down-seconds "
+                     f"{args.down_seconds}: need at least {(args.down_seconds + 6.0) / 0.45:.0f}")
+        if args.down_seconds < 6.0:
+            ap.error("--down-seconds must be at least 6 (the purge while down runs at +5 s)")
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    code = 1
     try:
-        sys.exit(purge_bench(args) if args.cmd == "purge" else soak(args))
+        code = purge_bench(args) if args.cmd == "purge" else soak(args)
     except KeyboardInterrupt:
         log("interrupted")
-        sys.exit(130)
+        code = 130
+    finally:
+        workdir = Fleet.last_workdir
+        if workdir and code == 0 and not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif workdir:
+            log(f"configs, logs (fleet.log, edge-*.restart.log) and caches kept in {workdir}")
+    sys.exit(code)
 
 
 if __name__ == "__main__":
