@@ -306,12 +306,15 @@ impl Leader {
         self.fill.bump();
     }
 
-    /// Chunk `idx` was stored with `crc`: frames wholly below its end may be dropped.
-    pub fn chunk_stored(&self, crc: u32, stored_upto: u64) {
+    /// The next chunk was stored with `crc`, so the body is stored up to `stored_upto`:
+    /// frames ending more than `keep_behind` bytes below that may be dropped (readers that
+    /// far behind read the stored chunks).
+    pub fn chunk_stored(&self, crc: u32, stored_upto: u64, keep_behind: u64) {
         let mut st = self.fill.state.lock();
         st.crcs.push(crc);
+        let limit = stored_upto.saturating_sub(keep_behind);
         while let Some((off, b)) = st.frames.front() {
-            if off + b.len() as u64 <= stored_upto {
+            if off + b.len() as u64 <= limit {
                 st.frames.pop_front();
             } else {
                 break;
@@ -404,10 +407,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         leader.push(Bytes::from_static(b"gh"));
-        leader.chunk_stored(7, 4);
+        leader.chunk_stored(7, 4, 0);
         // Frame 0..6 is not wholly stored yet, still readable.
         assert!(matches!(f.read_at(0, 4), Read::Data(_)));
-        leader.chunk_stored(9, 8);
+        leader.chunk_stored(9, 8, 0);
         assert!(matches!(f.read_at(5, 4), Read::Stored { crc: Some(9) }));
         leader.finish(8);
         assert!(matches!(f.read_at(8, 4), Read::End(8)));

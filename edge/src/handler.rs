@@ -678,8 +678,20 @@ impl Copy {
                     leader.push(b);
                     while buf.len() >= cs {
                         let data = buf.split_to(cs).freeze();
-                        self.put_chunk(&mut crcs, data);
-                        leader.chunk_stored(*crcs.last().unwrap_or(&0), (crcs.len() * cs) as u64);
+                        let len = h.length.unwrap_or(total);
+                        self.put_chunk(&mut crcs, data, len);
+                        // Chunks kept on disk only become readable after foyer's flush:
+                        // keep two chunks of frames for readers just behind the fill.
+                        let keep = if self.store.disk_only(len) {
+                            2 * cs as u64
+                        } else {
+                            0
+                        };
+                        leader.chunk_stored(
+                            *crcs.last().unwrap_or(&0),
+                            (crcs.len() * cs) as u64,
+                            keep,
+                        );
                     }
                 }
                 Ok(None) => break,
@@ -704,7 +716,7 @@ impl Copy {
             }
         } else {
             if !buf.is_empty() {
-                self.put_chunk(&mut crcs, buf.freeze());
+                self.put_chunk(&mut crcs, buf.freeze(), total);
             }
             Body::Chunked {
                 len: total,
@@ -722,10 +734,10 @@ impl Copy {
         leader.finish(total);
     }
 
-    fn put_chunk(&self, crcs: &mut Vec<u32>, data: Bytes) {
+    fn put_chunk(&self, crcs: &mut Vec<u32>, data: Bytes, object_len: u64) {
         let crc = crc32fast::hash(&data);
         let key = chunk_key(&self.head.store_key, self.head.object_id, crcs.len() as u64);
-        self.store.put_chunk(key, Chunk { crc, data });
+        self.store.put_chunk(key, Chunk { crc, data }, object_len);
         crcs.push(crc);
     }
 }

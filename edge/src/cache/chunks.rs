@@ -188,6 +188,7 @@ async fn read_chunk(src: &BodySource, idx: u64, crc: Option<u32>) -> Result<Byte
             crc: got_crc,
             data: data.clone(),
         },
+        total,
     );
     Ok(data)
 }

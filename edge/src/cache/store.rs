@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use cdn_shared::config::edge::CacheSection;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, RecoverMode,
+    HybridCachePolicy, HybridCacheProperties, Location, RecoverMode,
 };
 
 use super::meta::{Chunk, Entry, ObjectMeta};
@@ -49,6 +49,7 @@ pub struct Store {
     hook: OnceLock<Arc<dyn IndexHook>>,
     chunk_size: usize,
     disk_capacity: u64,
+    memory_capacity: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -90,6 +91,7 @@ impl Store {
             } else {
                 0
             },
+            memory_capacity: cfg.memory.as_u64(),
         }))
     }
 
@@ -130,9 +132,24 @@ impl Store {
         self.cache.insert(key.to_string(), Entry::Vary(names));
     }
 
-    /// Store one chunk.
-    pub fn put_chunk(&self, key: String, chunk: Chunk) {
-        self.cache.insert(key, Entry::Chunk(chunk));
+    /// Whether an object of `len` bytes keeps its chunks on disk only: with a disk tier,
+    /// objects larger than 1/8 of the memory tier do not wash it out (and a cold stream of a
+    /// huge object does not grow memory).
+    pub fn disk_only(&self, len: u64) -> bool {
+        self.disk_capacity > 0 && len > self.memory_capacity / 8
+    }
+
+    /// Store one chunk of an object of (at least) `object_len` bytes.
+    pub fn put_chunk(&self, key: String, chunk: Chunk, object_len: u64) {
+        if self.disk_only(object_len) {
+            self.cache.insert_with_properties(
+                key,
+                Entry::Chunk(chunk),
+                HybridCacheProperties::default().with_location(Location::OnDisk),
+            );
+        } else {
+            self.cache.insert(key, Entry::Chunk(chunk));
+        }
     }
 
     /// Read one chunk; `None` when missing (evicted, dropped disk write, or corrupt on disk).
