@@ -73,6 +73,8 @@ pub struct StreamHead {
     pub vary: Vec<String>,
     /// Freshness lifetime in seconds (for `Cache-Status: ttl`).
     pub ttl_s: i64,
+    /// Corrected initial age in seconds (the `Age` sent while streaming).
+    pub age_s: u64,
 }
 
 #[derive(Debug)]
@@ -397,6 +399,7 @@ mod tests {
             chunk_size: 4,
             vary: vec![],
             ttl_s: 1,
+            age_s: 0,
         };
         leader.publish(FillHead::Streaming(Arc::new(head)));
         let f = leader.fill().clone();

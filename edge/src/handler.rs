@@ -589,6 +589,7 @@ async fn lead(
         chunk_size,
         vary: facts.vary.clone(),
         ttl_s: policy::ttl_s(&fr, template.initial_age_ms),
+        age_s: template.initial_age_ms / 1000,
     });
     leader.publish(FillHead::Streaming(head.clone()));
     let fill = leader.fill().clone();
@@ -892,11 +893,11 @@ fn serve_streaming(
     extra: &[(HeaderName, HeaderValue)],
 ) -> HttpResponse {
     let (code, a, e) = match answer(ctx, h.status, &h.headers, h.length) {
-        Answer::NotModified => return not_modified_response(ctx, &h.headers, 0, &o),
+        Answer::NotModified => return not_modified_response(ctx, &h.headers, h.age_s, &o),
         Answer::Unsatisfiable => return unsatisfiable(ctx, h.length.unwrap_or(0), &o),
         Answer::Bytes(c, a, e) => (c, a, e),
     };
-    let mut b = response(ctx, code, &h.headers, 0, &o);
+    let mut b = response(ctx, code, &h.headers, h.age_s, &o);
     for (n, v) in extra {
         b.append_header((n.clone(), v.clone()));
     }
