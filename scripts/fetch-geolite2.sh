@@ -11,7 +11,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-dir="${1:-$here/../target/testdata}"
+dir="${1:-$(cd "$here/.." && pwd)/target/testdata}"
 mkdir -p "$dir"
 out="$dir/GeoLite2-City.mmdb"
 
@@ -38,7 +38,7 @@ trap 'rm -rf "$tmp"' EXIT
 "${pip_cmd[@]}" download --quiet --no-deps --no-binary :all: \
     --dest "$tmp" "maxminddb-geolite2==2018.703"
 
-sdist="$(find "$tmp" -maxdepth 1 -name 'maxminddb-geolite2-*.tar.gz' -o -maxdepth 1 -name 'maxminddb_geolite2-*.tar.gz' | head -n 1)"
+sdist="$(find "$tmp" -maxdepth 1 \( -name 'maxminddb-geolite2-*.tar.gz' -o -name 'maxminddb_geolite2-*.tar.gz' \) | head -n 1)"
 if [[ -z "$sdist" ]]; then
     echo "fetch-geolite2: pip did not produce the sdist; got:" >&2
     ls -l "$tmp" >&2
