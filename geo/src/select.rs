@@ -631,6 +631,29 @@ mod tests {
         }
     }
 
+    /// The spread is a fixed function of (network, edge ids, weights): pinned so that a change
+    /// to the hashing, which would move every client, is a deliberate one.
+    #[test]
+    fn spread_is_pinned() {
+        let mut edges = vec![
+            edge("a", "eu", 50.0, 8.0),
+            edge("b", "eu", 50.0, 8.0),
+            edge("c", "eu", 50.0, 8.0),
+        ];
+        edges[2].weight = 2;
+        let got: String = (0..12)
+            .map(|i| {
+                let c = client(48.0, 2.0, &format!("10.0.{i}.0/24"));
+                edges[choose(&c, &edges, 0, &policy(1)).chosen[0]]
+                    .id
+                    .clone()
+            })
+            .collect();
+        assert_eq!(got, PINNED_SPREAD);
+    }
+
+    const PINNED_SPREAD: &str = "accccbacbbcc";
+
     #[test]
     fn whole_tie_group_then_next() {
         let edges = vec![
