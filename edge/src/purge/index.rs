@@ -47,7 +47,50 @@ impl Default for IndexOptions {
 }
 
 /// One host's URLs (sorted, for prefix ranges) → the keys stored for each.
-type HostTree = BTreeMap<Arc<str>, Vec<Arc<str>>>;
+type HostTree = BTreeMap<Arc<str>, Keys>;
+
+/// The keys stored for one URL: almost always one (several only with Vary), kept inline.
+#[derive(Debug, Clone)]
+enum Keys {
+    One(Arc<str>),
+    Many(Vec<Arc<str>>),
+}
+
+impl Keys {
+    fn iter(&self) -> std::slice::Iter<'_, Arc<str>> {
+        match self {
+            Keys::One(k) => std::slice::from_ref(k).iter(),
+            Keys::Many(v) => v.iter(),
+        }
+    }
+
+    fn add(&mut self, key: &Arc<str>) {
+        if self.iter().any(|k| k == key) {
+            return;
+        }
+        match self {
+            Keys::One(k) => *self = Keys::Many(vec![k.clone(), key.clone()]),
+            Keys::Many(v) => v.push(key.clone()),
+        }
+    }
+
+    /// Remove `key`; true when no key is left.
+    fn remove(&mut self, key: &str) -> bool {
+        let last = match self {
+            Keys::One(k) => return &**k == key,
+            Keys::Many(v) => {
+                v.retain(|k| &**k != key);
+                match v.len() {
+                    0 => return true,
+                    1 => v[0].clone(),
+                    _ => return false,
+                }
+            }
+        };
+        *self = Keys::One(last);
+        false
+    }
+}
 
 #[derive(Debug, Default)]
 struct Maps {
@@ -84,11 +127,16 @@ fn host_of(url: &str) -> &str {
 
 impl Maps {
     fn insert_secondary(&self, key: &Arc<str>, e: &Entry) {
-        let host: Arc<str> = Arc::from(host_of(&e.url));
-        let mut tree = self.by_host.entry(host).or_default();
-        let keys = tree.entry(e.url.clone()).or_default();
-        if !keys.iter().any(|k| k == key) {
-            keys.push(key.clone());
+        let host = host_of(&e.url);
+        let mut tree = match self.by_host.get_mut(host) {
+            Some(t) => t,
+            None => self.by_host.entry(Arc::from(host)).or_default(),
+        };
+        match tree.get_mut(&e.url) {
+            Some(keys) => keys.add(key),
+            None => {
+                tree.insert(e.url.clone(), Keys::One(key.clone()));
+            }
         }
         drop(tree);
         for t in e.tags.iter() {
@@ -103,8 +151,7 @@ impl Maps {
         let host = host_of(&e.url);
         if let Some(mut tree) = self.by_host.get_mut(host) {
             if let Some(keys) = tree.get_mut(&e.url) {
-                keys.retain(|k| &**k != key);
-                if keys.is_empty() {
+                if keys.remove(key) {
                     tree.remove(&e.url);
                 }
             }
@@ -134,6 +181,14 @@ impl Maps {
         tags: Box<[Arc<str>]>,
         log: Option<&mpsc::Sender<Msg>>,
     ) -> bool {
+        // Intern tags: every object tagged `all` shares one `Arc<str>`.
+        let tags = tags
+            .iter()
+            .map(|t| match self.by_tag.get(&**t) {
+                Some(r) => r.key().clone(),
+                None => t.clone(),
+            })
+            .collect();
         let new = Entry { url, tags };
         match self.by_key.entry(Arc::from(key)) {
             MapEntry::Occupied(mut o) => {
@@ -426,6 +481,25 @@ mod tests {
     }
 
     #[test]
+    fn vary_variants_come_and_go_one_by_one() {
+        let ix = Index::in_memory();
+        for k in ["v1", "v2", "v3"] {
+            ix.record(k, "h/a", &[]);
+        }
+        assert_eq!(sorted(ix.keys_for_url("h/a")), ["v1", "v2", "v3"]);
+        ix.forget("v2");
+        assert_eq!(sorted(ix.keys_for_url("h/a")), ["v1", "v3"]);
+        ix.forget("v1");
+        assert_eq!(ix.keys_for_url("h/a"), ["v3"]);
+        ix.record("v4", "h/a", &[]);
+        assert_eq!(sorted(ix.keys_for_url("h/a")), ["v3", "v4"]);
+        ix.forget("v3");
+        ix.forget("v4");
+        assert!(ix.keys_for_url("h/a").is_empty());
+        assert!(ix.maps.by_host.is_empty());
+    }
+
+    #[test]
     fn alias_selectors_find_the_primary_hosts_keys() {
         let ix = Index::in_memory();
         ix.set_aliases([("Alias.test".to_string(), "example.test".to_string())]);
@@ -534,7 +608,7 @@ mod tests {
             .maps
             .by_host
             .iter()
-            .map(|t| t.values().map(|v| v.len()).sum::<usize>())
+            .map(|t| t.values().map(|v| v.iter().count()).sum::<usize>())
             .sum();
         assert_eq!(total, ix.len());
         let tagged: usize = ix.maps.by_tag.iter().map(|s| s.len()).sum();
