@@ -33,6 +33,11 @@ fn three_regions_resolve_to_their_nearest_edge_with_ecs() {
                 "scope = the matched /24 of the demo map"
             );
         }
+        // The wildcard service is routed the same way.
+        assert_eq!(
+            fleet.resolve_via(0, "a.img.cdn.example.test", Some("81.2.69.0/24"))?,
+            vec![fleet.edge("eu-west").ip()]
+        );
         // Placed by coordinates only: Sydney → ap-northeast, São Paulo → us-east.
         assert_eq!(
             fleet.resolve("1.1.1.0/24")?,
