@@ -178,7 +178,7 @@ impl Maps {
         &self,
         key: &str,
         url: Arc<str>,
-        tags: Box<[Arc<str>]>,
+        tags: &[Arc<str>],
         log: Option<&mpsc::Sender<Msg>>,
     ) -> bool {
         // Intern tags: every object tagged `all` shares one `Arc<str>`.
@@ -293,7 +293,7 @@ impl Index {
         for op in ops {
             match op {
                 Op::Record { key, url, tags } => {
-                    maps.record(&key, Arc::from(url.as_str()), clean_tags(&tags), None);
+                    maps.record(&key, Arc::from(url.as_str()), &clean_tags(&tags), None);
                 }
                 Op::Forget { key } => {
                     maps.forget(&key, None);
@@ -338,7 +338,7 @@ impl Index {
         self.maps.record(
             key,
             Arc::from(norm.as_str()),
-            clean_tags(tags),
+            &clean_tags(tags),
             self.log.as_ref(),
         );
     }
