@@ -127,3 +127,38 @@ fn refused_origin_uses_configured_grace_and_must_revalidate_forbids_it() {
 fn bytesize_mib(n: u64) -> bytesize::ByteSize {
     bytesize::ByteSize::mib(n)
 }
+
+#[test]
+fn followers_of_a_failing_revalidation_get_the_stale_copy() {
+    let failing = Arc::new(AtomicU32::new(0));
+    let f2 = failing.clone();
+    let origin = Origin::start(move |_, _| {
+        if f2.load(Ordering::SeqCst) == 1 {
+            let mut r = OriginResp::new(200, &[], "");
+            r.head_delay = Duration::from_millis(400);
+            r.hang_up = true;
+            return r;
+        }
+        OriginResp::new(
+            200,
+            &[("cache-control", "max-age=1, stale-if-error=60")],
+            "old",
+        )
+    });
+    let edge = Arc::new(Edge::start(config(&origin.url(), "", "")));
+    assert_eq!(edge.get("/fs", &[]).body, b"old");
+    std::thread::sleep(Duration::from_millis(1200));
+    failing.store(1, Ordering::SeqCst);
+    let handles: Vec<_> = (0..5)
+        .map(|_| {
+            let e = edge.clone();
+            std::thread::spawn(move || e.get("/fs", &[]))
+        })
+        .collect();
+    for h in handles {
+        let r = h.join().unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"old"[..]));
+        assert_eq!(r.x_cache(), "STALE");
+    }
+    assert_eq!(origin.count("/fs"), 2, "one coalesced revalidation attempt");
+}
