@@ -223,3 +223,58 @@ fn grace_period_bounds_the_drain() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn purge_index_survives_kill_9() {
+    let o = Origin::start(|_, _| {
+        OriginResp::new(
+            200,
+            &[("cache-control", "max-age=600"), ("surrogate-key", "k9")],
+            "x",
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let router = FakeRouter::start();
+    let cfg = toml(&o.url(), &[&router], "30s", "2s").replace(
+        "memory = \"32 MiB\"",
+        &format!(
+            "memory = \"32 MiB\"\ndisk_path = \"{}\"\ndisk = \"64 MiB\"",
+            dir.path().display()
+        ),
+    );
+    let mut edge = EdgeProcess::start(&cfg);
+    for i in 0..50 {
+        let r = request(
+            edge.http,
+            "GET",
+            &format!("/k9/{i}"),
+            &[("host", "example.test")],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    // The log is written within milliseconds of the store; give it a moment, then SIGKILL.
+    std::thread::sleep(Duration::from_millis(300));
+    edge.child.kill().unwrap();
+    edge.child.wait().unwrap();
+    drop(edge);
+
+    let edge = EdgeProcess::start(&cfg);
+    let r = request(
+        edge.admin,
+        "POST",
+        "/api/v1/purge",
+        &[
+            ("host", "admin"),
+            ("authorization", &format!("Bearer {TOKEN}")),
+        ],
+        br#"{"tags":["k9"],"soft":true}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        purged(&r),
+        50,
+        "every stored object still indexed after kill -9"
+    );
+}
