@@ -213,6 +213,8 @@ class Fleet:
             "--workdir", self.workdir,
             "--token", self.token,
         ]
+        if getattr(self.args, "fleet_verbose", False):
+            cmd.append("--verbose")
         for region, ip in self.args.edge_ips.items():
             cmd += ["--edge-ip", f"{region}={ip}"]
         self.cmd = cmd
@@ -614,7 +616,7 @@ def http_worker(fleet, rec, t0, stop_at, rps, paths, rng, tail_ratio):
         else:
             path = rng.choice(paths)
         t = time.monotonic()
-        ip, status, hit, err = None, None, False, None
+        ip, status, hit, err, detail = None, None, False, None, None
         try:
             rcode, ips = resolve(fleet.dns, REGION_SUBNETS[region])
             if rcode != 0 or not ips:
@@ -631,11 +633,16 @@ def http_worker(fleet, rec, t0, stop_at, rps, paths, rng, tail_ratio):
                     want = SIZE.get(path.split("/")[2])
                     if status != 200:
                         err = f"status {status}"
+                        detail = {"path": path, "cache-status": h.get("cache-status"),
+                                  "date": h.get("date"), "body": body[:200].decode(errors="replace")}
                     elif want is not None and len(body) != want:
                         err = f"short body {len(body)} of {want}"
         except (OSError, http.client.HTTPException, ValueError) as e:
             err = type(e).__name__
-        rec.add_http((t - t0, region, ip, status, hit, err, (time.monotonic() - t) * 1000.0))
+        if err and detail is None:
+            detail = {"path": path}
+        rec.add_http((t - t0, region, ip, status, hit, err, (time.monotonic() - t) * 1000.0,
+                      detail, time.strftime("%H:%M:%S")))
         nxt += interval
         delay = nxt - time.monotonic()
         if delay > 0:
@@ -811,7 +818,10 @@ def analyse(args, rec, timing, victim, fleet, purges, rss, dp, load_before, load
             origin_total):
     kill = rec.events["kill"]
     ready = rec.events["restart_ready"]
-    bound = timing["probe_interval"] * timing["fall"] + timing["probe_jitter"]
+    # The kill can land just after a successful probe; each of the next `fall` probes starts
+    # probe_interval + up to probe_jitter after the previous one (dns-router health/probe.rs)
+    # and fails at once (connection refused); the last one takes the edge out of answers.
+    bound = timing["fall"] * (timing["probe_interval"] + timing["probe_jitter"])
     window_end = kill + bound
     vip = victim["ip"]
 
@@ -912,7 +922,7 @@ def print_soak_markdown(r):
         f"Duration {r['duration_s']:.0f} s; load average before {r['load_before']}, after {r['load_after']}.",
         f"Router health: probe_interval {t['probe_interval'] * 1000:.0f} ms, fall {t['fall']}, "
         f"rise {t['rise']}, jitter {t['probe_jitter'] * 1000:.0f} ms → failover window = "
-        f"interval × fall + jitter = {r['failover_bound_s'] * 1000:.0f} ms after the kill.",
+        f"fall × (interval + jitter) = {r['failover_bound_s'] * 1000:.0f} ms after the kill.",
         f"Timeline (s from load start): kill {r['victim']} at {ev.get('kill')}, restart begun "
         f"{ev.get('restart_begin')}, ready {ev.get('restart_ready')}.",
         "",
@@ -993,6 +1003,8 @@ def main():
     common.add_argument("--token", default="soak-token")
     common.add_argument("--start-timeout", type=float, default=60.0)
     common.add_argument("--json", help="also write the figures to this JSON file")
+    common.add_argument("--fleet-verbose", action="store_true",
+                        help="run the fleet with -v: every log line (access logs too) in fleet.log")
     common.add_argument("--keep-workdir", action="store_true",
                         help="keep the fleet's configs, logs and caches (kept anyway on failure)")
     common.add_argument("--edge-ip", action="append", default=[], metavar="REGION=IP",
