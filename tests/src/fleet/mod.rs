@@ -598,6 +598,19 @@ impl Fleet {
             .signal(sig)
     }
 
+    /// Rewrite router `i`'s config file: the fleet's router config plus `extra_toml`
+    /// appended (e.g. a `[[zones.records]]` table, added to the last zone). Takes effect on
+    /// a reload: [`Fleet::signal_router`] with SIGHUP, or `POST /api/v1/reload`.
+    pub fn rewrite_router_config(&self, i: usize, extra_toml: &str) -> anyhow::Result<()> {
+        let plans: Vec<EdgePlan> = self.edges.iter().map(|e| e.plan.clone()).collect();
+        let r = &self.routers[i];
+        let mut text = config::router_toml(&self.spec, &plans, r.dns_udp, r.admin);
+        text.push('\n');
+        text.push_str(extra_toml);
+        std::fs::write(&r.config_path, text)?;
+        Ok(())
+    }
+
     /// (Re)start router `i` on the addresses it had (kills it first if running).
     pub fn restart_router(&mut self, i: usize) -> anyhow::Result<()> {
         self.kill_router(i);
