@@ -24,6 +24,9 @@ RUN=${RUN:-/tmp/httpbench/run}
 MODE=${1:-quick}
 EDGE_BIN=${EDGE_BIN:-$ROOT/target/release/edge}
 TARGETS=${TARGETS:-nginx-cache,varnish-malloc}
+# PORT_SHIFT=N: run a copy of the yardstick with every port moved up by N (e.g. 600 when a
+# test fleet holds 18080); default 0 = the yardstick as is.
+SHIFT=${PORT_SHIFT:-0}
 export RUN RESULTS_DIR=${RESULTS_DIR:-$RUN/results-edge}
 mkdir -p "$RUN" "$RESULTS_DIR"
 
@@ -31,15 +34,30 @@ if [ ! -x "$EDGE_BIN" ]; then
     (cd "$ROOT" && cargo build --release -p cdn-edge -j 2)
 fi
 
+if [ "$SHIFT" != 0 ]; then
+    copy=$RUN/yardstick
+    rm -rf "$copy" && mkdir -p "$copy"
+    cp -r "$BENCH"/*.sh "$BENCH"/*.py "$BENCH"/conf "$BENCH"/lua "$copy"/
+    python3 - "$copy" "$SHIFT" <<'PY'
+import re, sys, pathlib
+d, shift = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+for f in ["servers.sh", "bench.py", "origin.py"]:
+    p = d / f
+    p.write_text(re.sub(r"\b18(0[89]\d|1[0-3]\d)\b", lambda m: str(int(m.group(0)) + shift), p.read_text()))
+PY
+    BENCH=$copy
+    export ORIGIN=127.0.0.1:$((18080 + SHIFT))
+fi
+
 cat > "$RUN/edge.toml" <<TOML
 [edge]
 id = "bench"
 region = "local"
 [http]
-listen = ["127.0.0.1:18130"]
+listen = ["127.0.0.1:$((18130 + SHIFT))"]
 workers = ${WORKERS:-2}
 [admin]
-listen = "127.0.0.1:18131"
+listen = "127.0.0.1:$((18131 + SHIFT))"
 [cache]
 memory = "128 MiB"
 disk_path = "$RUN/edge-cache"
@@ -48,23 +66,28 @@ fill_wait_timeout = "15s"
 [lifecycle]
 shutdown_grace = "2s"
 [[hosts]]
+name = "localhost"
+origin = "http://127.0.0.1:$((18140 + SHIFT))"
+first_byte_timeout = "15s"
+[[hosts]]
 name = "127.0.0.1"
-origin = "http://127.0.0.1:18080"
+origin = "http://127.0.0.1:$((18080 + SHIFT))"
 first_byte_timeout = "15s"
 TOML
 "$EDGE_BIN" --config "$RUN/edge.toml" --check-config >/dev/null
 
-export EDGE_ADDR=127.0.0.1:18130
+export EDGE_ADDR=127.0.0.1:$((18130 + SHIFT))
 export EDGE_START="exec $EDGE_BIN --config $RUN/edge.toml --log-level warn"
 export EDGE_WIPE="rm -rf $RUN/edge-cache"
 
 # The yardstick uses fixed ports; refuse to run next to something else holding them.
 busy=""
-for p in 18080 18081 18090 18100 18110 18111 18130 18131; do
+for p in 18080 18081 18090 18100 18110 18111 18112 18130 18131 18140; do
+    p=$((p + SHIFT))
     if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then busy="$busy $p"; fi
 done
 if [ -n "$busy" ]; then
-    echo "ports in use:$busy (another benchmark or test is running); not starting" >&2
+    echo "ports in use:$busy (another benchmark or test is running; try PORT_SHIFT=600); not starting" >&2
     exit 1
 fi
 
@@ -74,8 +97,13 @@ stop_all() { for t in ${TARGETS//,/ } edge nginx-static; do ./servers.sh "$t" st
 trap 'stop_all; ./servers.sh origin stop >/dev/null 2>&1 || true' EXIT
 
 # RSS growth of the edge while one client streams a cold 1 GiB object (issue target: < 64 MiB).
+# The yardstick's origin caps objects at 64 MiB: the 1 GiB object comes from our demo-origin
+# (host `localhost` in the edge config).
 rss_stream() {
-    ./servers.sh origin start 2>/dev/null || true
+    local demo=${DEMO_ORIGIN_BIN:-$ROOT/target/release/demo-origin}
+    [ -x "$demo" ] || (cd "$ROOT" && cargo build --release -p cdn-tests --bin demo-origin -j 2)
+    setsid "$demo" --listen "127.0.0.1:$((18140 + SHIFT))" --log-level warn > "$RUN/demo-origin.log" 2>&1 &
+    local dpid=$!
     ./servers.sh edge stop >/dev/null 2>&1 || true
     ./servers.sh edge wipe
     ./servers.sh edge start
@@ -84,7 +112,7 @@ rss_stream() {
     rss0=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
     peak=$rss0
     t0=$(date +%s.%N)
-    curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://$EDGE_ADDR/obj/1024m/rss-$(date +%s)" > "$RUN/rss-curl.out" &
+    curl -s -o /dev/null -H 'host: localhost' -w '%{http_code} %{size_download}' "http://$EDGE_ADDR/obj/1g/rss-$(date +%s)" > "$RUN/rss-curl.out" &
     local cpid=$!
     while kill -0 "$cpid" 2>/dev/null; do
         rss=$(awk '/VmRSS/{print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
@@ -97,6 +125,7 @@ rss_stream() {
         "$out" "$(echo "$(date +%s.%N) - $t0" | bc)" $((rss0 / 1024)) $((peak / 1024)) $(((peak - rss0) / 1024)) \
         "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RESULTS_DIR/rss.txt"
     ./servers.sh edge stop
+    kill "$dpid" 2>/dev/null || true
 }
 
 case $MODE in
