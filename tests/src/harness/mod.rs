@@ -1,9 +1,9 @@
 //! Running the real binaries in tests.
 //!
-//! * [`binary`]: locate (or build) `dns-router`, `edge`, `demo-origin`.
+//! * [`binary`](mod@binary): locate (or build) `dns-router`, `edge`, `demo-origin`.
 //! * [`process`]: spawn one, capture its log, read its `listening`/`ready` lines, signal it,
 //!   kill it and print its log on drop.
-//! * [`patience`]: `eventually` polling with deadlines scaled by `CDN_TEST_PATIENCE`.
+//! * [`patience`](mod@patience): `eventually` polling with deadlines scaled by `CDN_TEST_PATIENCE`.
 //! * [`dns`]: UDP/TCP queries with EDNS Client Subnet.
 //! * [`http`]: requests to a socket address with any `Host` (curl `--resolve`).
 
