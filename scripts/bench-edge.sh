@@ -10,6 +10,8 @@
 #                    Then the RSS growth while one client streams a cold 1 GiB object.
 #   full:            the yardstick's own run_all.sh with the edge added (ATS included if installed).
 #   rss:             only the 1 GiB streaming RSS check.
+#   stale:           only the stale-if-error scenario, edge only.
+#   hot:             only the hot-hit throughput runs (HOT_ROUNDS, default 3).
 #
 # env: BENCH (yardstick dir, default /work/shared/bench/http), RUN (scratch, /tmp/httpbench/run),
 #      RESULTS_DIR (default $RUN/results-edge), EDGE_BIN (default target/release/edge; built if
@@ -73,6 +75,9 @@ first_byte_timeout = "15s"
 name = "127.0.0.1"
 origin = "http://127.0.0.1:$((18080 + SHIFT))"
 first_byte_timeout = "15s"
+# Like the baselines' configs (Varnish grace 24h, nginx proxy_cache_use_stale): stale
+# serving on origin errors even when the origin sends no stale-if-error.
+grace = "24h"
 TOML
 "$EDGE_BIN" --config "$RUN/edge.toml" --check-config >/dev/null
 
@@ -131,6 +136,14 @@ rss_stream() {
 case $MODE in
 rss)
     rss_stream ;;
+hot)
+    ./servers.sh origin start 2>/dev/null || true
+    python3 bench.py hot --targets "nginx-static,$TARGETS,edge" --rounds "${HOT_ROUNDS:-3}" --dur "${HOT_DUR:-5}"
+    stop_all ;;
+stale)
+    ./servers.sh origin start 2>/dev/null || true
+    python3 bench.py stale --targets "edge"
+    stop_all ;;
 full)
     TARGETS_EXTRA=edge ./run_all.sh ;;
 quick)
@@ -148,7 +161,7 @@ quick)
     stop_all
     rss_stream
     ;;
-*) echo "usage: $0 [quick|full|rss]" >&2; exit 2 ;;
+*) echo "usage: $0 [quick|full|rss|stale|hot]" >&2; exit 2 ;;
 esac
 
 python3 bench.py report --out "$RESULTS_DIR/tables.md"
