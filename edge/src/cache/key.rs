@@ -10,15 +10,20 @@ use actix_web::http::header::HeaderMap;
 use cdn_shared::config::edge::QueryPolicy;
 
 /// Normalise a request path: percent-decoding of unreserved characters, upper-case hex in
-/// the remaining escapes, `.`/`..` segments resolved (never above `/`), duplicate `/` kept.
-/// Returns `None` for a path that is not origin-form (does not start with `/`) or holds an
-/// invalid escape.
+/// the remaining escapes, bytes outside ASCII percent-encoded, `.`/`..` segments resolved
+/// (never above `/`), duplicate `/` kept. Returns `None` for a path that is not origin-form
+/// (does not start with `/`) or holds an invalid escape.
 pub fn normalise_path(path: &str) -> Option<String> {
     if !path.starts_with('/') {
         return None;
     }
     let b = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
+    // Fast path (the common case on the hit path): nothing to rewrite.
+    if !b.iter().any(|&c| c == b'%' || c >= 0x80) && !path.contains("/.") {
+        return Some(path.to_string());
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out: Vec<u8> = Vec::with_capacity(path.len() + 8);
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -27,17 +32,22 @@ pub fn normalise_path(path: &str) -> Option<String> {
             let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
             let v = (h * 16 + l) as u8;
             if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
-                out.push(v as char);
+                out.push(v);
             } else {
-                out.push('%');
-                out.push_str(&format!("{v:02X}"));
+                out.extend_from_slice(&[b'%', HEX[(v >> 4) as usize], HEX[(v & 15) as usize]]);
             }
             i += 3;
         } else {
-            out.push(c as char);
+            if c >= 0x80 {
+                out.extend_from_slice(&[b'%', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]);
+            } else {
+                out.push(c);
+            }
             i += 1;
         }
     }
+    // Only ASCII was written.
+    let out = String::from_utf8(out).ok()?;
     if !out.contains("/.") {
         return Some(out);
     }
@@ -160,6 +170,9 @@ mod tests {
         assert_eq!(normalise_path("/%zz"), None);
         assert_eq!(normalise_path("/%4"), None);
         assert_eq!(normalise_path("a/b"), None);
+        // Non-ASCII bytes are percent-encoded, the same as their escaped spelling.
+        assert_eq!(normalise_path("/caf\u{e9}").as_deref(), Some("/caf%C3%A9"));
+        assert_eq!(normalise_path("/caf%c3%a9").as_deref(), Some("/caf%C3%A9"));
     }
 
     #[test]
