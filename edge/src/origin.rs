@@ -2,6 +2,20 @@
 //! builds its own [`Origins`] (one client per configured host, each with that host's
 //! connect/first-byte timeouts, keep-alive pool and TLS settings). Redirects are never
 //! followed; bodies are read frame by frame with the host's idle timeout ([`next_frame`]).
+//!
+//! Idle origin connections are kept for [`ORIGIN_IDLE_KEEP_ALIVE`] (4 s), below the idle
+//! timeout of common origin servers (actix-web, Node.js and Apache close after 5 s), so the
+//! edge normally drops an idle connection before the origin does.
+//!
+//! A request written on a pooled connection at the instant the origin closes it fails with
+//! a reset or an EOF before any response head. Like nginx's `proxy_next_upstream error` for
+//! idempotent requests, [`Origins::send`] retries such a failure once, on a fresh connection
+//! that is not pooled afterwards (`Connection: close`), when [`should_retry`] allows it: only
+//! GET and HEAD (which covers the edge's own fills, revalidations and range refetches), only
+//! connection-level failures ([`SendFailure::Reset`], [`SendFailure::Closed`]), never a
+//! timeout, a refused connect or a malformed response, and never a second time. Other
+//! methods (POST, PUT, PATCH, DELETE, ...) are never retried. A retry is logged at `info`
+//! (`origin connection failed before the response head; retrying on a fresh connection`).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,6 +30,13 @@ use futures_util::StreamExt;
 
 use crate::cache::policy::HostPolicy;
 use crate::error::EdgeError;
+
+/// How long an idle origin connection stays in the pool: below the 5 s idle timeout of
+/// actix-web, Node.js and Apache, so the edge drops it before the origin closes it.
+pub const ORIGIN_IDLE_KEEP_ALIVE: Duration = Duration::from_secs(4);
+
+/// Origin requests tried at most this many times ([`should_retry`]).
+pub const MAX_ATTEMPTS: u32 = 2;
 
 /// An origin response whose body is read with [`next_frame`].
 pub type OriginResponse = awc::ClientResponse;
@@ -82,6 +103,8 @@ impl HostRoute {
 /// The per-worker origin clients.
 pub struct Origins {
     clients: Vec<awc::Client>,
+    /// Per host, a client whose connections are never reused (retries, see [`should_retry`]).
+    fresh: Vec<awc::Client>,
     routes: Arc<Vec<HostRoute>>,
 }
 
@@ -97,24 +120,35 @@ impl Origins {
     /// Build one client per host (call inside the worker thread).
     pub fn new(routes: Arc<Vec<HostRoute>>) -> Result<Rc<Self>, EdgeError> {
         let mut clients = Vec::with_capacity(routes.len());
+        let mut fresh = Vec::with_capacity(routes.len());
         for r in routes.iter() {
-            let mut connector = awc::Connector::new()
-                .timeout(r.cfg.connect_timeout)
-                .conn_keep_alive(Duration::from_secs(30))
-                .limit(256);
-            if r.origin_base.starts_with("https://") {
-                let tls = crate::tls::client_config(r.cfg.tls_verify, r.cfg.tls_ca.as_deref())?;
-                connector = connector.rustls_0_23(tls);
-            }
-            let client = awc::Client::builder()
-                .connector(connector)
-                .timeout(r.cfg.first_byte_timeout)
-                .disable_redirects()
-                .no_default_headers()
-                .finish();
-            clients.push(client);
+            clients.push(Self::client(r, ORIGIN_IDLE_KEEP_ALIVE)?);
+            // Keep-alive zero: a pooled connection is never eligible again, so every
+            // request on this client opens a new connection.
+            fresh.push(Self::client(r, Duration::ZERO)?);
         }
-        Ok(Rc::new(Origins { clients, routes }))
+        Ok(Rc::new(Origins {
+            clients,
+            fresh,
+            routes,
+        }))
+    }
+
+    fn client(r: &HostRoute, keep_alive: Duration) -> Result<awc::Client, EdgeError> {
+        let mut connector = awc::Connector::new()
+            .timeout(r.cfg.connect_timeout)
+            .conn_keep_alive(keep_alive)
+            .limit(256);
+        if r.origin_base.starts_with("https://") {
+            let tls = crate::tls::client_config(r.cfg.tls_verify, r.cfg.tls_ca.as_deref())?;
+            connector = connector.rustls_0_23(tls);
+        }
+        Ok(awc::Client::builder()
+            .connector(connector)
+            .timeout(r.cfg.first_byte_timeout)
+            .disable_redirects()
+            .no_default_headers()
+            .finish())
     }
 
     /// The shared routes.
@@ -123,7 +157,8 @@ impl Origins {
     }
 
     /// Send `method path_and_query` with `headers` (Host is set here) and an optional
-    /// body; resolves when the response head has arrived.
+    /// body; resolves when the response head has arrived. A connection-level failure before
+    /// the head is retried once on a fresh connection when [`should_retry`] allows it.
     pub async fn send(
         &self,
         route: &HostRoute,
@@ -132,7 +167,6 @@ impl Origins {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<OriginResponse, EdgeError> {
-        let client = &self.clients[route.index];
         let mut url = String::with_capacity(
             route.origin_base.len() + route.origin_path.len() + path_and_query.len(),
         );
@@ -140,16 +174,45 @@ impl Origins {
         url.push_str(&route.origin_path);
         url.push_str(path_and_query);
         let is_head = method == Method::HEAD;
-        let mut req = client.request(method, url);
-        for (n, v) in headers.iter() {
-            req = req.append_header((n.clone(), v.clone()));
-        }
-        req = req.insert_header((actix_web::http::header::HOST, route.origin_host.clone()));
-        let res = match body {
-            Some(b) => req.send_body(b).await,
-            None => req.send().await,
+        let mut attempt = 1;
+        let resp = loop {
+            let retry = attempt > 1;
+            let client = if retry {
+                &self.fresh[route.index]
+            } else {
+                &self.clients[route.index]
+            };
+            let mut req = client.request(method.clone(), url.as_str());
+            for (n, v) in headers.iter() {
+                req = req.append_header((n.clone(), v.clone()));
+            }
+            req = req.insert_header((actix_web::http::header::HOST, route.origin_host.clone()));
+            if retry {
+                req = req.force_close();
+            }
+            let res = match &body {
+                Some(b) => req.send_body(b.clone()).await,
+                None => req.send().await,
+            };
+            match res {
+                Ok(r) => break r,
+                Err(e) => {
+                    let failure = send_failure(&e);
+                    if should_retry(&method, failure, attempt) {
+                        tracing::info!(
+                            host = %route.name,
+                            %method,
+                            path = %path_and_query,
+                            error = %e,
+                            "origin connection failed before the response head; retrying on a fresh connection"
+                        );
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(classify_send_error(&route.name, e));
+                }
+            }
         };
-        let resp = res.map_err(|e| classify_send_error(&route.name, e))?;
         if !is_head && close_delimited(&resp) {
             return Err(EdgeError::OriginBroken(format!(
                 "{}: response body without Content-Length or chunked encoding is not supported",
@@ -171,6 +234,64 @@ fn close_delimited(resp: &OriginResponse) -> bool {
         && status != 304
         && !resp.headers().contains_key(header::CONTENT_LENGTH)
         && !resp.headers().contains_key(header::TRANSFER_ENCODING)
+}
+
+/// What kind of failure a send ended with (the input of [`should_retry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFailure {
+    /// The connection was reset or aborted, or the write hit a broken pipe.
+    Reset,
+    /// The connection ended (EOF) before a complete response head.
+    Closed,
+    /// A connect or first-byte timeout.
+    Timeout,
+    /// A new connection could not be made (refused, unreachable, DNS, TLS).
+    Connect,
+    /// Anything else: a malformed response, a bad URL or header, a request body error.
+    Other,
+}
+
+/// Retry a failed origin send? Only GET and HEAD (safe and idempotent, and every request the
+/// edge makes on its own: fills, revalidations, range refetches), only when the connection
+/// broke before any response head (`Reset`/`Closed`: typically a pooled connection the
+/// origin closed as it was reused), and only while `attempt` (the attempt that just failed,
+/// from 1) is below [`MAX_ATTEMPTS`]. Timeouts are not retried (the origin is slow, and a
+/// retry would double the wait), nor refused connects (a new connection already failed).
+pub fn should_retry(method: &Method, failure: SendFailure, attempt: u32) -> bool {
+    let idempotent = *method == Method::GET || *method == Method::HEAD;
+    let connection_lost = matches!(failure, SendFailure::Reset | SendFailure::Closed);
+    idempotent && connection_lost && attempt < MAX_ATTEMPTS
+}
+
+/// The [`SendFailure`] of an awc send error.
+pub fn send_failure(e: &SendRequestError) -> SendFailure {
+    use actix_http::error::ParseError;
+    match e {
+        SendRequestError::Connect(ConnectError::Timeout) | SendRequestError::Timeout => {
+            SendFailure::Timeout
+        }
+        // Raised by awc when the connection ends before the response head.
+        SendRequestError::Connect(ConnectError::Disconnected) => SendFailure::Closed,
+        SendRequestError::Connect(_) => SendFailure::Connect,
+        SendRequestError::Send(io) | SendRequestError::Response(ParseError::Io(io)) => {
+            io_failure(io.kind())
+        }
+        SendRequestError::H2(h2) => h2
+            .get_io()
+            .map_or(SendFailure::Other, |io| io_failure(io.kind())),
+        _ => SendFailure::Other,
+    }
+}
+
+/// The [`SendFailure`] of an I/O error while writing the request or reading the head.
+pub fn io_failure(kind: std::io::ErrorKind) -> SendFailure {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => SendFailure::Reset,
+        K::UnexpectedEof | K::WriteZero | K::NotConnected => SendFailure::Closed,
+        K::TimedOut | K::WouldBlock => SendFailure::Timeout,
+        _ => SendFailure::Other,
+    }
 }
 
 fn classify_send_error(host: &str, e: SendRequestError) -> EdgeError {
@@ -201,4 +322,100 @@ pub async fn next_frame(
 
 fn payload_error(e: PayloadError) -> EdgeError {
     EdgeError::OriginBroken(format!("body: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn retries_idempotent_requests_once_after_a_lost_connection() {
+        for m in [Method::GET, Method::HEAD] {
+            for f in [SendFailure::Reset, SendFailure::Closed] {
+                assert!(should_retry(&m, f, 1), "{m} {f:?}");
+                assert!(!should_retry(&m, f, 2), "only once: {m} {f:?}");
+                assert!(!should_retry(&m, f, 3), "only once: {m} {f:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn never_retries_other_methods() {
+        for m in [
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+            Method::from_bytes(b"PURGE").unwrap(),
+        ] {
+            for f in [SendFailure::Reset, SendFailure::Closed] {
+                assert!(!should_retry(&m, f, 1), "{m} {f:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn never_retries_timeouts_connect_failures_or_bad_responses() {
+        for f in [
+            SendFailure::Timeout,
+            SendFailure::Connect,
+            SendFailure::Other,
+        ] {
+            assert!(!should_retry(&Method::GET, f, 1), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn classifies_awc_errors() {
+        use actix_http::error::ParseError;
+        let io = |k: io::ErrorKind| io::Error::new(k, "x");
+        let cases = [
+            (
+                SendRequestError::Connect(ConnectError::Disconnected),
+                SendFailure::Closed,
+            ),
+            (
+                SendRequestError::Send(io(io::ErrorKind::ConnectionReset)),
+                SendFailure::Reset,
+            ),
+            (
+                SendRequestError::Send(io(io::ErrorKind::BrokenPipe)),
+                SendFailure::Reset,
+            ),
+            (
+                SendRequestError::Response(ParseError::Io(io(io::ErrorKind::ConnectionReset))),
+                SendFailure::Reset,
+            ),
+            (
+                SendRequestError::Response(ParseError::Io(io(io::ErrorKind::UnexpectedEof))),
+                SendFailure::Closed,
+            ),
+            (SendRequestError::Timeout, SendFailure::Timeout),
+            (
+                SendRequestError::Connect(ConnectError::Timeout),
+                SendFailure::Timeout,
+            ),
+            (
+                SendRequestError::Connect(ConnectError::Io(io(io::ErrorKind::ConnectionRefused))),
+                SendFailure::Connect,
+            ),
+            (
+                SendRequestError::Connect(ConnectError::Io(io(io::ErrorKind::ConnectionReset))),
+                SendFailure::Connect,
+            ),
+            (
+                SendRequestError::Response(ParseError::Header),
+                SendFailure::Other,
+            ),
+            (
+                SendRequestError::Send(io(io::ErrorKind::InvalidData)),
+                SendFailure::Other,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(send_failure(&e), want, "{e:?}");
+        }
+    }
 }

@@ -118,7 +118,8 @@ fn leader_failure_lets_a_follower_retry() {
 #[test]
 fn head_failure_before_headers_follower_retries_and_succeeds() {
     let origin = Origin::start(|_, i| {
-        if i == 0 {
+        // The leader's request and its one retry (origin.rs `should_retry`) both fail.
+        if i < 2 {
             let mut r = OriginResp::new(200, &[], "");
             r.head_delay = Duration::from_millis(400);
             r.hang_up = true; // connection closed before any response head
