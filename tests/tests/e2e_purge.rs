@@ -173,8 +173,8 @@ fn an_edge_that_is_down_is_reported_as_failed() {
     });
 }
 
-/// Purge-to-all-acknowledged time on a three-edge fleet (target: p99 < 150 ms). The figures
-/// are printed; run with `--nocapture` (and `--release` for production-like numbers).
+/// Purge-to-all-acknowledged on a three-edge fleet: 200 purges, every one acknowledged by every
+/// edge. The timings are printed (target p99 < 150 ms is a benchmark figure, not asserted); run with `--nocapture` (and `--release` for production-like numbers).
 #[test]
 fn purge_to_all_acknowledged_time() {
     Fleet::builder().run(|fleet| {
@@ -216,8 +216,8 @@ fn purge_to_all_acknowledged_time() {
         let (r50, r99) = (pct(&mut router_ms, 0.5), pct(&mut router_ms, 0.99));
         eprintln!("router-measured fan-out: p50 {r50:.1} ms, p99 {r99:.1} ms");
     }
-    let limit = 150.0 * cdn_tests::harness::patience();
-    assert!(c99 < limit, "p99 {c99:.1} ms ≥ {limit:.0} ms");
+    // Target p99 < 150 ms: measured by scripts/purge-latency.sh and written down in
+    // docs/bench/fleet.md; speed targets are never asserted in tests.
     Ok(())
     });
 }
