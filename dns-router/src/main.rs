@@ -32,7 +32,16 @@ fn main() -> ExitCode {
     };
     let base = config_dir(path);
     if let Err(e) = cdn_dns_router::check(&config, &base) {
-        return config_exit(e);
+        return match e {
+            // Name the file, as loading errors do.
+            RouterError::Config(mut ce) => {
+                if ce.file.is_none() {
+                    ce.file = path.map(|p| p.display().to_string());
+                }
+                config_exit(ce)
+            }
+            other => config_exit(other),
+        };
     }
     if cli.common.check_config {
         println!("config ok");

@@ -24,7 +24,13 @@ fn main() {
         }
     };
     if let Err(e) = cdn_edge::check(&config) {
-        eprintln!("config error: {e}");
+        let file = cli
+            .common
+            .config
+            .as_deref()
+            .map(|p| format!(" in {}", p.display()))
+            .unwrap_or_default();
+        eprintln!("config error{file}: {e}");
         std::process::exit(EXIT_CONFIG);
     }
     if cli.common.check_config {
