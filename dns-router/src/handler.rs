@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::answer::{header_only, udp_limit, OptReply, Rcode, Response, Section, OWNER_QNAME};
 use crate::health::HealthView;
+use cdn_geo::model::ClientLocation;
 use ipnet::IpNet;
 
 use crate::route::{answer_of, client_key, Router, ServiceAnswer, Snapshot, TYPE_A, TYPE_AAAA};
@@ -46,14 +47,25 @@ type ClientCacheKey = (u32, u16, IpAddr, u8, bool);
 /// (service, type, network that located the client, ECS source prefix, ECS used).
 type NetworkCacheKey = (u32, u16, IpNet, u8, bool);
 
+/// What the cache keeps per client key: where the client is (depends on the geo data only,
+/// so it survives health changes) and the answer computed under `generation`.
+#[derive(Debug, Clone)]
+struct ClientEntry {
+    network: NetworkCacheKey,
+    location: Arc<ClientLocation>,
+    generation: u64,
+    answer: Arc<ServiceAnswer>,
+}
+
 /// Per-thread cache of service answers, two levels: by exact client key (no lookup at all on
-/// a hit), then by the network that located the client (one locate, no selection). Valid for
-/// one (config epoch, health generation); bounded, cleared when full.
+/// a hit), then by the network that located the client (no selection). Locations are kept for
+/// the whole config epoch; answers are recomputed (once per network) when the health
+/// generation changes, without locating again. Bounded: cleared when full.
 #[derive(Debug, Default)]
 pub struct ThreadCache {
     epoch: u64,
     generation: u64,
-    by_client: HashMap<ClientCacheKey, Arc<ServiceAnswer>>,
+    by_client: HashMap<ClientCacheKey, ClientEntry>,
     by_network: HashMap<NetworkCacheKey, Arc<ServiceAnswer>>,
 }
 
@@ -68,13 +80,15 @@ impl ThreadCache {
 
     fn validate(&mut self, epoch: u64, generation: u64) {
         if self.epoch != epoch
-            || self.generation != generation
             || self.by_client.len() >= CACHE_LIMIT
             || self.by_network.len() >= CACHE_LIMIT
         {
             self.by_client.clear();
             self.by_network.clear();
             self.epoch = epoch;
+        }
+        if self.generation != generation {
+            self.by_network.clear();
             self.generation = generation;
         }
     }
@@ -301,21 +315,41 @@ fn service_answer(
     let prefix = key.ecs_prefix.unwrap_or(0);
     let used = key.ecs_prefix.is_some();
     let ck: ClientCacheKey = (svc as u32, rtype, key.addr, prefix, used);
-    if let Some(a) = cache.by_client.get(&ck) {
-        return a.clone();
-    }
-    let location = ctx.snap.locator.locate(key.addr);
-    let nk: NetworkCacheKey = (svc as u32, rtype, location.network, prefix, used);
+    let generation = ctx.view.generation;
+    let (nk, location) = match cache.by_client.get(&ck) {
+        Some(e) if e.generation == generation => return e.answer.clone(),
+        Some(e) => (e.network, e.location.clone()),
+        None => {
+            let location = Arc::new(ctx.snap.locator.locate(key.addr));
+            let nk: NetworkCacheKey = (svc as u32, rtype, location.network, prefix, used);
+            (nk, location)
+        }
+    };
     let a = match cache.by_network.get(&nk) {
         Some(a) => a.clone(),
         None => {
-            let d =
-                Router::decide_located(ctx.snap, ctx.view, svc, rtype, key, location, ctx.now_ms);
+            let d = Router::decide_located(
+                ctx.snap,
+                ctx.view,
+                svc,
+                rtype,
+                key,
+                (*location).clone(),
+                ctx.now_ms,
+            );
             let a = Arc::new(answer_of(ctx.snap, svc, rtype, &d));
             cache.by_network.insert(nk, a.clone());
             a
         }
     };
-    cache.by_client.insert(ck, a.clone());
+    cache.by_client.insert(
+        ck,
+        ClientEntry {
+            network: nk,
+            location,
+            generation,
+            answer: a.clone(),
+        },
+    );
     a
 }

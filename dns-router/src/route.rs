@@ -198,7 +198,12 @@ pub fn build_locator(config: &RouterConfig, base_dir: &Path) -> Result<Locator, 
     let db = match &config.geo.database {
         Some(p) => {
             let path = resolve(base_dir, p);
-            Some(GeoDb::open(&path).map_err(|e| {
+            // Read the whole database into memory (not mmap): the first lookups of every
+            // network would otherwise fault pages in from disk on the query path.
+            let bytes = std::fs::read(&path).map_err(|e| {
+                ConfigError::new("geo.database", format!("{}: {e}", path.display()))
+            })?;
+            Some(GeoDb::from_bytes(bytes, &path).map_err(|e| {
                 ConfigError::new("geo.database", format!("{}: {e}", path.display()))
             })?)
         }
