@@ -12,6 +12,7 @@
 #   rss:             only the 1 GiB streaming RSS check.
 #   stale:           only the stale-if-error scenario, edge only.
 #   hot:             only the hot-hit throughput runs (HOT_ROUNDS, default 3).
+#   longtail:        only the long-tail Zipf run (LT_ROUNDS, LT_WARM, LT_DUR as in quick).
 #
 # env: BENCH (yardstick dir, default /work/shared/bench/http), RUN (scratch, /tmp/httpbench/run),
 #      RESULTS_DIR (default $RUN/results-edge), EDGE_BIN (default target/release/edge; built if
@@ -140,6 +141,10 @@ hot)
     ./servers.sh origin start 2>/dev/null || true
     python3 bench.py hot --targets "nginx-static,$TARGETS,edge" --rounds "${HOT_ROUNDS:-3}" --dur "${HOT_DUR:-5}"
     stop_all ;;
+longtail)
+    ./servers.sh edge wipe
+    python3 bench.py longtail --targets "$TARGETS,edge" --rounds "${LT_ROUNDS:-1}" --warm "${LT_WARM:-10}" --dur "${LT_DUR:-20}"
+    stop_all ;;
 stale)
     ./servers.sh origin start 2>/dev/null || true
     python3 bench.py stale --targets "edge"
@@ -161,7 +166,7 @@ quick)
     stop_all
     rss_stream
     ;;
-*) echo "usage: $0 [quick|full|rss|stale|hot]" >&2; exit 2 ;;
+*) echo "usage: $0 [quick|full|rss|stale|hot|longtail]" >&2; exit 2 ;;
 esac
 
 python3 bench.py report --out "$RESULTS_DIR/tables.md"

@@ -152,13 +152,7 @@ fn take(mut b: Bytes, c: &mut Cursor) -> Bytes {
 
 async fn read_chunk(src: &BodySource, idx: u64, crc: Option<u32>) -> Result<Bytes, EdgeError> {
     let key = chunk_key(&src.key, src.object_id, idx);
-    let got = match crc {
-        Some(crc) => src.store.get_chunk(&key, crc).await,
-        None => match src.store.get(&key).await {
-            Some(crate::cache::meta::Entry::Chunk(c)) => Some(c),
-            _ => None,
-        },
-    };
+    let got = src.store.get_chunk(&key, crc, src.len).await;
     if let Some(c) = got {
         return Ok(c.data);
     }

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use cdn_shared::config::edge::CacheSection;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, HybridCacheProperties, Location, RecoverMode,
+    HybridCachePolicy, HybridCacheProperties, Load, Location, RecoverMode,
 };
 
 use super::meta::{Chunk, Entry, ObjectMeta};
@@ -132,11 +132,14 @@ impl Store {
         self.cache.insert(key.to_string(), Entry::Vary(names));
     }
 
-    /// Whether an object of `len` bytes keeps its chunks on disk only: with a disk tier,
-    /// objects larger than 1/8 of the memory tier do not wash it out (and a cold stream of a
-    /// huge object does not grow memory).
+    /// Whether an object of `len` bytes keeps its chunks on disk only. With a disk tier, every
+    /// chunked body (at least one chunk long; shorter bodies are inline in the object's meta
+    /// entry) is written to disk only and read from there without being promoted into memory:
+    /// the memory tier holds meta entries and small bodies, so a long tail of large objects
+    /// does not wash it out (request hit ratio under Zipf), and a cold stream of a huge object
+    /// does not grow memory.
     pub fn disk_only(&self, len: u64) -> bool {
-        self.disk_capacity > 0 && len > self.memory_capacity / 8
+        self.disk_capacity > 0 && (len >= self.chunk_size as u64 || len > self.memory_capacity / 8)
     }
 
     /// Store one chunk of an object of (at least) `object_len` bytes.
@@ -152,15 +155,52 @@ impl Store {
         }
     }
 
-    /// Read one chunk; `None` when missing (evicted, dropped disk write, or corrupt on disk).
-    pub async fn get_chunk(&self, key: &str, expect_crc: u32) -> Option<Chunk> {
-        match self.get(key).await {
-            Some(Entry::Chunk(c)) if c.crc == expect_crc => Some(c),
+    /// Read one chunk of an object of `object_len` bytes (when known); `None` when missing
+    /// (evicted, dropped disk write, or corrupt on disk), or — with `expect_crc` — when its CRC
+    /// differs. Chunks of [`Store::disk_only`] objects are not promoted into memory.
+    pub async fn get_chunk(
+        &self,
+        key: &str,
+        expect_crc: Option<u32>,
+        object_len: Option<u64>,
+    ) -> Option<Chunk> {
+        let got = if object_len.is_some_and(|l| self.disk_only(l)) {
+            self.get_unpromoted(key).await
+        } else {
+            self.get(key).await
+        };
+        match got {
+            Some(Entry::Chunk(c)) if expect_crc.is_none_or(|crc| c.crc == crc) => Some(c),
             Some(_) => {
                 self.cache.remove(key);
                 None
             }
             None => None,
+        }
+    }
+
+    /// Look a key up in memory, then on disk (including writes not yet flushed), without
+    /// inserting a disk hit into the memory tier.
+    async fn get_unpromoted(&self, key: &str) -> Option<Entry> {
+        if let Some(e) = self.cache.memory().get(key) {
+            return Some(e.value().clone());
+        }
+        let rt = self.runtime.as_ref()?;
+        let cache = self.cache.clone();
+        let k = key.to_string();
+        match rt
+            .spawn(async move { cache.storage().load(&k).await })
+            .await
+        {
+            Ok(Ok(Load::Entry { value, .. })) => Some(value),
+            Ok(Ok(Load::Piece { piece, .. })) => Some(piece.value().clone()),
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
+                tracing::warn!(key, error = %e, "cache entry unreadable; dropped");
+                self.cache.remove(key);
+                None
+            }
+            Err(_) => None,
         }
     }
 
@@ -240,10 +280,16 @@ async fn build(
             if block > cfg.disk.as_u64() as usize / 16 {
                 block = (cfg.disk.as_u64() as usize / 16).max(chunk + 64 * 1024);
             }
+            // foyer's write path holds up to 2 I/O buffers of `pool / flushers` per flusher
+            // plus a submit queue (entries beyond it are dropped, read back as misses):
+            // 8 MiB + 8 MiB keeps the edge's RSS while streaming a cold huge object well
+            // under 64 MiB above idle (a 32 MiB pool measured +217 MiB, 1 GiB cold stream).
+            let pool = (4 * chunk).max(8 * 1024 * 1024);
             let engine = BlockEngineConfig::new(device)
                 .with_block_size(block)
                 .with_flushers(2)
-                .with_buffer_pool_size((8 * chunk).max(32 * 1024 * 1024));
+                .with_buffer_pool_size(pool)
+                .with_submit_queue_size_threshold(pool);
             builder
                 .with_engine_config(engine)
                 .with_recover_mode(RecoverMode::Quiet)
