@@ -88,14 +88,18 @@ fn two_routers_agree_and_either_survives_the_other() {
             "both routers take eu-west back",
             Duration::from_secs(5),
             || {
-                same_answers(fleet)?;
-                anyhow::ensure!(
-                    fleet.resolve_via(0, SERVICE, Some("81.2.69.0/24"))?
-                        == [fleet.edge("eu-west").ip()]
-                );
+                // Each router probes on its own schedule: wait for both.
+                for i in 0..2 {
+                    let a = fleet.resolve_via(i, SERVICE, Some("81.2.69.0/24"))?;
+                    anyhow::ensure!(
+                        a == [fleet.edge("eu-west").ip()],
+                        "router {i} answers {a:?}"
+                    );
+                }
                 Ok(())
             },
         )?;
+        same_answers(fleet)?;
 
         // One router down: the other keeps answering.
         fleet.kill_router(0);
