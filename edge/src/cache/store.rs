@@ -132,14 +132,20 @@ impl Store {
         self.cache.insert(key.to_string(), Entry::Vary(names));
     }
 
-    /// Whether an object of `len` bytes keeps its chunks on disk only. With a disk tier, every
-    /// chunked body (at least one chunk long; shorter bodies are inline in the object's meta
-    /// entry) is written to disk only and read from there without being promoted into memory:
-    /// the memory tier holds meta entries and small bodies, so a long tail of large objects
-    /// does not wash it out (request hit ratio under Zipf), and a cold stream of a huge object
-    /// does not grow memory.
+    /// Whether an object of `len` bytes is written with its chunks on disk only. With a disk
+    /// tier, every chunked body (at least one chunk long; shorter bodies are inline in the
+    /// object's meta entry) is: the memory tier holds meta entries, small bodies and large
+    /// bodies requested again, so a long tail of large one-hit objects does not wash it out
+    /// (request hit ratio under Zipf), and a cold stream of a huge object does not grow memory.
     pub fn disk_only(&self, len: u64) -> bool {
         self.disk_capacity > 0 && (len >= self.chunk_size as u64 || len > self.memory_capacity / 8)
+    }
+
+    /// Whether chunks of an object of `len` bytes stay out of memory even when read (objects
+    /// above 1/8 of the memory tier, with a disk tier). Smaller disk-only objects are promoted
+    /// into memory on their first hit (admission on the second request).
+    fn never_in_memory(&self, len: u64) -> bool {
+        self.disk_capacity > 0 && len > self.memory_capacity / 8
     }
 
     /// Store one chunk of an object of (at least) `object_len` bytes.
@@ -157,14 +163,14 @@ impl Store {
 
     /// Read one chunk of an object of `object_len` bytes (when known); `None` when missing
     /// (evicted, dropped disk write, or corrupt on disk), or — with `expect_crc` — when its CRC
-    /// differs. Chunks of [`Store::disk_only`] objects are not promoted into memory.
+    /// differs. Chunks of objects above 1/8 of the memory tier are not promoted into memory.
     pub async fn get_chunk(
         &self,
         key: &str,
         expect_crc: Option<u32>,
         object_len: Option<u64>,
     ) -> Option<Chunk> {
-        let got = if object_len.is_some_and(|l| self.disk_only(l)) {
+        let got = if object_len.is_some_and(|l| self.never_in_memory(l)) {
             self.get_unpromoted(key).await
         } else {
             self.get(key).await
