@@ -58,10 +58,10 @@ impl Proto {
 
 /// Log `listening proto=<proto> name=<name> addr=<addr>` for one bound socket.
 pub fn listening(proto: Proto, name: &str, addr: SocketAddr) {
-    tracing::info!(proto = proto.as_str(), name, addr = %addr, "listening");
+    tracing::info!(proto = %proto.as_str(), name = %name, addr = %addr, "listening");
 }
 
 /// Log the single `ready` line.
 pub fn ready(what: &str) {
-    tracing::info!(process = what, "ready");
+    tracing::info!(process = %what, "ready");
 }
