@@ -130,18 +130,7 @@ fn chunked_body_is_streamed_and_stored_close_delimited_refused() {
 fn big_objects_keep_chunks_on_disk_and_hit_from_there() {
     let size = 24 * 1024 * 1024;
     let body = bytes::Bytes::from(body_of(size, 13));
-    let b2 = body.clone();
-    let origin = Origin::start(move |r, _| {
-        if let Some(range) = r.headers.get("range") {
-            let (a, b) = range.trim_start_matches("bytes=").split_once('-').unwrap();
-            let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
-            let cr = format!("bytes {a}-{b}/{}", b2.len());
-            return OriginResp::new(206, &[("content-range", cr.as_str())], b2.slice(a..=b));
-        }
-        let mut resp = OriginResp::new(200, &[("cache-control", "max-age=60")], b2.clone());
-        resp.piece = 256 * 1024;
-        resp
-    });
+    let origin = Origin::start(ranged_body(body.clone()));
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&origin.url(), "", "");
     cfg.cache.memory = bytesize::ByteSize::mib(4);

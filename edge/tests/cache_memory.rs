@@ -36,18 +36,7 @@ fn streaming_a_big_cold_object_keeps_memory_bounded() {
 fn stream_cold(mib: usize, disk: Option<&std::path::Path>) -> (u64, usize) {
     let size = mib * 1024 * 1024;
     let body = bytes::Bytes::from(body_of(size, 12));
-    let b2 = body.clone();
-    let origin = Origin::start(move |r, _| {
-        if let Some(range) = r.headers.get("range") {
-            let (a, b) = range.trim_start_matches("bytes=").split_once('-').unwrap();
-            let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
-            let cr = format!("bytes {a}-{b}/{}", b2.len());
-            return OriginResp::new(206, &[("content-range", cr.as_str())], b2.slice(a..=b));
-        }
-        let mut resp = OriginResp::new(200, &[("cache-control", "max-age=60")], b2.clone());
-        resp.piece = 256 * 1024;
-        resp
-    });
+    let origin = Origin::start(ranged_body(body.clone()));
     let mut cfg = config(&origin.url(), "", "");
     cfg.cache.memory = bytesize::ByteSize::mib(4);
     if let Some(d) = disk {
