@@ -38,37 +38,60 @@ use crate::model::{
 /// Mean Earth radius (IUGG), km.
 pub const EARTH_RADIUS_KM: f64 = 6371.0088;
 
-/// Great-circle (haversine) distance between two points given in degrees, in km.
+/// Great-circle distance between two points given in degrees, in km.
 pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    Origin::new(lat1, lon1).distance_km(lat2, lon2)
+    Point::new(lat1, lon1).distance_km(&Point::new(lat2, lon2))
 }
 
-/// A point with its trigonometry done once, for measuring many distances from it.
+/// A point on the unit sphere (x, y, z), so a distance costs a square root and one `asin`
+/// instead of the haversine's four transcendental calls.
 #[derive(Debug, Clone, Copy)]
-struct Origin {
-    lat: f64,
-    lon: f64,
-    cos_lat: f64,
+struct Point([f64; 3]);
+
+impl Point {
+    fn new(lat: f64, lon: f64) -> Point {
+        let (sin_lat, cos_lat) = lat.to_radians().sin_cos();
+        let (sin_lon, cos_lon) = lon.to_radians().sin_cos();
+        Point([cos_lat * cos_lon, cos_lat * sin_lon, sin_lat])
+    }
+
+    /// Central angle from the chord length (`2·asin(c/2)`): exact for near and antipodal
+    /// points alike, unlike `acos` of the dot product.
+    fn distance_km(&self, other: &Point) -> f64 {
+        let [a, b, c] = self.0;
+        let [x, y, z] = other.0;
+        let chord = ((a - x) * (a - x) + (b - y) * (b - y) + (c - z) * (c - z)).sqrt();
+        2.0 * EARTH_RADIUS_KM * (chord * 0.5).min(1.0).asin()
+    }
+
+    /// The point for an edge location, memoised per thread: a pool's few distinct locations
+    /// are converted once, not on every decision. The memo is exact (keyed by the bits of
+    /// both coordinates), so results do not depend on it.
+    fn of_edge(lat: f64, lon: f64) -> Point {
+        let key = (lat.to_bits(), lon.to_bits());
+        let slot = (mix(key.0 ^ key.1.rotate_left(32)) as usize) & (POINT_MEMO - 1);
+        POINTS.with(|memo| {
+            let mut memo = memo.borrow_mut();
+            match memo[slot] {
+                Some((k, p)) if k == key => p,
+                _ => {
+                    let p = Point::new(lat, lon);
+                    memo[slot] = Some((key, p));
+                    p
+                }
+            }
+        })
+    }
 }
 
-impl Origin {
-    fn new(lat: f64, lon: f64) -> Origin {
-        let lat = lat.to_radians();
-        Origin {
-            lat,
-            lon: lon.to_radians(),
-            cos_lat: lat.cos(),
-        }
-    }
+/// Slots in the per-thread edge-location memo (a power of two).
+const POINT_MEMO: usize = 64;
 
-    fn distance_km(&self, lat: f64, lon: f64) -> f64 {
-        let p2 = lat.to_radians();
-        let half_dp = (p2 - self.lat) * 0.5;
-        let half_dl = (lon.to_radians() - self.lon) * 0.5;
-        let (sp, sl) = (half_dp.sin(), half_dl.sin());
-        let a = sp * sp + self.cos_lat * p2.cos() * sl * sl;
-        2.0 * EARTH_RADIUS_KM * a.clamp(0.0, 1.0).sqrt().asin()
-    }
+type PointSlot = Option<((u64, u64), Point)>;
+
+thread_local! {
+    static POINTS: std::cell::RefCell<[PointSlot; POINT_MEMO]> =
+        const { std::cell::RefCell::new([None; POINT_MEMO]) };
 }
 
 /// Why `edge` may not be answered now, if it may not.
@@ -202,7 +225,7 @@ pub fn choose(
 /// Distances from one point, computed once per distinct edge location (edges of a region
 /// share its coordinates). Remembers the last [`MEMO`] locations.
 struct DistanceMemo {
-    origin: Origin,
+    origin: Point,
     seen: [(u64, u64, f64); MEMO],
     len: usize,
     next: usize,
@@ -213,7 +236,7 @@ const MEMO: usize = 8;
 impl DistanceMemo {
     fn new(lat: f64, lon: f64) -> DistanceMemo {
         DistanceMemo {
-            origin: Origin::new(lat, lon),
+            origin: Point::new(lat, lon),
             seen: [(0, 0, 0.0); MEMO],
             len: 0,
             next: 0,
@@ -228,7 +251,7 @@ impl DistanceMemo {
         {
             return d;
         }
-        let d = self.origin.distance_km(lat, lon);
+        let d = self.origin.distance_km(&Point::of_edge(lat, lon));
         self.seen[self.next] = (a, b, d);
         self.next = (self.next + 1) % MEMO;
         self.len = (self.len + 1).min(MEMO);
