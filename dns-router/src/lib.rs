@@ -15,6 +15,7 @@
 //!   asked, ECS echo with scope (RFC 7871), TC=1 when too big.
 //! * [`querylog`]: metrics per answer and the optional JSON-lines query log.
 //! * [`health`], [`metrics`]: edge health (probes, reports) and the Prometheus recorder.
+//! * [`reload`], [`watch`]: SIGHUP / `POST /api/v1/reload`, and the geo file watcher.
 //! * [`error`]: the crate's error type.
 //!
 //! [`run`] wires them: it takes sockets bound by [`listen::bind`] (tests bind 127.0.0.1:0) and
@@ -39,6 +40,7 @@ pub mod reload;
 pub mod route;
 pub mod tcp;
 pub mod udp;
+pub mod watch;
 pub mod wire;
 pub mod zone;
 
@@ -59,6 +61,7 @@ pub use route::Router;
 /// database) without binding anything: the `--check-config` path.
 pub fn check(config: &RouterConfig, base_dir: &Path) -> Result<(), RouterError> {
     route::build_snapshot(config, base_dir, 0)?;
+    health::probe::check_tls(&config.health, base_dir)?;
     Ok(())
 }
 
@@ -73,6 +76,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), RouterError> {
     let base_dir = cdn_shared::config::config_dir(config_path.as_deref());
+    let config = reload::resolve_paths(config, &base_dir);
     let _prometheus = metrics::install();
     let health = health::HealthState::new(&config);
     let router = Router::new(&config, &base_dir, health.clone())?;
@@ -120,6 +124,7 @@ pub async fn run(
     );
     let mut admin = admin::serve(sockets.admin, ctx.clone(), shutdown.clone())
         .map_err(|e| RouterError::io("start admin API", e))?;
+    let geo_watch = watch::spawn(ctx.clone(), base_dir.clone(), shutdown.clone());
     let hup = reload::spawn_sighup(ctx, shutdown.clone());
     cdn_shared::telemetry::ready("dns-router");
 
@@ -131,6 +136,7 @@ pub async fn run(
         }
         let _ = probes.await;
         let _ = hup.await;
+        let _ = geo_watch.await;
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();

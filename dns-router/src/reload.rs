@@ -6,8 +6,16 @@
 //! once, removed ones stop, remaining ones keep their state), then swap the live config.
 //!
 //! A bad config is rejected and logged, and the old one keeps serving: nothing is swapped
-//! until everything has been built. Listener addresses (`dns.listen`, `admin.listen`) and
+//! until everything has been built (including the probe TLS settings: an unreadable
+//! `health.probe_ca_file` rejects the reload).
+//!
+//! [`reload_geo`] is the same rebuild without re-reading the config: the live config's
+//! network map and database files are re-read and the routing snapshot swapped (the geo file
+//! watcher, [`crate::watch`], calls it when those files change). Both are serialised by one
+//! lock and counted in `cdn_config_reloads_total{result}`. Listener addresses (`dns.listen`, `admin.listen`) and
 //! thread counts are bound at start; a change to them is logged as needing a restart.
+
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -47,12 +55,45 @@ pub enum ReloadError {
     Router(#[from] crate::error::RouterError),
 }
 
-/// Re-read, validate, rebuild and swap. Serialised: concurrent reloads run one after another.
-pub fn reload(ctx: &AdminContext) -> Result<ReloadSummary, ReloadError> {
+/// Paths in `config` that the router itself opens (not through [`crate::route`]) made
+/// absolute against `base_dir`, the config file's directory: `health.probe_ca_file`.
+pub fn resolve_paths(mut config: RouterConfig, base_dir: &Path) -> RouterConfig {
+    crate::health::probe::resolve_paths(&mut config.health, base_dir);
+    config
+}
+
+/// Run `f` under the reload lock and count it in `cdn_config_reloads_total{result}`.
+fn serialised<T>(
+    ctx: &AdminContext,
+    f: impl FnOnce(&AdminContext) -> Result<T, ReloadError>,
+) -> Result<T, ReloadError> {
     let _one_at_a_time = ctx.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-    let result = reload_locked(ctx);
+    let result = f(ctx);
     let label = if result.is_ok() { "ok" } else { "error" };
     metrics::counter!(names::CONFIG_RELOADS, "result" => label).increment(1);
+    result
+}
+
+/// Rebuild the routing snapshot from the live config, re-reading its geo files
+/// (`geo.network_map`, `geo.database`). A file that does not load is logged and counted as a
+/// failed reload, and the old snapshot keeps serving. Serialised with [`reload`].
+pub fn reload_geo(ctx: &AdminContext) -> Result<(), ReloadError> {
+    let result = serialised(ctx, |ctx| {
+        let config = ctx.config.load_full();
+        ctx.router.reload(&config)?;
+        Ok(())
+    });
+    match &result {
+        Ok(()) => tracing::info!("geo files reloaded"),
+        Err(e) => tracing::error!(error = %e,
+            "geo file reload rejected; the old network map and database keep serving"),
+    }
+    result
+}
+
+/// Re-read, validate, rebuild and swap. Serialised: concurrent reloads run one after another.
+pub fn reload(ctx: &AdminContext) -> Result<ReloadSummary, ReloadError> {
+    let result = serialised(ctx, reload_locked);
     match &result {
         Ok(s) => tracing::info!(
             edges = s.edges,
@@ -72,7 +113,9 @@ fn reload_locked(ctx: &AdminContext) -> Result<ReloadSummary, ReloadError> {
         .config_path
         .as_deref()
         .ok_or(ReloadError::NoConfigFile)?;
-    let new: RouterConfig = cdn_shared::config::load(Some(path))?;
+    let base_dir = cdn_shared::config::config_dir(Some(path));
+    let new: RouterConfig = resolve_paths(cdn_shared::config::load(Some(path))?, &base_dir);
+    crate::health::probe::check_tls(&new.health, &base_dir)?;
     // Build first (may fail: nothing is swapped), then publish the config, then reconcile
     // health (which starts and stops probes).
     ctx.router.reload(&new)?;

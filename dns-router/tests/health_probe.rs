@@ -1,6 +1,9 @@
-//! Active probes against real HTTP targets on 127.0.0.1: an edge answering 200 goes Up, one
-//! answering 503 / hanging / refusing goes Down (after `fall` failures, never earlier), a
-//! restarted edge comes back after `rise`, and a reload starts and stops probes.
+//! Active probes against real HTTP and HTTPS targets on 127.0.0.1: an edge answering 200 goes
+//! Up, one answering 503 / hanging / refusing goes Down (after `fall` failures, never
+//! earlier), a restarted edge comes back after `rise`, and a reload starts and stops probes.
+//! HTTPS: a test CA made with `openssl`, trusted through `health.probe_ca_file`; untrusted,
+//! wrong-name and non-TLS peers go Down with their `tls_*` reason; `probe_tls_verify = false`
+//! accepts a self-signed edge.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -219,30 +222,296 @@ async fn reconcile_starts_new_probes_and_stops_removed_ones() {
     shutdown.cancel();
 }
 
+/// Test PKI made with the `openssl` command line tool: a CA, a leaf it signs for
+/// `localhost` only (so `https://127.0.0.1` is a name mismatch), and a self-signed leaf for
+/// `localhost` that no configured root trusts.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(
+            p("ca.cnf"),
+            "[req]\ndistinguished_name=dn\n[dn]\n[v3_ca]\nbasicConstraints=critical,CA:TRUE\n\
+             keyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n\
+             [v3_leaf]\nbasicConstraints=critical,CA:FALSE\nsubjectAltName=DNS:localhost\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .current_dir(dir.path())
+                .args(args)
+                .output()
+                .expect("the openssl command is needed to make test certificates");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let req = |extra: &[&str]| {
+            let mut a = vec!["req", "-config", "ca.cnf"];
+            a.extend_from_slice(&ec);
+            a.extend_from_slice(extra);
+            openssl(&a);
+        };
+        req(&[
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=probe test CA",
+            "-extensions",
+            "v3_ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        req(&[
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ca.cnf",
+            "-extensions",
+            "v3_leaf",
+            "-out",
+            "leaf.pem",
+        ]);
+        req(&[
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-extensions",
+            "v3_leaf",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+        ]);
+        Pki { dir }
+    }
+
+    fn server_config(&self, cert: &str, key: &str) -> Arc<rustls::ServerConfig> {
+        let pem = |n: &str| std::fs::read(self.path(n)).unwrap();
+        let mut chain: Vec<_> = rustls_pemfile::certs(&mut pem(cert).as_slice())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        if cert == "leaf.pem" {
+            chain.extend(rustls_pemfile::certs(&mut pem("ca.pem").as_slice()).map(|c| c.unwrap()));
+        }
+        let key = rustls_pemfile::private_key(&mut pem(key).as_slice())
+            .unwrap()
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Arc::new(cfg)
+    }
+}
+
+/// An HTTPS `/healthz` answering `code`; records the SNI of every handshake.
+async fn serve_tls(
+    cfg: Arc<rustls::ServerConfig>,
+    code: u16,
+) -> (u16, Arc<std::sync::Mutex<Vec<Option<String>>>>, Shutdown) {
+    let listener = bind().await;
+    let port = listener.local_addr().unwrap().port();
+    let snis = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = Shutdown::new();
+    let (seen, s) = (snis.clone(), stop.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    tokio::spawn(async move {
+        loop {
+            let (sock, _) = tokio::select! {
+                _ = s.cancelled() => return,
+                r = listener.accept() => match r { Ok(x) => x, Err(_) => return },
+            };
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return; // the client refused our certificate
+                };
+                seen.lock()
+                    .unwrap()
+                    .push(tls.get_ref().1.server_name().map(str::to_string));
+                let mut buf = [0u8; 1024];
+                let _ = tls.read(&mut buf).await;
+                let resp =
+                    format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, snis, stop)
+}
+
+/// Probe config for https edges: `(id, url)`, plus `[health]` lines.
+fn https_config(edges: &[(&str, String)], health_extra: &str) -> RouterConfig {
+    let mut c = config(&edges.iter().map(|(id, _)| (*id, 1)).collect::<Vec<_>>());
+    for (e, (_, url)) in c.edges.iter_mut().zip(edges) {
+        e.probe_url = Some(url.clone());
+    }
+    let extra: RouterConfig = cdn_shared::config::load_str(&format!(
+        "[health]\n{health_extra}\n[[zones]]\nname = \"x.test\"\nns = [\"ns1.x.test\"]\n"
+    ))
+    .unwrap();
+    c.health.probe_ca_file = extra.health.probe_ca_file;
+    c.health.probe_tls_verify = extra.health.probe_tls_verify;
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_probe_urls_are_reported_unsupported_not_down() {
-    let port = bind().await.local_addr().unwrap().port();
-    let text = {
-        let cfg = config(&[("tls", port)]);
-        let mut c = cfg.clone();
-        c.edges[0].probe_url = Some(format!("https://127.0.0.1:{port}/healthz"));
-        c
-    };
-    let cfg = Arc::new(text);
+async fn https_probes_verify_the_certificate_against_the_ca_file() {
+    let pki = Pki::new();
+    let leaf = pki.server_config("leaf.pem", "leaf.key");
+    let (ok_port, ok_sni, _ok) = serve_tls(leaf.clone(), 200).await;
+    let (bad_port, _, _bad) = serve_tls(leaf.clone(), 503).await;
+    let (self_port, _, _self) = serve_tls(pki.server_config("self.pem", "self.key"), 200).await;
+    let (plain_port, _, _plain) = serve(bind().await, Mode::Status(200)).await;
+    let (hang_port, _, _hang) = serve(bind().await, Mode::Hang).await;
+    let url = |host: &str, port: u16| format!("https://{host}:{port}/healthz");
+    let cfg = Arc::new(https_config(
+        &[
+            ("ok", url("localhost", ok_port)),
+            ("bad", url("localhost", bad_port)),
+            ("untrusted", url("localhost", self_port)),
+            ("wrong_name", url("127.0.0.1", ok_port)),
+            ("plain", url("localhost", plain_port)),
+            ("hang", url("localhost", hang_port)),
+        ],
+        &format!("probe_ca_file = \"{}\"", pki.path("ca.pem").display()),
+    ));
+    let state = HealthState::new(&cfg);
+    let shutdown = Shutdown::new();
+    let task = health::start(state.clone(), cfg, shutdown.clone());
+    let budget = Duration::from_secs(3);
+    wait_for(&state, "ok", budget, "up", |e| e.health == Health::Up).await;
+    assert_eq!(state.view().edges["ok"].reason, "probe_ok");
+    assert_eq!(
+        ok_sni.lock().unwrap().first(),
+        Some(&Some("localhost".to_string())),
+        "SNI is the URL's host name"
+    );
+    for (id, reason) in [
+        ("bad", "http_503"),
+        ("untrusted", "tls_cert_untrusted"),
+        ("wrong_name", "tls_cert_name"),
+        ("plain", "tls_handshake"),
+        ("hang", "probe_timeout"),
+    ] {
+        wait_for(&state, id, budget, "down", |e| e.health == Health::Down).await;
+        let e = &state.view().edges[id];
+        assert_eq!(e.reason, reason, "{id}: {e:?}");
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("probe supervisor stops on shutdown")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_probes_without_ca_file_or_verification() {
+    let pki = Pki::new();
+    let (port, _, _srv) = serve_tls(pki.server_config("self.pem", "self.key"), 200).await;
+    let (leaf_port, _, _leaf) = serve_tls(pki.server_config("leaf.pem", "leaf.key"), 200).await;
+    let url = format!("https://localhost:{port}/healthz");
+    let leaf_url = format!("https://localhost:{leaf_port}/healthz");
+
+    // Webpki roots only: neither the self-signed nor the private-CA certificate is trusted.
+    let cfg = Arc::new(https_config(
+        &[("self", url.clone()), ("private", leaf_url.clone())],
+        "",
+    ));
     let state = HealthState::new(&cfg);
     let shutdown = Shutdown::new();
     let _task = health::start(state.clone(), cfg, shutdown.clone());
-    wait_for(
-        &state,
-        "tls",
-        Duration::from_secs(2),
-        "marked unsupported",
-        |e| e.reason == "probe_unsupported",
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let e = &state.view().edges["tls"];
-    assert_eq!(e.health, Health::Unknown, "{e:?}");
-    assert_eq!(e.failures, 0);
+    for id in ["self", "private"] {
+        wait_for(&state, id, Duration::from_secs(3), "down", |e| {
+            e.health == Health::Down
+        })
+        .await;
+        assert_eq!(state.view().edges[id].reason, "tls_cert_untrusted");
+    }
     shutdown.cancel();
+
+    // probe_tls_verify = false: the self-signed edge is Up (the handshake still runs).
+    let cfg = Arc::new(https_config(
+        &[("self", url), ("private", leaf_url)],
+        "probe_tls_verify = false",
+    ));
+    let state = HealthState::new(&cfg);
+    let shutdown = Shutdown::new();
+    let _task = health::start(state.clone(), cfg, shutdown.clone());
+    for id in ["self", "private"] {
+        wait_for(&state, id, Duration::from_secs(3), "up", |e| {
+            e.health == Health::Up
+        })
+        .await;
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshake_counts_in_the_probe_timeout() {
+    // A peer that accepts TCP and never answers the ClientHello: the probe gives up after
+    // probe_timeout (100 ms), not later.
+    let (port, _, _hang) = serve(bind().await, Mode::Hang).await;
+    let url = cdn_dns_router::health::probe::ProbeUrl::parse(&format!(
+        "https://localhost:{port}/healthz"
+    ))
+    .unwrap();
+    let tls = cdn_dns_router::health::probe::tls_connector(&Default::default()).unwrap();
+    let started = Instant::now();
+    let r = cdn_dns_router::health::probe::probe_once(&url, Duration::from_millis(100), Some(&tls))
+        .await;
+    assert_eq!(
+        r.unwrap_err().reason(),
+        "probe_timeout",
+        "handshake bounded by the timeout"
+    );
+    assert!(started.elapsed() < Duration::from_millis(1_000));
+    // No TLS settings loaded: https probes fail with `tls_config`.
+    let r = cdn_dns_router::health::probe::probe_once(&url, Duration::from_millis(100), None).await;
+    assert_eq!(r.unwrap_err().reason(), "tls_config");
 }

@@ -23,9 +23,10 @@
 //!   by probes.
 //! * `reason` names why the edge is in its state, in priority order: the probe failure when
 //!   `Down` (`probe_timeout`, `http_<code>`, `connect_refused`, `connect_error`,
-//!   `bad_response`), `manual` (operator drain), `draining` (reported), `overloaded`,
-//!   `report_stale`, then `probe_ok` (`Up`) or, for `Unknown`, the latest failure reason while
-//!   failures are still below `fall`, `probe_unsupported` (an `https://` probe URL), or
+//!   `bad_response`, and for `https://` probes `tls_handshake`, `tls_cert_untrusted`,
+//!   `tls_cert_expired`, `tls_cert_name`, `tls_cert`, `tls_config`), `manual` (operator
+//!   drain), `draining` (reported), `overloaded`, `report_stale`, then `probe_ok` (`Up`) or,
+//!   for `Unknown`, the latest failure reason while failures are still below `fall`, or
 //!   `no_data`.
 
 use std::collections::HashMap;
@@ -53,11 +54,27 @@ pub enum ProbeFailure {
     Connect,
     /// The answer was not an HTTP/1.x status line.
     BadResponse,
+    /// `https://`: the TLS handshake failed for a reason other than the certificate (a
+    /// protocol error or alert, or the peer does not speak TLS).
+    TlsHandshake,
+    /// `https://`: the certificate chain does not lead to a trusted root (unknown issuer, bad
+    /// signature): see `health.probe_ca_file`.
+    TlsCertUntrusted,
+    /// `https://`: the certificate is expired or not yet valid.
+    TlsCertExpired,
+    /// `https://`: the certificate is not valid for the probe URL's host name.
+    TlsCertName,
+    /// `https://`: another certificate problem (encoding, purpose, revocation, algorithm).
+    TlsCert,
+    /// `https://`: the probe TLS settings could not be loaded (`health.probe_ca_file` became
+    /// unreadable after the config was checked).
+    TlsConfig,
 }
 
 impl ProbeFailure {
     /// Reason string: `probe_timeout`, `http_<code>`, `connect_refused`, `connect_error`,
-    /// `bad_response`.
+    /// `bad_response`, `tls_handshake`, `tls_cert_untrusted`, `tls_cert_expired`,
+    /// `tls_cert_name`, `tls_cert`, `tls_config`.
     pub fn reason(&self) -> String {
         match self {
             ProbeFailure::Timeout => "probe_timeout".into(),
@@ -65,6 +82,12 @@ impl ProbeFailure {
             ProbeFailure::ConnectRefused => "connect_refused".into(),
             ProbeFailure::Connect => "connect_error".into(),
             ProbeFailure::BadResponse => "bad_response".into(),
+            ProbeFailure::TlsHandshake => "tls_handshake".into(),
+            ProbeFailure::TlsCertUntrusted => "tls_cert_untrusted".into(),
+            ProbeFailure::TlsCertExpired => "tls_cert_expired".into(),
+            ProbeFailure::TlsCertName => "tls_cert_name".into(),
+            ProbeFailure::TlsCert => "tls_cert".into(),
+            ProbeFailure::TlsConfig => "tls_config".into(),
         }
     }
 }
@@ -97,9 +120,6 @@ pub enum Event {
         /// Probe duration, ms.
         latency_ms: f64,
     },
-    /// The probe URL cannot be probed (not `http://`): recorded so the API shows it; health
-    /// is left to other evidence (the edge stays `Unknown`, which is usable).
-    ProbeUnsupported,
     /// A pushed report (already known to be for this edge).
     Report(Box<HealthReport>),
     /// Operator drain (`POST /api/v1/edges/{id}/drain`).
@@ -266,14 +286,6 @@ pub fn apply(prev: &EdgeHealth, event: Event, now_ms: u64, cfg: &HealthSection) 
                 e.health = Health::Down;
             }
         }
-        Event::ProbeUnsupported => {
-            e.last_probe = Some(ProbeResult {
-                ok: false,
-                outcome: "probe_unsupported".into(),
-                at_ms: now_ms,
-                latency_ms: 0.0,
-            });
-        }
         Event::Report(report) => {
             if report_verdict(prev, &report, now_ms, cfg) != ReportVerdict::Accepted {
                 return e;
@@ -330,14 +342,9 @@ fn reason_for(e: &EdgeHealth) -> String {
     if e.report_stale {
         return "report_stale".into();
     }
-    let unsupported = e
-        .last_probe
-        .as_ref()
-        .is_some_and(|p| p.outcome == "probe_unsupported");
     match e.health {
         Health::Up => "probe_ok".into(),
         _ if e.failures > 0 => failure.to_string(),
-        _ if unsupported => "probe_unsupported".into(),
         _ => "no_data".into(),
     }
 }
@@ -699,15 +706,25 @@ mod tests {
         assert_eq!(ProbeFailure::ConnectRefused.reason(), "connect_refused");
         assert_eq!(ProbeFailure::Connect.reason(), "connect_error");
         assert_eq!(ProbeFailure::BadResponse.reason(), "bad_response");
+        assert_eq!(ProbeFailure::TlsHandshake.reason(), "tls_handshake");
+        assert_eq!(
+            ProbeFailure::TlsCertUntrusted.reason(),
+            "tls_cert_untrusted"
+        );
+        assert_eq!(ProbeFailure::TlsCertExpired.reason(), "tls_cert_expired");
+        assert_eq!(ProbeFailure::TlsCertName.reason(), "tls_cert_name");
+        assert_eq!(ProbeFailure::TlsCert.reason(), "tls_cert");
+        assert_eq!(ProbeFailure::TlsConfig.reason(), "tls_config");
     }
 
     #[test]
-    fn unsupported_probe_is_visible_but_not_down() {
-        let e = apply(&EdgeHealth::unknown(0), Event::ProbeUnsupported, 5, &cfg());
-        assert_eq!(e.health, Health::Unknown);
-        assert_eq!(e.reason, "probe_unsupported");
-        assert_eq!(e.last_probe.as_ref().unwrap().outcome, "probe_unsupported");
-        assert_eq!(e.selection_key(), EdgeHealth::unknown(0).selection_key());
+    fn tls_failures_go_down_after_fall_with_their_reason() {
+        let mut e = EdgeHealth::unknown(0);
+        for t in 1..=3 {
+            e = fail(&e, ProbeFailure::TlsCertUntrusted, t);
+        }
+        assert_eq!(e.health, Health::Down);
+        assert_eq!(e.reason, "tls_cert_untrusted");
     }
 
     #[test]

@@ -172,6 +172,15 @@ pub struct HealthSection {
     /// An overloaded edge returns once its utilisation falls below this fraction of capacity
     /// (hysteresis). Default 0.9.
     pub overload_recover_ratio: f64,
+    /// `https://` probe URLs: a PEM file of extra CA certificates trusted in addition to the
+    /// built-in webpki (Mozilla) roots, e.g. a private CA that signs the edges' certificates.
+    /// Relative to the config file's directory. Checked at start, `--check-config` and reload
+    /// (unreadable or no certificate → config error). Optional.
+    pub probe_ca_file: Option<PathBuf>,
+    /// `https://` probe URLs: verify the edge's certificate (chain to a trusted root, validity
+    /// dates, the URL's host name). `false` accepts any certificate (self-signed labs); the
+    /// TLS handshake must still succeed. Default true.
+    pub probe_tls_verify: bool,
 }
 
 impl Default for HealthSection {
@@ -184,6 +193,8 @@ impl Default for HealthSection {
             fall: 3,
             report_max_age: Duration::from_secs(10),
             overload_recover_ratio: 0.9,
+            probe_ca_file: None,
+            probe_tls_verify: true,
         }
     }
 }
@@ -218,7 +229,8 @@ pub struct EdgeEntry {
     /// IPv6 addresses answered in AAAA records.
     #[serde(default)]
     pub ipv6: Vec<Ipv6Addr>,
-    /// Health probe URL (HTTP GET, 200 = healthy). Default `http://<first ipv4>/healthz`.
+    /// Health probe URL (`http://` or `https://`; GET, 200 = healthy). Default
+    /// `http://<first ipv4>/healthz`.
     #[serde(default)]
     pub probe_url: Option<String>,
     /// Base URL of the edge's admin API, used for purge fan-out. Optional.
@@ -419,6 +431,15 @@ impl Validate for RouterConfig {
             return Err(ConfigError::new(
                 "health.overload_recover_ratio",
                 "must be in [0, 1]",
+            ));
+        }
+        if h.probe_ca_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(ConfigError::new(
+                "health.probe_ca_file",
+                "must not be empty (leave unset to trust only the built-in roots)",
             ));
         }
 
@@ -634,5 +655,30 @@ impl EdgeEntry {
             (None, Some(ip)) => format!("http://{ip}/healthz"),
             (None, None) => String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "[[zones]]\nname = \"cdn.test\"\nns = [\"ns1.cdn.test\"]\n";
+
+    #[test]
+    fn probe_tls_keys_default_and_validate() {
+        let c: RouterConfig = crate::config::load_str(MIN).unwrap();
+        assert_eq!(c.health.probe_ca_file, None);
+        assert!(c.health.probe_tls_verify);
+        let c: RouterConfig = crate::config::load_str(&format!(
+            "[health]\nprobe_ca_file = \"ca.pem\"\nprobe_tls_verify = false\n{MIN}"
+        ))
+        .unwrap();
+        assert_eq!(c.health.probe_ca_file, Some(PathBuf::from("ca.pem")));
+        assert!(!c.health.probe_tls_verify);
+        let e = crate::config::load_str::<RouterConfig>(&format!(
+            "[health]\nprobe_ca_file = \"\"\n{MIN}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "health.probe_ca_file");
     }
 }

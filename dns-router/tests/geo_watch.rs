@@ -1,0 +1,111 @@
+//! The geo file watcher through `run()`: with `geo.reload_check_interval = "200ms"`, rewriting
+//! the network map file moves a client to another region in real DNS answers without a
+//! SIGHUP; a broken map is refused (logged, `cdn_config_reloads_total{result="error"}`
+//! counted) and the old answer keeps coming.
+
+#[path = "admin_common/mod.rs"]
+mod admin_common;
+#[path = "dns_support/mod.rs"]
+mod dns_support;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use admin_common::http_blocking;
+use dns_support::{addrs, config_text, healthy_edge, query, udp, with_edns, Server};
+use hickory_proto::rr::RecordType;
+
+const CLIENT: &str = "100.64.1.0/24";
+const EU_ADDR: &str = "192.0.2.20";
+const AP_ADDR: &str = "192.0.2.30";
+
+fn answer(dns: SocketAddr) -> Vec<IpAddr> {
+    addrs(&udp(
+        dns,
+        &with_edns(query("www.cdn.example.test", RecordType::A), Some(CLIENT)),
+    ))
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// `cdn_config_reloads_total{result="<result>"}` from `GET /metrics` (0 when absent).
+fn reloads(admin: SocketAddr, result: &str) -> u64 {
+    let (status, text) = http_blocking(admin, "GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    let series = format!("cdn_config_reloads_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+/// Poll `f` every 20 ms until it holds, or panic after `within`; returns the time taken.
+fn wait(within: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < within, "not {what} within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+/// Replace the map by writing a temporary file and renaming it over the old one.
+fn replace(map: &Path, text: &str) {
+    let tmp = map.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, map).unwrap();
+}
+
+#[test]
+fn network_map_changes_are_picked_up_and_bad_maps_refused() {
+    let edges: Vec<_> = (0..3).map(|_| healthy_edge()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("map.txt");
+    std::fs::write(&map, format!("{CLIENT} eu-west\n")).unwrap();
+    let text = config_text(&edges[0].0, &edges[1].0, &edges[2].0).replace(
+        "[geo]\n",
+        &format!(
+            "[geo]\nnetwork_map = \"{}\"\nreload_check_interval = \"200ms\"\n",
+            map.display()
+        ),
+    );
+    let server = Server::start_in(&text, dir.path());
+    assert_eq!(answer(server.dns), [ip(EU_ADDR)]);
+
+    // The client moves to ap-northeast: seen within two intervals (+ slack), no SIGHUP.
+    let ok_before = reloads(server.admin, "ok");
+    replace(&map, &format!("# moved\n{CLIENT} ap-northeast\n"));
+    let took = wait(Duration::from_secs(5), "moved to ap-northeast", || {
+        answer(server.dns) == [ip(AP_ADDR)]
+    });
+    eprintln!("map change answered after {took:?}");
+    assert!(reloads(server.admin, "ok") > ok_before);
+
+    // An in-place rewrite (same inode) is seen too.
+    std::fs::write(&map, format!("{CLIENT} eu-west\n")).unwrap();
+    wait(Duration::from_secs(5), "moved back to eu-west", || {
+        answer(server.dns) == [ip(EU_ADDR)]
+    });
+
+    // A broken map (unknown region) is refused: counted as an error, old answer kept.
+    let errors_before = reloads(server.admin, "error");
+    replace(&map, &format!("{CLIENT} atlantis\n"));
+    wait(
+        Duration::from_secs(5),
+        "the bad map counted as an error",
+        || reloads(server.admin, "error") > errors_before,
+    );
+    for _ in 0..5 {
+        assert_eq!(answer(server.dns), [ip(EU_ADDR)], "old map keeps serving");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Fixing the file is picked up again.
+    replace(&map, &format!("{CLIENT} ap-northeast\n"));
+    wait(Duration::from_secs(5), "fixed map loaded", || {
+        answer(server.dns) == [ip(AP_ADDR)]
+    });
+    drop(server); // run() returns: the watcher stops on shutdown
+}
