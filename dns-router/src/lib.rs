@@ -4,7 +4,10 @@
 //!
 //! * [`listen`]: bind the UDP (SO_REUSEPORT, one per thread) and TCP sockets; `listening` lines.
 //! * [`udp`] / [`tcp`]: the transports — a blocking loop per UDP socket (the fast path), and
-//!   RFC 7766 TCP with pipelining, idle timeout and a connection limit.
+//!   RFC 7766 TCP served by hickory-server (framing, pipelining, idle timeout) behind our
+//!   accept loop (connection limit, shutdown).
+//! * [`hickory`]: the request path as a hickory-server `RequestHandler` (TCP): our wire
+//!   answer re-encoded by hickory, question bytes (case) kept.
 //! * [`handler`]: one packet → one response; the whole request path in one function.
 //! * [`wire`]: decode header, question and OPT/ECS only (FORMERR / drop on bad input).
 //! * [`zone`]: zones from config (SOA, NS + glue, static records, services, wildcards,
@@ -33,6 +36,7 @@ pub mod answer;
 pub mod error;
 pub mod handler;
 pub mod health;
+pub mod hickory;
 pub mod listen;
 pub mod metrics;
 pub mod querylog;

@@ -1,21 +1,50 @@
-//! DNS over TCP (RFC 7766): length-prefixed messages, several queries pipelined on one
-//! connection (answered in order), an idle timeout (`dns.tcp_idle_timeout`) and a connection
-//! limit (`dns.tcp_max_connections`; connections beyond it are closed at once). The same
-//! `handler::respond` answers, with a 65535-byte limit, so answers truncated over UDP come
-//! whole here.
+//! DNS over TCP (RFC 7766), served by hickory-server: length-prefixed messages, several
+//! queries pipelined on one connection (answered in order), an idle timeout
+//! (`dns.tcp_idle_timeout`) and a connection limit (`dns.tcp_max_connections`; connections
+//! beyond it are closed at once). The answers come from the same `handler::respond` as UDP,
+//! through [`crate::hickory::RouterHandler`], with a 65535-byte limit, so answers truncated
+//! over UDP come whole here.
+//!
+//! ## Why our accept loop and not `hickory_server::Server::register_listener`
+//!
+//! `Server::register_listener` accepts without any bound (one task per connection) and has no
+//! hook between `accept` and the connection task, so `dns.tcp_max_connections` could not be
+//! enforced. So [`serve`] keeps its own accept loop with a semaphore and the shutdown token,
+//! and drives each connection with hickory's public per-connection pieces, the ones `Server`
+//! itself uses: `hickory_net::tcp::TcpStream` (framing, writes), `server::TimeoutStream`
+//! (idle timeout), `Request::from_bytes`, `ResponseHandle` and our `RequestHandler`. The
+//! steps `Server` takes per message (its version is private) are repeated in
+//! `handle_frame`: shorter than a header → no answer; a response (QR=1) → no answer;
+//! undecodable by hickory → FORMERR with the id echoed and no question; else the handler.
+//! `Server`'s `ReportingResponseHandler`, which logs every request at INFO, is not in this
+//! path, so TCP queries leave no log line (metrics and the query log count them).
+//!
+//! Behaviour set by hickory: a frame hickory cannot decode is answered FORMERR even where
+//! UDP would answer (UDP decodes only header, question and OPT); a zero-length frame or a
+//! frame cut by EOF closes the connection; a frame too short for a header, or a response, is
+//! ignored and the connection stays open.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use futures_util::StreamExt;
+use hickory_proto::op::{Header, MessageType, ResponseCode};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_server::net::runtime::iocompat::AsyncIoTokioAsStd;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{
+    Request, RequestHandler, ResponseHandle, ResponseHandler, TimeoutStream,
+};
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use cdn_shared::shutdown::Shutdown;
 
-use crate::handler::{respond, Context, ThreadCache, Transport};
-use crate::querylog::{Entry, QueryLog, Recorder};
+use crate::hickory::RouterHandler;
+use crate::querylog::QueryLog;
 use crate::route::Router;
 
 /// TCP settings.
@@ -27,7 +56,11 @@ pub struct TcpLimits {
     pub max_connections: usize,
 }
 
-/// Accept connections until `shutdown`.
+/// Responses queued per connection before they are written (answers are written in order
+/// before the next query is read, so one is the most ever waiting).
+const RESPONSE_QUEUE: usize = 4;
+
+/// Accept connections until `shutdown`; each connection ends at `shutdown` too.
 pub async fn serve(
     listener: std::net::TcpListener,
     router: Arc<Router>,
@@ -54,80 +87,72 @@ pub async fn serve(
             drop(stream); // over the limit: close at once
             continue;
         };
-        let router = router.clone();
-        let log = log.clone();
+        let handler = RouterHandler::new(router.clone(), log.clone());
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
-            connection(stream, peer, router, limits.idle, log, shutdown).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = connection(stream, peer, &handler, limits.idle) => {}
+            }
         });
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+/// One connection: frames in, answers out in order, until EOF, an error or `idle` without a
+/// complete frame.
+async fn connection(stream: TcpStream, peer: SocketAddr, handler: &RouterHandler, idle: Duration) {
+    let (frames, sender) = hickory_server::net::tcp::TcpStream::from_stream_with_buffer_size(
+        AsyncIoTokioAsStd(stream),
+        peer,
+        RESPONSE_QUEUE,
+    );
+    let mut frames = TimeoutStream::new(frames, idle);
+    // Polling for the next frame also writes the queued answers.
+    while let Some(frame) = frames.next().await {
+        let Ok(frame) = frame else {
+            return; // idle, closed mid-frame, or an I/O error
+        };
+        let (bytes, _) = frame.into_parts();
+        let response = ResponseHandle::new(peer, sender.clone(), Protocol::Tcp);
+        handle_frame(handler, bytes, peer, response).await;
+    }
+}
+
+/// One message, as `hickory_server::Server` handles it.
+async fn handle_frame(
+    handler: &RouterHandler,
+    bytes: Vec<u8>,
     peer: SocketAddr,
-    router: Arc<Router>,
-    idle: Duration,
-    log: Option<QueryLog>,
-    shutdown: Shutdown,
+    mut response: impl ResponseHandler,
 ) {
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::new(rd);
-    let mut cache = ThreadCache::new();
-    let mut recorder = Recorder::new();
-    let mut query = Vec::new();
-    let mut out = Vec::with_capacity(512);
-    let mut frame = Vec::with_capacity(514);
-    loop {
-        let len = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = tokio::time::timeout(idle, rd.read_u16()) => match r {
-                Ok(Ok(l)) => l as usize,
-                _ => return, // idle, closed, or error
-            },
-        };
-        query.resize(len, 0);
-        match tokio::time::timeout(idle, rd.read_exact(&mut query)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
+    let started = Instant::now();
+    let header = match Header::read(&mut BinDecoder::new(&bytes)) {
+        Ok(h) => h,
+        Err(_) => return, // shorter than a header: nothing to answer
+    };
+    if header.metadata.message_type == MessageType::Response {
+        return; // never answer responses (reflection)
+    }
+    match Request::from_bytes(bytes.clone(), peer, Protocol::Tcp) {
+        Ok(request) => {
+            handler
+                .handle_request::<_, TokioTime>(&request, response)
+                .await;
         }
-        let started = Instant::now();
-        let answered = {
-            let snap = router.snapshot();
-            let view = router.health().view();
-            let now_ms = cdn_shared::unix_ms();
-            let ctx = Context {
-                snap: &snap,
-                view: &view,
-                now_ms,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "tcp: undecodable query; FORMERR");
+            handler.record_undecodable(&bytes, peer.ip(), started);
+            let mut d = BinDecoder::new(&[]);
+            let Ok(no_question) = Queries::read(&mut d, 0) else {
+                return;
             };
-            let outcome = respond(ctx, &mut cache, &query, peer.ip(), Transport::Tcp, &mut out);
-            if let Some(o) = &outcome {
-                recorder.record(&snap, o, started.elapsed().as_secs_f64());
-                if let Some(l) = &log {
-                    l.log(Entry::new(
-                        &snap,
-                        o,
-                        &query,
-                        peer.ip(),
-                        Transport::Tcp,
-                        now_ms,
-                    ));
-                }
+            let r = MessageResponseBuilder::new(&no_question, None)
+                .error_msg(&header.metadata, ResponseCode::FormErr);
+            if let Err(e) = response.send_response(r).await {
+                tracing::debug!(%peer, error = %e, "tcp: FORMERR not sent");
             }
-            outcome.is_some()
-        };
-        if !answered {
-            // Not even a header: nothing sensible to say on this stream.
-            return;
-        }
-        frame.clear();
-        frame.extend_from_slice(&(out.len() as u16).to_be_bytes());
-        frame.extend_from_slice(&out);
-        if wr.write_all(&frame).await.is_err() {
-            return;
         }
     }
 }
