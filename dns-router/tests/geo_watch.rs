@@ -1,7 +1,7 @@
 //! The geo file watcher through `run()`: with `geo.reload_check_interval = "200ms"`, rewriting
-//! the network map file moves a client to another region in real DNS answers without a
-//! SIGHUP; a broken map is refused (logged, `cdn_config_reloads_total{result="error"}`
-//! counted) and the old answer keeps coming.
+//! the network map file (or the MaxMind database) moves a client to another region in real
+//! DNS answers without a SIGHUP; a broken map or database is refused (logged,
+//! `cdn_config_reloads_total{result="error"}` counted) and the old answer keeps coming.
 
 #[path = "admin_common/mod.rs"]
 mod admin_common;
@@ -30,6 +30,9 @@ fn answer(dns: SocketAddr) -> Vec<IpAddr> {
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
+
+/// The reload counters are process-wide: the tests run one at a time so each sees its own.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// `cdn_config_reloads_total{result="<result>"}` from `GET /metrics` (0 when absent).
 fn reloads(admin: SocketAddr, result: &str) -> u64 {
@@ -61,6 +64,7 @@ fn replace(map: &Path, text: &str) {
 
 #[test]
 fn network_map_changes_are_picked_up_and_bad_maps_refused() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let edges: Vec<_> = (0..3).map(|_| healthy_edge()).collect();
     let dir = tempfile::tempdir().unwrap();
     let map = dir.path().join("map.txt");
@@ -108,4 +112,70 @@ fn network_map_changes_are_picked_up_and_bad_maps_refused() {
         answer(server.dns) == [ip(AP_ADDR)]
     });
     drop(server); // run() returns: the watcher stops on shutdown
+}
+
+/// A City-shaped MaxMind database placing `CLIENT`'s /16 at `lat`, `lon`.
+fn city_db(lat: f64, lon: f64) -> Vec<u8> {
+    use mmdb_writer::{Value, Writer};
+    let mut w = Writer::new("Test-City");
+    let record = Value::map([
+        ("continent", Value::map([("code", Value::from("XX"))])),
+        ("country", Value::map([("iso_code", Value::from("XX"))])),
+        (
+            "location",
+            Value::map([
+                ("accuracy_radius", Value::from(20u16)),
+                ("latitude", Value::from(lat)),
+                ("longitude", Value::from(lon)),
+            ]),
+        ),
+    ]);
+    w.insert_value("100.64.0.0/16".parse::<ipnet::IpNet>().unwrap(), record)
+        .unwrap();
+    w.to_bytes().unwrap()
+}
+
+#[test]
+fn database_changes_are_picked_up_and_bad_databases_refused() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let edges: Vec<_> = (0..3).map(|_| healthy_edge()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("city.mmdb");
+    std::fs::write(&db, city_db(53.0, -6.0)).unwrap(); // Dublin: eu-west
+    let text = config_text(&edges[0].0, &edges[1].0, &edges[2].0).replace(
+        "[geo]\n",
+        &format!(
+            "[geo]\ndatabase = \"{}\"\nreload_check_interval = \"200ms\"\n",
+            db.display()
+        ),
+    );
+    let server = Server::start_in(&text, dir.path());
+    assert_eq!(answer(server.dns), [ip(EU_ADDR)]);
+
+    let tmp = dir.path().join("city.tmp");
+    std::fs::write(&tmp, city_db(35.7, 139.7)).unwrap(); // Tokyo: ap-northeast
+    std::fs::rename(&tmp, &db).unwrap();
+    wait(
+        Duration::from_secs(5),
+        "located by the new database",
+        || answer(server.dns) == [ip(AP_ADDR)],
+    );
+
+    // Truncated database (as if caught mid-copy and left so): refused, old one kept.
+    let errors_before = reloads(server.admin, "error");
+    let bytes = city_db(53.0, -6.0);
+    std::fs::write(&db, &bytes[..bytes.len() / 2]).unwrap();
+    wait(
+        Duration::from_secs(5),
+        "the bad database counted as an error",
+        || reloads(server.admin, "error") > errors_before,
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            answer(server.dns),
+            [ip(AP_ADDR)],
+            "old database keeps serving"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -515,3 +515,34 @@ async fn tls_handshake_counts_in_the_probe_timeout() {
     let r = cdn_dns_router::health::probe::probe_once(&url, Duration::from_millis(100), None).await;
     assert_eq!(r.unwrap_err().reason(), "tls_config");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_ca_file_is_picked_up_without_a_reload() {
+    let pki = Pki::new();
+    let (port, _, _srv) = serve_tls(pki.server_config("leaf.pem", "leaf.key"), 200).await;
+    // The CA file first holds an unrelated certificate: the edge is not trusted.
+    let ca = pki.path("rotating.pem");
+    std::fs::copy(pki.path("self.pem"), &ca).unwrap();
+    let cfg = Arc::new(https_config(
+        &[("e", format!("https://localhost:{port}/healthz"))],
+        &format!("probe_ca_file = \"{}\"", ca.display()),
+    ));
+    let state = HealthState::new(&cfg);
+    let shutdown = Shutdown::new();
+    let _task = health::start(state.clone(), cfg, shutdown.clone());
+    wait_for(&state, "e", Duration::from_secs(3), "down", |e| {
+        e.health == Health::Down
+    })
+    .await;
+    assert_eq!(state.view().edges["e"].reason, "tls_cert_untrusted");
+
+    // Rotate: the right CA replaces the file (write + rename); same path, no reload.
+    let tmp = pki.path("rotating.tmp");
+    std::fs::copy(pki.path("ca.pem"), &tmp).unwrap();
+    std::fs::rename(&tmp, &ca).unwrap();
+    wait_for(&state, "e", Duration::from_secs(3), "up", |e| {
+        e.health == Health::Up
+    })
+    .await;
+    shutdown.cancel();
+}

@@ -175,7 +175,8 @@ pub struct HealthSection {
     /// `https://` probe URLs: a PEM file of extra CA certificates trusted in addition to the
     /// built-in webpki (Mozilla) roots, e.g. a private CA that signs the edges' certificates.
     /// Relative to the config file's directory. Checked at start, `--check-config` and reload
-    /// (unreadable or no certificate → config error). Optional.
+    /// (unreadable or no certificate → config error); a changed file is re-read by the probes
+    /// within a second (a bad new file is logged and the previous roots kept). Optional.
     pub probe_ca_file: Option<PathBuf>,
     /// `https://` probe URLs: verify the edge's certificate (chain to a trusted root, validity
     /// dates, the URL's host name). `false` accepts any certificate (self-signed labs); the
