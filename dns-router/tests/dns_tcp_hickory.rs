@@ -1,7 +1,8 @@
 //! DNS over TCP served by hickory-server: the TCP answer to each query is the UDP answer
 //! (same header flags, full RCODE, records, OPT and ECS echo, question case), except TC;
 //! pipelining on one connection; FORMERR for frames hickory cannot decode; garbage never
-//! stalls a connection; the connection limit; no log line per TCP query.
+//! stalls a connection; the connection limit; shutdown; the query log has every TCP query (the
+//! FORMERRs too) and the process log has no line per TCP query.
 
 mod dns_support;
 
@@ -577,4 +578,60 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[test]
+fn tcp_queries_are_in_the_query_log() {
+    let (up, _) = healthy_edge();
+    let log = tempfile::tempdir().unwrap();
+    let path = log.path().join("queries.jsonl");
+    let text = config_text(&up, &up, &up).replace(
+        "tcp_idle_timeout = \"400ms\"",
+        &format!(
+            "tcp_idle_timeout = \"400ms\"\nquery_log = \"{}\"",
+            path.display()
+        ),
+    );
+    let s = Server::start(&text);
+    let service = ecs(
+        query("www.cdn.example.test", RecordType::A),
+        "198.51.100.0/24",
+    )
+    .to_vec()
+    .unwrap();
+    let nx = query("nope.cdn.example.test", RecordType::AAAA)
+        .to_vec()
+        .unwrap();
+    let cut = &nx[..nx.len() - 3]; // hickory's FORMERR
+    let mut c = TcpStream::connect(s.dns).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.write_all(&frames(&[service, cut.to_vec(), nx.clone()]))
+        .unwrap();
+    for _ in 0..3 {
+        assert!(read_frame(&mut c).is_some());
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lines: Vec<serde_json::Value> = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|v: &serde_json::Value| v["transport"] == "tcp")
+            .collect();
+        if lines.len() >= 3 {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "query log: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_eq!(lines[0]["name"], "www.cdn.example.test.");
+    assert_eq!(lines[0]["rcode"], "NOERROR");
+    assert_eq!(lines[0]["region"], "eu-west");
+    assert_eq!(lines[0]["ecs"], "198.51.100.0/24");
+    assert_eq!(lines[0]["tc"], false);
+    assert_eq!(lines[1]["rcode"], "FORMERR");
+    assert_eq!(lines[2]["name"], "nope.cdn.example.test.");
+    assert_eq!(lines[2]["qtype"], "AAAA");
+    assert_eq!(lines[2]["rcode"], "NXDOMAIN");
 }
