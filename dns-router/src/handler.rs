@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 use crate::answer::{header_only, udp_limit, OptReply, Rcode, Response, Section, OWNER_QNAME};
 use crate::health::HealthView;
-use cdn_geo::model::ClientLocation;
+use cdn_geo::model::{Candidate, ClientLocation};
+use foldhash::fast::RandomState;
 use ipnet::IpNet;
 
-use crate::route::{answer_of, client_key, Router, ServiceAnswer, Snapshot, TYPE_A, TYPE_AAAA};
+use crate::route::{
+    answer_of, candidates, client_key, Router, ServiceAnswer, Snapshot, TYPE_A, TYPE_AAAA,
+};
 use crate::wire::{decode, Decoded, Malformed, Query};
 use crate::zone::{Lookup, Node, RrSet, Zone, Zones};
 
@@ -65,8 +68,10 @@ struct ClientEntry {
 pub struct ThreadCache {
     epoch: u64,
     generation: u64,
-    by_client: HashMap<ClientCacheKey, ClientEntry>,
-    by_network: HashMap<NetworkCacheKey, Arc<ServiceAnswer>>,
+    by_client: HashMap<ClientCacheKey, ClientEntry, RandomState>,
+    by_network: HashMap<NetworkCacheKey, Arc<ServiceAnswer>, RandomState>,
+    /// (service, type) → its candidates under the current health generation.
+    candidates: HashMap<(u32, u16), Arc<Vec<Candidate>>, RandomState>,
 }
 
 /// Most cached client keys per thread before the cache is cleared.
@@ -79,6 +84,9 @@ impl ThreadCache {
     }
 
     fn validate(&mut self, epoch: u64, generation: u64) {
+        if self.epoch != epoch {
+            self.candidates.clear();
+        }
         if self.epoch != epoch
             || self.by_client.len() >= CACHE_LIMIT
             || self.by_network.len() >= CACHE_LIMIT
@@ -89,6 +97,7 @@ impl ThreadCache {
         }
         if self.generation != generation {
             self.by_network.clear();
+            self.candidates.clear();
             self.generation = generation;
         }
     }
@@ -328,13 +337,17 @@ fn service_answer(
     let a = match cache.by_network.get(&nk) {
         Some(a) => a.clone(),
         None => {
+            let candidates = cache
+                .candidates
+                .entry((svc as u32, rtype))
+                .or_insert_with(|| Arc::new(candidates(ctx.snap, service, rtype, ctx.view)))
+                .clone();
             let d = Router::decide_located(
                 ctx.snap,
-                ctx.view,
                 svc,
-                rtype,
                 key,
-                (*location).clone(),
+                location.clone(),
+                candidates,
                 ctx.now_ms,
             );
             let a = Arc::new(answer_of(ctx.snap, svc, rtype, &d));

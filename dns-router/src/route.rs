@@ -128,9 +128,10 @@ pub struct Decided {
     /// Which address was looked up.
     pub key: ClientKey,
     /// Where the client is.
-    pub location: ClientLocation,
-    /// The candidates given to `choose`.
-    pub candidates: Vec<Candidate>,
+    pub location: Arc<ClientLocation>,
+    /// The candidates given to `choose` (shared: the UDP threads build them once per health
+    /// generation, not once per decision).
+    pub candidates: Arc<Vec<Candidate>>,
     /// The decision.
     pub decision: Decision,
     /// ECS scope for the answer.
@@ -426,23 +427,22 @@ impl Router {
         now_ms: u64,
     ) -> Decided {
         let key = client_key(&snap.services[svc], resolver, ecs);
-        let location = snap.locator.locate(key.addr);
-        Router::decide_located(snap, view, svc, rtype, key, location, now_ms)
+        let location = Arc::new(snap.locator.locate(key.addr));
+        let candidates = Arc::new(candidates(snap, &snap.services[svc], rtype, view));
+        Router::decide_located(snap, svc, key, location, candidates, now_ms)
     }
 
-    /// [`Router::decide`] for a client already located (the UDP threads cache locations per
-    /// network).
+    /// [`Router::decide`] for a client already located, over `candidates` already built from
+    /// the health view (the UDP threads cache both).
     pub fn decide_located(
         snap: &Snapshot,
-        view: &HealthView,
         svc: usize,
-        rtype: u16,
         key: ClientKey,
-        location: ClientLocation,
+        location: Arc<ClientLocation>,
+        candidates: Arc<Vec<Candidate>>,
         now_ms: u64,
     ) -> Decided {
         let service = &snap.services[svc];
-        let candidates = candidates(snap, service, rtype, view);
         let decision = cdn_geo::select::choose(&location, &candidates, now_ms, &service.policy);
         let scope = match key.ecs_prefix {
             Some(p) => cdn_geo::ecs::ecs_scope(&location, &decision, p),
@@ -537,7 +537,7 @@ impl Router {
                             }
                         })
                         .collect();
-                    out.location = Some(d.location);
+                    out.location = Some((*d.location).clone());
                 }
                 _ => {
                     out.outcome = match node.rrset(qtype) {
