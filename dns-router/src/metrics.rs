@@ -7,10 +7,10 @@
 //! | `cdn_dns_answer_seconds` | histogram | | time to build and send an answer |
 //! | `cdn_health_transitions_total` | counter | `edge`, `to` | state changes; `to` is `up`, `down`, `unknown`, `draining`, `serving`, `overloaded`, `not_overloaded` |
 //! | `cdn_reports_ingested_total` | counter | `result` | pushed reports: `accepted`, `stale`, `out_of_order`, `bad_version`, `unknown_edge`, `bad_json`, `unauthorized` |
-//! | `cdn_probe_failures_total` | counter | `edge`, `reason` | failed probes (`probe_timeout`, `http_<code>`, `connect_refused`, `connect_error`, `bad_response`) |
+//! | `cdn_probe_failures_total` | counter | `edge`, `reason` | failed probes (`probe_timeout`, `http_<code>`, `connect_refused`, `connect_error`, `bad_response`, `tls_handshake`, `tls_cert_untrusted`, `tls_cert_expired`, `tls_cert_name`, `tls_cert`, `tls_config`) |
 //! | `cdn_edge_up` | gauge | `edge` | 1 when the edge is Up, 0 when Down or Unknown |
 //! | `cdn_admin_requests_total` | counter | `endpoint`, `status` | admin API requests |
-//! | `cdn_config_reloads_total` | counter | `result` | reloads: `ok`, `error` |
+//! | `cdn_config_reloads_total` | counter | `result` | reloads (SIGHUP, API, and geo files changed on disk): `ok`, `error` |
 
 use std::sync::OnceLock;
 use std::time::Duration;
