@@ -61,12 +61,20 @@ pub use error::RouterError;
 pub use listen::{bind, Sockets};
 pub use route::Router;
 
+/// What [`check`] built from a config: the routing snapshot (zones, services, network map,
+/// database), handed to [`run_checked`] so that start-up reads the geo files once.
+#[derive(Debug)]
+pub struct Checked {
+    snapshot: route::Snapshot,
+}
+
 /// Validate everything `run` would build from `config` (zones and record data, network map,
-/// database) without binding anything: the `--check-config` path.
-pub fn check(config: &RouterConfig, base_dir: &Path) -> Result<(), RouterError> {
-    route::build_snapshot(config, base_dir, 0)?;
+/// database, probe CA file) without binding anything: the `--check-config` path. Relative paths
+/// resolve against `base_dir`.
+pub fn check(config: &RouterConfig, base_dir: &Path) -> Result<Checked, RouterError> {
+    let snapshot = route::build_snapshot(config, base_dir, 1)?;
     health::probe::check_tls(&config.health, base_dir)?;
-    Ok(())
+    Ok(Checked { snapshot })
 }
 
 /// Serve DNS and the admin API on `sockets` until `shutdown` is cancelled, then stop within
@@ -80,10 +88,24 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), RouterError> {
     let base_dir = cdn_shared::config::config_dir(config_path.as_deref());
+    let checked = check(&config, &base_dir)?;
+    run_checked(config, checked, config_path, sockets, shutdown).await
+}
+
+/// [`run`] with the snapshot [`check`] already built from the same `config` and `config_path`
+/// (the binary checks before it binds, so a bad config exits 64 with nothing started).
+pub async fn run_checked(
+    config: RouterConfig,
+    checked: Checked,
+    config_path: Option<PathBuf>,
+    sockets: Sockets,
+    shutdown: Shutdown,
+) -> Result<(), RouterError> {
+    let base_dir = cdn_shared::config::config_dir(config_path.as_deref());
     let config = reload::resolve_paths(config, &base_dir);
     let _prometheus = metrics::install();
     let health = health::HealthState::new(&config);
-    let router = Router::new(&config, &base_dir, health.clone())?;
+    let router = Router::from_snapshot(checked.snapshot, &base_dir, health.clone());
     let config = Arc::new(config);
     let probes = health::start(health.clone(), config.clone(), shutdown.clone());
     let log = match &config.dns.query_log {

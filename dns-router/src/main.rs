@@ -31,18 +31,21 @@ fn main() -> ExitCode {
         Err(e) => return config_exit(e),
     };
     let base = config_dir(path);
-    if let Err(e) = cdn_dns_router::check(&config, &base) {
-        return match e {
-            // Name the file, as loading errors do.
-            RouterError::Config(mut ce) => {
-                if ce.file.is_none() {
-                    ce.file = path.map(|p| p.display().to_string());
+    let checked = match cdn_dns_router::check(&config, &base) {
+        Ok(c) => c,
+        Err(e) => {
+            return match e {
+                // Name the file, as loading errors do.
+                RouterError::Config(mut ce) => {
+                    if ce.file.is_none() {
+                        ce.file = path.map(|p| p.display().to_string());
+                    }
+                    config_exit(ce)
                 }
-                config_exit(ce)
-            }
-            other => config_exit(other),
-        };
-    }
+                other => config_exit(other),
+            };
+        }
+    };
     if cli.common.check_config {
         println!("config ok");
         return ExitCode::SUCCESS;
@@ -63,7 +66,14 @@ fn main() -> ExitCode {
         let sockets = cdn_dns_router::bind(&config)?;
         let shutdown = Shutdown::new();
         cancel_on_signal(shutdown.clone());
-        cdn_dns_router::run(config, cli.common.config.clone(), sockets, shutdown).await
+        cdn_dns_router::run_checked(
+            config,
+            checked,
+            cli.common.config.clone(),
+            sockets,
+            shutdown,
+        )
+        .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -388,12 +388,17 @@ impl Router {
         health: Arc<HealthState>,
     ) -> Result<Arc<Router>, RouterError> {
         let snap = build_snapshot(config, base_dir, 1)?;
-        Ok(Arc::new(Router {
+        Ok(Router::from_snapshot(snap, base_dir, health))
+    }
+
+    /// A router serving `snap` (built by [`build_snapshot`] with epoch 1).
+    pub fn from_snapshot(snap: Snapshot, base_dir: &Path, health: Arc<HealthState>) -> Arc<Router> {
+        Arc::new(Router {
+            epochs: AtomicU64::new(snap.epoch.max(1)),
             snapshot: ArcSwap::from_pointee(snap),
             health,
             base_dir: base_dir.to_path_buf(),
-            epochs: AtomicU64::new(1),
-        }))
+        })
     }
 
     /// Replace zones, services and geo data with those of `config` (files re-read). On error
