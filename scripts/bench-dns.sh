@@ -147,6 +147,34 @@ LOAD_AFTER=$(uptime)
 SUMMARY=$(echo "$OUT" | sed -n '/^| server/,/^$/p')
 RAW=$(echo "$OUT" | awk '/^raw: /{print $2}')
 
+# 4b. Server CPU per query. dnsperf on one core can be the bottleneck (the server then idles
+# between batches and QPS measures the client), so each server's CPU time (all threads,
+# /proc/PID/stat utime+stime, ticks of 10 ms) is read around saturating runs: queries per
+# server CPU-second is the capacity of one server core, independent of the client and of load.
+: "${EFF_ROUNDS:=2}"
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+eff_run() { # name pid port file -> one row
+  local name=$1 pid=$2 port=$3 file=$4 kind=$5 u0 s0 u1 s1 n
+  read -r u0 s0 < <(ticks "$pid")
+  n=$(taskset -c "$DNSPERF_CPUS" dnsperf -B -d "$file" -s "$HOST" -p "$port" -c 4 -q 100 -t 2 -l "$DUR" 2>&1 \
+      | awk '/Queries completed/{print $3}')
+  read -r u1 s1 < <(ticks "$pid")
+  awk -v r="$name" -v k="$kind" -v n="$n" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v d="$DUR" -v l="$(cut -d' ' -f1 /proc/loadavg)" \
+    'BEGIN { c = (u + s) / 100; printf "%s,%s,%d,%.0f,%.2f,%.0f,%.2f,%.2f,%s\n", r, k, n, n / d, c / d, n / c, u * 1e4 / n, s * 1e4 / n, l }'
+}
+EFF_CSV=$BENCH_DIR/results/eff-$(date +%Y%m%d-%H%M%S).csv
+echo "server,kind,completed,qps,server_cpu_util,queries_per_cpu_s,user_us_per_q,sys_us_per_q,load1" > "$EFF_CSV"
+for r in $(seq 1 "$EFF_ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    name=${t%%=*}; port=${t##*:}
+    if [ "$name" = router ]; then pid=$(cat "$ROUTER_PID"); else pid=$(cat "$BENCH_DIR/gdnsd.pid"); fi
+    eff_run "$name" "$pid" "$port" "$BENCH_DIR/queries.bin" geo >> "$EFF_CSV"
+    eff_run "$name" "$pid" "$port" "$BENCH_DIR/static.bin" static >> "$EFF_CSV"
+  done
+done
+cat "$EFF_CSV"
+LOAD_AFTER=$(uptime)
+
 # 5. Write down.
 DOC=$REPO/docs/bench/dns.md
 {
@@ -160,6 +188,13 @@ DOC=$REPO/docs/bench/dns.md
   echo "* load after:  \`$LOAD_AFTER\`"
   echo
   echo "$SUMMARY"
+  echo
+  echo "Server CPU per query (saturating runs of DUR s after the rounds, $EFF_ROUNDS per server and kind;"
+  echo "queries per server CPU-second = the capacity of one server core; util < 1 means dnsperf was the limit):"
+  echo
+  echo "| server | kind | completed | QPS | server CPU util | queries per CPU-s | user µs/q | sys µs/q | load1 |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  tail -n +2 "$EFF_CSV" | awk -F, '{printf "| %s | %s | %s | %s | %s | **%s** | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}'
   echo
   echo "Raw rows (round, server, kind, qps, avg ms, p50, p99, sent, completed, lost, load1):"
   echo
