@@ -26,10 +26,10 @@ use crate::handler::{Outcome, Transport};
 use crate::metrics::names;
 use crate::route::Snapshot;
 
-/// Per-thread metric handles.
+/// Per-thread metric handles (keyed with foldhash: the keys are a few small integers).
 #[derive(Debug, Default)]
 pub struct Recorder {
-    counters: HashMap<(u16, u16, u32, u32), Counter>,
+    counters: HashMap<(u16, u16, u32, u32), Counter, foldhash::fast::RandomState>,
     histogram: Option<Histogram>,
 }
 

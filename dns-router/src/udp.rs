@@ -7,7 +7,7 @@
 //!
 //! The socket has a short read timeout so the thread notices shutdown.
 
-use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -66,37 +66,57 @@ struct Answerer {
 }
 
 impl Answerer {
-    /// Answer one packet into `out`; false when nothing is to be sent.
-    fn answer(&mut self, packet: &[u8], src: IpAddr, out: &mut Vec<u8>) -> bool {
-        let started = Instant::now();
+    /// Answer the `received` batch (lengths and sources of `bufs`) into `outs`; the indexes of
+    /// the answers to send go to `ready`, their destinations to `dests`. One snapshot, health
+    /// view and wall-clock reading serve the whole batch (the queries arrived together); each
+    /// query's answer time is measured from the end of the previous one (one monotonic clock
+    /// reading per query).
+    fn answer_batch(
+        &mut self,
+        received: &[(usize, Option<SocketAddr>)],
+        bufs: &[Vec<u8>],
+        outs: &mut [Vec<u8>],
+        ready: &mut Vec<usize>,
+        dests: &mut Vec<Option<SockaddrStorage>>,
+    ) {
         let snap = self.router.snapshot();
         if snap.epoch != self.epoch {
             self.recorder.reset();
             self.epoch = snap.epoch;
         }
-        let view = self.router.health().view();
-        let now_ms = cdn_shared::unix_ms();
+        let view = self.router.health().load();
         let ctx = Context {
             snap: &snap,
             view: &view,
-            now_ms,
+            now_ms: cdn_shared::unix_ms(),
         };
-        let Some(outcome) = respond(ctx, &mut self.cache, packet, src, Transport::Udp, out) else {
-            return false;
-        };
-        self.recorder
-            .record(&snap, &outcome, started.elapsed().as_secs_f64());
-        if let Some(l) = &self.log {
-            l.log(Entry::new(
-                &snap,
-                &outcome,
-                packet,
-                src,
-                Transport::Udp,
-                now_ms,
-            ));
+        let mut started = Instant::now();
+        for (i, &(len, src)) in received.iter().enumerate() {
+            let Some(src) = src else { continue };
+            let packet = &bufs[i][..len.min(MAX_QUERY)];
+            let out = &mut outs[i];
+            let Some(outcome) =
+                respond(ctx, &mut self.cache, packet, src.ip(), Transport::Udp, out)
+            else {
+                continue;
+            };
+            let done = Instant::now();
+            self.recorder
+                .record(&snap, &outcome, done.duration_since(started).as_secs_f64());
+            started = done;
+            if let Some(l) = &self.log {
+                l.log(Entry::new(
+                    &snap,
+                    &outcome,
+                    packet,
+                    src.ip(),
+                    Transport::Udp,
+                    ctx.now_ms,
+                ));
+            }
+            ready.push(i);
+            dests.push(Some(SockaddrStorage::from(src)));
         }
-        true
     }
 }
 
@@ -138,14 +158,7 @@ fn serve(socket: UdpSocket, router: Arc<Router>, log: Option<QueryLog>, shutdown
         }
         ready.clear();
         dests.clear();
-        for (i, &(len, src)) in received.iter().enumerate() {
-            let Some(src) = src else { continue };
-            let len = len.min(MAX_QUERY);
-            if a.answer(&bufs[i][..len], src.ip(), &mut outs[i]) {
-                ready.push(i);
-                dests.push(Some(SockaddrStorage::from(src)));
-            }
-        }
+        a.answer_batch(&received, &bufs, &mut outs, &mut ready, &mut dests);
         send_all(fd, &mut tx, &outs, &ready, &dests);
     }
 }
