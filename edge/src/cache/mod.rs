@@ -1,7 +1,9 @@
 //! The cache: keys ([`key`]), RFC 9111 decisions ([`policy`]), what is stored ([`meta`]),
-//! the foyer store ([`store`]) and reading bodies by range ([`chunks`]).
+//! the foyer store ([`store`]), hit counts that place chunks between its tiers ([`hot`]) and
+//! reading bodies by range ([`chunks`]).
 
 pub mod chunks;
+pub mod hot;
 pub mod key;
 pub mod meta;
 pub mod policy;

@@ -15,9 +15,10 @@ use std::sync::{Arc, OnceLock};
 use cdn_shared::config::edge::CacheSection;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, HybridCacheProperties, Load, Location, RecoverMode,
+    HybridCachePolicy, HybridCacheProperties, Load, Location, RecoverMode, StorageFilter,
 };
 
+use super::hot::{HitCounts, Reinsertion, PROMOTE_AFTER};
 use super::meta::{Chunk, Entry, ObjectMeta};
 use crate::error::EdgeError;
 
@@ -44,6 +45,7 @@ pub struct StoreStats {
 
 /// The cache.
 pub struct Store {
+    hits: Arc<HitCounts>,
     cache: HybridCache<String, Entry>,
     runtime: Option<tokio::runtime::Runtime>,
     hook: OnceLock<Arc<dyn IndexHook>>,
@@ -76,12 +78,16 @@ impl Store {
             .map_err(|e| EdgeError::Cache(format!("cannot start cache runtime: {e}")))?;
         let cfg2 = cfg.clone();
         let handle = runtime.handle().clone();
+        // Reinsertion may re-write at most a quarter of the disk tier ahead of new writes.
+        let hits = Arc::new(HitCounts::new(cfg.disk.as_u64() / 4));
+        let hits2 = hits.clone();
         let cache = runtime
-            .spawn(async move { build(&cfg2, handle).await })
+            .spawn(async move { build(&cfg2, handle, hits2).await })
             .await
             .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?
             .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?;
         Ok(Arc::new(Store {
+            hits,
             cache,
             runtime: Some(runtime),
             hook: OnceLock::new(),
@@ -124,6 +130,9 @@ impl Store {
         if let Some(h) = self.hook.get() {
             h.record(key, &meta.url, &meta.tags);
         }
+        if self.disk_capacity > 0 {
+            self.hits.earn(meta.weight() as u64);
+        }
         self.cache.insert(key.to_string(), Entry::Object(meta));
     }
 
@@ -142,14 +151,17 @@ impl Store {
     }
 
     /// Whether chunks of an object of `len` bytes stay out of memory even when read (objects
-    /// above 1/8 of the memory tier, with a disk tier). Smaller disk-only objects are promoted
-    /// into memory on their first hit (admission on the second request).
+    /// above 1/8 of the memory tier, with a disk tier). Chunks of smaller disk-only objects
+    /// are copied into memory on their [`PROMOTE_AFTER`]-th hit (see [`super::hot`]).
     fn never_in_memory(&self, len: u64) -> bool {
         self.disk_capacity > 0 && len > self.memory_capacity / 8
     }
 
     /// Store one chunk of an object of (at least) `object_len` bytes.
     pub fn put_chunk(&self, key: String, chunk: Chunk, object_len: u64) {
+        if self.disk_capacity > 0 {
+            self.hits.earn(chunk.data.len() as u64);
+        }
         if self.disk_only(object_len) {
             self.cache.insert_with_properties(
                 key,
@@ -163,18 +175,16 @@ impl Store {
 
     /// Read one chunk of an object of `object_len` bytes (when known); `None` when missing
     /// (evicted, dropped disk write, or corrupt on disk), or — with `expect_crc` — when its CRC
-    /// differs. Chunks of objects above 1/8 of the memory tier are not promoted into memory.
+    /// differs. Every hit is counted (promotion, disk reinsertion); chunks of objects above 1/8
+    /// of the memory tier are never promoted into memory.
     pub async fn get_chunk(
         &self,
         key: &str,
         expect_crc: Option<u32>,
         object_len: Option<u64>,
     ) -> Option<Chunk> {
-        let got = if object_len.is_some_and(|l| self.never_in_memory(l)) {
-            self.get_unpromoted(key).await
-        } else {
-            self.get(key).await
-        };
+        let promote = !object_len.is_some_and(|l| self.never_in_memory(l));
+        let got = self.get_counted(key, promote).await;
         match got {
             Some(Entry::Chunk(c)) if expect_crc.is_none_or(|crc| c.crc == crc) => Some(c),
             Some(_) => {
@@ -185,12 +195,27 @@ impl Store {
         }
     }
 
-    /// Look a key up in memory, then on disk (including writes not yet flushed), without
-    /// inserting a disk hit into the memory tier.
-    async fn get_unpromoted(&self, key: &str) -> Option<Entry> {
+    /// Look a key up in memory, then on disk, counting the hit; with `promote`, a disk hit
+    /// is copied into memory (not written again) once the key has [`PROMOTE_AFTER`] hits.
+    async fn get_counted(&self, key: &str, promote: bool) -> Option<Entry> {
         if let Some(e) = self.cache.memory().get(key) {
+            self.hits.hit(e.hash());
             return Some(e.value().clone());
         }
+        if self.disk_capacity == 0 {
+            return None;
+        }
+        let v = self.load_disk(key).await?;
+        let hash = std::hash::BuildHasher::hash_one(&**self.cache.memory().hash_builder(), key);
+        if self.hits.hit(hash) >= PROMOTE_AFTER && promote {
+            self.cache.memory().insert(key.to_string(), v.clone());
+        }
+        Some(v)
+    }
+
+    /// Look a key up on disk (including writes not yet flushed), without inserting a hit into
+    /// the memory tier.
+    async fn load_disk(&self, key: &str) -> Option<Entry> {
         let rt = self.runtime.as_ref()?;
         let cache = self.cache.clone();
         let k = key.to_string();
@@ -263,6 +288,7 @@ impl Drop for Store {
 async fn build(
     cfg: &CacheSection,
     handle: tokio::runtime::Handle,
+    hits: Arc<HitCounts>,
 ) -> foyer::Result<HybridCache<String, Entry>> {
     let builder = HybridCacheBuilder::new()
         .with_name("edge")
@@ -295,12 +321,82 @@ async fn build(
                 .with_block_size(block)
                 .with_flushers(2)
                 .with_buffer_pool_size(pool)
-                .with_submit_queue_size_threshold(pool);
+                .with_submit_queue_size_threshold(pool)
+                // Chunks hit again are written again when their block is reclaimed.
+                .with_reinsertion_filter(StorageFilter::new().with_condition(Reinsertion(hits)));
             builder
                 .with_engine_config(engine)
                 .with_recover_mode(RecoverMode::Quiet)
                 .build()
                 .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use bytesize::ByteSize;
+
+    use super::*;
+
+    fn chunk(n: usize) -> Chunk {
+        let data = Bytes::from(vec![7u8; n]);
+        Chunk {
+            crc: crc32fast::hash(&data),
+            data,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn disk_only_chunks_enter_memory_only_when_hot() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CacheSection {
+            memory: ByteSize::mib(16),
+            disk_path: Some(dir.path().to_path_buf()),
+            disk: ByteSize::mib(64),
+            chunk_size: ByteSize::kib(64),
+            ..Default::default()
+        };
+        let store = Store::open(&cfg).await.unwrap();
+        // An object of two chunks (≤ memory/8): disk-only, promoted on its PROMOTE_AFTER-th hit.
+        let len = 128 * 1024;
+        let key = chunk_key("k", 1, 0);
+        store.put_chunk(key.clone(), chunk(64 * 1024), len);
+        assert!(!store.cache.memory().contains(&key), "written to disk only");
+        for i in 1..PROMOTE_AFTER {
+            assert!(store.get_chunk(&key, None, Some(len)).await.is_some());
+            assert!(
+                !store.cache.memory().contains(&key),
+                "in memory after {i} hits"
+            );
+        }
+        assert!(store.get_chunk(&key, None, Some(len)).await.is_some());
+        assert!(store.cache.memory().contains(&key), "hot chunk promoted");
+
+        // An object above memory/8 never enters memory, however hot.
+        let big = 3 * 1024 * 1024;
+        let key = chunk_key("big", 2, 0);
+        store.put_chunk(key.clone(), chunk(64 * 1024), big);
+        for _ in 0..2 * PROMOTE_AFTER as usize {
+            assert!(store.get_chunk(&key, None, Some(big)).await.is_some());
+        }
+        assert!(!store.cache.memory().contains(&key));
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn memory_only_store_serves_chunks_from_memory() {
+        let cfg = CacheSection {
+            memory: ByteSize::mib(16),
+            chunk_size: ByteSize::kib(64),
+            ..Default::default()
+        };
+        let store = Store::open(&cfg).await.unwrap();
+        let key = chunk_key("k", 1, 0);
+        store.put_chunk(key.clone(), chunk(1000), 1000);
+        assert!(store.get_chunk(&key, None, Some(1000)).await.is_some());
+        assert!(store.get_chunk("missing", None, Some(1000)).await.is_none());
+        store.close().await;
     }
 }
