@@ -2,8 +2,11 @@
 //! batch of queries with one `recvmmsg` (waiting for the first, then taking whatever else is
 //! queued: `MSG_WAITFORONE`), answers each into its own reused buffer, and sends the batch back
 //! with one `sendmmsg`. No task hop, no channel, no lock; each thread keeps its own answer
-//! cache (`handler::ThreadCache`) and metric handles. The batched calls come from `nix`'s safe
-//! wrappers (this crate forbids `unsafe`).
+//! cache (`handler::ThreadCache`) and metric handles. A batch is answered under one config
+//! snapshot, health view and wall-clock reading; the answer time of each query
+//! (`cdn_dns_answer_seconds`) is the monotonic time since the previous answer of the batch
+//! ended (one clock reading per query). The batched calls come from `nix`'s safe wrappers
+//! (this crate forbids `unsafe`).
 //!
 //! The socket has a short read timeout so the thread notices shutdown.
 
