@@ -14,12 +14,12 @@ use std::sync::{Arc, OnceLock};
 
 use cdn_shared::config::edge::CacheSection;
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, Hint, HybridCache, HybridCacheBuilder,
     HybridCachePolicy, HybridCacheProperties, Load, Location, RecoverMode, StorageFilter,
 };
 
 use super::hot::{HitCounts, Reinsertion, PROMOTE_AFTER};
-use super::meta::{Chunk, Entry, ObjectMeta};
+use super::meta::{Body, Chunk, Entry, ObjectMeta};
 use crate::error::EdgeError;
 
 /// Told about stored and removed objects (edge-ops's purge index implements it).
@@ -133,7 +133,26 @@ impl Store {
         if self.disk_capacity > 0 {
             self.hits.earn(meta.weight() as u64);
         }
+        if self.low_priority(&meta.body) {
+            self.cache.insert_with_properties(
+                key.to_string(),
+                Entry::Object(meta),
+                HybridCacheProperties::default().with_hint(Hint::Low),
+            );
+            return;
+        }
         self.cache.insert(key.to_string(), Entry::Object(meta));
+    }
+
+    /// Whether an object enters the memory tier with a low priority: with a disk tier, inline
+    /// bodies of at least 1/16 of a chunk (64 KiB by default). foyer's LRU evicts low-priority
+    /// entries first, so under pressure the memory tier keeps many small objects rather than a
+    /// few large ones (more request hits per byte; the large ones stay readable from disk, and
+    /// a disk hit brings one back with normal priority).
+    fn low_priority(&self, body: &Body) -> bool {
+        self.disk_capacity > 0
+            && matches!(body, Body::Inline { .. })
+            && body.len() >= (self.chunk_size / 16) as u64
     }
 
     /// Store a Vary variant list under a primary key.
@@ -339,6 +358,7 @@ mod tests {
     use bytesize::ByteSize;
 
     use super::*;
+    use crate::cache::policy::{Freshness, FreshnessSource};
 
     fn chunk(n: usize) -> Chunk {
         let data = Bytes::from(vec![7u8; n]);
@@ -382,6 +402,61 @@ mod tests {
             assert!(store.get_chunk(&key, None, Some(big)).await.is_some());
         }
         assert!(!store.cache.memory().contains(&key));
+        store.close().await;
+    }
+
+    fn object(n: usize) -> Arc<ObjectMeta> {
+        let data = Bytes::from(vec![1u8; n]);
+        Arc::new(ObjectMeta {
+            url: "h/p".into(),
+            status: 200,
+            headers: Vec::new(),
+            request_time_ms: 0,
+            response_time_ms: 0,
+            initial_age_ms: 0,
+            freshness: Freshness {
+                lifetime_ms: 0,
+                source: FreshnessSource::None,
+                swr_ms: 0,
+                sie_ms: 0,
+                no_cache: false,
+                forbid_stale: false,
+            },
+            invalidated: false,
+            tags: Vec::new(),
+            body: Body::Inline {
+                crc: crc32fast::hash(&data),
+                data,
+            },
+        })
+    }
+
+    fn hint_of(store: &Store, key: &str) -> Hint {
+        store.cache.memory().get(key).unwrap().properties().hint()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn large_inline_bodies_enter_memory_with_low_priority() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = CacheSection {
+            memory: ByteSize::mib(16),
+            disk_path: Some(dir.path().to_path_buf()),
+            disk: ByteSize::mib(64),
+            chunk_size: ByteSize::kib(256),
+            ..Default::default()
+        };
+        let store = Store::open(&cfg).await.unwrap();
+        store.put_object("small", object(16 * 1024 - 1));
+        store.put_object("large", object(16 * 1024));
+        assert_eq!(hint_of(&store, "small"), Hint::Normal);
+        assert_eq!(hint_of(&store, "large"), Hint::Low);
+        store.close().await;
+
+        // Without a disk tier nothing is deprioritised (there is no other copy to read).
+        cfg.disk_path = None;
+        let store = Store::open(&cfg).await.unwrap();
+        store.put_object("large", object(64 * 1024));
+        assert_eq!(hint_of(&store, "large"), Hint::Normal);
         store.close().await;
     }
 
