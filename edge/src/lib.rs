@@ -13,7 +13,7 @@
 //! * [`fill`]: the in-flight table (leader/followers, wait timeout, leader dropped ⇒ retry).
 //! * [`origin`]: per-worker awc clients with timeouts and rustls.
 //! * [`cache::chunks`]: bodies by range from the fill, the chunks, or the origin.
-//! * [`cache::hot`]: chunk hit counts: promotion into memory, reinsertion on disk reclaim.
+//! * [`cache::hot`]: chunk hit counts: when a disk-only chunk is copied into memory.
 //! * [`cache::meta`]: the stored entry format (CRC32-checked on load from disk).
 //! * [`headers`]: hop-by-hop, `Surrogate-*`, tags, `Cache-Status`, `X-Cache`, `Via`.
 //! * [`error`]: the error type and the one function mapping errors to responses.

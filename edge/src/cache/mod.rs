@@ -1,5 +1,5 @@
 //! The cache: keys ([`key`]), RFC 9111 decisions ([`policy`]), what is stored ([`meta`]),
-//! the foyer store ([`store`]), hit counts that place chunks between its tiers ([`hot`]) and
+//! the foyer store ([`store`]), hit counts that decide when a chunk enters memory ([`hot`]) and
 //! reading bodies by range ([`chunks`]).
 
 pub mod chunks;

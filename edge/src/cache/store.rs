@@ -15,10 +15,10 @@ use std::sync::{Arc, OnceLock};
 use cdn_shared::config::edge::CacheSection;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, Hint, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, HybridCacheProperties, Load, Location, RecoverMode, StorageFilter,
+    HybridCachePolicy, HybridCacheProperties, Load, Location, RecoverMode,
 };
 
-use super::hot::{HitCounts, Reinsertion, PROMOTE_AFTER};
+use super::hot::{HitCounts, PROMOTE_AFTER};
 use super::meta::{Body, Chunk, Entry, ObjectMeta};
 use crate::error::EdgeError;
 
@@ -45,7 +45,7 @@ pub struct StoreStats {
 
 /// The cache.
 pub struct Store {
-    hits: Arc<HitCounts>,
+    hits: HitCounts,
     cache: HybridCache<String, Entry>,
     runtime: Option<tokio::runtime::Runtime>,
     hook: OnceLock<Arc<dyn IndexHook>>,
@@ -78,16 +78,13 @@ impl Store {
             .map_err(|e| EdgeError::Cache(format!("cannot start cache runtime: {e}")))?;
         let cfg2 = cfg.clone();
         let handle = runtime.handle().clone();
-        // Reinsertion may re-write at most a quarter of the disk tier ahead of new writes.
-        let hits = Arc::new(HitCounts::new(cfg.disk.as_u64() / 4));
-        let hits2 = hits.clone();
         let cache = runtime
-            .spawn(async move { build(&cfg2, handle, hits2).await })
+            .spawn(async move { build(&cfg2, handle).await })
             .await
             .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?
             .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?;
         Ok(Arc::new(Store {
-            hits,
+            hits: HitCounts::default(),
             cache,
             runtime: Some(runtime),
             hook: OnceLock::new(),
@@ -129,9 +126,6 @@ impl Store {
     pub fn put_object(&self, key: &str, meta: Arc<ObjectMeta>) {
         if let Some(h) = self.hook.get() {
             h.record(key, &meta.url, &meta.tags);
-        }
-        if self.disk_capacity > 0 {
-            self.hits.earn(meta.weight() as u64);
         }
         if self.low_priority(&meta.body) {
             self.cache.insert_with_properties(
@@ -178,9 +172,6 @@ impl Store {
 
     /// Store one chunk of an object of (at least) `object_len` bytes.
     pub fn put_chunk(&self, key: String, chunk: Chunk, object_len: u64) {
-        if self.disk_capacity > 0 {
-            self.hits.earn(chunk.data.len() as u64);
-        }
         if self.disk_only(object_len) {
             self.cache.insert_with_properties(
                 key,
@@ -194,8 +185,8 @@ impl Store {
 
     /// Read one chunk of an object of `object_len` bytes (when known); `None` when missing
     /// (evicted, dropped disk write, or corrupt on disk), or — with `expect_crc` — when its CRC
-    /// differs. Every hit is counted (promotion, disk reinsertion); chunks of objects above 1/8
-    /// of the memory tier are never promoted into memory.
+    /// differs. Every hit is counted (see [`super::hot`]); chunks of objects above 1/8 of the
+    /// memory tier are never promoted into memory.
     pub async fn get_chunk(
         &self,
         key: &str,
@@ -307,7 +298,6 @@ impl Drop for Store {
 async fn build(
     cfg: &CacheSection,
     handle: tokio::runtime::Handle,
-    hits: Arc<HitCounts>,
 ) -> foyer::Result<HybridCache<String, Entry>> {
     let builder = HybridCacheBuilder::new()
         .with_name("edge")
@@ -340,9 +330,7 @@ async fn build(
                 .with_block_size(block)
                 .with_flushers(2)
                 .with_buffer_pool_size(pool)
-                .with_submit_queue_size_threshold(pool)
-                // Chunks hit again are written again when their block is reclaimed.
-                .with_reinsertion_filter(StorageFilter::new().with_condition(Reinsertion(hits)));
+                .with_submit_queue_size_threshold(pool);
             builder
                 .with_engine_config(engine)
                 .with_recover_mode(RecoverMode::Quiet)
