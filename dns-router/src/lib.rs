@@ -9,6 +9,7 @@
 //! * [`hickory`]: the request path as a hickory-server `RequestHandler` (TCP): our wire
 //!   answer re-encoded by hickory, question bytes (case) kept.
 //! * [`handler`]: one packet → one response; the whole request path in one function.
+//! * [`answer_cache`]: the per-thread cache of service answers (bounded set-associative tables).
 //! * [`wire`]: decode header, question and OPT/ECS only (FORMERR / drop on bad input).
 //! * [`zone`]: zones from config (SOA, NS + glue, static records, services, wildcards,
 //!   delegations) and the RFC 1034 lookup.
@@ -33,6 +34,7 @@
 
 pub mod admin;
 pub mod answer;
+pub mod answer_cache;
 pub mod error;
 pub mod handler;
 pub mod health;
