@@ -126,9 +126,11 @@ pub fn spawn(
     base_dir: PathBuf,
     shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
+    // The baseline is taken now, before `run` reports ready, not when the task first runs:
+    // a file replaced right after start-up must count as a change.
+    let mut watched = Watched::default();
+    watched.follow(geo_files(&ctx.config.load(), &base_dir));
     tokio::spawn(async move {
-        let mut watched = Watched::default();
-        watched.follow(geo_files(&ctx.config.load(), &base_dir));
         loop {
             let interval = ctx
                 .config
