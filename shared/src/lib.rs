@@ -6,6 +6,7 @@
 //! * [`telemetry`]: tracing setup and the fixed `listening …` / `ready` lines.
 //! * [`shutdown`]: the cancellation token and signal handling.
 //! * [`report`]: the `HealthReport` wire contract between edges and routers.
+//! * [`tls`]: the certificate verifier behind the "don't verify" switches.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod report;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 /// Current Unix time in milliseconds (read at the edge of a request, passed inward).
 pub fn unix_ms() -> u64 {
