@@ -390,7 +390,11 @@ async fn healthz() -> HttpResponse {
 async fn metrics_text(ctx: web::Data<AdminContext>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(ctx.metrics.render())
+        .body({
+            let mut text = ctx.metrics.render();
+            crate::metrics::render_edge_gauges(&ctx.health.view(), &mut text);
+            text
+        })
 }
 
 /// One edge as the API shows it.

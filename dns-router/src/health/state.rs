@@ -421,9 +421,6 @@ impl HealthState {
             .iter()
             .map(|e| (e.id.clone(), EdgeHealth::unknown(now_ms)))
             .collect();
-        for e in &config.edges {
-            set_up_gauge(&e.id, Health::Unknown);
-        }
         let (plan, _) = watch::channel(Arc::new(ProbePlan::from_config(config)));
         Arc::new(Self {
             view: ArcSwap::from_pointee(HealthView {
@@ -527,10 +524,11 @@ impl HealthState {
             .edges
             .iter()
             .map(|e| {
-                let h = view.edges.get(&e.id).cloned().unwrap_or_else(|| {
-                    set_up_gauge(&e.id, Health::Unknown);
-                    EdgeHealth::unknown(now_ms)
-                });
+                let h = view
+                    .edges
+                    .get(&e.id)
+                    .cloned()
+                    .unwrap_or_else(|| EdgeHealth::unknown(now_ms));
                 (e.id.clone(), h)
             })
             .collect();
@@ -566,19 +564,13 @@ impl HealthState {
     }
 }
 
-/// `cdn_edge_up{edge}`: 1 when Up, else 0.
-fn set_up_gauge(id: &str, health: Health) {
-    metrics::gauge!(crate::metrics::names::EDGE_UP, "edge" => id.to_string())
-        .set(if health == Health::Up { 1.0 } else { 0.0 });
-}
-
-/// Count transitions (`cdn_health_transitions_total{edge,to}`), keep `cdn_edge_up{edge}`, log.
+/// Count transitions (`cdn_health_transitions_total{edge,to}`) and log them. (The per-edge
+/// gauges are rendered from the view at scrape time: `metrics::render_edge_gauges`.)
 fn record_transitions(id: &str, prev: &EdgeHealth, next: &EdgeHealth) {
     use crate::metrics::names;
     let mut to = Vec::new();
     if prev.health != next.health {
         to.push(next.health.as_str());
-        set_up_gauge(id, next.health);
     }
     if prev.draining != next.draining {
         to.push(if next.draining { "draining" } else { "serving" });
