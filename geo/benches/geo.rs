@@ -40,21 +40,7 @@ fn addresses(n: usize) -> Vec<IpAddr> {
 }
 
 fn db_path() -> Option<PathBuf> {
-    let path = match std::env::var_os("CDN_GEOLITE2_CITY") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/testdata/GeoLite2-City.mmdb")
-        }
-    };
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped real-DB benchmarks: file absent: {}",
-            path.display()
-        );
-        None
-    }
+    cdn_geo::testdata::geolite2_city()
 }
 
 fn regions() -> Vec<RegionPoint> {

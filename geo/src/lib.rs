@@ -27,8 +27,9 @@
 //! ## Test data
 //!
 //! `scripts/fetch-geolite2.sh [DIR]` fetches a 2018 GeoLite2-City database (CC BY-SA 4.0, by
-//! MaxMind) into `target/testdata/`; `tests/real_db.rs` and the benchmarks use it when present
-//! (or the file named by `CDN_GEOLITE2_CITY`). Never commit the database.
+//! MaxMind) into `target/testdata/`; `tests/real_db.rs`, the benchmarks and the fleet's
+//! `e2e_geo_database` test use it when present (or the file named by `CDN_GEOLITE2_CITY`):
+//! [`testdata::geolite2_city`] says where. Never commit the database.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -38,5 +39,6 @@ pub mod locate;
 pub mod model;
 pub mod reload;
 pub mod select;
+pub mod testdata;
 
 pub use error::{EcsError, GeoError};

@@ -9,21 +9,7 @@ use std::path::PathBuf;
 use cdn_tests::fleet::{Fleet, SERVICE};
 
 fn db_path() -> Option<PathBuf> {
-    let path = match std::env::var_os("CDN_GEOLITE2_CITY") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/testdata/GeoLite2-City.mmdb")
-        }
-    };
-    if path.is_file() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipped: file absent: {} (run scripts/fetch-geolite2.sh or set CDN_GEOLITE2_CITY)",
-            path.display()
-        );
-        None
-    }
+    cdn_geo::testdata::geolite2_city()
 }
 
 #[test]
