@@ -13,6 +13,11 @@
 #   stale:           only the stale-if-error scenario, edge only.
 #   hot:             only the hot-hit throughput runs (HOT_ROUNDS, default 3).
 #   longtail:        only the long-tail Zipf run (LT_ROUNDS, LT_WARM, LT_DUR as in quick).
+#   cpu:             server CPU per hot hit (µs of user+system time of the target's processes
+#                    per request) for nginx-static, $TARGETS and the edge: CPU_ROUNDS (default 5)
+#                    interleaved runs of CPU_DUR seconds (default 3) per size in CPU_SIZES
+#                    (default 1k,100k,1m) with h2load; medians printed. Unlike req/s, this does
+#                    not depend on how much of the 2 shared cores the load generator takes.
 #
 # env: BENCH (yardstick dir, default /work/shared/bench/http), RUN (scratch, /tmp/httpbench/run),
 #      RESULTS_DIR (default $RUN/results-edge), EDGE_BIN (default target/release/edge; built if
@@ -134,7 +139,57 @@ rss_stream() {
     kill "$dpid" 2>/dev/null || true
 }
 
+# Server CPU per request: user+system ticks of every process in the target's session
+# (servers.sh starts each with setsid) across one h2load run over the 16 hot objects.
+cpu_per_request() {
+    local t=$1 size=$2 sid pids c0 c1 w0 w1 req urls="" addr
+    addr=$(./servers.sh "$t" addr)
+    sid=$(cat "$RUN/$t.pidf")
+    pids=$(ps -o pid= -s "$sid")
+    ticks() { local s=0 p f; for p in $pids; do [ -r "/proc/$p/stat" ] || continue
+        read -r -a f < <(sed 's/.*) //' "/proc/$p/stat"); s=$((s + f[11] + f[12])); done; echo "$s"; }
+    for i in $(seq 0 15); do urls="$urls http://$addr/obj/$size/hot$i"; done
+    c0=$(ticks); w0=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    req=$(h2load --h1 -t2 -c64 -D "${CPU_DUR:-3}" $urls 2>&1 | awk '/requests:/{print $8}')
+    c1=$(ticks); w1=$(date +%s.%N)
+    printf '%s %s %d %.0f %.1f\n' "$t" "$size" "$req" "$(echo "$req / ($w1 - $w0)" | bc -l)" \
+        "$(echo "($c1 - $c0) * 1000000 / $(getconf CLK_TCK) / $req" | bc -l)"
+}
+
+cpu_mode() {
+    local ts="nginx-static ${TARGETS//,/ } edge" t size r i
+    ./servers.sh edge wipe
+    ./servers.sh origin start 2>/dev/null || true
+    for t in $ts; do ./servers.sh "$t" start >/dev/null; done
+    sleep 2
+    # Warm: 40 requests per object (the edge moves a disk chunk into memory on its 32nd hit).
+    for t in $ts; do
+        [ "$t" = nginx-static ] && continue
+        for size in ${CPU_SIZES//,/ }; do for i in $(seq 0 15); do for r in $(seq 40); do
+            echo "url=http://$(./servers.sh "$t" addr)/obj/$size/hot$i"; echo "output=/dev/null"
+        done; done; done > "$RUN/cpu-warm.cfg"
+        curl -s -K "$RUN/cpu-warm.cfg"
+    done
+    echo "# target size requests req/s server_us_per_request" > "$RESULTS_DIR/cpu.txt"
+    for r in $(seq "${CPU_ROUNDS:-5}"); do
+        for size in ${CPU_SIZES//,/ }; do
+            for t in $ts; do cpu_per_request "$t" "$size" | tee -a "$RESULTS_DIR/cpu.txt"; done
+        done
+    done
+    echo "medians (server µs per request; req/s):"
+    for size in ${CPU_SIZES//,/ }; do for t in $ts; do
+        awk -v t="$t" -v s="$size" '$1==t && $2==s {print $5, $4}' "$RESULTS_DIR/cpu.txt" | sort -n |
+            awk -v t="$t" -v s="$size" '{u[NR]=$1; q[NR]=$2} END {m=int((NR+1)/2);
+                printf "%-15s %-5s %7.1f us/req (min %.1f max %.1f) %6d req/s n=%d\n", t, s, u[m], u[1], u[NR], q[m], NR}'
+    done; done | tee -a "$RESULTS_DIR/cpu.txt"
+    stop_all
+}
+CPU_SIZES=${CPU_SIZES:-1k,100k,1m}
+
 case $MODE in
+cpu)
+    cpu_mode ;;
 rss)
     rss_stream ;;
 hot)
@@ -166,7 +221,7 @@ quick)
     stop_all
     rss_stream
     ;;
-*) echo "usage: $0 [quick|full|rss|stale|hot|longtail]" >&2; exit 2 ;;
+*) echo "usage: $0 [quick|full|rss|stale|hot|longtail|cpu]" >&2; exit 2 ;;
 esac
 
 python3 bench.py report --out "$RESULTS_DIR/tables.md"
