@@ -68,15 +68,22 @@ pub use route::Router;
 #[derive(Debug)]
 pub struct Checked {
     snapshot: route::Snapshot,
+    geo_baseline: watch::Baseline,
 }
 
 /// Validate everything `run` would build from `config` (zones and record data, network map,
 /// database, probe CA file) without binding anything: the `--check-config` path. Relative paths
 /// resolve against `base_dir`.
 pub fn check(config: &RouterConfig, base_dir: &Path) -> Result<Checked, RouterError> {
+    // Stamped before they are read: a geo file replaced from here on is reloaded by the
+    // watcher (`geo.reload_check_interval`), however soon after start-up that happens.
+    let geo_baseline = watch::Baseline::take(config, base_dir);
     let snapshot = route::build_snapshot(config, base_dir, 1)?;
     health::probe::check_tls(&config.health, base_dir)?;
-    Ok(Checked { snapshot })
+    Ok(Checked {
+        snapshot,
+        geo_baseline,
+    })
 }
 
 /// Serve DNS and the admin API on `sockets` until `shutdown` is cancelled, then stop within
@@ -152,7 +159,12 @@ pub async fn run_checked(
     );
     let mut admin = admin::serve(sockets.admin, ctx.clone(), shutdown.clone())
         .map_err(|e| RouterError::io("start admin API", e))?;
-    let geo_watch = watch::spawn(ctx.clone(), base_dir.clone(), shutdown.clone());
+    let geo_watch = watch::spawn(
+        ctx.clone(),
+        base_dir.clone(),
+        checked.geo_baseline,
+        shutdown.clone(),
+    );
     let hup = reload::spawn_sighup(ctx, shutdown.clone());
     cdn_shared::telemetry::ready("dns-router");
 

@@ -118,17 +118,31 @@ impl Watched {
     }
 }
 
+/// The geo files' stamps taken just *before* start-up reads them ([`crate::check`]): any
+/// change after that moment, even one made while the files were being read or before the
+/// watcher task started, is seen by the first check (and at worst reloads the same data once).
+#[derive(Debug, Default)]
+pub struct Baseline(Watched);
+
+impl Baseline {
+    /// Stamp the geo files `config` names (relative paths against `base_dir`).
+    pub fn take(config: &RouterConfig, base_dir: &Path) -> Baseline {
+        let mut w = Watched::default();
+        w.follow(geo_files(config, base_dir));
+        Baseline(w)
+    }
+}
+
 /// Start the watcher: a task that checks the geo files of `ctx`'s live config every
 /// `geo.reload_check_interval` (relative paths against `base_dir`) until `shutdown` is
-/// cancelled. Call inside a tokio runtime.
+/// cancelled, starting from `baseline`. Call inside a tokio runtime.
 pub fn spawn(
     ctx: AdminContext,
     base_dir: PathBuf,
+    baseline: Baseline,
     shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
-    // The baseline is taken now, before `run` reports ready, not when the task first runs:
-    // a file replaced right after start-up must count as a change.
-    let mut watched = Watched::default();
+    let mut watched = baseline.0;
     watched.follow(geo_files(&ctx.config.load(), &base_dir));
     tokio::spawn(async move {
         loop {
@@ -161,6 +175,28 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_replaced_after_the_baseline_is_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let map = dir.path().join("map.txt");
+        std::fs::write(&map, "10.0.0.0/8 a\n").unwrap();
+        let mut config: RouterConfig = cdn_shared::config::load_str(
+            "[[zones]]\nname = \"cdn.test\"\nns = [\"ns1.cdn.test\"]\n",
+        )
+        .unwrap();
+        config.geo.network_map = Some(PathBuf::from("map.txt"));
+        // Start-up: the baseline is taken, then (before any check runs) the file is replaced.
+        let Baseline(mut w) = Baseline::take(&config, dir.path());
+        let tmp = dir.path().join("map.tmp");
+        std::fs::write(&tmp, "10.0.0.0/8 b\n").unwrap();
+        std::fs::rename(&tmp, &map).unwrap();
+        // The watcher follows the same list (the stamps are kept), sees it, and reloads.
+        w.follow(geo_files(&config, dir.path()));
+        assert_eq!(w.check(), Step::Settling);
+        assert_eq!(w.check(), Step::Reload);
+        assert_eq!(w.check(), Step::Idle);
+    }
 
     #[test]
     fn a_change_is_applied_once_stable() {
