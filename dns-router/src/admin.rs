@@ -655,10 +655,18 @@ async fn reports(
         return Err(e);
     }
     let body = read_body(&req, payload, &ctx).await?;
-    match ingest(&ctx.health, &body, cdn_shared::unix_ms()) {
+    match ingest(
+        &ctx.health,
+        &ctx.config.load(),
+        &body,
+        cdn_shared::unix_ms(),
+    ) {
         Ok(done) => Ok(HttpResponse::Ok().json(done)),
         Err(e @ IngestError::UnknownEdge(_)) => {
             Err(ApiError::new(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e @ IngestError::RegionMismatch { .. }) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
         }
         Err(e) => Err(ApiError::bad_request(e.to_string())),
     }

@@ -206,6 +206,15 @@ async fn reports_spill_and_recover_with_hysteresis() {
     let (s, v) = http(f.addr, "POST", "/api/v1/reports", Some(TOKEN), Some(body)).await;
     assert_eq!(s, 404, "{v}");
     assert_eq!(v["error"], "unknown edge `ghost`");
+    // A report naming another region than the router's config (a copied edge id?) is refused
+    // and not applied: e-east stays draining from seq 6.
+    let body = report("e-east", "west", 7, 10.0, now, false);
+    let (s, v) = http(f.addr, "POST", "/api/v1/reports", Some(TOKEN), Some(body)).await;
+    assert_eq!(s, 409, "{v}");
+    let err = v["error"].as_str().unwrap();
+    assert!(err.contains("`west`") && err.contains("`east`"), "{err}");
+    let (_, v) = http(f.addr, "GET", EAST_CLIENT, None, None).await;
+    assert_eq!(chosen(&v), ["e-west"], "{v}");
     let (s, v) = http(
         f.addr,
         "POST",
@@ -231,6 +240,10 @@ async fn reports_spill_and_recover_with_hysteresis() {
     let text = text.as_str().unwrap().to_string();
     assert!(
         text.contains("cdn_reports_ingested_total{result=\"out_of_order\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cdn_reports_ingested_total{result=\"region_mismatch\"}"),
         "{text}"
     );
     assert!(

@@ -191,12 +191,44 @@ fn outcome_label(r: &Result<u16, String>) -> String {
     }
 }
 
+/// What to log when a router's answer to our reports changes from `prev` (`None`: first
+/// report) to `now` (labels of [`outcome_label`]): a refusal names the likely cause once, not
+/// on every report; recovery is logged once too. `None`: nothing to log.
+fn transition_message(prev: Option<&str>, now: &str) -> Option<(bool, String)> {
+    if prev == Some(now) || (prev.is_none() && now == "ok") {
+        return None;
+    }
+    let warn = |m: &str| Some((true, m.to_string()));
+    match now {
+        "ok" => Some((false, "router accepts reports again".into())),
+        "http_401" | "http_403" => {
+            warn("router refuses reports: wrong or missing token (report.token vs the router's admin.token)")
+        }
+        "http_404" => warn("router refuses reports: it has no edge with this edge.id in its [[edges]]"),
+        "http_409" => warn(
+            "router refuses reports: this edge.region differs from the region the router's [[edges]] gives this edge.id",
+        ),
+        "timeout" => warn("router does not answer reports in time (report.timeout)"),
+        "error" => warn("reports to this router fail (connection error)"),
+        other => warn(&format!("router refuses reports ({other})")),
+    }
+}
+
 async fn send_one(
     sink: &dyn ReportSink,
     router: &str,
     report: &HealthReport,
     timeout: Duration,
 ) -> bool {
+    send_one_labelled(sink, router, report, timeout).await == "ok"
+}
+
+async fn send_one_labelled(
+    sink: &dyn ReportSink,
+    router: &str,
+    report: &HealthReport,
+    timeout: Duration,
+) -> String {
     let r = match tokio::time::timeout(timeout, sink.send(router, report)).await {
         Ok(r) => r,
         Err(_) => Err("timeout".to_string()),
@@ -206,9 +238,8 @@ async fn send_one(
         .increment(1);
     if label != "ok" {
         tracing::debug!(router, seq = report.seq, result = %label, error = ?r.err(), "report not accepted");
-        return false;
     }
-    true
+    label
 }
 
 /// Start the reporter on its own thread. It reports every interval until `stop` is cancelled
@@ -259,6 +290,7 @@ async fn run_reporter(
         let sink = sink.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            let mut last: Option<String> = None;
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -266,7 +298,13 @@ async fn run_reporter(
                 }
                 let report = rx.borrow_and_update().clone();
                 if let Some(report) = report {
-                    send_one(&*sink, &router, &report, timeout).await;
+                    let label = send_one_labelled(&*sink, &router, &report, timeout).await;
+                    match transition_message(last.as_deref(), &label) {
+                        Some((true, m)) => tracing::warn!(router = %router, result = %label, "{m}"),
+                        Some((false, m)) => tracing::info!(router = %router, "{m}"),
+                        None => {}
+                    }
+                    last = Some(label);
                 }
             }
         });
@@ -423,6 +461,28 @@ mod tests {
         assert_eq!(b.build().status, EdgeStatus::Draining);
         let other = builder(&[], 1000, l);
         assert_ne!(other.boot_id(), r1.boot_id, "random per builder");
+    }
+
+    #[test]
+    fn refusals_are_logged_once_with_their_cause() {
+        assert_eq!(transition_message(None, "ok"), None);
+        assert_eq!(transition_message(Some("ok"), "ok"), None);
+        let (warn, m) = transition_message(None, "http_409").unwrap();
+        assert!(warn && m.contains("edge.region"), "{m}");
+        assert_eq!(transition_message(Some("http_409"), "http_409"), None);
+        let (warn, m) = transition_message(Some("http_409"), "http_401").unwrap();
+        assert!(warn && m.contains("token"), "{m}");
+        assert!(transition_message(Some("ok"), "http_404")
+            .unwrap()
+            .1
+            .contains("edge.id"));
+        assert!(transition_message(Some("ok"), "http_500")
+            .unwrap()
+            .1
+            .contains("http_500"));
+        assert!(transition_message(Some("ok"), "timeout").unwrap().0);
+        let (warn, m) = transition_message(Some("timeout"), "ok").unwrap();
+        assert!(!warn && m.contains("again"), "{m}");
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //!
 //! Answers (the admin API maps them to HTTP): `accepted`, and the ignored-but-fine `stale`
 //! and `out_of_order` (the edge need not retry them) are successes; a body that is not a
-//! report ([`IngestError::BadJson`]), an unsupported version ([`IngestError::BadVersion`]) and
-//! an id that is not a configured edge ([`IngestError::UnknownEdge`]) are errors.
+//! report ([`IngestError::BadJson`]), an unsupported version ([`IngestError::BadVersion`]), an
+//! id that is not a configured edge ([`IngestError::UnknownEdge`]) and a report whose region
+//! is not the one the router's config gives that edge ([`IngestError::RegionMismatch`]: two
+//! edges sharing an id, or an edge and router config that disagree; its load and drain state
+//! would be applied to the wrong place) are errors.
 
+use cdn_shared::config::router::RouterConfig;
 use cdn_shared::report::{HealthReport, REPORT_VERSION};
 use serde::Serialize;
 
@@ -36,6 +40,19 @@ pub enum IngestError {
     /// The edge id is not configured here.
     #[error("unknown edge `{0}`")]
     UnknownEdge(String),
+    /// The report names another region than the router's config has for the edge.
+    #[error(
+        "edge `{edge}` reports region `{reported}` but is configured in region `{configured}` \
+         (check the edge's `edge.id` / `edge.region` against the router's `[[edges]]`)"
+    )]
+    RegionMismatch {
+        /// The edge id.
+        edge: String,
+        /// The region in the report.
+        reported: String,
+        /// The region in the router's config.
+        configured: String,
+    },
 }
 
 impl IngestError {
@@ -45,13 +62,20 @@ impl IngestError {
             IngestError::BadJson(_) => "bad_json",
             IngestError::BadVersion(_) => "bad_version",
             IngestError::UnknownEdge(_) => "unknown_edge",
+            IngestError::RegionMismatch { .. } => "region_mismatch",
         }
     }
 }
 
-/// Parse and apply one report received at `now_ms`.
-pub fn ingest(state: &HealthState, body: &[u8], now_ms: u64) -> Result<Ingested, IngestError> {
-    let result = parse_and_apply(state, body, now_ms);
+/// Parse and apply one report received at `now_ms`; `config` is the live config (the edge's
+/// region is checked against it).
+pub fn ingest(
+    state: &HealthState,
+    config: &RouterConfig,
+    body: &[u8],
+    now_ms: u64,
+) -> Result<Ingested, IngestError> {
+    let result = parse_and_apply(state, config, body, now_ms);
     let label = match &result {
         Ok(i) => i.result.as_str(),
         Err(e) => e.as_str(),
@@ -63,11 +87,25 @@ pub fn ingest(state: &HealthState, body: &[u8], now_ms: u64) -> Result<Ingested,
     result
 }
 
-fn parse_and_apply(state: &HealthState, body: &[u8], now_ms: u64) -> Result<Ingested, IngestError> {
+fn parse_and_apply(
+    state: &HealthState,
+    config: &RouterConfig,
+    body: &[u8],
+    now_ms: u64,
+) -> Result<Ingested, IngestError> {
     let report: HealthReport =
         serde_json::from_slice(body).map_err(|e| IngestError::BadJson(e.to_string()))?;
     if report.version != REPORT_VERSION {
         return Err(IngestError::BadVersion(report.version));
+    }
+    if let Some(e) = config.edges.iter().find(|e| e.id == report.edge_id) {
+        if e.region != report.region {
+            return Err(IngestError::RegionMismatch {
+                edge: report.edge_id,
+                reported: report.region,
+                configured: e.region.clone(),
+            });
+        }
     }
     let edge = report.edge_id.clone();
     let seq = report.seq;
@@ -83,21 +121,28 @@ mod tests {
     use super::*;
     use cdn_shared::report::{CacheFigures, Capacity, EdgeStatus, Load};
 
-    fn state() -> std::sync::Arc<HealthState> {
-        let cfg = cdn_shared::config::load_str(
+    fn config() -> RouterConfig {
+        cdn_shared::config::load_str(
             "[[regions]]\nname = \"r\"\nlat = 0.0\nlon = 0.0\n\
              [[zones]]\nname = \"cdn.test\"\nns = [\"ns1.cdn.test\"]\n\
              [[edges]]\nid = \"e1\"\nregion = \"r\"\nipv4 = [\"127.0.0.1\"]\n",
         )
-        .unwrap();
-        HealthState::new_at(&cfg, 0)
+        .unwrap()
+    }
+
+    fn state() -> std::sync::Arc<HealthState> {
+        HealthState::new_at(&config(), 0)
     }
 
     fn body(id: &str, seq: u64, version: u32) -> Vec<u8> {
+        body_in(id, "r", seq, version)
+    }
+
+    fn body_in(id: &str, region: &str, seq: u64, version: u32) -> Vec<u8> {
         serde_json::to_vec(&HealthReport {
             version,
             edge_id: id.into(),
-            region: "r".into(),
+            region: region.into(),
             seq,
             boot_id: 1,
             sent_at_ms: 1_000,
@@ -112,6 +157,8 @@ mod tests {
     #[test]
     fn ingest_outcomes() {
         let s = state();
+        let c = config();
+        let ingest = |s: &HealthState, b: &[u8], now| ingest(s, &c, b, now);
         let ok = ingest(&s, &body("e1", 2, REPORT_VERSION), 1_000).unwrap();
         assert_eq!(ok.result, ReportVerdict::Accepted);
         let again = ingest(&s, &body("e1", 2, REPORT_VERSION), 1_000).unwrap();
@@ -130,5 +177,32 @@ mod tests {
             ingest(&s, b"{\"edge_id\":1}", 1_000),
             Err(IngestError::BadJson(_))
         ));
+    }
+
+    #[test]
+    fn a_report_from_another_region_is_refused_and_not_applied() {
+        let s = state();
+        let c = config();
+        let err = ingest(
+            &s,
+            &c,
+            &body_in("e1", "elsewhere", 5, REPORT_VERSION),
+            1_000,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            IngestError::RegionMismatch {
+                edge: "e1".into(),
+                reported: "elsewhere".into(),
+                configured: "r".into()
+            }
+        );
+        assert_eq!(err.as_str(), "region_mismatch");
+        assert!(err.to_string().contains("`elsewhere`"), "{err}");
+        assert!(s.view().edges["e1"].last_report.is_none());
+        // The right region is taken (the refused seq 5 did not count).
+        let ok = ingest(&s, &c, &body("e1", 1, REPORT_VERSION), 1_000).unwrap();
+        assert_eq!(ok.result, ReportVerdict::Accepted);
     }
 }
