@@ -9,9 +9,9 @@
 //! | `cdn_reports_ingested_total` | counter | `result` | pushed reports: `accepted`, `stale`, `out_of_order`, `bad_version`, `unknown_edge`, `region_mismatch`, `bad_json`, `unauthorized` |
 //! | `cdn_probe_failures_total` | counter | `edge`, `reason` | failed probes (`probe_timeout`, `http_<code>`, `connect_refused`, `connect_error`, `bad_response`, `tls_handshake`, `tls_cert_untrusted`, `tls_cert_expired`, `tls_cert_name`, `tls_cert`, `tls_config`) |
 //! | `cdn_edge_up` | gauge | `edge` | 1 when the edge is Up, 0 when Down or Unknown |
-//! | `cdn_edge_draining` | gauge | `edge` | 1 when the edge takes no new answers (its report, or a manual drain) |
-//! | `cdn_edge_overloaded` | gauge | `edge` | 1 when the edge's load is above its capacity (it spills) |
-//! | `cdn_edge_utilization` | gauge | `edge` | the edge's last reported load / capacity (0 without a fresh report) |
+//! | `cdn_router_edge_draining` | gauge | `edge` | 1 when the edge takes no new answers (its report, or a manual drain) |
+//! | `cdn_router_edge_overloaded` | gauge | `edge` | 1 when the edge's load is above its capacity (it spills) |
+//! | `cdn_router_edge_utilization` | gauge | `edge` | the edge's last reported load / capacity (0 without a fresh report) |
 //! | `cdn_admin_requests_total` | counter | `endpoint`, `status` | admin API requests |
 //! | `cdn_config_reloads_total` | counter | `result` | reloads (SIGHUP, API, and geo files changed on disk): `ok`, `error` |
 //!
@@ -44,11 +44,11 @@ pub mod names {
     /// Gauge `{edge}`, rendered from the health view ([`super::render_edge_gauges`]).
     pub const EDGE_UP: &str = "cdn_edge_up";
     /// Gauge `{edge}`, rendered from the health view.
-    pub const EDGE_DRAINING: &str = "cdn_edge_draining";
+    pub const EDGE_DRAINING: &str = "cdn_router_edge_draining";
     /// Gauge `{edge}`, rendered from the health view.
-    pub const EDGE_OVERLOADED: &str = "cdn_edge_overloaded";
+    pub const EDGE_OVERLOADED: &str = "cdn_router_edge_overloaded";
     /// Gauge `{edge}`, rendered from the health view.
-    pub const EDGE_UTILIZATION: &str = "cdn_edge_utilization";
+    pub const EDGE_UTILIZATION: &str = "cdn_router_edge_utilization";
     /// Counter `{endpoint,status}`.
     pub const ADMIN_REQUESTS: &str = "cdn_admin_requests_total";
     /// Counter `{result}`.
@@ -115,9 +115,10 @@ fn describe() {
     describe_counter!(names::CONFIG_RELOADS, "Config reloads by result.");
 }
 
-/// Append the per-edge gauges (`cdn_edge_up`, `cdn_edge_draining`, `cdn_edge_overloaded`,
-/// `cdn_edge_utilization`) for every edge in `view`, sorted by id, in the Prometheus text
-/// format.
+/// Append the per-edge gauges (`cdn_edge_up`, `cdn_router_edge_draining`,
+/// `cdn_router_edge_overloaded`, `cdn_router_edge_utilization`: the router's view, named apart
+/// from the edge's own `cdn_edge_draining`) for every edge in `view`, sorted by id, in the
+/// Prometheus text format.
 pub fn render_edge_gauges(view: &HealthView, out: &mut String) {
     let mut ids: Vec<&String> = view.edges.keys().collect();
     ids.sort();
@@ -196,12 +197,24 @@ mod tests {
                 "cdn_edge_up{edge=\"c\\\"x\"} 0"
             ]
         );
-        assert!(out.contains("# TYPE cdn_edge_draining gauge\n"), "{out}");
-        assert!(out.contains("cdn_edge_draining{edge=\"b\"} 1\n"), "{out}");
-        assert!(out.contains("cdn_edge_draining{edge=\"a\"} 0\n"), "{out}");
-        assert!(out.contains("cdn_edge_overloaded{edge=\"b\"} 1\n"), "{out}");
         assert!(
-            out.contains("cdn_edge_utilization{edge=\"a\"} 0.25\n"),
+            out.contains("# TYPE cdn_router_edge_draining gauge\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cdn_router_edge_draining{edge=\"b\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cdn_router_edge_draining{edge=\"a\"} 0\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cdn_router_edge_overloaded{edge=\"b\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cdn_router_edge_utilization{edge=\"a\"} 0.25\n"),
             "{out}"
         );
 

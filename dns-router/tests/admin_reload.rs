@@ -56,7 +56,10 @@ async fn reload_good_then_bad_config() {
     let (_, text) = http(f.addr, "GET", "/metrics", None, None).await;
     let text = text.as_str().unwrap().to_string();
     assert!(text.contains("cdn_edge_up{edge=\"c\"} "), "{text}");
-    assert!(text.contains("cdn_edge_draining{edge=\"a\"} 0"), "{text}");
+    assert!(
+        text.contains("cdn_router_edge_draining{edge=\"a\"} 0"),
+        "{text}"
+    );
     assert!(!text.contains("edge=\"b\"}"), "{text}");
     // The old token no longer writes; the new one does.
     let (s, _) = http(f.addr, "POST", "/api/v1/edges/a/drain", Some(TOKEN), None).await;
