@@ -8,8 +8,8 @@
 //! | GET | `/metrics` | Prometheus text |
 //! | GET | `/api/v1/edges` | every edge: state, reason, since, last probe, last report, load vs capacity, draining |
 //! | GET | `/api/v1/edges/{id}` | one edge (404 when unknown) |
-//! | GET | `/api/v1/services` | services with their pool and the edges currently chosen for a client in each region |
-//! | GET | `/api/v1/explain?name=&client=&ecs=&type=` | how a query would be answered (same code as DNS); `client` defaults to the caller's address, `type` to `A` |
+//! | GET | `/api/v1/services` | services with their pool and the edges the DNS decision chooses now for a client in each region |
+//! | GET | `/api/v1/explain?name=&client=&ecs=&type=` | how a query would be answered (the decision DNS runs: records, rcode, TTL, ECS scope, and the service trace); `client` defaults to the caller's address, `type` to `A` |
 //! | POST | `/api/v1/edges/{id}/drain`, `/undrain` | operator drain (token; 404 unknown edge) |
 //! | POST | `/api/v1/reports` | an edge's `HealthReport` (token) |
 //! | POST | `/api/v1/reload` | re-read the config file (token; 400 with the config error) |
@@ -28,8 +28,6 @@
 //! every edge with an `admin_url` acknowledged, else 502 (same body, plus `error`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -38,7 +36,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
-use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use hickory_proto::rr::RecordType;
 use ipnet::IpNet;
@@ -50,57 +47,19 @@ use cdn_geo::model::{ClientLocation, LocationSource};
 use cdn_shared::config::router::RouterConfig;
 use cdn_shared::shutdown::Shutdown;
 
+use crate::decide::{decide, Client};
 use crate::health::ingest::{ingest, IngestError};
 use crate::health::state::Event;
-use crate::health::{HealthError, HealthState};
+use crate::health::HealthError;
+use crate::live::{Live, ReloadError};
 use crate::metrics::names;
-use crate::route::{Router, TYPE_A, TYPE_AAAA};
+use crate::wire::rtype;
 
 /// Per-edge timeout of the purge fan-out.
 pub const PURGE_EDGE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What the admin API works on. Cheap to clone.
-#[derive(Clone)]
-pub struct AdminContext {
-    /// Live edge health.
-    pub health: Arc<HealthState>,
-    /// The DNS router (explain, services, reload).
-    pub router: Arc<Router>,
-    /// The live config (swapped by reloads).
-    pub config: Arc<ArcSwap<RouterConfig>>,
-    /// The config file reloads re-read; `None` = reload unavailable (409).
-    pub config_path: Option<PathBuf>,
-    /// Prometheus output.
-    pub metrics: PrometheusHandle,
-    pub(crate) reload_lock: Arc<Mutex<()>>,
-}
-
-impl std::fmt::Debug for AdminContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminContext")
-            .field("config_path", &self.config_path)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AdminContext {
-    /// Build a context (installs the metrics recorder if needed).
-    pub fn new(
-        health: Arc<HealthState>,
-        router: Arc<Router>,
-        config: Arc<ArcSwap<RouterConfig>>,
-        config_path: Option<PathBuf>,
-    ) -> Self {
-        Self {
-            health,
-            router,
-            config,
-            config_path,
-            metrics: crate::metrics::install(),
-            reload_lock: Arc::new(Mutex::new(())),
-        }
-    }
-}
+/// What the admin API works on: the router's live state (the name callers know it by).
+pub type AdminContext = Live;
 
 /// The running admin server.
 #[derive(Debug)]
@@ -208,6 +167,8 @@ pub fn app(
 > {
     App::new()
         .app_data(web::Data::new(ctx))
+        // The process-wide recorder (installed here if `run` did not already).
+        .app_data(web::Data::new(crate::metrics::install()))
         .wrap(ErrorHandlers::new().default_handler(json_error_body))
         .wrap_fn(|req, srv| {
             let fut = srv.call(req);
@@ -387,12 +348,15 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-async fn metrics_text(ctx: web::Data<AdminContext>) -> HttpResponse {
+async fn metrics_text(
+    ctx: web::Data<AdminContext>,
+    recorder: web::Data<PrometheusHandle>,
+) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body({
-            let mut text = ctx.metrics.render();
-            crate::metrics::render_edge_gauges(&ctx.health.view(), &mut text);
+            let mut text = recorder.render();
+            crate::health::gauges::render_edge_gauges(&ctx.health.view(), &mut text);
             text
         })
 }
@@ -490,7 +454,7 @@ async fn undrain(
 }
 
 /// Services with their pools and, per configured region, the edges a client placed in that
-/// region would get now (the same `choose` the DNS path runs).
+/// region would get now: the one decision (`decide::decide`) DNS runs, for the service's name.
 async fn services(ctx: web::Data<AdminContext>) -> ApiResult {
     let config = ctx.config.load();
     let snap = ctx.router.snapshot();
@@ -517,7 +481,7 @@ async fn services(ctx: web::Data<AdminContext>) -> ApiResult {
             .collect();
         let mut by_region = serde_json::Map::new();
         for region in &config.regions {
-            let client = ClientLocation {
+            let client = Client::Placed(ClientLocation {
                 lat: region.lat,
                 lon: region.lon,
                 country: None,
@@ -525,18 +489,17 @@ async fn services(ctx: web::Data<AdminContext>) -> ApiResult {
                 region: Some(region.name.clone()),
                 network: IpNet::from(IpAddr::from([0, 0, 0, 0])),
                 source: LocationSource::Default,
-            };
+            });
             let mut per_type = serde_json::Map::new();
-            for (name, rtype) in [("A", TYPE_A), ("AAAA", TYPE_AAAA)] {
-                let cands = crate::route::candidates(&snap, svc, rtype, &view);
-                if cands.is_empty() {
+            for (name, qtype) in [("A", rtype::A), ("AAAA", rtype::AAAA)] {
+                let d = decide(&snap, &view, &svc.name, qtype, &client, now)
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                let Some(t) = d.service.filter(|t| !t.decided.candidates.is_empty()) else {
                     continue;
-                }
-                let d = cdn_geo::select::choose(&client, &cands, now, &svc.policy);
-                let chosen: Vec<&str> = d.chosen.iter().map(|&i| cands[i].id.as_str()).collect();
+                };
                 per_type.insert(
                     name.into(),
-                    json!({ "edges": chosen, "rule": d.rule.as_str() }),
+                    json!({ "edges": t.answer.edges, "rule": t.decided.decision.rule.as_str() }),
                 );
             }
             by_region.insert(region.name.clone(), Value::Object(per_type));
@@ -639,9 +602,15 @@ async fn explain(req: HttpRequest, ctx: web::Data<AdminContext>) -> ApiResult {
             .map(|a| a.ip())
             .ok_or_else(|| ApiError::bad_request("missing `client` parameter"))?,
     };
-    let e = ctx
-        .router
-        .explain(&q.name, q.rtype, client, q.ecs, cdn_shared::unix_ms());
+    let e = crate::explain::explain(
+        &ctx.router.snapshot(),
+        &ctx.health.view(),
+        &q.name,
+        q.rtype,
+        client,
+        q.ecs,
+        cdn_shared::unix_ms(),
+    );
     Ok(HttpResponse::Ok().json(e))
 }
 
@@ -674,13 +643,13 @@ async fn reports(
 
 async fn reload(req: HttpRequest, ctx: web::Data<AdminContext>) -> ApiResult {
     authorize(&req, &ctx)?;
-    let ctx2 = ctx.get_ref().clone();
-    let result = web::block(move || crate::reload::reload(&ctx2))
+    let live = ctx.get_ref().clone();
+    let result = web::block(move || live.reload())
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match result {
         Ok(summary) => Ok(HttpResponse::Ok().json(summary)),
-        Err(e @ crate::reload::ReloadError::NoConfigFile) => {
+        Err(e @ ReloadError::NoConfigFile) => {
             Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
         }
         Err(e) => Err(ApiError::bad_request(e.to_string())),

@@ -7,7 +7,7 @@
 //! larger than the requester's limit is cut back to the question with TC=1 (RFC 6891 §7,
 //! RFC 2181 §9).
 
-use crate::wire::{Ecs, Edns, OPT_ECS, TYPE_OPT};
+use crate::wire::{rtype, Ecs, Edns, OPT_ECS};
 use crate::zone::write_rr;
 
 /// Owner name pointer to the question name (offset 12).
@@ -189,7 +189,7 @@ fn opt_size(o: &OptReply) -> usize {
 
 fn write_opt(buf: &mut Vec<u8>, o: &OptReply, rcode: Rcode) {
     buf.push(0); // root
-    buf.extend_from_slice(&TYPE_OPT.to_be_bytes());
+    buf.extend_from_slice(&rtype::OPT.to_be_bytes());
     buf.extend_from_slice(&o.udp_size.to_be_bytes());
     buf.push((rcode.code() >> 4) as u8); // extended RCODE
     buf.push(0); // version

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use cdn_geo::model::{Candidate, ClientLocation};
 use foldhash::fast::RandomState;
 
-use crate::route::{ServiceAnswer, TYPE_A, TYPE_AAAA};
+use crate::route::ServiceAnswer;
+use crate::wire::rtype;
 
 /// What a service answer is cached under: (service, type, looked-up address, ECS source
 /// prefix, ECS used).
@@ -62,13 +63,13 @@ const MAX_CACHED_SERVICE: usize = 1 << 20;
 impl PackedKey {
     /// `meta` bits for (service, type, prefix, used); `None` when not cacheable.
     fn meta(svc: usize, rtype: u16, prefix: u8, used: bool) -> Option<u32> {
-        if svc >= MAX_CACHED_SERVICE || (rtype != TYPE_A && rtype != TYPE_AAAA) {
+        if svc >= MAX_CACHED_SERVICE || (rtype != rtype::A && rtype != rtype::AAAA) {
             return None;
         }
         Some(
             1 << 31
                 | (svc as u32) << 10
-                | u32::from(rtype == TYPE_AAAA) << 9
+                | u32::from(rtype == rtype::AAAA) << 9
                 | u32::from(used) << 8
                 | u32::from(prefix),
         )
@@ -501,7 +502,7 @@ mod tests {
 
     fn service_answer(tag: usize) -> ServiceAnswer {
         ServiceAnswer {
-            rtype: TYPE_A,
+            rtype: rtype::A,
             ttl: 30,
             addrs: vec![IpAddr::from([192, 0, 2, (tag % 251) as u8])],
             scope: 16,
@@ -514,7 +515,7 @@ mod tests {
     fn key(addr: &str) -> CacheKey {
         CacheKey {
             svc: 0,
-            rtype: TYPE_A,
+            rtype: rtype::A,
             addr: addr.parse().unwrap(),
             prefix: 24,
             used: true,
@@ -549,7 +550,7 @@ mod tests {
                 |_, location| {
                     self.decides.set(self.decides.get() + 1);
                     let t = tag(location.network, generation);
-                    ((0, TYPE_A, 16, 0, vec![t]), service_answer(t))
+                    ((0, rtype::A, 16, 0, vec![t]), service_answer(t))
                 },
             )
         }
@@ -593,7 +594,7 @@ mod tests {
         let variants = [
             CacheKey { svc: 1, ..base },
             CacheKey {
-                rtype: TYPE_AAAA,
+                rtype: rtype::AAAA,
                 ..base
             },
             CacheKey { prefix: 25, ..base },
@@ -640,7 +641,7 @@ mod tests {
             },
             |_, _| {
                 let t = tag(network("10.1.0.0".parse().unwrap()), 1);
-                ((0, TYPE_A, 16, 0, vec![t]), service_answer(t))
+                ((0, rtype::A, 16, 0, vec![t]), service_answer(t))
             },
         );
         assert!(Arc::ptr_eq(&x, &y));

@@ -29,8 +29,8 @@ use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
 use crate::answer::Rcode;
 use crate::handler::{respond, Context, Outcome, ThreadCache, Transport};
+use crate::live::Router;
 use crate::querylog::{Entry, QueryLog, Recorder};
-use crate::route::Router;
 
 /// Per-connection mutable state.
 #[derive(Debug, Default)]
@@ -134,7 +134,7 @@ impl RouterHandler {
     fn record(
         &self,
         state: &mut ConnState,
-        snap: &crate::route::Snapshot,
+        snap: &crate::snapshot::Snapshot,
         o: &Outcome,
         query: &[u8],
         peer: IpAddr,

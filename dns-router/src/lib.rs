@@ -35,15 +35,19 @@
 pub mod admin;
 pub mod answer;
 pub mod answer_cache;
+pub mod decide;
 pub mod error;
+pub mod explain;
 pub mod handler;
 pub mod health;
 pub mod hickory;
 pub mod listen;
+pub mod live;
 pub mod metrics;
 pub mod querylog;
 pub mod reload;
 pub mod route;
+pub mod snapshot;
 pub mod tcp;
 pub mod udp;
 pub mod watch;
@@ -61,13 +65,13 @@ use cdn_shared::shutdown::Shutdown;
 
 pub use error::RouterError;
 pub use listen::{bind, Sockets};
-pub use route::Router;
+pub use live::{Live, Router};
 
 /// What [`check`] built from a config: the routing snapshot (zones, services, network map,
 /// database), handed to [`run_checked`] so that start-up reads the geo files once.
 #[derive(Debug)]
 pub struct Checked {
-    snapshot: route::Snapshot,
+    snapshot: snapshot::Snapshot,
     geo_baseline: watch::Baseline,
 }
 
@@ -78,7 +82,7 @@ pub fn check(config: &RouterConfig, base_dir: &Path) -> Result<Checked, RouterEr
     // Stamped before they are read: a geo file replaced from here on is reloaded by the
     // watcher (`geo.reload_check_interval`), however soon after start-up that happens.
     let geo_baseline = watch::Baseline::take(config, base_dir);
-    let snapshot = route::build_snapshot(config, base_dir, 1)?;
+    let snapshot = snapshot::build_snapshot(config, base_dir, 1)?;
     health::probe::check_tls(&config.health, base_dir)?;
     Ok(Checked {
         snapshot,
@@ -111,7 +115,7 @@ pub async fn run_checked(
     shutdown: Shutdown,
 ) -> Result<(), RouterError> {
     let base_dir = cdn_shared::config::config_dir(config_path.as_deref());
-    let config = reload::resolve_paths(config, &base_dir);
+    let config = live::resolve_paths(config, &base_dir);
     let _prometheus = metrics::install();
     let health = health::HealthState::new(&config);
     let router = Router::from_snapshot(checked.snapshot, &base_dir, health.clone());
@@ -151,21 +155,21 @@ pub async fn run_checked(
             shutdown.clone(),
         )));
     }
-    let ctx = admin::AdminContext::new(
+    let live = Live::new(
         health.clone(),
         router.clone(),
         Arc::new(ArcSwap::new(config.clone())),
         config_path,
     );
-    let mut admin = admin::serve(sockets.admin, ctx.clone(), shutdown.clone())
+    let mut admin = admin::serve(sockets.admin, live.clone(), shutdown.clone())
         .map_err(|e| RouterError::io("start admin API", e))?;
     let geo_watch = watch::spawn(
-        ctx.clone(),
+        live.clone(),
         base_dir.clone(),
         checked.geo_baseline,
         shutdown.clone(),
     );
-    let hup = reload::spawn_sighup(ctx, shutdown.clone());
+    let hup = reload::spawn_sighup(live, shutdown.clone());
     cdn_shared::telemetry::ready("dns-router");
 
     shutdown.cancelled().await;

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::handler::{Outcome, Transport};
 use crate::metrics::names;
-use crate::route::Snapshot;
+use crate::snapshot::Snapshot;
 
 /// Per-thread metric handles (keyed with foldhash: the keys are a few small integers).
 #[derive(Debug, Default)]

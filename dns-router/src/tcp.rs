@@ -44,8 +44,8 @@ use tokio::sync::Semaphore;
 use cdn_shared::shutdown::Shutdown;
 
 use crate::hickory::RouterHandler;
+use crate::live::Router;
 use crate::querylog::QueryLog;
-use crate::route::Router;
 
 /// TCP settings.
 #[derive(Debug, Clone, Copy)]

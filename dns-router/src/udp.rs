@@ -25,8 +25,8 @@ use std::io::{IoSlice, IoSliceMut};
 use cdn_shared::shutdown::Shutdown;
 
 use crate::handler::{respond, Context, ThreadCache, Transport};
+use crate::live::Router;
 use crate::querylog::{Entry, QueryLog, Recorder};
-use crate::route::Router;
 
 /// How often a blocked thread checks for shutdown.
 const POLL: Duration = Duration::from_millis(100);

@@ -1,7 +1,7 @@
 //! Geo file watcher: every `geo.reload_check_interval` (default 30 s) the files of the live
 //! config's `geo.network_map` and `geo.database` are checked for changes
 //! ([`cdn_geo::reload::FileWatch`]: length, modification time, inode), and a change rebuilds
-//! the routing snapshot through [`crate::reload::reload_geo`] — the same build as SIGHUP and
+//! the routing snapshot through [`Live::reload_geo`](crate::live::Live::reload_geo) — the same build as SIGHUP and
 //! `POST /api/v1/reload`, under the same lock, counted in `cdn_config_reloads_total{result}`.
 //! A file that does not load (bad line, unknown region, not a MaxMind database) is logged and
 //! counted as `result="error"`, and the old snapshot keeps serving; the next change is tried
@@ -23,7 +23,7 @@ use cdn_geo::reload::FileWatch;
 use cdn_shared::config::router::RouterConfig;
 use cdn_shared::shutdown::Shutdown;
 
-use crate::admin::AdminContext;
+use crate::live::Live;
 
 /// What one check decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub fn decide(pending: bool, changed: bool, missing: bool) -> Step {
     }
 }
 
-/// The geo files `config` names, resolved against `base_dir` (as [`crate::route`] does).
+/// The geo files `config` names, resolved against `base_dir` (as [`crate::snapshot`] does).
 pub fn geo_files(config: &RouterConfig, base_dir: &Path) -> Vec<PathBuf> {
     [&config.geo.network_map, &config.geo.database]
         .into_iter()
@@ -133,20 +133,20 @@ impl Baseline {
     }
 }
 
-/// Start the watcher: a task that checks the geo files of `ctx`'s live config every
+/// Start the watcher: a task that checks the geo files of `live`'s config every
 /// `geo.reload_check_interval` (relative paths against `base_dir`) until `shutdown` is
 /// cancelled, starting from `baseline`. Call inside a tokio runtime.
 pub fn spawn(
-    ctx: AdminContext,
+    live: Live,
     base_dir: PathBuf,
     baseline: Baseline,
     shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
     let mut watched = baseline.0;
-    watched.follow(geo_files(&ctx.config.load(), &base_dir));
+    watched.follow(geo_files(&live.config.load(), &base_dir));
     tokio::spawn(async move {
         loop {
-            let interval = ctx
+            let interval = live
                 .config
                 .load()
                 .geo
@@ -156,16 +156,15 @@ pub fn spawn(
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            watched.follow(geo_files(&ctx.config.load(), &base_dir));
+            watched.follow(geo_files(&live.config.load(), &base_dir));
             match watched.check() {
                 Step::Idle => {}
                 Step::Settling => tracing::debug!("geo file changed; waiting for it to settle"),
                 Step::Reload => {
                     tracing::info!("geo file changed: reloading the network map and database");
-                    let c = ctx.clone();
+                    let l = live.clone();
                     // Errors are logged and counted by `reload_geo`.
-                    let _ =
-                        tokio::task::spawn_blocking(move || crate::reload::reload_geo(&c)).await;
+                    let _ = tokio::task::spawn_blocking(move || l.reload_geo()).await;
                 }
             }
         }

@@ -14,8 +14,43 @@ pub const HEADER_LEN: usize = 12;
 pub const MAX_NAME_LEN: usize = 255;
 /// EDNS option code of Client Subnet (RFC 7871).
 pub const OPT_ECS: u16 = 8;
-/// RR type of OPT.
-pub const TYPE_OPT: u16 = 41;
+
+/// DNS RR types by number: the one place the router names them. The query path matches on
+/// the `u16` of the wire (a `const` match, no conversion per query); zones are built from
+/// presentation data with hickory-proto's `RecordType`, and a test checks these numbers
+/// against it.
+pub mod rtype {
+    /// A (RFC 1035).
+    pub const A: u16 = 1;
+    /// NS (RFC 1035).
+    pub const NS: u16 = 2;
+    /// CNAME (RFC 1035).
+    pub const CNAME: u16 = 5;
+    /// SOA (RFC 1035).
+    pub const SOA: u16 = 6;
+    /// AAAA (RFC 3596).
+    pub const AAAA: u16 = 28;
+    /// OPT pseudo-record (RFC 6891): never a question.
+    pub const OPT: u16 = 41;
+    /// IXFR (RFC 1995): zone transfers are refused.
+    pub const IXFR: u16 = 251;
+    /// AXFR (RFC 5936): zone transfers are refused.
+    pub const AXFR: u16 = 252;
+    /// MAILB (obsolete meta type): not implemented.
+    pub const MAILB: u16 = 253;
+    /// MAILA (obsolete meta type): not implemented.
+    pub const MAILA: u16 = 254;
+    /// ANY (RFC 8482: answered with one RRset).
+    pub const ANY: u16 = 255;
+}
+
+/// DNS classes by number.
+pub mod class {
+    /// IN.
+    pub const IN: u16 = 1;
+    /// ANY (QCLASS `*`).
+    pub const ANY: u16 = 255;
+}
 
 /// Why a packet cannot be answered normally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +186,7 @@ pub fn decode(p: &[u8]) -> Result<Decoded<'_>, Malformed> {
     let mut edns = None;
     for _ in 0..ar {
         let (next, rr) = skip_rr(p, at)?;
-        if rr.rtype == TYPE_OPT {
+        if rr.rtype == rtype::OPT {
             if edns.is_some() || rr.name_len != 1 {
                 // Two OPT records, or an OPT not owned by the root: RFC 6891 §6.1.1.
                 return Err(Malformed::FormErr);
@@ -474,6 +509,26 @@ mod tests {
         }
         long.push(0);
         assert!(decode(&query(&long, 1, &[], 0)).is_err());
+    }
+
+    #[test]
+    fn type_numbers_match_hickory() {
+        use hickory_proto::rr::{DNSClass, RecordType};
+        for (n, t) in [
+            (rtype::A, RecordType::A),
+            (rtype::NS, RecordType::NS),
+            (rtype::CNAME, RecordType::CNAME),
+            (rtype::SOA, RecordType::SOA),
+            (rtype::AAAA, RecordType::AAAA),
+            (rtype::OPT, RecordType::OPT),
+            (rtype::IXFR, RecordType::IXFR),
+            (rtype::AXFR, RecordType::AXFR),
+            (rtype::ANY, RecordType::ANY),
+        ] {
+            assert_eq!(n, u16::from(t), "{t}");
+        }
+        assert_eq!(class::IN, u16::from(DNSClass::IN));
+        assert_eq!(class::ANY, u16::from(DNSClass::ANY));
     }
 
     #[test]

@@ -16,10 +16,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use cdn_shared::config::router::{RouterConfig, ZoneConfig};
 use cdn_shared::config::ConfigError;
 
-use crate::wire::{label_starts, name_to_wire};
-
-/// Class IN.
-pub const CLASS_IN: u16 = 1;
+use crate::wire::{class, label_starts, name_to_wire, rtype};
 
 /// One RRset: a type, one TTL, and the encoded RDATA of each record.
 #[derive(Debug, Clone)]
@@ -219,7 +216,7 @@ fn owner_wire(name: &str, zone: &ZoneConfig) -> Result<Vec<u8>, String> {
 pub fn write_rr(out: &mut Vec<u8>, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) {
     out.extend_from_slice(owner);
     out.extend_from_slice(&rtype.to_be_bytes());
-    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+    out.extend_from_slice(&class::IN.to_be_bytes());
     out.extend_from_slice(&ttl.to_be_bytes());
     out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
     out.extend_from_slice(rdata);
@@ -242,7 +239,10 @@ impl Zones {
                 .ok_or_else(|| zone_err(key.clone(), "not inside any zone"))?;
             let z = &mut zs.zones[zone];
             if let Some(node) = z.nodes.get(&wire[..]) {
-                if node.rrset(1).is_some() || node.rrset(28).is_some() || node.rrset(5).is_some() {
+                if node.rrset(rtype::A).is_some()
+                    || node.rrset(rtype::AAAA).is_some()
+                    || node.rrset(rtype::CNAME).is_some()
+                {
                     return Err(zone_err(
                         key,
                         format!("`{}` also has static A/AAAA/CNAME records", s.name),
@@ -294,7 +294,7 @@ impl Zones {
             for &s in starts.iter().rev() {
                 if let Some((cut, node)) = zone.nodes.get_key_value(&name[s..]) {
                     if node.cut {
-                        if let Some(ns) = node.rrset(2) {
+                        if let Some(ns) = node.rrset(rtype::NS) {
                             return Lookup::Referral { zone, cut, ns };
                         }
                     }
@@ -386,11 +386,11 @@ fn build_zone(i: usize, zc: &ZoneConfig) -> Result<Zone, ConfigError> {
     write_rr(
         &mut z.negative_soa,
         &apex,
-        6,
+        rtype::SOA,
         soa.ttl.min(soa.minimum),
         &soa_bytes,
     );
-    add_rdata(&mut z, &apex, 6, soa.ttl, soa_bytes, None);
+    add_rdata(&mut z, &apex, rtype::SOA, soa.ttl, soa_bytes, None);
 
     // Apex NS.
     for (j, ns) in zc.ns.iter().enumerate() {
@@ -398,7 +398,7 @@ fn build_zone(i: usize, zc: &ZoneConfig) -> Result<Zone, ConfigError> {
             .map_err(|e| zone_err(format!("{key}.ns[{j}]"), e))?;
         let bytes = encode_rdata(&RData::NS(NS(target)))
             .map_err(|e| zone_err(format!("{key}.ns[{j}]"), e))?;
-        add_rdata(&mut z, &apex, 2, zc.ttl, bytes, None);
+        add_rdata(&mut z, &apex, rtype::NS, zc.ttl, bytes, None);
     }
 
     // Static records.
@@ -425,7 +425,7 @@ fn build_zone(i: usize, zc: &ZoneConfig) -> Result<Zone, ConfigError> {
             );
         }
         let node = &z.nodes[&owner[..]];
-        if node.rrset(5).is_some() && node.rrsets.len() > 1 {
+        if node.rrset(rtype::CNAME).is_some() && node.rrsets.len() > 1 {
             return Err(zone_err(
                 format!("{rkey}.type"),
                 format!(
@@ -434,13 +434,13 @@ fn build_zone(i: usize, zc: &ZoneConfig) -> Result<Zone, ConfigError> {
                 ),
             ));
         }
-        if node.rrset(5).is_some_and(|r| r.rdata.len() > 1) {
+        if node.rrset(rtype::CNAME).is_some_and(|r| r.rdata.len() > 1) {
             return Err(zone_err(
                 format!("{rkey}.data"),
                 "a name has at most one CNAME",
             ));
         }
-        if code == 2 && owner != apex {
+        if code == rtype::NS && owner != apex {
             if let Some(n) = z.nodes.get_mut(&owner[..]) {
                 n.cut = true;
             }
@@ -482,17 +482,19 @@ fn add_rdata(
 fn finish_zone(z: &mut Zone) {
     let mut glue_for: Vec<(Box<[u8]>, Vec<u8>, u16)> = Vec::new();
     for (owner, node) in &z.nodes {
-        let Some(ns) = node.rrset(2) else { continue };
+        let Some(ns) = node.rrset(rtype::NS) else {
+            continue;
+        };
         let mut glue = Vec::new();
         let mut count = 0u16;
         for rd in &ns.rdata {
             // NS RDATA is the target name, uncompressed, as encoded.
             let target = rd.to_ascii_lowercase();
             if let Some(t) = z.nodes.get(&target[..]) {
-                for rtype in [1u16, 28] {
-                    if let Some(set) = t.rrset(rtype) {
+                for glue_type in [rtype::A, rtype::AAAA] {
+                    if let Some(set) = t.rrset(glue_type) {
                         for r in &set.rdata {
-                            write_rr(&mut glue, &target, rtype, set.ttl, r);
+                            write_rr(&mut glue, &target, glue_type, set.ttl, r);
                             count += 1;
                         }
                     }
@@ -505,7 +507,7 @@ fn finish_zone(z: &mut Zone) {
         if let Some(set) = z
             .nodes
             .get_mut(&owner)
-            .and_then(|n| n.rrsets.iter_mut().find(|r| r.rtype == 2))
+            .and_then(|n| n.rrsets.iter_mut().find(|r| r.rtype == rtype::NS))
         {
             set.glue = glue;
             set.glue_count = count;
@@ -584,8 +586,8 @@ mod tests {
         let Lookup::Found { node, .. } = zs.lookup(&w("cdn.example.test")) else {
             panic!()
         };
-        assert!(node.rrset(6).is_some());
-        let ns = node.rrset(2).unwrap();
+        assert!(node.rrset(rtype::SOA).is_some());
+        let ns = node.rrset(rtype::NS).unwrap();
         assert_eq!(ns.rdata.len(), 2);
         assert_eq!(ns.glue_count, 1, "glue only for the in-zone name server");
         assert!(node.rrset(15).is_some());
@@ -616,7 +618,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            node.rrset(5).unwrap().cname_target.as_deref(),
+            node.rrset(rtype::CNAME).unwrap().cname_target.as_deref(),
             Some(&w("static.cdn.example.test")[..])
         );
         // Delegation.

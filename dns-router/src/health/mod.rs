@@ -5,9 +5,11 @@
 //!   and [`state::HealthState`] (an `ArcSwap` snapshot for the DNS path, serialised writes).
 //! * [`probe`]: active HTTP probes, one task per edge, following reloads.
 //! * [`ingest`]: pushed `HealthReport`s from edges (`POST /api/v1/reports`).
+//! * [`gauges`]: the per-edge gauges of `GET /metrics`, rendered from the health view.
 //!
 //! [`start`] launches the probes (at once, for every configured edge) and the staleness tick.
 
+pub mod gauges;
 pub mod ingest;
 pub mod probe;
 pub mod state;

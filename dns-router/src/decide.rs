@@ -1,0 +1,457 @@
+//! Steps 2–4 of a query: the one decision per question. [`resolve`] takes a decoded question
+//! and answers it from the snapshot: zone dispatch (`zone::Zones::lookup`: REFUSED outside
+//! our zones, referral, NXDOMAIN), CNAME chains inside our zones, static RRsets (ANY answered
+//! with one RRset, RFC 8482), NODATA, negative answers with the SOA (RFC 2308), and for a CDN
+//! hostname the service answer with its ECS scope. It writes the response through
+//! `answer::Response`; the service answers come from a [`ServiceAnswers`] source.
+//!
+//! Every path runs it:
+//! * DNS over UDP and TCP (`handler::respond`), whose [`ServiceAnswers`] is the per-thread
+//!   answer cache: it stores results of `route::decide_located` and calls it on a miss;
+//! * [`decide`] — `(snapshot, health view, question, client, ECS) → Decision` — for the admin
+//!   API's explain and services views: it runs [`resolve`] with a [`ServiceAnswers`] that
+//!   calls `route::decide` directly and keeps its trace, then reads the records back from the
+//!   very bytes DNS would send (decoded with hickory-proto). What explain shows is what DNS
+//!   answers, by construction.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+use hickory_proto::rr::Record as HickoryRecord;
+use serde::Serialize;
+
+use cdn_geo::model::ClientLocation;
+
+use crate::answer::{OptReply, Rcode, Response, Section, OWNER_QNAME};
+use crate::health::HealthView;
+use crate::route::{self, ClientKey, Decided, ServiceAnswer};
+use crate::snapshot::Snapshot;
+use crate::wire::{class, name_to_wire, rtype, Ecs, Edns, Query, MAX_NAME_LEN};
+use crate::zone::{Lookup, Node, RrSet, Zones};
+
+/// Longest CNAME chain followed inside our zones.
+pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// Where the addresses of a service come from, for the client of the question being answered.
+pub trait ServiceAnswers {
+    /// The answer of service `svc` (index into `Snapshot::services`) for `rtype` (A or AAAA).
+    fn service_answer(&mut self, svc: usize, rtype: u16) -> Arc<ServiceAnswer>;
+}
+
+/// What kind of answer a question got (explain's `outcome`; logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A service answered with at least one address.
+    Service,
+    /// A static RRset answered.
+    Static,
+    /// Only a CNAME chain: its target is outside our zones, missing, or has no data of the type.
+    Cname,
+    /// The name exists without data of the type (NOERROR, SOA in authority).
+    NoData,
+    /// The name does not exist (SOA in authority).
+    NxDomain,
+    /// The name is at or below a delegation: referral, no AA.
+    Referral,
+    /// Not in our zones.
+    Refused,
+}
+
+impl Outcome {
+    /// Name for logs and the admin API (`referral` is shown as `referral to <cut>` there).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Service => "service",
+            Outcome::Static => "static",
+            Outcome::Cname => "cname",
+            Outcome::NoData => "nodata",
+            Outcome::NxDomain => "nxdomain",
+            Outcome::Referral => "referral",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+/// What [`resolve`] wrote.
+#[derive(Debug, Clone)]
+pub struct Resolved<'z> {
+    /// Response code.
+    pub rcode: Rcode,
+    /// Kind of answer.
+    pub outcome: Outcome,
+    /// Service index when a service answered (or was asked and answered nothing).
+    pub service: Option<usize>,
+    /// The service answer used.
+    pub answer: Option<Arc<ServiceAnswer>>,
+    /// The delegation point of a referral (lowercase wire name).
+    pub cut: Option<&'z [u8]>,
+}
+
+/// Answer `q` (a query that passed the protocol checks) from `zones` into `out`, finishing
+/// the message with `opt` (ECS echo scope set from the service answer) and `limit`.
+pub fn resolve<'z, A: ServiceAnswers>(
+    zones: &'z Zones,
+    q: &Query<'_>,
+    out: &mut Vec<u8>,
+    mut opt: Option<OptReply>,
+    limit: usize,
+    answers: &mut A,
+) -> Resolved<'z> {
+    let mut done = Resolved {
+        rcode: Rcode::NoError,
+        outcome: Outcome::NoData,
+        service: None,
+        answer: None,
+        cut: None,
+    };
+    match zones.lookup(q.name()) {
+        Lookup::Refused => {
+            done.rcode = Rcode::Refused;
+            done.outcome = Outcome::Refused;
+            Response::start(out, q.id, q.flags, q.question, false, Rcode::Refused)
+                .finish(opt, limit);
+        }
+        Lookup::NxDomain { zone } => {
+            done.rcode = Rcode::NxDomain;
+            done.outcome = Outcome::NxDomain;
+            let mut r = Response::start(out, q.id, q.flags, q.question, true, Rcode::NxDomain);
+            r.raw(Section::Authority, &zone.negative_soa, 1);
+            r.finish(opt, limit);
+        }
+        Lookup::Referral { cut, ns, .. } => {
+            done.outcome = Outcome::Referral;
+            done.cut = Some(cut);
+            let mut r = Response::start(out, q.id, q.flags, q.question, false, Rcode::NoError);
+            for rd in &ns.rdata {
+                r.record(Section::Authority, cut, rtype::NS, ns.ttl, rd);
+            }
+            r.raw(Section::Additional, &ns.glue, ns.glue_count);
+            r.finish(opt, limit);
+        }
+        Lookup::Found { zone, node } => {
+            let mut r = Response::start(out, q.id, q.flags, q.question, true, Rcode::NoError);
+            answer_node(zones, node, q.qtype, &mut r, answers, &mut done);
+            if let (Some(o), Some(a)) = (opt.as_mut(), done.answer.as_ref()) {
+                if let Some(e) = o.ecs.as_mut() {
+                    e.1 = a.scope;
+                }
+            }
+            if r.count(Section::Answer) == 0 {
+                r.raw(Section::Authority, &zone.negative_soa, 1);
+            }
+            r.finish(opt, limit);
+        }
+    }
+    done
+}
+
+/// Fill the answer (and additional) sections for a name that exists, following CNAMEs inside
+/// our zones; sets `done.outcome` (and the service fields when a service answered).
+fn answer_node<A: ServiceAnswers>(
+    zones: &Zones,
+    node: &Node,
+    qtype: u16,
+    r: &mut Response<'_>,
+    answers: &mut A,
+    done: &mut Resolved<'_>,
+) {
+    // Owner of the records being written: the question (pointer) or a CNAME target.
+    let mut owner: &[u8] = &OWNER_QNAME;
+    let mut node = node;
+    let follows_cname = qtype != rtype::CNAME && qtype != rtype::ANY;
+    for _ in 0..MAX_CNAME_CHAIN {
+        let Some(cname) = node.rrset(rtype::CNAME).filter(|_| follows_cname) else {
+            break;
+        };
+        r.record(
+            Section::Answer,
+            owner,
+            rtype::CNAME,
+            cname.ttl,
+            &cname.rdata[0],
+        );
+        done.outcome = Outcome::Cname;
+        let Some(target) = cname.cname_target.as_deref() else {
+            return;
+        };
+        match zones.lookup(target) {
+            Lookup::Found { node: n, .. } => {
+                owner = target;
+                node = n;
+            }
+            // Outside our zones or not existing: the resolver follows the CNAME.
+            _ => return,
+        }
+    }
+    if let Some(svc) = node.service {
+        if qtype == rtype::A || qtype == rtype::AAAA || qtype == rtype::ANY {
+            let family = if qtype == rtype::AAAA {
+                rtype::AAAA
+            } else {
+                rtype::A
+            };
+            let a = answers.service_answer(svc, family);
+            for addr in &a.addrs {
+                match addr {
+                    IpAddr::V4(v4) => {
+                        r.record(Section::Answer, owner, rtype::A, a.ttl, &v4.octets())
+                    }
+                    IpAddr::V6(v6) => {
+                        r.record(Section::Answer, owner, rtype::AAAA, a.ttl, &v6.octets())
+                    }
+                }
+            }
+            if !a.addrs.is_empty() {
+                done.outcome = Outcome::Service;
+            }
+            done.service = Some(svc);
+            done.answer = Some(a);
+            return;
+        }
+    }
+    let set: Option<&RrSet> = if qtype == rtype::ANY {
+        // RFC 8482: answer ANY with one RRset.
+        node.rrsets.first()
+    } else {
+        node.rrset(qtype)
+    };
+    if let Some(set) = set {
+        for rd in &set.rdata {
+            r.record(Section::Answer, owner, set.rtype, set.ttl, rd);
+        }
+        if set.rtype == rtype::NS {
+            r.raw(Section::Additional, &set.glue, set.glue_count);
+        }
+        done.outcome = Outcome::Static;
+    }
+}
+
+/// Who asks, for [`decide`].
+#[derive(Debug, Clone)]
+pub enum Client {
+    /// A query from `resolver`, with the Client Subnet option it would carry.
+    Query {
+        /// The resolver's (or client's) address.
+        resolver: IpAddr,
+        /// ECS option of the query.
+        ecs: Option<Ecs>,
+    },
+    /// A client already placed (the services view: one client per configured region).
+    Placed(ClientLocation),
+}
+
+/// The service decision behind an answer: which service, and everything `route` found out.
+#[derive(Debug, Clone)]
+pub struct ServiceTrace {
+    /// Index into `Snapshot::services`.
+    pub svc: usize,
+    /// Location, candidates, decision, scope.
+    pub decided: Decided,
+    /// The answer written.
+    pub answer: Arc<ServiceAnswer>,
+}
+
+/// One record of a [`Decision`], in presentation form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordOut {
+    /// Owner name (with trailing dot).
+    pub name: String,
+    /// Record type (`A`, `CNAME`, `SOA`…).
+    #[serde(rename = "type")]
+    pub rtype: String,
+    /// TTL.
+    pub ttl: u32,
+    /// RDATA in presentation form.
+    pub data: String,
+}
+
+impl RecordOut {
+    fn of(r: &HickoryRecord) -> Self {
+        RecordOut {
+            name: r.name.to_ascii(),
+            rtype: r.record_type().to_string(),
+            ttl: r.ttl,
+            data: r.data.to_string(),
+        }
+    }
+}
+
+/// The decision for one question, as DNS answers it.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Response code.
+    pub rcode: Rcode,
+    /// Kind of answer.
+    pub outcome: Outcome,
+    /// Delegation point of a referral (presentation form).
+    pub referral: Option<String>,
+    /// Answer section.
+    pub answer: Vec<RecordOut>,
+    /// Authority section (SOA of negative answers, NS of referrals).
+    pub authority: Vec<RecordOut>,
+    /// Additional section (glue; the OPT record is not listed).
+    pub additional: Vec<RecordOut>,
+    /// TTL of the records that answer the question type (the last RRset of the answer
+    /// section), or of the SOA that sets the negative caching time (RFC 2308).
+    pub ttl: Option<u32>,
+    /// ECS scope the response carries (0 without ECS).
+    pub ecs_scope: u8,
+    /// The service decision, when the question reached a service.
+    pub service: Option<ServiceTrace>,
+}
+
+/// Why [`decide`] could not ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecideError {
+    /// The name is not a DNS name (empty label, label over 63 bytes, name over 255).
+    #[error("not a valid DNS name")]
+    BadName,
+    /// Our own response did not decode (a bug: reported, never hidden).
+    #[error("the response did not decode: {0}")]
+    Undecodable(&'static str),
+}
+
+/// A [`ServiceAnswers`] that decides directly (no cache) and keeps the trace.
+struct Direct<'s> {
+    snap: &'s Snapshot,
+    view: &'s HealthView,
+    client: &'s Client,
+    now_ms: u64,
+    trace: Option<ServiceTrace>,
+}
+
+impl ServiceAnswers for Direct<'_> {
+    fn service_answer(&mut self, svc: usize, family: u16) -> Arc<ServiceAnswer> {
+        let decided = match self.client {
+            Client::Query { resolver, ecs } => route::decide(
+                self.snap,
+                self.view,
+                svc,
+                family,
+                *resolver,
+                ecs.as_ref(),
+                self.now_ms,
+            ),
+            Client::Placed(location) => {
+                let service = &self.snap.services[svc];
+                let key = ClientKey {
+                    addr: location.network.network(),
+                    ecs_prefix: None,
+                };
+                let candidates = route::candidates(self.snap, service, family, self.view);
+                route::decide_located(
+                    self.snap,
+                    svc,
+                    key,
+                    Arc::new(location.clone()),
+                    Arc::new(candidates),
+                    self.now_ms,
+                )
+            }
+        };
+        let answer = Arc::new(route::answer_of(self.snap, svc, family, &decided));
+        self.trace = Some(ServiceTrace {
+            svc,
+            decided,
+            answer: answer.clone(),
+        });
+        answer
+    }
+}
+
+/// The one decision for a question, `(snapshot, health view, name, qtype, client) → Decision`:
+/// [`resolve`] (the code DNS runs) writes the response a TCP query (no size limit) for
+/// `name`/`qtype` from `client` would get, and the records are read back from those bytes.
+pub fn decide(
+    snap: &Snapshot,
+    view: &HealthView,
+    name: &str,
+    qtype: u16,
+    client: &Client,
+    now_ms: u64,
+) -> Result<Decision, DecideError> {
+    let wire = name_to_wire(name).ok_or(DecideError::BadName)?;
+    let mut name_lower = [0u8; MAX_NAME_LEN];
+    let name_len = wire.len();
+    name_lower
+        .get_mut(..name_len)
+        .ok_or(DecideError::BadName)?
+        .copy_from_slice(&wire);
+    let mut question = wire;
+    question.extend_from_slice(&qtype.to_be_bytes());
+    question.extend_from_slice(&class::IN.to_be_bytes());
+    let ecs = match client {
+        Client::Query { ecs, .. } => *ecs,
+        Client::Placed(_) => None,
+    };
+    let edns = ecs.map(|e| Edns {
+        udp_size: snap.udp_payload_size,
+        version: 0,
+        dnssec_ok: false,
+        ecs: Some(e),
+    });
+    let q = Query {
+        id: 0,
+        flags: 0,
+        question: &question,
+        name_lower,
+        name_len,
+        qtype,
+        qclass: class::IN,
+        edns,
+    };
+    let opt = edns.map(|e| OptReply {
+        ecs: e.ecs.map(|ecs| (ecs, 0)),
+        ..OptReply::for_query(&e, snap.udp_payload_size)
+    });
+    let mut out = Vec::with_capacity(512);
+    let mut direct = Direct {
+        snap,
+        view,
+        client,
+        now_ms,
+        trace: None,
+    };
+    let done = resolve(
+        &snap.zones,
+        &q,
+        &mut out,
+        opt,
+        u16::MAX as usize,
+        &mut direct,
+    );
+    let m = Message::from_vec(&out).map_err(|_| DecideError::Undecodable("message"))?;
+    let answer: Vec<RecordOut> = m.answers.iter().map(RecordOut::of).collect();
+    let authority: Vec<RecordOut> = m.authorities.iter().map(RecordOut::of).collect();
+    let additional = m.additionals.iter().map(RecordOut::of).collect();
+    let ttl = match answer.last() {
+        Some(r) => Some(r.ttl),
+        None if matches!(done.outcome, Outcome::NxDomain | Outcome::NoData) => m
+            .authorities
+            .iter()
+            .find(|r| u16::from(r.record_type()) == rtype::SOA)
+            .map(|r| r.ttl),
+        None => None,
+    };
+    let ecs_scope = m
+        .edns
+        .as_ref()
+        .and_then(|e| match e.option(EdnsCode::Subnet) {
+            Some(EdnsOption::Subnet(s)) => Some(s.scope_prefix()),
+            _ => None,
+        })
+        .unwrap_or(0);
+    Ok(Decision {
+        rcode: done.rcode,
+        outcome: done.outcome,
+        referral: done.cut.map(crate::wire::wire_to_string),
+        answer,
+        authority,
+        additional,
+        ttl,
+        ecs_scope,
+        service: direct.trace,
+    })
+}

@@ -1,0 +1,256 @@
+//! The router's live state, in one place: the routing snapshot ([`Router`]: zones, services,
+//! locator, swapped whole), edge health, the config (swapped by reloads), the config file
+//! path, and the lock that serialises reloads. [`Live::reload`] (SIGHUP, `POST
+//! /api/v1/reload`) and [`Live::reload_geo`] (the geo file watcher) are the one path by which
+//! config and geo data change: the new snapshot is built beside the old one and swapped whole,
+//! or refused with the old one kept.
+//!
+//! [`Live::reload`] re-reads the config file with `cdn_shared::config::load` (TOML + `CDN_*`
+//! environment, validated), rebuilds the snapshot ([`Router::reload`]: the network map and
+//! database files are re-read too), reconciles health ([`HealthState::reconcile`]: new edges
+//! are probed at once, removed ones stop, remaining ones keep their state), then swaps the live
+//! config. Nothing is swapped until everything has been built (including the probe TLS
+//! settings: an unreadable `health.probe_ca_file` rejects the reload). [`Live::reload_geo`] is
+//! the same rebuild without re-reading the config. Both are serialised by one lock and counted
+//! in `cdn_config_reloads_total{result}`. Listener addresses (`dns.listen`, `admin.listen`)
+//! and thread counts are bound at start; a change to them is reported as needing a restart.
+//!
+//! The admin API, the SIGHUP task ([`crate::reload`]) and the watcher ([`crate::watch`]) use
+//! this module; it uses none of them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use cdn_shared::config::router::RouterConfig;
+use cdn_shared::config::ConfigError;
+
+use crate::error::RouterError;
+use crate::health::HealthState;
+use crate::metrics::names;
+use crate::snapshot::{build_snapshot, Snapshot};
+
+/// The routing snapshot in use, swapped whole on reload, and the health it is read with.
+#[derive(Debug)]
+pub struct Router {
+    snapshot: ArcSwap<Snapshot>,
+    health: Arc<HealthState>,
+    base_dir: PathBuf,
+    epochs: AtomicU64,
+}
+
+impl Router {
+    /// Build a router for `config`; relative geo paths are resolved against `base_dir`.
+    pub fn new(
+        config: &RouterConfig,
+        base_dir: &Path,
+        health: Arc<HealthState>,
+    ) -> Result<Arc<Router>, RouterError> {
+        let snap = build_snapshot(config, base_dir, 1)?;
+        Ok(Router::from_snapshot(snap, base_dir, health))
+    }
+
+    /// A router serving `snap` (built by [`build_snapshot`] with epoch 1).
+    pub fn from_snapshot(snap: Snapshot, base_dir: &Path, health: Arc<HealthState>) -> Arc<Router> {
+        Arc::new(Router {
+            epochs: AtomicU64::new(snap.epoch.max(1)),
+            snapshot: ArcSwap::from_pointee(snap),
+            health,
+            base_dir: base_dir.to_path_buf(),
+        })
+    }
+
+    /// Replace zones, services and geo data with those of `config` (files re-read). On error
+    /// the old snapshot keeps serving.
+    pub fn reload(&self, config: &RouterConfig) -> Result<(), RouterError> {
+        let epoch = self.epochs.fetch_add(1, Ordering::SeqCst) + 1;
+        let snap = build_snapshot(config, &self.base_dir, epoch)?;
+        self.snapshot.store(Arc::new(snap));
+        Ok(())
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// The health state.
+    pub fn health(&self) -> &Arc<HealthState> {
+        &self.health
+    }
+}
+
+/// Everything that changes while the router runs. Cheap to clone (shared handles).
+#[derive(Clone)]
+pub struct Live {
+    /// Live edge health.
+    pub health: Arc<HealthState>,
+    /// The routing snapshot.
+    pub router: Arc<Router>,
+    /// The live config (swapped by reloads).
+    pub config: Arc<ArcSwap<RouterConfig>>,
+    /// The config file reloads re-read; `None` = reload unavailable.
+    pub config_path: Option<PathBuf>,
+    reload_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("config_path", &self.config_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a successful reload loaded.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Always true (a failed reload is an error).
+    pub reloaded: bool,
+    /// Edges now configured.
+    pub edges: usize,
+    /// Services now configured.
+    pub services: usize,
+    /// Zones now configured.
+    pub zones: usize,
+    /// Settings that changed but only take effect after a restart.
+    pub restart_needed_for: Vec<&'static str>,
+}
+
+/// Why a reload was refused (the old config keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The process was started without a config file.
+    #[error("no config file to reload (the router was started without --config)")]
+    NoConfigFile,
+    /// The new config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The new config names files (records, network map, database) that do not load.
+    #[error("{0}")]
+    Router(#[from] crate::error::RouterError),
+}
+
+/// Paths in `config` that the router itself opens (not through [`crate::snapshot`]) made
+/// absolute against `base_dir`, the config file's directory: `health.probe_ca_file`.
+pub fn resolve_paths(mut config: RouterConfig, base_dir: &Path) -> RouterConfig {
+    crate::health::probe::resolve_paths(&mut config.health, base_dir);
+    config
+}
+
+impl Live {
+    /// The live state of a router started from `config` (read from `config_path`, if any).
+    pub fn new(
+        health: Arc<HealthState>,
+        router: Arc<Router>,
+        config: Arc<ArcSwap<RouterConfig>>,
+        config_path: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            health,
+            router,
+            config,
+            config_path,
+            reload_lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// Run `f` under the reload lock and count it in `cdn_config_reloads_total{result}`.
+    fn serialised<T>(
+        &self,
+        f: impl FnOnce(&Live) -> Result<T, ReloadError>,
+    ) -> Result<T, ReloadError> {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = f(self);
+        let label = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(names::CONFIG_RELOADS, "result" => label).increment(1);
+        result
+    }
+
+    /// Rebuild the routing snapshot from the live config, re-reading its geo files
+    /// (`geo.network_map`, `geo.database`). A file that does not load is logged and counted
+    /// as a failed reload, and the old snapshot keeps serving. Serialised with
+    /// [`Live::reload`].
+    pub fn reload_geo(&self) -> Result<(), ReloadError> {
+        let result = self.serialised(|live| {
+            let config = live.config.load_full();
+            live.router.reload(&config)?;
+            Ok(())
+        });
+        match &result {
+            Ok(()) => tracing::info!("geo files reloaded"),
+            Err(e) => tracing::error!(error = %e,
+                "geo file reload rejected; the old network map and database keep serving"),
+        }
+        result
+    }
+
+    /// Re-read, validate, rebuild and swap. Serialised: concurrent reloads run one after
+    /// another.
+    pub fn reload(&self) -> Result<ReloadSummary, ReloadError> {
+        let result = self.serialised(Live::reload_locked);
+        match &result {
+            Ok(s) => tracing::info!(
+                edges = s.edges,
+                services = s.services,
+                restart_needed_for = ?s.restart_needed_for,
+                "config reloaded"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "config reload rejected; the old config keeps serving")
+            }
+        }
+        result
+    }
+
+    fn reload_locked(&self) -> Result<ReloadSummary, ReloadError> {
+        let path = self
+            .config_path
+            .as_deref()
+            .ok_or(ReloadError::NoConfigFile)?;
+        let base_dir = cdn_shared::config::config_dir(Some(path));
+        let new: RouterConfig = resolve_paths(cdn_shared::config::load(Some(path))?, &base_dir);
+        crate::health::probe::check_tls(&new.health, &base_dir)?;
+        // Build first (may fail: nothing is swapped), then publish the config, then reconcile
+        // health (which starts and stops probes).
+        self.router.reload(&new)?;
+        let old = self.config.load_full();
+        let summary = ReloadSummary {
+            reloaded: true,
+            edges: new.edges.len(),
+            services: new.services.len(),
+            zones: new.zones.len(),
+            restart_needed_for: restart_needed(&old, &new),
+        };
+        let new = Arc::new(new);
+        self.config.store(new.clone());
+        self.health.reconcile(&new);
+        Ok(summary)
+    }
+}
+
+fn restart_needed(old: &RouterConfig, new: &RouterConfig) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.dns.listen != new.dns.listen {
+        out.push("dns.listen");
+    }
+    if old.dns.udp_threads != new.dns.udp_threads {
+        out.push("dns.udp_threads");
+    }
+    if old.dns.tcp_max_connections != new.dns.tcp_max_connections {
+        out.push("dns.tcp_max_connections");
+    }
+    if old.dns.tcp_idle_timeout != new.dns.tcp_idle_timeout {
+        out.push("dns.tcp_idle_timeout");
+    }
+    if old.dns.query_log != new.dns.query_log {
+        out.push("dns.query_log");
+    }
+    if old.admin.listen != new.admin.listen {
+        out.push("admin.listen");
+    }
+    out
+}

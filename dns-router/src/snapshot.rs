@@ -1,0 +1,231 @@
+//! Step 0, before any query: the routing snapshot. [`build_snapshot`] turns a validated config
+//! into everything a query needs (zones, services with their pools and policies, edges,
+//! regions, the client locator with its network map and MaxMind database), checking record
+//! data and geo files on the way. A snapshot is immutable; the live state
+//! ([`crate::live::Router`]) swaps it whole on reload.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+
+use cdn_geo::locate::{GeoDb, Locator, NetworkMap, Place, RegionPoint};
+use cdn_geo::model::{AllDown, Policy};
+use cdn_shared::config::router::{AllDownMode, EcsMode, RouterConfig, ServiceConfig};
+use cdn_shared::config::ConfigError;
+
+use crate::zone::Zones;
+
+/// One edge as configured.
+#[derive(Debug, Clone)]
+pub struct EdgeInfo {
+    /// Edge id.
+    pub id: String,
+    /// Region name.
+    pub region: String,
+    /// Region coordinates.
+    pub lat: f64,
+    /// Region coordinates.
+    pub lon: f64,
+    /// A addresses.
+    pub ipv4: Vec<Ipv4Addr>,
+    /// AAAA addresses.
+    pub ipv6: Vec<Ipv6Addr>,
+    /// Weight.
+    pub weight: u32,
+    /// Disabled in config.
+    pub disabled: bool,
+}
+
+/// One `[[services]]` entry, resolved.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// Name as configured (presentation).
+    pub name: String,
+    /// Indexes into [`Snapshot::edges`].
+    pub edges: Vec<usize>,
+    /// Answer TTL.
+    pub ttl: u32,
+    /// ECS handling.
+    pub ecs: EcsMode,
+    /// Longest IPv4 source prefix honoured.
+    pub ecs_max_v4: u8,
+    /// Longest IPv6 source prefix honoured.
+    pub ecs_max_v6: u8,
+    /// Selection policy.
+    pub policy: Policy,
+}
+
+/// Everything a query needs from the config, swapped whole on reload.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increments on every reload.
+    pub epoch: u64,
+    /// Zones and names.
+    pub zones: Zones,
+    /// Services, indexed by `zone::Node::service`.
+    pub services: Vec<Service>,
+    /// Edges of the config.
+    pub edges: Vec<EdgeInfo>,
+    /// Region names (metrics label of an answer).
+    pub regions: Vec<String>,
+    /// Client locator.
+    pub locator: Locator,
+    /// Our EDNS UDP payload size.
+    pub udp_payload_size: u16,
+}
+
+/// Region coordinates of the config.
+pub fn region_points(config: &RouterConfig) -> Vec<RegionPoint> {
+    config
+        .regions
+        .iter()
+        .map(|r| RegionPoint {
+            name: r.name.clone(),
+            lat: r.lat,
+            lon: r.lon,
+        })
+        .collect()
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Build the locator of a config: inline `geo.networks` and the `geo.network_map` file
+/// (file entries win on equal prefix), the MaxMind database, and the default region.
+/// Relative paths are resolved against `base_dir` (the config file's directory).
+pub fn build_locator(config: &RouterConfig, base_dir: &Path) -> Result<Locator, ConfigError> {
+    let regions = region_points(config);
+    let inline: Vec<(IpNet, Place)> = config
+        .geo
+        .networks
+        .iter()
+        .map(|n| {
+            let place = match (&n.region, n.lat, n.lon) {
+                (Some(r), _, _) => Place::Region(r.clone()),
+                (None, Some(lat), Some(lon)) => Place::Coords { lat, lon },
+                _ => Place::Coords { lat: 0.0, lon: 0.0 },
+            };
+            (n.cidr, place)
+        })
+        .collect();
+    let mut map = NetworkMap::new(inline, &regions)
+        .map_err(|e| ConfigError::new("geo.networks", e.to_string()))?;
+    if let Some(p) = &config.geo.network_map {
+        let path = resolve(base_dir, p);
+        let file = NetworkMap::load(&path, &regions)
+            .map_err(|e| ConfigError::new("geo.network_map", format!("{}: {e}", path.display())))?;
+        map = file
+            .merged(map)
+            .map_err(|e| ConfigError::new("geo.network_map", e.to_string()))?;
+    }
+    let db = match &config.geo.database {
+        Some(p) => {
+            let path = resolve(base_dir, p);
+            // Read the whole database into memory (not mmap): the first lookups of every
+            // network would otherwise fault pages in from disk on the query path.
+            let bytes = std::fs::read(&path).map_err(|e| {
+                ConfigError::new("geo.database", format!("{}: {e}", path.display()))
+            })?;
+            Some(GeoDb::from_bytes(bytes, &path).map_err(|e| {
+                ConfigError::new("geo.database", format!("{}: {e}", path.display()))
+            })?)
+        }
+        None => None,
+    };
+    let default = match &config.geo.default_region {
+        Some(name) => regions.iter().find(|r| &r.name == name).cloned(),
+        None => regions.first().cloned(),
+    }
+    .unwrap_or(RegionPoint {
+        name: "default".into(),
+        lat: 0.0,
+        lon: 0.0,
+    });
+    Ok(Locator::new(map, db, default))
+}
+
+/// Build a snapshot (everything a reload re-reads), validating record data and geo files.
+pub fn build_snapshot(
+    config: &RouterConfig,
+    base_dir: &Path,
+    epoch: u64,
+) -> Result<Snapshot, ConfigError> {
+    let zones = Zones::build(config)?;
+    let locator = build_locator(config, base_dir)?;
+    let regions: Vec<String> = config.regions.iter().map(|r| r.name.clone()).collect();
+    let edges: Vec<EdgeInfo> = config
+        .edges
+        .iter()
+        .map(|e| {
+            let r = config.regions.iter().find(|r| r.name == e.region);
+            EdgeInfo {
+                id: e.id.clone(),
+                region: e.region.clone(),
+                lat: r.map(|r| r.lat).unwrap_or(0.0),
+                lon: r.map(|r| r.lon).unwrap_or(0.0),
+                ipv4: e.ipv4.clone(),
+                ipv6: e.ipv6.clone(),
+                weight: e.weight,
+                disabled: e.disabled,
+            }
+        })
+        .collect();
+    let services = config
+        .services
+        .iter()
+        .map(|s| service(config, s, &edges))
+        .collect();
+    Ok(Snapshot {
+        epoch,
+        zones,
+        services,
+        edges,
+        regions,
+        locator,
+        udp_payload_size: config.dns.udp_payload_size,
+    })
+}
+
+fn service(config: &RouterConfig, s: &ServiceConfig, edges: &[EdgeInfo]) -> Service {
+    let pool: Vec<usize> = if s.edges.is_empty() {
+        (0..edges.len()).collect()
+    } else {
+        s.edges
+            .iter()
+            .filter_map(|id| edges.iter().position(|e| &e.id == id))
+            .collect()
+    };
+    let mut backups: HashMap<String, Vec<String>> = config
+        .regions
+        .iter()
+        .filter(|r| !r.backups.is_empty())
+        .map(|r| (r.name.clone(), r.backups.clone()))
+        .collect();
+    for (region, list) in &s.backups {
+        backups.insert(region.clone(), list.clone());
+    }
+    Service {
+        name: s.name.trim_end_matches('.').to_ascii_lowercase(),
+        edges: pool,
+        ttl: s.ttl,
+        ecs: s.ecs,
+        ecs_max_v4: s.ecs_max_prefix_v4,
+        ecs_max_v6: s.ecs_max_prefix_v6,
+        policy: Policy {
+            answers: s.answers,
+            all_down: match s.all_down {
+                AllDownMode::Nearest => AllDown::Nearest,
+                AllDownMode::None => AllDown::None,
+            },
+            backups,
+            stale_after_ms: None,
+        },
+    }
+}
