@@ -75,6 +75,23 @@ pub fn response_headers(h: &HeaderMap, keep_set_cookie: bool) -> Vec<(HeaderName
         .collect()
 }
 
+/// A `Content-Length` value: ASCII digits (surrounding whitespace allowed) that fit in a
+/// `u64`; anything else (sign, overflow, list, non-ASCII) is `None`.
+pub fn parse_content_length(v: &HeaderValue) -> Option<u64> {
+    let s = v.to_str().ok()?.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u64>().ok()
+}
+
+/// The message's `Content-Length` (its first field), parsed by [`parse_content_length`]. The
+/// one place the edge reads it: origin responses (storing, streaming) and client requests
+/// (limits, pass-through).
+pub fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH).and_then(parse_content_length)
+}
+
 /// Purge tags from `Surrogate-Key` (space-separated) and `Cache-Tag` (comma-separated).
 pub fn purge_tags(h: &HeaderMap) -> Vec<String> {
     let mut tags = Vec::new();
@@ -378,5 +395,18 @@ mod tests {
             o.cache_status("e1"),
             "e1; fwd=uri-miss; fwd-status=200; stored; collapsed"
         );
+    }
+    #[test]
+    fn content_length_is_digits_that_fit() {
+        let cl = |v: &str| parse_content_length(&HeaderValue::from_str(v).unwrap());
+        assert_eq!(cl("0"), Some(0));
+        assert_eq!(cl(" 42 "), Some(42));
+        assert_eq!(cl("18446744073709551615"), Some(u64::MAX));
+        assert_eq!(cl("18446744073709551616"), None);
+        for bad in ["", "+5", "-1", "1,1", "0x10", "1 2", "1e3"] {
+            assert_eq!(cl(bad), None, "{bad:?}");
+        }
+        assert_eq!(content_length(&map(&[("content-length", "7")])), Some(7));
+        assert_eq!(content_length(&map(&[])), None);
     }
 }

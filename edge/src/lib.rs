@@ -1,25 +1,39 @@
 //! The CDN edge: an HTTP(S) caching reverse proxy (actix-web, rustls) on a foyer hybrid
 //! cache, following RFC 9111.
 //!
-//! Modules in the order a request flows through them:
+//! Modules in the order a request flows through them (Flow 2 in ARCHITECTURE.md):
 //!
-//! * [`handler`]: host → key → lookup → plan → serve hit | stale + background refresh |
-//!   revalidate | coalesced fill | pass-through.
+//! * [`limits`]: 431/413/400 before anything else (path checks by [`normalise`]).
+//! * [`handler`]: dispatch: limits → context → GET/HEAD to the cache (lookup → plan → serve
+//!   hit | stale + background refresh | revalidate | fill), other methods to [`pass`].
+//! * [`context`]: host → route, normalised URL and key, the lookup that follows Vary.
+//! * [`normalise`]: the one path/query normaliser (RFC 3986 §6.2.2) behind keys, request
+//!   checks and purge selectors.
 //! * [`cache::key`]: normalised `scheme://host/path?query` (+ configured headers, + Vary).
 //! * [`cache::store`]: foyer (memory + disk) on its own runtime; purge seams `remove`,
 //!   `mark_stale`, [`cache::store::IndexHook`].
 //! * [`cache::policy`]: RFC 9111 / 9213 / 5861 decisions (pure, `now` passed in).
-//! * [`plan`]: lookup → plan; client conditionals (304) and `Range`/`If-Range`.
+//! * [`plan`]: lookup → plan; client conditionals (304) and `Range`/`If-Range` (pure).
+//! * [`follow`]: join the in-flight fill: lead, or follow the leader (one retry).
 //! * [`fill`]: the in-flight table (leader/followers, wait timeout, leader dropped ⇒ retry).
+//! * [`lead`]: the leader's origin fetch (conditional when revalidating) and what it publishes.
 //! * [`origin`]: per-worker awc clients with timeouts and rustls.
+//! * [`after_origin`]: what to do with the origin's answer: 304 refresh, stale-if-error,
+//!   store, or stream unstored (pure; the one place stale-if-error is decided).
+//! * [`writer`]: the store writer: chunks, then the meta entry, while followers read.
+//! * [`render`]: responses from a stored object, a fill in progress or the origin
+//!   (conditionals, ranges, `Age`, `Via`, `Cache-Status`, `X-Cache`).
 //! * [`cache::chunks`]: bodies by range from the fill, the chunks, or the origin.
+//! * [`pass`]: pass-through (unsafe methods, unshareable answers) and invalidation.
+//! * [`account`]: load accounting, request metrics, the access-log line.
 //! * [`cache::hot`]: chunk hit counts: when a disk-only chunk is copied into memory.
 //! * [`cache::meta`]: the stored entry format (CRC32-checked on load from disk).
-//! * [`headers`]: hop-by-hop, `Surrogate-*`, tags, `Cache-Status`, `X-Cache`, `Via`.
+//! * [`headers`]: hop-by-hop, `Surrogate-*`, tags, `Content-Length`, `Cache-Status`,
+//!   `X-Cache`, `Via`.
 //! * [`error`]: the error type and the one function mapping errors to responses.
 //! * [`tls`]: rustls configs (ring provider).
 //!
-//! Operating the edge (helper modules): [`limits`] (431/413/400, path rules), [`load`]
+//! Operating the edge (helper modules): [`load`]
 //! (load accounting), [`metrics`], [`access_log`], [`purge`] (tag/prefix/URL index and the
 //! purge API), [`admin`] (admin listener: `/healthz`, `/metrics`, purge), [`report`] (health
 //! reports to routers), [`drain`] (SIGTERM sequence).
@@ -47,7 +61,10 @@
 //!   `GET /healthz` with an unknown Host answers the health (200 `serving`/503 `draining`).
 //! * Key: `scheme://<host name>/<normalised path>?<query per hosts.query>` plus
 //!   `hosts.key_headers` values; aliases share the host name's entries. The origin is asked
-//!   for exactly the normalised path and query.
+//!   for exactly the normalised path and query. Normalisation ([`normalise`]): unreserved
+//!   escapes decoded, other escapes upper-cased, raw characters outside `pchar` encoded, dot
+//!   segments removed; a path with `..` above `/`, a bad escape or `%00` is refused (400),
+//!   never clamped; a query refuses nothing (a stray `%` becomes `%25`).
 //! * Freshness: `CDN-Cache-Control` → `Surrogate-Control` → `s-maxage` → `max-age` →
 //!   `Expires` → heuristic (`cache.heuristic_fraction` × (Date − Last-Modified), capped at
 //!   `cache.heuristic_max`) → `hosts.default_ttl` → not stored. `no-store`/`private` → not
@@ -87,21 +104,30 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod account;
 pub mod admin;
+pub mod after_origin;
 pub mod cache;
+pub mod context;
 pub mod drain;
 pub mod error;
 pub mod fill;
+pub mod follow;
 pub mod handler;
 pub mod headers;
+pub mod lead;
 pub mod limits;
 pub mod load;
 pub mod metrics;
+pub mod normalise;
 pub mod origin;
+pub mod pass;
 pub mod plan;
 pub mod purge;
+pub mod render;
 pub mod report;
 pub mod tls;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

@@ -1,5 +1,6 @@
-//! Request limits and bad input: what is refused before a request reaches the cache, and the
-//! path normalisation every cache key and purge selector goes through.
+//! Request limits and bad input: what is refused before a request reaches the cache. Paths are
+//! checked by the edge's one normaliser ([`crate::normalise`]), the same that builds cache
+//! keys and purge selectors, so a path accepted here always has a key.
 //!
 //! Enforced where:
 //! * **Maximum connections** (`http.max_connections`, per worker) → actix-web
@@ -27,6 +28,8 @@
 
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, HOST};
 use actix_web::http::{Method, StatusCode};
+
+use crate::normalise::UriError;
 
 /// Why a request is refused, with the status it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,11 +122,7 @@ pub fn check_request(
     }
     let mut lengths = headers.get_all(CONTENT_LENGTH);
     if let Some(first) = lengths.next() {
-        let parsed = first
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok());
-        let Some(len) = parsed else {
+        let Some(len) = crate::headers::parse_content_length(first) else {
             return Err(Reject::new(StatusCode::BAD_REQUEST, "bad Content-Length"));
         };
         if lengths.any(|v| v != first) {
@@ -143,8 +142,9 @@ pub fn check_request(
     check_path(path)
 }
 
-/// [`normalize_path`]'s refusals without its allocation for the common case: a path with no
-/// `%` escape and no dot segment cannot be refused (raw characters are only re-encoded).
+/// Refuse a path the normaliser refuses ([`crate::normalise::path`]): not origin-form, a bad
+/// escape, `%00`, or `..` above the root. A path with no `%` escape and no dot segment cannot
+/// be refused (raw characters are only re-encoded), so the common case allocates nothing.
 pub fn check_path(path: &str) -> Result<(), Reject> {
     if !path.starts_with('/') {
         return Err(PATH_INVALID);
@@ -154,7 +154,19 @@ pub fn check_path(path: &str) -> Result<(), Reject> {
     if !dot_segment && !b.contains(&b'%') {
         return Ok(());
     }
-    normalize_path(path).map(|_| ())
+    crate::normalise::path(path)
+        .map(|_| ())
+        .map_err(path_reject)
+}
+
+/// The refusal for a path the normaliser refuses.
+fn path_reject(e: UriError) -> Reject {
+    match e {
+        UriError::NotOriginForm => PATH_INVALID,
+        UriError::AboveRoot => PATH_ESCAPE,
+        UriError::BadEscape => PATH_BAD_ESCAPE,
+        UriError::EncodedNul => PATH_NUL,
+    }
 }
 
 /// Counts streamed request-body bytes against `http.max_body_size` (for bodies without a
@@ -212,184 +224,34 @@ const PATH_ESCAPE: Reject = Reject::new(StatusCode::BAD_REQUEST, "path: `..` esc
 const PATH_BAD_ESCAPE: Reject = Reject::new(StatusCode::BAD_REQUEST, "path: bad percent-encoding");
 const PATH_NUL: Reject = Reject::new(StatusCode::BAD_REQUEST, "path: encoded NUL");
 
-/// Normalise a request path for the cache key (RFC 3986 §6.2.2):
-/// * percent-escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded, every other
-///   escape is kept with upper-case hex (`%2f` → `%2F`, `%7e` → `~`);
-/// * raw characters outside `pchar` / `/` are percent-encoded (`|` → `%7C`), so the raw and the
-///   encoded spelling share one key;
-/// * `.` and `..` segments are resolved (after decoding, so `%2e%2e` counts); a `..` that would
-///   climb above `/` is refused, never clamped;
-/// * bad escapes (`%zz`, a trailing `%`) and `%00` are refused;
-/// * empty segments (`//`) are kept: origins may treat them differently.
-pub fn normalize_path(path: &str) -> Result<String, Reject> {
-    if !path.starts_with('/') {
-        return Err(PATH_INVALID);
-    }
-    let canonical = canonical_escapes(path, false)?;
-    remove_dot_segments(&canonical)
-}
-
-/// Normalise a query string's percent-encoding the same way as [`normalize_path`] (no dot
-/// segments; `?`, `/`, `&`, `=` kept as they are).
-pub fn normalize_query(query: &str) -> Result<String, Reject> {
-    canonical_escapes(query, true)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// pchar minus unreserved minus pct: sub-delims, ':' and '@' (plus '/', and '?' in queries).
-fn is_kept_raw(b: u8, query: bool) -> bool {
-    matches!(
-        b,
-        b'!' | b'$'
-            | b'&'
-            | b'\''
-            | b'('
-            | b')'
-            | b'*'
-            | b'+'
-            | b','
-            | b';'
-            | b'='
-            | b':'
-            | b'@'
-            | b'/'
-    ) || (query && b == b'?')
-}
-
-fn canonical_escapes(s: &str, query: bool) -> Result<String, Reject> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let bytes = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let (Some(h), Some(l)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) else {
-                return Err(PATH_BAD_ESCAPE);
-            };
-            let v = h * 16 + l;
-            if v == 0 {
-                return Err(PATH_NUL);
-            }
-            if is_unreserved(v) {
-                out.push(v as char);
-            } else {
-                out.push('%');
-                out.push(HEX[(v >> 4) as usize] as char);
-                out.push(HEX[(v & 15) as usize] as char);
-            }
-            i += 3;
-        } else {
-            if is_unreserved(b) || is_kept_raw(b, query) {
-                out.push(b as char);
-            } else {
-                out.push('%');
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 15) as usize] as char);
-            }
-            i += 1;
-        }
-    }
-    Ok(out)
-}
-
-/// RFC 3986 §5.2.4 on an absolute path, refusing to climb above the root.
-fn remove_dot_segments(path: &str) -> Result<String, Reject> {
-    let mut segs: Vec<&str> = Vec::new();
-    // path starts with '/', so the first split item is "".
-    let parts: Vec<&str> = path[1..].split('/').collect();
-    let last = parts.len() - 1;
-    let mut trailing_slash = false;
-    for (i, seg) in parts.iter().enumerate() {
-        match *seg {
-            "." => trailing_slash = i == last,
-            ".." => {
-                if segs.pop().is_none() {
-                    return Err(PATH_ESCAPE);
-                }
-                trailing_slash = i == last;
-            }
-            s => {
-                segs.push(s);
-                trailing_slash = false;
-            }
-        }
-    }
-    let mut out = String::with_capacity(path.len());
-    for s in &segs {
-        out.push('/');
-        out.push_str(s);
-    }
-    if trailing_slash || out.is_empty() {
-        out.push('/');
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use actix_web::http::header::{HeaderName, HeaderValue};
 
-    fn n(p: &str) -> Result<String, u16> {
-        normalize_path(p).map_err(|r| r.status.as_u16())
+    fn n(p: &str) -> Result<(), &'static str> {
+        check_path(p).map_err(|r| {
+            assert_eq!(r.status, StatusCode::BAD_REQUEST);
+            r.reason
+        })
     }
 
     #[test]
-    fn dot_segments_resolve_but_never_escape() {
-        assert_eq!(n("/a/b/../c").unwrap(), "/a/c");
-        assert_eq!(n("/a/./b/.").unwrap(), "/a/b/");
-        assert_eq!(n("/a/b/..").unwrap(), "/a/");
-        assert_eq!(n("/a/..").unwrap(), "/");
-        assert_eq!(n("/").unwrap(), "/");
-        assert_eq!(n("/a//b").unwrap(), "/a//b");
-        assert_eq!(n("/.."), Err(400));
-        assert_eq!(n("/a/../../etc/passwd"), Err(400));
-        assert_eq!(n("/%2e%2e/x"), Err(400), "encoded dots count");
-        assert_eq!(n("/a/%2E%2e/b").unwrap(), "/b");
-        assert_eq!(n("relative"), Err(400));
-    }
-
-    #[test]
-    fn percent_encoding_is_canonical() {
-        assert_eq!(n("/%7euser/%41").unwrap(), "/~user/A");
+    fn paths_are_refused_as_the_normaliser_refuses_them() {
+        assert_eq!(n("/a/b/../c"), Ok(()));
+        assert_eq!(n("/a/%2E%2e/b"), Ok(()));
+        assert_eq!(n("/a|b"), Ok(()));
+        assert_eq!(n("/.."), Err(PATH_ESCAPE.reason));
+        assert_eq!(n("/a/../../etc/passwd"), Err(PATH_ESCAPE.reason));
         assert_eq!(
-            n("/a%2fb").unwrap(),
-            "/a%2Fb",
-            "encoded slash stays encoded"
+            n("/%2e%2e/x"),
+            Err(PATH_ESCAPE.reason),
+            "encoded dots count"
         );
-        assert_eq!(n("/a|b").unwrap(), n("/a%7cb").unwrap());
-        assert_eq!(n("/caf%c3%a9").unwrap(), "/caf%C3%A9");
-        assert_eq!(n("/caf\u{e9}").unwrap(), "/caf%C3%A9");
-        assert_eq!(n("/a%zz"), Err(400));
-        assert_eq!(n("/a%4"), Err(400));
-        assert_eq!(n("/a%00b"), Err(400));
-        assert_eq!(n("/a:b@c!$&'()*+,;=").unwrap(), "/a:b@c!$&'()*+,;=");
-        assert_eq!(normalize_query("a=%7e&b=c%2f?/").unwrap(), "a=~&b=c%2F?/");
-        assert_eq!(normalize_query("q=a b").unwrap(), "q=a%20b");
-    }
-
-    #[test]
-    fn normalisation_is_idempotent() {
-        for p in ["/a/../b/%7e/%2f/./x|y", "/caf%c3%a9/", "/x/%2E/y"] {
-            let once = n(p).unwrap();
-            assert_eq!(n(&once).unwrap(), once);
-        }
+        assert_eq!(n("relative"), Err(PATH_INVALID.reason));
+        assert_eq!(n("/a%zz"), Err(PATH_BAD_ESCAPE.reason));
+        assert_eq!(n("/a%4"), Err(PATH_BAD_ESCAPE.reason));
+        assert_eq!(n("/a%00b"), Err(PATH_NUL.reason));
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -462,7 +324,11 @@ mod tests {
             "/caf\u{e9}",
             "/a|b",
         ] {
-            assert_eq!(check_path(p).is_ok(), normalize_path(p).is_ok(), "{p}");
+            assert_eq!(
+                check_path(p).is_ok(),
+                crate::normalise::path(p).is_ok(),
+                "{p}"
+            );
         }
     }
 

@@ -146,7 +146,7 @@ pub fn range(
         len
     } else {
         match b.parse::<u64>() {
-            Ok(e) if e >= start => (e + 1).min(len),
+            Ok(e) if e >= start => e.saturating_add(1).min(len),
             _ => return RangePlan::Full,
         }
     };
@@ -244,6 +244,12 @@ mod tests {
         assert_eq!(r("items=0-1"), RangePlan::Full);
         assert_eq!(r("bytes=5-1"), RangePlan::Full);
         assert_eq!(range(&h(&[]), 100, None, None), RangePlan::Full);
+        // A last-byte position at u64::MAX (from the network) must not overflow.
+        assert_eq!(
+            r("bytes=5-18446744073709551615"),
+            RangePlan::Partial(5, 100)
+        );
+        assert_eq!(r("bytes=5-18446744073709551616"), RangePlan::Full);
     }
 
     #[test]

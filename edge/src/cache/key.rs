@@ -1,6 +1,6 @@
-//! Cache keys: `scheme://host/path?query` with the path normalised (dot segments removed,
-//! percent-encoding of unreserved characters decoded, hex upper-cased), the query kept,
-//! dropped or sorted per host, and configured request headers appended. The same normalised
+//! Cache keys: `scheme://host/path?query` with path and query normalised by the edge's one
+//! normaliser ([`crate::normalise`]: RFC 3986 §6.2.2), the query then kept, dropped or sorted
+//! per host, and configured request headers appended. The same normalised
 //! path is what the origin is asked for, so the key always names the bytes that were fetched.
 //!
 //! Vary: a primary key can hold a variant list; the variant key appends the request's values
@@ -9,84 +9,21 @@
 use actix_web::http::header::HeaderMap;
 use cdn_shared::config::edge::QueryPolicy;
 
-/// Normalise a request path: percent-decoding of unreserved characters, upper-case hex in
-/// the remaining escapes, bytes outside ASCII percent-encoded, `.`/`..` segments resolved
-/// (never above `/`), duplicate `/` kept. Returns `None` for a path that is not origin-form
-/// (does not start with `/`) or holds an invalid escape.
+/// Normalise a request path by the edge's one set of rules ([`crate::normalise`]): `None`
+/// for a path that is not origin-form, holds a bad escape or `%00`, or climbs above `/`.
 pub fn normalise_path(path: &str) -> Option<String> {
-    if !path.starts_with('/') {
-        return None;
-    }
-    let b = path.as_bytes();
-    // Fast path (the common case on the hit path): nothing to rewrite.
-    if !b.iter().any(|&c| c == b'%' || c >= 0x80) && !path.contains("/.") {
-        return Some(path.to_string());
-    }
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out: Vec<u8> = Vec::with_capacity(path.len() + 8);
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'%' {
-            let hex = |x: u8| (x as char).to_digit(16);
-            let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
-            let v = (h * 16 + l) as u8;
-            if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') {
-                out.push(v);
-            } else {
-                out.extend_from_slice(&[b'%', HEX[(v >> 4) as usize], HEX[(v & 15) as usize]]);
-            }
-            i += 3;
-        } else {
-            if c >= 0x80 {
-                out.extend_from_slice(&[b'%', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]);
-            } else {
-                out.push(c);
-            }
-            i += 1;
-        }
-    }
-    // Only ASCII was written.
-    let out = String::from_utf8(out).ok()?;
-    if !out.contains("/.") {
-        return Some(out);
-    }
-    // RFC 3986 §5.2.4 remove_dot_segments, clamped at the root.
-    let mut segs: Vec<&str> = Vec::new();
-    let parts: Vec<&str> = out[1..].split('/').collect();
-    let last = parts.len() - 1;
-    let mut trailing = false;
-    for (n, seg) in parts.iter().enumerate() {
-        match *seg {
-            "." => trailing = n == last,
-            ".." => {
-                segs.pop();
-                trailing = n == last;
-            }
-            s => {
-                segs.push(s);
-                trailing = false;
-            }
-        }
-    }
-    let mut p = String::with_capacity(out.len());
-    for s in &segs {
-        p.push('/');
-        p.push_str(s);
-    }
-    if trailing || p.is_empty() {
-        p.push('/');
-    }
-    Some(p)
+    crate::normalise::path(path).ok()
 }
 
-/// Apply the host's query policy; the result has no leading `?`.
+/// Normalise a query ([`crate::normalise::query`]), then apply the host's query policy; the
+/// result has no leading `?`.
 pub fn normalise_query(query: &str, policy: QueryPolicy) -> String {
     match policy {
         QueryPolicy::Drop => String::new(),
-        QueryPolicy::Keep => query.to_string(),
+        QueryPolicy::Keep => crate::normalise::query(query),
         QueryPolicy::Sort => {
-            let mut parts: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+            let q = crate::normalise::query_cow(query);
+            let mut parts: Vec<&str> = q.split('&').filter(|p| !p.is_empty()).collect();
             parts.sort_unstable();
             parts.join("&")
         }
@@ -159,14 +96,20 @@ mod tests {
     fn paths() {
         assert_eq!(normalise_path("/a/b").as_deref(), Some("/a/b"));
         assert_eq!(normalise_path("/a/./b/../c").as_deref(), Some("/a/c"));
-        assert_eq!(normalise_path("/../../etc").as_deref(), Some("/etc"));
+        assert_eq!(
+            normalise_path("/../../etc"),
+            None,
+            "never clamped at the root"
+        );
         assert_eq!(normalise_path("/a/..").as_deref(), Some("/"));
         assert_eq!(normalise_path("/a/b/.").as_deref(), Some("/a/b/"));
         assert_eq!(
             normalise_path("/%7euser/%2f%2e").as_deref(),
             Some("/~user/%2F.")
         );
-        assert_eq!(normalise_path("/%2E%2E/x").as_deref(), Some("/x"));
+        assert_eq!(normalise_path("/%2E%2E/x"), None);
+        assert_eq!(normalise_path("/a/%2E%2E/x").as_deref(), Some("/x"));
+        assert_eq!(normalise_path("/a|b").as_deref(), Some("/a%7Cb"));
         assert_eq!(normalise_path("/%zz"), None);
         assert_eq!(normalise_path("/%4"), None);
         assert_eq!(normalise_path("a/b"), None);
@@ -180,6 +123,12 @@ mod tests {
         assert_eq!(normalise_query("b=2&a=1", QueryPolicy::Sort), "a=1&b=2");
         assert_eq!(normalise_query("b=2&a=1", QueryPolicy::Keep), "b=2&a=1");
         assert_eq!(normalise_query("b=2&a=1", QueryPolicy::Drop), "");
+        assert_eq!(
+            normalise_query("b=%7e&a=%2f", QueryPolicy::Keep),
+            "b=~&a=%2F"
+        );
+        // Escapes are canonical before sorting, so both spellings sort alike.
+        assert_eq!(normalise_query("b=1&%61=2", QueryPolicy::Sort), "a=2&b=1");
     }
 
     #[test]
@@ -196,6 +145,45 @@ mod tests {
         assert!(v.ends_with("#vary\naccept-encoding:gzip,br"));
     }
 
+    /// Pieces of a path or query with every spelling that means the same (RFC 3986 §6.2.2):
+    /// (canonical form, spellings).
+    const ATOMS: &[(&str, &[&str])] = &[
+        ("a", &["a", "%61"]),
+        ("Z", &["Z", "%5a", "%5A"]),
+        ("~", &["~", "%7e", "%7E"]),
+        ("-", &["-", "%2d", "%2D"]),
+        ("%C3%A9", &["\u{e9}", "%c3%a9", "%C3%a9", "%C3%A9"]),
+        ("%7C", &["|", "%7c", "%7C"]),
+        ("%2F", &["%2f", "%2F"]),
+        ("%20", &[" ", "%20"]),
+        (";", &[";"]),
+        ("%3B", &["%3b", "%3B"]),
+    ];
+
+    /// A segment: atom indices and a spelling choice for each.
+    fn segment() -> impl Strategy<Value = Vec<(usize, usize)>> {
+        proptest::collection::vec((0..ATOMS.len(), 0..4usize), 1..4)
+    }
+
+    fn canonical(seg: &[(usize, usize)]) -> String {
+        seg.iter().map(|&(a, _)| ATOMS[a].0).collect()
+    }
+
+    fn spelled(seg: &[(usize, usize)]) -> String {
+        seg.iter()
+            .map(|&(a, c)| ATOMS[a].1[c % ATOMS[a].1.len()])
+            .collect()
+    }
+
+    /// Dot-segment noise inserted before a real segment: nothing, `.`, or `x/..`.
+    const NOISE: &[&str] = &["", "./", "%2e/", "a/../", "%7e/%2E%2e/", "./b/./../"];
+
+    fn key_of(path: &str, query: &str, policy: QueryPolicy) -> Option<String> {
+        let p = normalise_path(path)?;
+        let url = url_of("example.com", &p, &normalise_query(query, policy));
+        Some(primary_key("http", &url, &[], &HeaderMap::new()))
+    }
+
     proptest! {
         #[test]
         fn normalisation_is_idempotent_and_stays_rooted(p in "/[a-z./%0-9A-F]{0,40}") {
@@ -204,6 +192,45 @@ mod tests {
                 prop_assert!(!n.split('/').any(|s| s == ".."));
                 prop_assert_eq!(normalise_path(&n), Some(n.clone()));
             }
+        }
+
+        /// Equivalent spellings of a path and query give one key, and that key is the one
+        /// built from the canonical pieces.
+        #[test]
+        fn equivalent_spellings_give_one_key(
+            segs in proptest::collection::vec((segment(), 0..NOISE.len()), 1..5),
+            params in proptest::collection::vec((segment(), segment()), 0..4),
+            shuffle in any::<proptest::sample::Index>(),
+        ) {
+            let canon_path: String = segs.iter().map(|(s, _)| format!("/{}", canonical(s))).collect();
+            let alt_path: String = segs
+                .iter()
+                .map(|(s, n)| format!("/{}{}", NOISE[*n], spelled(s)))
+                .collect();
+            let canon_q: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{}={}", canonical(k), canonical(v)))
+                .collect();
+            let alt_q: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{}={}", spelled(k), spelled(v)))
+                .collect();
+            let expected = format!(
+                "http://example.com{canon_path}{}{}",
+                if canon_q.is_empty() { "" } else { "?" },
+                canon_q.join("&")
+            );
+            prop_assert_eq!(key_of(&alt_path, &alt_q.join("&"), QueryPolicy::Keep), Some(expected));
+            // Sort: any order of the parameters, in any spelling, gives one key.
+            let mut rotated = alt_q.clone();
+            if !rotated.is_empty() {
+                let n = shuffle.index(rotated.len());
+                rotated.rotate_left(n);
+            }
+            prop_assert_eq!(
+                key_of(&alt_path, &rotated.join("&"), QueryPolicy::Sort),
+                key_of(&canon_path, &canon_q.join("&"), QueryPolicy::Sort)
+            );
         }
     }
 }

@@ -15,7 +15,8 @@
 //! * `key` is the store's key for the object's metadata entry (one per Vary variant);
 //! * `url` is `host/path?query` as the client asked for it (an absolute `http(s)://` URL is
 //!   accepted too); the index normalises it exactly like purge selectors (lower-case host, port
-//!   dropped, [`crate::limits::normalize_path`] / `normalize_query`), so both sides meet;
+//!   dropped, path and query through the edge's one normaliser, [`crate::normalise`]), so both
+//!   sides meet;
 //! * `record` is idempotent and cheap when nothing changed (refreshes after a 304 may call it
 //!   again); it never blocks on disk: the log is written by its own thread.
 //!
@@ -196,8 +197,8 @@ pub fn tags_from_headers(headers: &HeaderMap) -> Vec<String> {
 
 /// Normalise `http(s)://host[:port]/path?query` or `host[:port]/path?query` to
 /// `host/path?query`: scheme and port dropped, host lower-cased (trailing dot removed), path
-/// and query through [`crate::limits::normalize_path`] / [`crate::limits::normalize_query`], an
-/// empty path becomes `/`, an empty query is dropped. `None` for anything else.
+/// and query through [`crate::normalise::path`] / [`crate::normalise::query`] (the rules of the
+/// cache key), an empty path becomes `/`, an empty query is dropped. `None` for anything else.
 pub fn normalize_url(input: &str) -> Option<String> {
     let s = input.trim();
     let lower_start = s
@@ -231,10 +232,10 @@ pub fn normalize_url(input: &str) -> Option<String> {
     };
     let path = if path.is_empty() { "/" } else { path };
     let mut out = host;
-    out.push_str(&crate::limits::normalize_path(path).ok()?);
+    out.push_str(&crate::normalise::path(path).ok()?);
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         out.push('?');
-        out.push_str(&crate::limits::normalize_query(q).ok()?);
+        out.push_str(&crate::normalise::query_cow(q));
     }
     Some(out)
 }
@@ -338,5 +339,125 @@ mod tests {
         assert_eq!(removed, ["k1", "k2"]);
         assert_eq!(ix.len(), 1);
         assert!(ix.keys_for_tag("t").is_empty());
+    }
+    /// Path pieces with their equivalent spellings: (canonical, spellings).
+    const ATOMS: &[(&str, &[&str])] = &[
+        ("a", &["a", "%61"]),
+        ("b", &["b", "%62"]),
+        ("~", &["~", "%7e", "%7E"]),
+        ("%7C", &["|", "%7c", "%7C"]),
+        ("%2F", &["%2f", "%2F"]),
+        (";", &[";"]),
+    ];
+
+    /// A resource: host (0 or 1), segments of atoms (with a spelling choice), query or none.
+    type Resource = (usize, Vec<Vec<(usize, usize)>>, Option<Vec<(usize, usize)>>);
+
+    fn atoms() -> impl proptest::strategy::Strategy<Value = Vec<(usize, usize)>> {
+        proptest::collection::vec((0..ATOMS.len(), 0..3usize), 1..3)
+    }
+
+    fn resource() -> impl proptest::strategy::Strategy<Value = Resource> {
+        (
+            0..2usize,
+            proptest::collection::vec(atoms(), 1..4),
+            proptest::option::of(atoms()),
+        )
+    }
+
+    fn canon(a: &[(usize, usize)]) -> String {
+        a.iter().map(|&(i, _)| ATOMS[i].0).collect()
+    }
+
+    fn spell(a: &[(usize, usize)]) -> String {
+        a.iter()
+            .map(|&(i, c)| ATOMS[i].1[c % ATOMS[i].1.len()])
+            .collect()
+    }
+
+    const HOSTS: [&str; 2] = ["h.test", "g.test"];
+    /// Host spellings a selector may use for `h.test`/`g.test`.
+    const HOST_FORMS: [&str; 3] = ["{}", "http://{}:8080", "HTTPS://{}."];
+
+    /// `host/path?query`: canonical, or spelled another way (dot segments included).
+    fn url(r: &Resource, spelled: bool, form: usize) -> String {
+        let (h, segs, q) = r;
+        let mut u = if spelled {
+            HOST_FORMS[form % 3].replace("{}", &HOSTS[*h].to_ascii_uppercase())
+        } else {
+            HOSTS[*h].to_string()
+        };
+        for s in segs {
+            u.push('/');
+            if spelled {
+                u.push_str("x/%2e%2E/./");
+                u.push_str(&spell(s));
+            } else {
+                u.push_str(&canon(s));
+            }
+        }
+        if let Some(q) = q {
+            u.push('?');
+            u.push_str(&if spelled { spell(q) } else { canon(q) });
+        }
+        u
+    }
+
+    fn canon_segs(r: &Resource) -> Vec<String> {
+        r.1.iter().map(|s| canon(s)).collect()
+    }
+
+    proptest::proptest! {
+        /// A URL purge, in any spelling, names exactly the keys stored for that URL; a prefix
+        /// purge names exactly the keys under it (same host, same leading segments) and no
+        /// others.
+        #[test]
+        fn selectors_match_exactly_the_keys_they_name(
+            stored in proptest::collection::vec(resource(), 1..8),
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            depth in 0..4usize,
+            form in 0..3usize,
+        ) {
+            let ix = Index::in_memory();
+            for (n, r) in stored.iter().enumerate() {
+                // The store records the key's URL, which is already normalised; the index
+                // normalises again (a no-op), so record some in another spelling.
+                ix.record(&format!("k{n}"), &url(r, n % 2 == 1, n), &[]);
+            }
+            let target = &stored[pick.index(stored.len())];
+            let mut got = ix.keys_for_url(&url(target, true, form));
+            got.sort();
+            let mut want: Vec<String> = stored
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| url(r, false, 0) == url(target, false, 0))
+                .map(|(n, _)| format!("k{n}"))
+                .collect();
+            want.sort();
+            proptest::prop_assert_eq!(&got, &want);
+
+            // Prefix: the target's host and first `depth` segments, ending in `/`.
+            let depth = depth.min(target.1.len());
+            let mut prefix = HOST_FORMS[form].replace("{}", HOSTS[target.0]);
+            for s in &target.1[..depth] {
+                prefix.push('/');
+                prefix.push_str(&spell(s));
+            }
+            prefix.push('/');
+            let lead = &canon_segs(target)[..depth];
+            let mut got = ix.keys_with_prefix(&prefix);
+            got.sort();
+            let mut want: Vec<String> = stored
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    let segs = canon_segs(r);
+                    r.0 == target.0 && segs.len() > depth && segs[..depth] == *lead
+                })
+                .map(|(n, _)| format!("k{n}"))
+                .collect();
+            want.sort();
+            proptest::prop_assert_eq!(got, want, "prefix {}", prefix);
+        }
     }
 }

@@ -1,0 +1,108 @@
+//! The last step of every request: load accounting (for reports), request metrics, and the
+//! access-log line. Reads only the finished response's head (`X-Cache`, status, size).
+
+use std::time::{Instant, SystemTime};
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::access_log::{AccessEntry, OriginTime};
+use crate::context::host_of;
+use crate::handler::Shared;
+use crate::headers as hdr;
+use crate::metrics as m;
+
+/// The `cache` metric label of an `X-Cache` value, and whether it counts as a cache hit
+/// (`None`: not a cache lookup).
+pub(crate) fn cache_label(x_cache: &[u8]) -> (&'static str, Option<bool>) {
+    match x_cache {
+        b"HIT" => ("hit", Some(true)),
+        b"MISS" => ("miss", Some(false)),
+        b"STALE" => ("stale", Some(true)),
+        b"REVALIDATED" => ("revalidated", Some(false)),
+        b"BYPASS" => ("bypass", None),
+        _ => ("error", None),
+    }
+}
+
+fn status_label(s: StatusCode) -> metrics::SharedString {
+    match s.as_u16() {
+        200 => "200".into(),
+        206 => "206".into(),
+        304 => "304".into(),
+        404 => "404".into(),
+        other => other.to_string().into(),
+    }
+}
+
+/// Account for `resp`, the answer to `req` (`pq` = its raw path and query), started at
+/// `started`.
+pub(crate) fn finish(
+    shared: &Shared,
+    req: &HttpRequest,
+    pq: &str,
+    resp: &HttpResponse,
+    started: Instant,
+) {
+    let bytes = match resp.body().size() {
+        BodySize::Sized(n) if !resp.head().status.is_informational() => n,
+        _ => 0,
+    };
+    shared.load.request_finished(bytes);
+    let x = resp
+        .headers()
+        .get(hdr::X_CACHE)
+        .map(|v| v.as_bytes())
+        .unwrap_or(b"");
+    let (label, hit) = cache_label(x);
+    if let Some(h) = hit {
+        shared.load.cache_lookup(h);
+    }
+    metrics::counter!(m::REQUESTS, "cache" => label, "status" => status_label(resp.status()))
+        .increment(1);
+    metrics::counter!(m::RESPONSE_BYTES).increment(bytes);
+    if shared.access_log.enabled() {
+        let hs = req.headers();
+        let text =
+            |n: header::HeaderName| hs.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        shared.access_log.log(AccessEntry {
+            time: SystemTime::now() - started.elapsed(),
+            client: req
+                .peer_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default(),
+            method: req.method().to_string(),
+            host: host_of(req),
+            path: pq.to_string(),
+            proto: format!("{:?}", req.version()),
+            status: resp.status().as_u16(),
+            bytes,
+            ms: started.elapsed().as_secs_f64() * 1000.0,
+            cache: String::from_utf8_lossy(x).into_owned(),
+            origin_ms: actix_web::HttpMessage::extensions(req)
+                .get::<OriginTime>()
+                .map(|t| t.0.as_secs_f64() * 1000.0),
+            referer: text(header::REFERER),
+            ua: text(header::USER_AGENT),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_follow_x_cache() {
+        assert_eq!(cache_label(b"HIT"), ("hit", Some(true)));
+        assert_eq!(cache_label(b"STALE"), ("stale", Some(true)));
+        assert_eq!(cache_label(b"MISS"), ("miss", Some(false)));
+        assert_eq!(cache_label(b"REVALIDATED"), ("revalidated", Some(false)));
+        assert_eq!(cache_label(b"BYPASS"), ("bypass", None));
+        assert_eq!(cache_label(b""), ("error", None));
+        assert_eq!(&*status_label(StatusCode::OK), "200");
+        assert_eq!(&*status_label(StatusCode::IM_A_TEAPOT), "418");
+    }
+}

@@ -1,0 +1,154 @@
+//! The request context: which host a request is for, its normalised URL and cache key
+//! ([`cache::key`](crate::cache::key)), and the lookup that follows a Vary list to the variant.
+//! Built once per request by [`Ctx::new`]; every later step reads it.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest};
+
+use crate::cache::key::{normalise_path, normalise_query, primary_key, url_of, variant_key};
+use crate::cache::meta::{Entry, ObjectMeta};
+use crate::cache::store::Store;
+use crate::error::EdgeError;
+use crate::handler::Shared;
+use crate::headers::Fwd;
+use crate::origin::{HostRoute, Origins};
+
+/// Everything about one request the steps after dispatch need.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub(crate) req: HttpRequest,
+    pub(crate) shared: web::Data<Shared>,
+    pub(crate) origins: Rc<Origins>,
+    /// Index into `shared.routes`.
+    pub(crate) route: usize,
+    pub(crate) scheme: &'static str,
+    /// `host/path?query`, normalised (the purge index's URL).
+    pub(crate) url: String,
+    /// Normalised path and query: what the origin is asked for.
+    pub(crate) path_q: String,
+    /// The primary cache key.
+    pub(crate) key: String,
+    pub(crate) head: bool,
+}
+
+/// Why a request has no context.
+pub(crate) enum NoRoute {
+    /// `GET /healthz` for a host we do not serve: answer the edge's health.
+    Healthz,
+    /// Unknown host or a path that cannot be normalised.
+    Error(EdgeError),
+}
+
+impl Ctx {
+    /// Host → route → normalised path and query → key.
+    pub(crate) fn new(
+        req: HttpRequest,
+        shared: &web::Data<Shared>,
+        origins: &Rc<Origins>,
+    ) -> Result<Ctx, NoRoute> {
+        let host = host_of(&req);
+        let Some(&route) = shared.hosts.get(host.as_str()) else {
+            if req.path() == "/healthz" {
+                return Err(NoRoute::Healthz);
+            }
+            return Err(NoRoute::Error(EdgeError::UnknownHost(host)));
+        };
+        let Some(path) = normalise_path(req.path()) else {
+            return Err(NoRoute::Error(EdgeError::BadRequest(
+                "invalid request path",
+            )));
+        };
+        let r = &shared.routes[route];
+        let query = normalise_query(req.query_string(), r.cfg.query);
+        let url = url_of(&r.name, &path, &query);
+        let scheme = if req.app_config().secure() {
+            "https"
+        } else {
+            "http"
+        };
+        let key = primary_key(scheme, &url, &r.cfg.key_headers, req.headers());
+        let mut path_q = path;
+        if !query.is_empty() {
+            path_q.push('?');
+            path_q.push_str(&query);
+        }
+        Ok(Ctx {
+            head: req.method() == Method::HEAD,
+            origins: origins.clone(),
+            req,
+            shared: shared.clone(),
+            route,
+            scheme,
+            url,
+            path_q,
+            key,
+        })
+    }
+
+    pub(crate) fn route(&self) -> &HostRoute {
+        &self.shared.routes[self.route]
+    }
+
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.shared.store
+    }
+
+    /// Look the key up, following a Vary list to the variant: the object (if any), the key it
+    /// is (or would be) stored under, and the `fwd` reason should it have to be fetched.
+    pub(crate) async fn lookup(&self) -> (Option<Arc<ObjectMeta>>, String, Fwd) {
+        match self.store().get(&self.key).await {
+            Some(Entry::Object(m)) => (Some(m), self.key.clone(), Fwd::Stale),
+            Some(Entry::Vary(names)) => {
+                let vkey = variant_key(&self.key, &names, self.req.headers());
+                match self.store().get(&vkey).await {
+                    Some(Entry::Object(m)) => (Some(m), vkey, Fwd::Stale),
+                    _ => (None, vkey, Fwd::VaryMiss),
+                }
+            }
+            _ => (None, self.key.clone(), Fwd::UriMiss),
+        }
+    }
+}
+
+/// The request's host, lower-cased, without port or trailing dot (`Host`, else the URI's
+/// authority, as HTTP/2 sends it).
+pub(crate) fn host_of(req: &HttpRequest) -> String {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let h = if raw.starts_with('[') {
+        raw.split_once(']').map(|(a, _)| &a[1..]).unwrap_or(raw)
+    } else {
+        raw.rsplit_once(':').map(|(a, _)| a).unwrap_or(raw)
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn host_drops_port_brackets_and_trailing_dot() {
+        let h = |v: &str| {
+            host_of(
+                &TestRequest::default()
+                    .insert_header(("host", v))
+                    .to_http_request(),
+            )
+        };
+        assert_eq!(h("Example.COM"), "example.com");
+        assert_eq!(h("example.com.:8080"), "example.com");
+        assert_eq!(h("[::1]:443"), "::1");
+        assert_eq!(h("[::1]"), "::1");
+        assert_eq!(host_of(&TestRequest::default().to_http_request()), "");
+    }
+}

@@ -1,0 +1,123 @@
+//! Fill through the in-flight table ([`fill`](crate::fill)): lead (this request fetches), or
+//! follow (wait for the leader's head, then stream the same bytes or serve what it stored),
+//! retrying once when the leader fails. Stale-if-error is decided by
+//! [`after_origin`](crate::after_origin::after_origin), as for the leader.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::HttpResponse;
+
+use crate::after_origin::{after_origin, AfterOrigin, Held, Reply};
+use crate::cache::key::variant_key;
+use crate::cache::meta::ObjectMeta;
+use crate::context::Ctx;
+use crate::error::{error_response, EdgeError};
+use crate::fill::{FillHead, Join, StoredHow};
+use crate::headers::{Fwd, Outcome, XCache};
+use crate::lead::lead;
+use crate::metrics as m;
+use crate::pass::pass;
+use crate::render::{revalidated_outcome, serve_stored, serve_streaming, stale_outcome, ttl_of};
+
+/// Fill `store_key`: lead, or follow (with one retry if the leader fails). `stale` is the
+/// stored copy being revalidated, if any.
+pub(crate) async fn fill(
+    ctx: Ctx,
+    mut store_key: String,
+    stale: Option<Arc<ObjectMeta>>,
+    mut fwd: Fwd,
+) -> HttpResponse {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let join = match ctx.shared.fills.join(&store_key) {
+            Ok(j) => j,
+            Err(e) => return stale_or_error(&ctx, &store_key, stale.as_ref(), &e),
+        };
+        let fill = match join {
+            Join::Leader(l) => return lead(ctx, l, store_key, stale, fwd).await,
+            Join::Follower(f) => f,
+        };
+        let waited = Instant::now();
+        let head = fill.wait_head(ctx.shared.fill_wait).await;
+        metrics::histogram!(m::FILL_WAIT_SECONDS).record(waited.elapsed().as_secs_f64());
+        let result = match &head {
+            Ok(_) => "ok",
+            Err(EdgeError::FillTimeout) => "timeout",
+            Err(_) => "leader_failed",
+        };
+        metrics::counter!(m::FILL_WAITS, "result" => result).increment(1);
+        let now = cdn_shared::unix_ms();
+        match head {
+            Ok(FillHead::Streaming(h)) => {
+                if !h.vary.is_empty() {
+                    let vkey = variant_key(&ctx.key, &h.vary, ctx.req.headers());
+                    if vkey != h.store_key {
+                        store_key = vkey;
+                        fwd = Fwd::VaryMiss;
+                        continue;
+                    }
+                }
+                let mut o = Outcome::forward(XCache::Miss, fwd);
+                o.fwd_status = Some(h.status);
+                o.stored = true;
+                o.collapsed = true;
+                o.ttl = Some(h.ttl_s);
+                metrics::counter!(m::COALESCED).increment(1);
+                return serve_streaming(&ctx, fill, &h, o, &[]);
+            }
+            Ok(FillHead::Stored { meta, key, how }) => {
+                let mut o = match how {
+                    StoredHow::Found => Outcome::hit(ttl_of(&meta, now)),
+                    StoredHow::Revalidated => revalidated_outcome(&meta, now),
+                    StoredHow::StaleOnError { status } => stale_outcome(&meta, now, status, true),
+                };
+                o.collapsed = true;
+                metrics::counter!(m::COALESCED).increment(1);
+                return serve_stored(&ctx, &meta, &key, o, now);
+            }
+            Ok(FillHead::NotShareable) => return pass(ctx, None, false).await,
+            Err(e) => {
+                let max = ctx.route().max_object_size;
+                let decision = after_origin(failed(&e), Held::of(stale.as_deref(), now), max);
+                if let (AfterOrigin::ServeStale { origin_status }, Some(m)) = (decision, &stale) {
+                    let o = stale_outcome(m, now, origin_status, true);
+                    return serve_stored(&ctx, m, &store_key, o, now);
+                }
+                if attempt >= 2 || matches!(e, EdgeError::FillTimeout) {
+                    return error_response(&e, &ctx.shared.name);
+                }
+                tracing::debug!(key = %store_key, error = %e, "fill leader failed; retrying");
+            }
+        }
+    }
+}
+
+fn failed(e: &EdgeError) -> Reply {
+    Reply::Failed {
+        stale_allowed: e.allows_stale(),
+    }
+}
+
+/// A fill that could not start (too many in flight): the stale copy when [`after_origin`]
+/// allows it, else the error.
+fn stale_or_error(
+    ctx: &Ctx,
+    key: &str,
+    stale: Option<&Arc<ObjectMeta>>,
+    e: &EdgeError,
+) -> HttpResponse {
+    let now = cdn_shared::unix_ms();
+    let max = ctx.route().max_object_size;
+    match (
+        after_origin(failed(e), Held::of(stale.map(|m| &**m), now), max),
+        stale,
+    ) {
+        (AfterOrigin::ServeStale { origin_status }, Some(m)) => {
+            let o = stale_outcome(m, now, origin_status, false);
+            serve_stored(ctx, m, key, o, now)
+        }
+        _ => error_response(e, &ctx.shared.name),
+    }
+}

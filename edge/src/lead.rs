@@ -1,0 +1,310 @@
+//! The fill leader: fetch from the origin (conditionally when revalidating), let
+//! [`after_origin`](crate::after_origin::after_origin) decide, publish what followers need
+//! ([`FillHead`]), and act: refresh on 304, stale on error, store while streaming (through
+//! [`writer::StoreWriter`](crate::writer::StoreWriter)), or stream without storing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
+
+use crate::after_origin::{after_origin, AfterOrigin, Held, Reply};
+use crate::cache::key::variant_key;
+use crate::cache::meta::{Body, Entry, ObjectMeta};
+use crate::cache::policy::{self, Class, Freshness, ResponseFacts};
+use crate::context::Ctx;
+use crate::error::{error_response, EdgeError};
+use crate::fill::{FillHead, Leader, StoredHow, StreamHead};
+use crate::headers::{self as hdr, Fwd, Outcome, XCache};
+use crate::metrics as m;
+use crate::origin::{HostRoute, OriginResponse};
+use crate::render::{
+    revalidated_outcome, serve_stored, serve_streaming, stale_outcome, stream_origin, ttl_of,
+};
+use crate::writer::StoreWriter;
+
+/// Lead a fill for `store_key`. `stale` is the stored copy being revalidated (`None` on a
+/// miss); `fwd` is the `Cache-Status` forward reason.
+pub(crate) async fn lead(
+    ctx: Ctx,
+    mut leader: Leader,
+    store_key: String,
+    stale: Option<Arc<ObjectMeta>>,
+    fwd: Fwd,
+) -> HttpResponse {
+    if stale.is_none() {
+        // Another fill may have finished between our lookup and joining.
+        if let Some(Entry::Object(m)) = ctx.store().get(&store_key).await {
+            let now = cdn_shared::unix_ms();
+            let age = policy::current_age_ms(m.initial_age_ms, m.response_time_ms, now);
+            if policy::classify(&m.freshness, age, m.invalidated) == Class::Fresh {
+                leader.publish(FillHead::Stored {
+                    meta: m.clone(),
+                    key: store_key.clone(),
+                    how: StoredHow::Found,
+                });
+                return serve_stored(&ctx, &m, &store_key, Outcome::hit(ttl_of(&m, now)), now);
+            }
+        }
+    }
+    let route = ctx.route().clone();
+    let headers = fill_request_headers(&ctx, stale.as_deref());
+    let request_time = cdn_shared::unix_ms();
+    let t0 = Instant::now();
+    let res = ctx
+        .origins
+        .send(&route, Method::GET, &ctx.path_q, headers, None)
+        .await;
+    record_origin(&ctx.req, &res, t0);
+    let now = cdn_shared::unix_ms();
+    let held = Held::of(stale.as_deref(), now);
+    let (resp, facts, length, reply) = match res {
+        Err(e) => {
+            let reply = Reply::Failed {
+                stale_allowed: e.allows_stale(),
+            };
+            match (after_origin(reply, held, route.max_object_size), stale) {
+                (AfterOrigin::ServeStale { origin_status }, Some(m)) => {
+                    return serve_stale(&ctx, leader, &m, &store_key, origin_status, now)
+                }
+                _ => {
+                    tracing::info!(key = %store_key, error = %e, "origin fetch failed");
+                    leader.fail(e.clone());
+                    return error_response(&e, &ctx.shared.name);
+                }
+            }
+        }
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let facts = ResponseFacts::parse(resp.headers());
+            let length = hdr::content_length(resp.headers());
+            let storable = policy::storable(
+                &Method::GET,
+                ctx.req.headers().contains_key(header::AUTHORIZATION),
+                status,
+                &facts,
+                &route.policy,
+            );
+            let reply = Reply::Head {
+                status,
+                content_length: length,
+                storable,
+            };
+            (resp, facts, length, reply)
+        }
+    };
+    let status = resp.status().as_u16();
+    match (after_origin(reply, held, route.max_object_size), stale) {
+        (AfterOrigin::Refresh, Some(m)) => {
+            let fresh = Arc::new(refresh_meta(&m, resp.headers(), request_time, now, &route));
+            ctx.store().put_object(&store_key, fresh.clone());
+            leader.publish(FillHead::Stored {
+                meta: fresh.clone(),
+                key: store_key.clone(),
+                how: StoredHow::Revalidated,
+            });
+            let o = revalidated_outcome(&fresh, now);
+            serve_stored(&ctx, &fresh, &store_key, o, now)
+        }
+        (AfterOrigin::ServeStale { origin_status }, Some(m)) => {
+            serve_stale(&ctx, leader, &m, &store_key, origin_status, now)
+        }
+        (AfterOrigin::Store(fr), _) => {
+            let fetched = Fetched {
+                resp,
+                facts,
+                length,
+                fr,
+                request_time,
+                now,
+            };
+            store_and_stream(&ctx, leader, fetched, fwd, &route)
+        }
+        (decision, _) => {
+            let reason = match decision {
+                AfterOrigin::Stream(reason) => reason.as_str(),
+                other => other.as_str(),
+            };
+            tracing::debug!(key = %store_key, reason, "not stored");
+            leader.publish(FillHead::NotShareable);
+            let mut o = Outcome::forward(XCache::Miss, fwd);
+            o.fwd_status = Some(status);
+            o.detail = Some(reason);
+            stream_origin(&ctx, resp, length, o)
+        }
+    }
+}
+
+/// Publish and serve the stale copy in place of the origin's failure.
+fn serve_stale(
+    ctx: &Ctx,
+    mut leader: Leader,
+    m: &Arc<ObjectMeta>,
+    store_key: &str,
+    origin_status: Option<u16>,
+    now: u64,
+) -> HttpResponse {
+    leader.publish(FillHead::Stored {
+        meta: m.clone(),
+        key: store_key.to_string(),
+        how: StoredHow::StaleOnError {
+            status: origin_status,
+        },
+    });
+    let o = stale_outcome(m, now, origin_status, false);
+    serve_stored(ctx, m, store_key, o, now)
+}
+
+/// The request headers of a fill: the client's, minus hop-by-hop and unkeyed overrides, plus
+/// the validators of the copy being revalidated.
+fn fill_request_headers(ctx: &Ctx, stale: Option<&ObjectMeta>) -> HeaderMap {
+    let mut headers = hdr::origin_request_headers(
+        ctx.req.headers(),
+        true,
+        ctx.req.peer_addr().map(|a| a.ip()),
+        ctx.scheme,
+        &ctx.shared.via,
+    );
+    // Headers that make some origins rewrite host, URL or method are not part of the key:
+    // never sent on a fill, so one client cannot poison the entry for everyone (limits.rs).
+    let key_headers = &ctx.route().cfg.key_headers;
+    for name in crate::limits::UNKEYED_OVERRIDE_HEADERS {
+        if crate::limits::is_unkeyed_override(name, key_headers) {
+            headers.remove(*name);
+        }
+    }
+    if let Some(m) = stale {
+        if let Some(e) = m.header(&header::ETAG) {
+            headers.insert(header::IF_NONE_MATCH, e.clone());
+        }
+        if let Some(lm) = m.header(&header::LAST_MODIFIED) {
+            headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
+        }
+    }
+    headers
+}
+
+/// A storable origin response and what was read from its head.
+struct Fetched {
+    resp: OriginResponse,
+    facts: ResponseFacts,
+    length: Option<u64>,
+    fr: Freshness,
+    request_time: u64,
+    now: u64,
+}
+
+/// Publish the stream head, start the store writer, and stream to this client.
+fn store_and_stream(
+    ctx: &Ctx,
+    mut leader: Leader,
+    f: Fetched,
+    fwd: Fwd,
+    route: &HostRoute,
+) -> HttpResponse {
+    let Fetched {
+        resp,
+        facts,
+        length,
+        fr,
+        request_time,
+        now,
+    } = f;
+    let status = resp.status().as_u16();
+    let obj_key = if facts.vary.is_empty() {
+        ctx.key.clone()
+    } else {
+        variant_key(&ctx.key, &facts.vary, ctx.req.headers())
+    };
+    let chunk_size = ctx.store().chunk_size() as u64;
+    let headers = hdr::response_headers(resp.headers(), false);
+    // Only the client whose request filled the object sees its cookies.
+    let cookies: Vec<(HeaderName, HeaderValue)> = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .map(|v| (header::SET_COOKIE, v.clone()))
+        .collect();
+    let template = ObjectMeta {
+        url: ctx.url.clone(),
+        status,
+        headers: headers.clone(),
+        request_time_ms: request_time,
+        response_time_ms: now,
+        initial_age_ms: policy::initial_age_ms(&facts, request_time, now),
+        freshness: fr,
+        invalidated: false,
+        tags: hdr::purge_tags(resp.headers()),
+        body: Body::Inline {
+            data: Bytes::new(),
+            crc: 0,
+        },
+    };
+    let head = Arc::new(StreamHead {
+        status,
+        headers,
+        length,
+        store_key: obj_key,
+        object_id: rand::random(),
+        chunk_size,
+        vary: facts.vary.clone(),
+        ttl_s: policy::ttl_s(&fr, template.initial_age_ms),
+        age_s: template.initial_age_ms / 1000,
+    });
+    leader.publish(FillHead::Streaming(head.clone()));
+    let fill = leader.fill().clone();
+    let writer = StoreWriter {
+        store: ctx.store().clone(),
+        primary: ctx.key.clone(),
+        head: head.clone(),
+        template,
+        max: route.max_object_size,
+        idle: route.idle_timeout(),
+    };
+    actix_rt::spawn(writer.run(leader, resp));
+    let mut o = Outcome::forward(XCache::Miss, fwd);
+    o.fwd_status = Some(status);
+    o.stored = true;
+    o.ttl = Some(head.ttl_s);
+    serve_streaming(ctx, fill, &head, o, &cookies)
+}
+
+/// Count an origin fetch, and note its time to headers for the access log (`origin_ms`).
+pub(crate) fn record_origin<T>(req: &HttpRequest, res: &Result<T, EdgeError>, t0: Instant) {
+    actix_web::HttpMessage::extensions_mut(req).insert(crate::access_log::OriginTime(t0.elapsed()));
+    let result = match res {
+        Ok(_) => "ok",
+        Err(EdgeError::OriginTimeout(_)) => "timeout",
+        Err(_) => "error",
+    };
+    metrics::counter!(m::ORIGIN_FETCHES, "result" => result).increment(1);
+    metrics::histogram!(m::ORIGIN_SECONDS).record(t0.elapsed().as_secs_f64());
+}
+
+/// A 304 refreshes the stored headers and the freshness (RFC 9111 §4.3.4).
+fn refresh_meta(
+    old: &ObjectMeta,
+    h: &HeaderMap,
+    request_time: u64,
+    now: u64,
+    route: &HostRoute,
+) -> ObjectMeta {
+    let mut m = old.clone();
+    let updates = hdr::response_headers(h, false);
+    let names: Vec<&HeaderName> = updates.iter().map(|(n, _)| n).collect();
+    m.headers.retain(|(n, _)| !names.contains(&n));
+    m.headers.extend(updates.iter().cloned());
+    let mut merged = HeaderMap::new();
+    for (n, v) in &m.headers {
+        merged.append(n.clone(), v.clone());
+    }
+    let facts = ResponseFacts::parse(&merged);
+    m.freshness = policy::freshness(&facts, &route.policy);
+    m.request_time_ms = request_time;
+    m.response_time_ms = now;
+    m.initial_age_ms = policy::initial_age_ms(&facts, request_time, now);
+    m.invalidated = false;
+    m
+}
