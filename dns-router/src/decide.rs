@@ -455,3 +455,213 @@ pub fn decide(
         service: direct.trace,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdn_geo::model::Rule;
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::RecordType;
+
+    fn zones() -> Zones {
+        let config = cdn_shared::config::load_str(
+            r#"
+            [[regions]]
+            name = "r1"
+            lat = 1.0
+            lon = 2.0
+            [[edges]]
+            id = "e1"
+            region = "r1"
+            ipv4 = ["192.0.2.1"]
+            [[zones]]
+            name = "cdn.example.test"
+            ns = ["ns1.cdn.example.test"]
+            soa = { serial = 1, minimum = 60, ttl = 3600 }
+            [[zones.records]]
+            name = "ns1"
+            type = "A"
+            data = ["192.0.2.53"]
+            [[zones.records]]
+            name = "alias"
+            type = "CNAME"
+            ttl = 50
+            data = ["www"]
+            [[zones.records]]
+            name = "out"
+            type = "CNAME"
+            data = ["www.example.net."]
+            [[zones.records]]
+            name = "*.w"
+            type = "TXT"
+            ttl = 40
+            data = ["wild"]
+            [[zones.records]]
+            name = "sub"
+            type = "NS"
+            data = ["ns.sub"]
+            [[zones.records]]
+            name = "ns.sub"
+            type = "A"
+            data = ["192.0.2.7"]
+            [[services]]
+            name = "www.cdn.example.test"
+            ttl = 20
+            "#,
+        )
+        .unwrap();
+        Zones::build(&config).unwrap()
+    }
+
+    /// Answers every service with one fixed address and scope, counting the calls.
+    struct Fixed(usize);
+
+    impl ServiceAnswers for Fixed {
+        fn service_answer(&mut self, _svc: usize, rtype: u16) -> Arc<ServiceAnswer> {
+            self.0 += 1;
+            let addrs = if rtype == rtype::A {
+                vec!["192.0.2.10".parse().unwrap()]
+            } else {
+                Vec::new()
+            };
+            Arc::new(ServiceAnswer {
+                rtype,
+                ttl: 20,
+                addrs,
+                scope: 17,
+                rule: Rule::Nearest,
+                region: Some(0),
+                edges: vec!["e1".into()],
+            })
+        }
+    }
+
+    /// Resolve (name, type) with an ECS /24 and decode what was written.
+    fn ask<'z>(zones: &'z Zones, name: &str, qtype: RecordType) -> (Resolved<'z>, Message, usize) {
+        let wire = name_to_wire(name).unwrap();
+        let mut name_lower = [0u8; MAX_NAME_LEN];
+        name_lower[..wire.len()].copy_from_slice(&wire);
+        let mut question = wire.clone();
+        question.extend_from_slice(&u16::from(qtype).to_be_bytes());
+        question.extend_from_slice(&class::IN.to_be_bytes());
+        let ecs = Ecs {
+            family: 1,
+            source_prefix: 24,
+            addr: "198.51.100.0".parse().unwrap(),
+        };
+        let edns = Edns {
+            udp_size: 1232,
+            version: 0,
+            dnssec_ok: false,
+            ecs: Some(ecs),
+        };
+        let q = Query {
+            id: 7,
+            flags: 0,
+            question: &question,
+            name_lower,
+            name_len: wire.len(),
+            qtype: u16::from(qtype),
+            qclass: class::IN,
+            edns: Some(edns),
+        };
+        let opt = OptReply {
+            ecs: Some((ecs, 0)),
+            ..OptReply::for_query(&edns, 1232)
+        };
+        let mut out = Vec::new();
+        let mut answers = Fixed(0);
+        let done = resolve(zones, &q, &mut out, Some(opt), 4096, &mut answers);
+        (done, Message::from_vec(&out).unwrap(), answers.0)
+    }
+
+    fn scope(m: &Message) -> u8 {
+        match m.edns.as_ref().and_then(|e| e.option(EdnsCode::Subnet)) {
+            Some(EdnsOption::Subnet(s)) => s.scope_prefix(),
+            other => panic!("no ECS echo: {other:?}"),
+        }
+    }
+
+    fn types(records: &[HickoryRecord]) -> Vec<RecordType> {
+        records.iter().map(|r| r.record_type()).collect()
+    }
+
+    #[test]
+    fn a_cname_into_a_service_is_followed_and_carries_the_service_scope() {
+        let z = zones();
+        let (done, m, calls) = ask(&z, "alias.cdn.example.test", RecordType::A);
+        assert_eq!(calls, 1);
+        assert_eq!(done.outcome, Outcome::Service);
+        assert_eq!(done.service, Some(0));
+        assert_eq!(types(&m.answers), [RecordType::CNAME, RecordType::A]);
+        assert_eq!(m.answers[0].ttl, 50);
+        assert_eq!(m.answers[1].name.to_ascii(), "www.cdn.example.test.");
+        assert_eq!(m.answers[1].ttl, 20);
+        assert_eq!(scope(&m), 17);
+        assert!(m.metadata.authoritative);
+    }
+
+    #[test]
+    fn a_service_without_addresses_is_nodata_with_the_soa() {
+        let z = zones();
+        let (done, m, calls) = ask(&z, "www.cdn.example.test", RecordType::AAAA);
+        assert_eq!(calls, 1);
+        assert_eq!(done.outcome, Outcome::NoData);
+        assert_eq!(done.service, Some(0));
+        assert!(m.answers.is_empty());
+        assert_eq!(types(&m.authorities), [RecordType::SOA]);
+        assert_eq!(m.authorities[0].ttl, 60, "min(SOA TTL, MINIMUM)");
+        assert_eq!(scope(&m), 17, "the decision still depended on the client");
+    }
+
+    #[test]
+    fn static_wildcard_and_cname_out_of_zone() {
+        let z = zones();
+        let (done, m, calls) = ask(&z, "x.y.w.cdn.example.test", RecordType::TXT);
+        assert_eq!((done.outcome, calls), (Outcome::Static, 0));
+        assert_eq!(types(&m.answers), [RecordType::TXT]);
+        assert_eq!(m.answers[0].name.to_ascii(), "x.y.w.cdn.example.test.");
+        assert_eq!(scope(&m), 0);
+
+        let (done, m, _) = ask(&z, "out.cdn.example.test", RecordType::A);
+        assert_eq!(done.outcome, Outcome::Cname);
+        assert_eq!(types(&m.answers), [RecordType::CNAME]);
+        assert!(m.authorities.is_empty(), "an answer, not a negative one");
+    }
+
+    #[test]
+    fn negative_answers_referrals_and_refusals() {
+        let z = zones();
+        let (done, m, _) = ask(&z, "nothere.cdn.example.test", RecordType::A);
+        assert_eq!(
+            (done.outcome, done.rcode),
+            (Outcome::NxDomain, Rcode::NxDomain)
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(types(&m.authorities), [RecordType::SOA]);
+
+        let (done, m, _) = ask(&z, "ns1.cdn.example.test", RecordType::AAAA);
+        assert_eq!(
+            (done.outcome, done.rcode),
+            (Outcome::NoData, Rcode::NoError)
+        );
+        assert_eq!(types(&m.authorities), [RecordType::SOA]);
+
+        let (done, m, _) = ask(&z, "a.sub.cdn.example.test", RecordType::A);
+        assert_eq!(done.outcome, Outcome::Referral);
+        assert_eq!(
+            done.cut,
+            Some(&b"\x03sub\x03cdn\x07example\x04test\x00"[..])
+        );
+        assert!(!m.metadata.authoritative);
+        assert_eq!(types(&m.authorities), [RecordType::NS]);
+        assert_eq!(types(&m.additionals), [RecordType::A], "glue");
+
+        let (done, m, calls) = ask(&z, "www.example.org", RecordType::A);
+        assert_eq!(
+            (done.outcome, done.rcode, calls),
+            (Outcome::Refused, Rcode::Refused, 0)
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    }
+}
