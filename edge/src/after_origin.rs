@@ -26,7 +26,7 @@ pub enum Reply {
         status: u16,
         /// Its `Content-Length`, when it sent one that parses.
         content_length: Option<u64>,
-        /// [`policy::storable`](crate::cache::policy::storable) for this response.
+        /// [`policy::storable`] for this response.
         storable: Result<Freshness, NoStore>,
     },
 }
@@ -39,7 +39,7 @@ pub enum Held {
     /// A stale copy whose stale-if-error window is over (or that forbids stale use).
     Stale,
     /// A stale copy that may still be served on error
-    /// ([`policy::stale_if_error_ok`](crate::cache::policy::stale_if_error_ok)).
+    /// ([`policy::stale_if_error_ok`]).
     StaleUsableOnError,
 }
 

@@ -1,6 +1,6 @@
 //! The request context: which host a request is for, its normalised URL and cache key
 //! ([`cache::key`](crate::cache::key)), and the lookup that follows a Vary list to the variant.
-//! Built once per request by [`Ctx::new`]; every later step reads it.
+//! Built once per request by `Ctx::new`; every later step reads it.
 
 use std::rc::Rc;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Fill through the in-flight table ([`fill`](crate::fill)): lead (this request fetches), or
 //! follow (wait for the leader's head, then stream the same bytes or serve what it stored),
 //! retrying once when the leader fails. Stale-if-error is decided by
-//! [`after_origin`](crate::after_origin::after_origin), as for the leader.
+//! [`after_origin`], as for the leader.
 
 use std::sync::Arc;
 use std::time::Instant;

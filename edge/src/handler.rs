@@ -1,8 +1,8 @@
 //! Dispatch: limits → context (host, key) → GET/HEAD to the cache, everything else passed
-//! through → accounting. The cache path: lookup → [`plan`](crate::plan) → serve a hit | serve
+//! through → accounting. The cache path: lookup → [`plan`] → serve a hit | serve
 //! stale and refresh in the background | revalidate or fill ([`follow`](crate::follow): lead
 //! or follow the in-flight fill). Errors become responses in
-//! [`error_response`](crate::error::error_response) only.
+//! [`error_response`] only.
 //!
 //! The steps, one file each: [`context`](crate::context) (host, normalised URL and key,
 //! lookup), [`follow`](crate::follow) (join the in-flight fill), [`lead`](crate::lead) (the

@@ -1,7 +1,7 @@
 //! The fill leader: fetch from the origin (conditionally when revalidating), let
-//! [`after_origin`](crate::after_origin::after_origin) decide, publish what followers need
+//! [`after_origin`] decide, publish what followers need
 //! ([`FillHead`]), and act: refresh on 304, stale on error, store while streaming (through
-//! [`writer::StoreWriter`](crate::writer::StoreWriter)), or stream without storing.
+//! [`writer`](crate::writer)), or stream without storing.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -25,7 +25,7 @@
 //! | `cdn_edge_egress_bytes_per_second` | gauge | | over the last report interval |
 //! | `cdn_edge_cpu` | gauge | | process CPU, 1.0 = one core |
 //! | `cdn_edge_draining` | gauge | | 1 while draining |
-//! | `cdn_edge_reports_total` | counter | `router`, `result` (ok, http_<code>, error, timeout) | health reports pushed |
+//! | `cdn_edge_reports_total` | counter | `router`, `result` (ok, `http_<code>`, error, timeout) | health reports pushed |
 //! | `cdn_edge_access_log_dropped_total` | counter | | access-log lines dropped because the writer fell behind |
 //! | `cdn_edge_rejected_requests_total` | counter | `reason` (header_too_large, body_too_large, bad_path, bad_request) | requests refused by the limits |
 
