@@ -184,6 +184,7 @@ pub fn app(
                 Ok(res)
             }
         })
+        .configure(crate::ui::routes)
         .route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics_text))
         .route("/api/v1/edges", web::get().to(list_edges))

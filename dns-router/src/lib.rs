@@ -50,6 +50,7 @@ pub mod route;
 pub mod snapshot;
 pub mod tcp;
 pub mod udp;
+pub mod ui;
 pub mod watch;
 pub mod wire;
 pub mod zone;

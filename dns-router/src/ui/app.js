@@ -41,7 +41,8 @@
     return n;
   };
   const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
-  const str = (v) => (v === null || v === undefined || v === "" ? "—" : String(v));
+  const str = (v) =>
+    v === null || v === undefined || v === "" ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v);
   const now = () => Date.now() + st.skewMs;
   const ago = (ms) => {
     if (num(ms) === null) return "—";
@@ -250,8 +251,11 @@
       if (e.manual_drain === true) why.push("operator");
       if (e.report_draining === true) why.push("edge says so");
       c.draining.textContent = draining ? `yes${why.length ? ` (${why.join(", ")})` : ""}` : "no";
-      row.drain.hidden = e.manual_drain === true;
-      row.undrain.hidden = e.manual_drain !== true;
+      // Undrain is offered for an operator drain (a drain the edge reports itself ends when
+      // the edge says so).
+      const manual = typeof e.manual_drain === "boolean" ? e.manual_drain : draining;
+      row.drain.hidden = manual;
+      row.undrain.hidden = !manual;
       row.tr.classList.toggle("selected", st.selected === e.id);
     });
     for (const [id, row] of st.rows) {
@@ -304,13 +308,13 @@
         let [x, y] = project(c);
         if (list.length > 1) {
           const a = (2 * Math.PI * i) / list.length;
-          x += 3.2 * Math.cos(a);
-          y += 3.2 * Math.sin(a);
+          x += 4 * Math.cos(a);
+          y += 4 * Math.sin(a);
         }
         let g = st.marks.get(e.id);
         if (!g) {
           g = svgEl("g", { class: "edge", tabindex: "0", role: "button", "data-edge": e.id });
-          g.append(svgEl("circle", { class: "load", r: "3" }), svgEl("circle", { class: "mark", r: "2" }), svgEl("text", { x: "3.2", y: "1.4" }));
+          g.append(svgEl("circle", { class: "load", r: "3.6" }), svgEl("circle", { class: "mark", r: "2.6" }), svgEl("text", { x: "4", y: "1.8" }));
           g.addEventListener("click", () => selectEdge(e.id));
           g.addEventListener("keydown", (ev) => {
             if (ev.key === "Enter" || ev.key === " ") {
@@ -332,7 +336,7 @@
         g.classList.toggle("selected", st.selected === e.id || (st.route && st.route.chosen.includes(e.id)));
         const [ring, mark, text] = g.children;
         ring.setAttribute("class", `load st-${state}`);
-        ring.setAttribute("r", (2.6 + 3 * Math.min(1.5, Math.max(0, u ?? 0))).toFixed(2));
+        ring.setAttribute("r", (3.4 + 3 * Math.min(1.5, Math.max(0, u ?? 0))).toFixed(2));
         mark.setAttribute("class", `mark st-${state}`);
         text.textContent = `${e.id} ${stateText(e)}`;
       });
@@ -392,7 +396,7 @@
     add("Reason", str(e.reason));
     add("Since", `${ago(e.since_ms)} (${clock(e.since_ms)})`);
     add("Last probe", probeText(e));
-    if (typeof e.probe_failure === "string") add("Probe failure", e.probe_failure);
+    if (typeof e.probe_failure === "string") add("Last probe failure", e.probe_failure);
     add("Last report", reportText(e));
     add("Load", loadOf(e)[0]);
     add("Probe URL", str(e.probe_url));
@@ -529,7 +533,7 @@
       if (key) dd.dataset.key = key;
       dl.append(el("dt", {}, k), dd);
     };
-    add("Outcome", str(x.outcome), "outcome");
+    add("Outcome", `${str(x.outcome)}${typeof x.rcode === "string" ? ` (${x.rcode})` : ""}`, "outcome");
     if (x.service) add("Service", str(x.service), "service");
     add("Chosen edges", chosen.join(", ") || "none", "chosen");
     add("Answer", Array.isArray(x.answer) && x.answer.length ? x.answer.join(", ") : "—", "answer");
