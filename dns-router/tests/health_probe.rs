@@ -130,7 +130,7 @@ async fn probes_drive_up_and_down_with_reasons() {
     // Budget: interval × count plus timeouts and jitter, with slack for a busy machine.
     let budget = Duration::from_millis(2_000);
     wait_for(&state, "ok", budget, "up", |e| e.health == Health::Up).await;
-    assert_eq!(state.view().edges["ok"].reason, "probe_ok");
+    assert_eq!(state.view().edges["ok"].reason.as_str(), "probe_ok");
     for (id, reason) in [
         ("bad", "http_503"),
         ("hang", "probe_timeout"),
@@ -138,7 +138,7 @@ async fn probes_drive_up_and_down_with_reasons() {
     ] {
         wait_for(&state, id, budget, "down", |e| e.health == Health::Down).await;
         let e = &state.view().edges[id];
-        assert_eq!(e.reason, reason, "{e:?}");
+        assert_eq!(e.reason.as_str(), reason, "{e:?}");
         assert!(e.failures >= 3);
         assert!(!e.last_probe.as_ref().unwrap().ok);
     }
@@ -185,7 +185,7 @@ async fn killed_edge_goes_down_then_returns_after_rise() {
     })
     .await;
     let e = &state.view().edges["e"];
-    assert!(e.successes >= 2 && e.reason == "probe_ok", "{e:?}");
+    assert!(e.successes >= 2 && e.reason.as_str() == "probe_ok", "{e:?}");
     shutdown.cancel();
 }
 
@@ -426,7 +426,7 @@ async fn https_probes_verify_the_certificate_against_the_ca_file() {
     let task = health::start(state.clone(), cfg, shutdown.clone());
     let budget = Duration::from_secs(3);
     wait_for(&state, "ok", budget, "up", |e| e.health == Health::Up).await;
-    assert_eq!(state.view().edges["ok"].reason, "probe_ok");
+    assert_eq!(state.view().edges["ok"].reason.as_str(), "probe_ok");
     assert_eq!(
         ok_sni.lock().unwrap().first(),
         Some(&Some("localhost".to_string())),
@@ -441,7 +441,7 @@ async fn https_probes_verify_the_certificate_against_the_ca_file() {
     ] {
         wait_for(&state, id, budget, "down", |e| e.health == Health::Down).await;
         let e = &state.view().edges[id];
-        assert_eq!(e.reason, reason, "{id}: {e:?}");
+        assert_eq!(e.reason.as_str(), reason, "{id}: {e:?}");
     }
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(2), task)
@@ -471,7 +471,7 @@ async fn https_probes_without_ca_file_or_verification() {
             e.health == Health::Down
         })
         .await;
-        assert_eq!(state.view().edges[id].reason, "tls_cert_untrusted");
+        assert_eq!(state.view().edges[id].reason.as_str(), "tls_cert_untrusted");
     }
     shutdown.cancel();
 
@@ -506,14 +506,14 @@ async fn tls_handshake_counts_in_the_probe_timeout() {
     let r = cdn_dns_router::health::probe::probe_once(&url, Duration::from_millis(100), Some(&tls))
         .await;
     assert_eq!(
-        r.unwrap_err().reason(),
+        r.unwrap_err().as_str(),
         "probe_timeout",
         "handshake bounded by the timeout"
     );
     assert!(started.elapsed() < Duration::from_millis(1_000));
     // No TLS settings loaded: https probes fail with `tls_config`.
     let r = cdn_dns_router::health::probe::probe_once(&url, Duration::from_millis(100), None).await;
-    assert_eq!(r.unwrap_err().reason(), "tls_config");
+    assert_eq!(r.unwrap_err().as_str(), "tls_config");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,7 +534,10 @@ async fn a_rotated_ca_file_is_picked_up_without_a_reload() {
         e.health == Health::Down
     })
     .await;
-    assert_eq!(state.view().edges["e"].reason, "tls_cert_untrusted");
+    assert_eq!(
+        state.view().edges["e"].reason.as_str(),
+        "tls_cert_untrusted"
+    );
 
     // Rotate: the right CA replaces the file (write + rename); same path, no reload.
     let tmp = pki.path("rotating.tmp");

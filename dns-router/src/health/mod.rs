@@ -1,5 +1,7 @@
 //! Edge health, in flow order:
 //!
+//! * [`reason`]: the names of health — probe failures, probe outcomes, an edge's reason —
+//!   as enums with `as_str()`.
 //! * [`state`]: the per-edge [`state::EdgeHealth`], the pure transition function
 //!   [`state::apply`] (rise/fall, overload hysteresis, report ordering and staleness, drain),
 //!   and [`state::HealthState`] (an `ArcSwap` snapshot for the DNS path, serialised writes).
@@ -12,6 +14,7 @@
 pub mod gauges;
 pub mod ingest;
 pub mod probe;
+pub mod reason;
 pub mod state;
 
 use std::sync::Arc;

@@ -306,9 +306,9 @@ async fn probe_loop(
             Ok(()) => Event::ProbeOk { latency_ms },
             Err(failure) => {
                 metrics::counter!(names::PROBE_FAILURES,
-                    "edge" => target.id.clone(), "reason" => failure.reason())
+                    "edge" => target.id.clone(), "reason" => failure.as_str())
                 .increment(1);
-                tracing::debug!(edge = %target.id, reason = %failure.reason(), "probe failed");
+                tracing::debug!(edge = %target.id, reason = %failure, "probe failed");
                 Event::ProbeFailed {
                     failure,
                     latency_ms,

@@ -37,60 +37,11 @@ use cdn_geo::model::Health;
 use cdn_shared::config::router::{HealthSection, RouterConfig};
 use cdn_shared::report::{utilization, EdgeStatus, HealthReport, REPORT_VERSION};
 use serde::Serialize;
+
+pub use super::reason::{ProbeFailure, ProbeOutcome, Reason};
 use tokio::sync::watch;
 
 use super::HealthError;
-
-/// Why a probe failed; its [`ProbeFailure::reason`] is what the API and metrics show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeFailure {
-    /// No complete status line within `health.probe_timeout`.
-    Timeout,
-    /// The edge answered with a status other than 200.
-    Http(u16),
-    /// TCP connection refused (nothing listening).
-    ConnectRefused,
-    /// Another connection error (unreachable, reset, name resolution).
-    Connect,
-    /// The answer was not an HTTP/1.x status line.
-    BadResponse,
-    /// `https://`: the TLS handshake failed for a reason other than the certificate (a
-    /// protocol error or alert, or the peer does not speak TLS).
-    TlsHandshake,
-    /// `https://`: the certificate chain does not lead to a trusted root (unknown issuer, bad
-    /// signature): see `health.probe_ca_file`.
-    TlsCertUntrusted,
-    /// `https://`: the certificate is expired or not yet valid.
-    TlsCertExpired,
-    /// `https://`: the certificate is not valid for the probe URL's host name.
-    TlsCertName,
-    /// `https://`: another certificate problem (encoding, purpose, revocation, algorithm).
-    TlsCert,
-    /// `https://`: the probe TLS settings could not be loaded (`health.probe_ca_file` became
-    /// unreadable after the config was checked).
-    TlsConfig,
-}
-
-impl ProbeFailure {
-    /// Reason string: `probe_timeout`, `http_<code>`, `connect_refused`, `connect_error`,
-    /// `bad_response`, `tls_handshake`, `tls_cert_untrusted`, `tls_cert_expired`,
-    /// `tls_cert_name`, `tls_cert`, `tls_config`.
-    pub fn reason(&self) -> String {
-        match self {
-            ProbeFailure::Timeout => "probe_timeout".into(),
-            ProbeFailure::Http(code) => format!("http_{code}"),
-            ProbeFailure::ConnectRefused => "connect_refused".into(),
-            ProbeFailure::Connect => "connect_error".into(),
-            ProbeFailure::BadResponse => "bad_response".into(),
-            ProbeFailure::TlsHandshake => "tls_handshake".into(),
-            ProbeFailure::TlsCertUntrusted => "tls_cert_untrusted".into(),
-            ProbeFailure::TlsCertExpired => "tls_cert_expired".into(),
-            ProbeFailure::TlsCertName => "tls_cert_name".into(),
-            ProbeFailure::TlsCert => "tls_cert".into(),
-            ProbeFailure::TlsConfig => "tls_config".into(),
-        }
-    }
-}
 
 /// The outcome of the latest probe.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -98,7 +49,7 @@ pub struct ProbeResult {
     /// Whether the probe succeeded (HTTP 200).
     pub ok: bool,
     /// `http_200` on success, else the failure reason.
-    pub outcome: String,
+    pub outcome: ProbeOutcome,
     /// Unix ms when the probe finished.
     pub at_ms: u64,
     /// How long it took, ms.
@@ -162,7 +113,7 @@ pub struct EdgeHealth {
     /// Up / Down / Unknown (from probes).
     pub health: Health,
     /// Why the edge is in this state (see the module docs).
-    pub reason: String,
+    pub reason: Reason,
     /// Unix ms when `health` last changed (or when the edge was added).
     pub since_ms: u64,
     /// No new clients: operator drain or a fresh report saying `draining`.
@@ -190,7 +141,7 @@ pub struct EdgeHealth {
     /// Consecutive probe failures.
     pub failures: u32,
     /// Reason of the latest probe failure.
-    pub probe_failure: Option<String>,
+    pub probe_failure: Option<ProbeFailure>,
 }
 
 impl EdgeHealth {
@@ -198,7 +149,7 @@ impl EdgeHealth {
     pub fn unknown(now_ms: u64) -> Self {
         Self {
             health: Health::Unknown,
-            reason: "no_data".into(),
+            reason: Reason::NoData,
             since_ms: now_ms,
             draining: false,
             overloaded: false,
@@ -257,7 +208,7 @@ pub fn apply(prev: &EdgeHealth, event: Event, now_ms: u64, cfg: &HealthSection) 
         Event::ProbeOk { latency_ms } => {
             e.last_probe = Some(ProbeResult {
                 ok: true,
-                outcome: "http_200".into(),
+                outcome: ProbeOutcome::Ok,
                 at_ms: now_ms,
                 latency_ms,
             });
@@ -272,16 +223,15 @@ pub fn apply(prev: &EdgeHealth, event: Event, now_ms: u64, cfg: &HealthSection) 
             failure,
             latency_ms,
         } => {
-            let reason = failure.reason();
             e.last_probe = Some(ProbeResult {
                 ok: false,
-                outcome: reason.clone(),
+                outcome: ProbeOutcome::Failed(failure),
                 at_ms: now_ms,
                 latency_ms,
             });
             e.successes = 0;
             e.failures = e.failures.saturating_add(1);
-            e.probe_failure = Some(reason);
+            e.probe_failure = Some(failure);
             if e.health != Health::Down && e.failures >= cfg.fall {
                 e.health = Health::Down;
             }
@@ -325,27 +275,27 @@ pub fn apply(prev: &EdgeHealth, event: Event, now_ms: u64, cfg: &HealthSection) 
     e
 }
 
-fn reason_for(e: &EdgeHealth) -> String {
-    let failure = e.probe_failure.as_deref().unwrap_or("probe_failed");
+fn reason_for(e: &EdgeHealth) -> Reason {
+    let failure = e.probe_failure.map_or(Reason::ProbeFailed, Reason::Probe);
     if e.health == Health::Down {
-        return failure.to_string();
+        return failure;
     }
     if e.manual_drain {
-        return "manual".into();
+        return Reason::Manual;
     }
     if e.report_draining {
-        return "draining".into();
+        return Reason::Draining;
     }
     if e.overloaded {
-        return "overloaded".into();
+        return Reason::Overloaded;
     }
     if e.report_stale {
-        return "report_stale".into();
+        return Reason::ReportStale;
     }
     match e.health {
-        Health::Up => "probe_ok".into(),
-        _ if e.failures > 0 => failure.to_string(),
-        _ => "no_data".into(),
+        Health::Up => Reason::ProbeOk,
+        _ if e.failures > 0 => failure,
+        _ => Reason::NoData,
     }
 }
 
@@ -641,14 +591,14 @@ mod tests {
         let e0 = EdgeHealth::unknown(0);
         let e1 = fail(&e0, ProbeFailure::Timeout, 10);
         assert_eq!(e1.health, Health::Unknown);
-        assert_eq!(e1.reason, "probe_timeout");
+        assert_eq!(e1.reason.as_str(), "probe_timeout");
         let e2 = fail(&e1, ProbeFailure::Timeout, 20);
         assert_eq!(e2.health, Health::Unknown);
         let e3 = fail(&e2, ProbeFailure::Http(503), 30);
         assert_eq!(e3.health, Health::Down);
-        assert_eq!(e3.reason, "http_503");
+        assert_eq!(e3.reason.as_str(), "http_503");
         assert_eq!(e3.since_ms, 30);
-        assert_eq!(e3.last_probe.as_ref().unwrap().outcome, "http_503");
+        assert_eq!(e3.last_probe.as_ref().unwrap().outcome.as_str(), "http_503");
     }
 
     #[test]
@@ -658,7 +608,7 @@ mod tests {
             e = fail(&e, ProbeFailure::ConnectRefused, t);
         }
         assert_eq!(e.health, Health::Down);
-        assert_eq!(e.reason, "connect_refused");
+        assert_eq!(e.reason.as_str(), "connect_refused");
         e = ok(&e, 10);
         assert_eq!(e.health, Health::Down, "one success is below rise=2");
         e = fail(&e, ProbeFailure::ConnectRefused, 11);
@@ -670,7 +620,7 @@ mod tests {
         );
         e = ok(&e, 13);
         assert_eq!(e.health, Health::Up);
-        assert_eq!(e.reason, "probe_ok");
+        assert_eq!(e.reason.as_str(), "probe_ok");
         assert_eq!(e.since_ms, 13);
         assert_eq!(e.last_seen_ms, Some(13));
     }
@@ -692,31 +642,13 @@ mod tests {
     }
 
     #[test]
-    fn probe_failure_reasons() {
-        assert_eq!(ProbeFailure::Timeout.reason(), "probe_timeout");
-        assert_eq!(ProbeFailure::Http(500).reason(), "http_500");
-        assert_eq!(ProbeFailure::ConnectRefused.reason(), "connect_refused");
-        assert_eq!(ProbeFailure::Connect.reason(), "connect_error");
-        assert_eq!(ProbeFailure::BadResponse.reason(), "bad_response");
-        assert_eq!(ProbeFailure::TlsHandshake.reason(), "tls_handshake");
-        assert_eq!(
-            ProbeFailure::TlsCertUntrusted.reason(),
-            "tls_cert_untrusted"
-        );
-        assert_eq!(ProbeFailure::TlsCertExpired.reason(), "tls_cert_expired");
-        assert_eq!(ProbeFailure::TlsCertName.reason(), "tls_cert_name");
-        assert_eq!(ProbeFailure::TlsCert.reason(), "tls_cert");
-        assert_eq!(ProbeFailure::TlsConfig.reason(), "tls_config");
-    }
-
-    #[test]
     fn tls_failures_go_down_after_fall_with_their_reason() {
         let mut e = EdgeHealth::unknown(0);
         for t in 1..=3 {
             e = fail(&e, ProbeFailure::TlsCertUntrusted, t);
         }
         assert_eq!(e.health, Health::Down);
-        assert_eq!(e.reason, "tls_cert_untrusted");
+        assert_eq!(e.reason.as_str(), "tls_cert_untrusted");
     }
 
     #[test]
@@ -729,7 +661,7 @@ mod tests {
         assert!((e.utilization - 0.95).abs() < 1e-9);
         e = apply(&e, report(2, 7, now, 100.0, EdgeStatus::Serving), now, &c);
         assert!(e.overloaded);
-        assert_eq!(e.reason, "overloaded");
+        assert_eq!(e.reason.as_str(), "overloaded");
         // Between the recover ratio (0.9) and 1.0: still overloaded.
         e = apply(&e, report(3, 7, now, 95.0, EdgeStatus::Serving), now, &c);
         assert!(e.overloaded);
@@ -737,7 +669,7 @@ mod tests {
         assert!(e.overloaded, "exactly the recover ratio is not below it");
         e = apply(&e, report(5, 7, now, 89.0, EdgeStatus::Serving), now, &c);
         assert!(!e.overloaded);
-        assert_eq!(e.reason, "no_data");
+        assert_eq!(e.reason.as_str(), "no_data");
         // Back between 0.9 and 1.0 from below: not overloaded.
         e = apply(&e, report(6, 7, now, 99.0, EdgeStatus::Serving), now, &c);
         assert!(!e.overloaded);
@@ -797,14 +729,14 @@ mod tests {
         let mut e = EdgeHealth::unknown(0);
         e = apply(&e, report(1, 7, now, 10.0, EdgeStatus::Draining), now, &c);
         assert!(e.draining);
-        assert_eq!(e.reason, "draining");
+        assert_eq!(e.reason.as_str(), "draining");
         e = apply(&e, Event::Drain, now, &c);
-        assert_eq!(e.reason, "manual");
+        assert_eq!(e.reason.as_str(), "manual");
         e = apply(&e, report(2, 7, now, 10.0, EdgeStatus::Serving), now, &c);
         assert!(e.draining, "operator drain outlives the edge's status");
         e = apply(&e, Event::Undrain, now, &c);
         assert!(!e.draining);
-        assert_eq!(e.reason, "no_data");
+        assert_eq!(e.reason.as_str(), "no_data");
     }
 
     #[test]
@@ -821,7 +753,7 @@ mod tests {
         assert_eq!(same, e, "exactly max age is still fresh");
         e = apply(&e, Event::Tick, now + 2_001, &c);
         assert!(!e.overloaded && !e.draining && e.report_stale);
-        assert_eq!(e.reason, "report_stale");
+        assert_eq!(e.reason.as_str(), "report_stale");
         assert_eq!(
             e.health,
             Health::Up,
@@ -835,7 +767,7 @@ mod tests {
             &c,
         );
         assert!(!e.overloaded && !e.report_stale);
-        assert_eq!(e.reason, "probe_ok");
+        assert_eq!(e.reason.as_str(), "probe_ok");
     }
 
     mod properties {
