@@ -1,7 +1,7 @@
 //! The request path as a hickory-server [`RequestHandler`], for DNS over TCP ([`crate::tcp`]).
 //!
 //! [`RouterHandler::handle_request`] takes the raw query (`Request::as_slice`), answers it
-//! with [`handler::respond`] (the function the UDP fast path calls, with `Transport::Tcp`:
+//! with [`crate::handler::respond`] (the function the UDP fast path calls, with `Transport::Tcp`:
 //! 65535-byte limit, so nothing is truncated), counts it and writes the query-log line exactly
 //! as UDP does, then hands the response to hickory's [`ResponseHandler`] as a
 //! `MessageResponse`: [`decode_response`] splits our wire response into the question section

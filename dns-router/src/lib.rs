@@ -8,19 +8,38 @@
 //!   accept loop (connection limit, shutdown).
 //! * [`hickory`]: the request path as a hickory-server `RequestHandler` (TCP): our wire
 //!   answer re-encoded by hickory, question bytes (case) kept.
-//! * [`handler`]: one packet → one response; the whole request path in one function.
-//! * [`answer_cache`]: the per-thread cache of service answers (bounded set-associative tables).
-//! * [`wire`]: decode header, question and OPT/ECS only (FORMERR / drop on bad input).
+//! * [`handler`]: one packet → one response: decode, protocol checks (opcode, EDNS version,
+//!   class, meta types), then the decision; UDP and TCP only move bytes.
+//! * [`wire`]: decode header, question and OPT/ECS only (FORMERR / drop on bad input); the DNS
+//!   type and class numbers (`wire::rtype`, `wire::class`).
+//! * [`decide`]: the one decision per question — zone dispatch, CNAME chains, static records,
+//!   wildcards, NODATA/NXDOMAIN, referrals, REFUSED, and service answers — run by DNS (UDP and
+//!   TCP), by explain and by the services view.
 //! * [`zone`]: zones from config (SOA, NS + glue, static records, services, wildcards,
 //!   delegations) and the RFC 1034 lookup.
-//! * [`route`]: services — locate the client (`cdn_geo::locate`), candidates from the live
-//!   [`health`] view, `cdn_geo::select::choose`; the same code answers `explain`.
+//! * [`answer_cache`]: the per-thread cache of service answers (bounded set-associative
+//!   tables): it stores `route` decisions and never decides.
+//! * [`route`]: a service's decision — which address locates the client (ECS policy),
+//!   `cdn_geo::locate`, candidates from the live [`health`] view, `cdn_geo::select::choose`.
 //! * [`answer`]: write the response: AA, negative answers with SOA (RFC 2308), OPT only when
 //!   asked, ECS echo with scope (RFC 7871), TC=1 when too big.
 //! * [`querylog`]: metrics per answer and the optional JSON-lines query log.
-//! * [`health`], [`metrics`]: edge health (probes, reports) and the Prometheus recorder.
-//! * [`reload`], [`watch`]: SIGHUP / `POST /api/v1/reload`, and the geo file watcher.
+//!
+//! Around the query path:
+//!
+//! * [`snapshot`]: config → routing snapshot (zones, services, edges, locator), validated.
+//! * [`live`]: the live state — snapshot ([`Router`]), health, config, config path, reload
+//!   lock — and the one way it changes ([`Live::reload`], [`Live::reload_geo`]).
+//! * [`admin`]: the admin HTTP API; [`explain`] renders `GET /api/v1/explain` from the
+//!   decision; [`ui`]: the fleet status page served by the admin listener.
+//! * [`health`]: edge health — `state` (pure transitions), `reason`, `probe`, `ingest`
+//!   (pushed reports), `gauges` (per-edge gauges of `/metrics`); [`metrics`]: the recorder and
+//!   metric names.
+//! * [`reload`], [`watch`]: SIGHUP, and the geo file watcher (both call [`live`]).
 //! * [`error`]: the crate's error type.
+//!
+//! Module dependencies point one way: `live` uses neither `admin`, `reload` nor `watch`;
+//! `health` uses `metrics` for names only.
 //!
 //! [`run`] wires them: it takes sockets bound by [`listen::bind`] (tests bind 127.0.0.1:0) and
 //! serves until the shutdown token is cancelled.
