@@ -247,6 +247,7 @@ fn explain_gives_the_answer_dns_gives() {
         let mut mismatches = Vec::new();
         let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
         let mut addresses = std::collections::BTreeSet::new();
+        let mut sources: BTreeMap<String, usize> = BTreeMap::new();
         for ecs in prefixes(db.is_some()) {
             for name in NAMES {
                 for rtype in [RecordType::A, RecordType::AAAA] {
@@ -265,6 +266,9 @@ fn explain_gives_the_answer_dns_gives() {
                         *outcomes
                             .entry(after["outcome"].as_str().unwrap_or("?").to_string())
                             .or_default() += 1;
+                        if let Some(src) = after["location"]["source"].as_str() {
+                            *sources.entry(src.to_string()).or_default() += 1;
+                        }
                         for a in after["answer"].as_array().into_iter().flatten() {
                             addresses.insert(a.to_string());
                         }
@@ -284,7 +288,7 @@ fn explain_gives_the_answer_dns_gives() {
             }
         }
         eprintln!(
-            "explain vs DNS: {equal} of {compared} equal (GeoLite2 {}); outcomes {outcomes:?}",
+            "explain vs DNS: {equal} of {compared} equal (GeoLite2 {}); outcomes {outcomes:?}; located by {sources:?}",
             if db.is_some() { "loaded" } else { "absent" }
         );
         assert!(
@@ -305,6 +309,15 @@ fn explain_gives_the_answer_dns_gives() {
             "referral to sub.cdn.example.test.",
         ] {
             assert!(outcomes.contains_key(kind), "no `{kind}` in {outcomes:?}");
+        }
+        for src in ["network_map", "default"] {
+            assert!(sources.contains_key(src), "no client located by {src}: {sources:?}");
+        }
+        if db.is_some() {
+            assert!(
+                sources.contains_key("geo_ip"),
+                "no client located by the database: {sources:?}"
+            );
         }
         let edge_addresses = ["\"192.0.2.10\"", "\"192.0.2.20\"", "\"192.0.2.30\""];
         assert!(
