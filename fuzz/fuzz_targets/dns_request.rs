@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use cdn_dns_router::handler::{respond, Context, ThreadCache, Transport};
 use cdn_dns_router::health::HealthView;
-use cdn_dns_router::route::{build_snapshot, Snapshot};
+use cdn_dns_router::snapshot::{build_snapshot, Snapshot};
 use libfuzzer_sys::fuzz_target;
 
 const CONFIG: &str = r#"
