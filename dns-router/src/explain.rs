@@ -203,3 +203,113 @@ fn fill(out: &mut Explain, snap: &Snapshot, d: Decision) {
             .collect();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::RecordType;
+    use std::path::Path;
+
+    fn snapshot() -> Snapshot {
+        let config = cdn_shared::config::load_str(
+            r#"
+            [[regions]]
+            name = "east"
+            lat = 39.0
+            lon = -77.5
+            [[regions]]
+            name = "west"
+            lat = 45.6
+            lon = -121.2
+            [geo]
+            default_region = "east"
+            networks = [{ cidr = "10.2.0.0/16", region = "west" }]
+            [[edges]]
+            id = "e-east"
+            region = "east"
+            ipv4 = ["192.0.2.1"]
+            [[edges]]
+            id = "e-west"
+            region = "west"
+            ipv4 = ["192.0.2.2"]
+            [[zones]]
+            name = "cdn.test"
+            ns = ["ns1.cdn.test"]
+            [[zones.records]]
+            name = "ns1"
+            type = "A"
+            data = ["192.0.2.53"]
+            [[zones.records]]
+            name = "alias"
+            type = "CNAME"
+            data = ["www"]
+            [[zones.records]]
+            name = "sub"
+            type = "NS"
+            data = ["ns.elsewhere.test."]
+            [[services]]
+            name = "www.cdn.test"
+            ttl = 25
+            "#,
+        )
+        .unwrap();
+        crate::snapshot::build_snapshot(&config, Path::new("."), 1).unwrap()
+    }
+
+    fn ask(name: &str, ecs: Option<&str>) -> Explain {
+        explain(
+            &snapshot(),
+            &HealthView::default(),
+            name,
+            RecordType::A,
+            "192.0.2.200".parse().unwrap(),
+            ecs.map(|e| e.parse().unwrap()),
+            1_000,
+        )
+    }
+
+    #[test]
+    fn a_cname_into_a_service_shows_the_chain_and_the_decision() {
+        let e = ask("alias.cdn.test", Some("10.2.3.0/24"));
+        assert_eq!(e.outcome.as_str(), "service");
+        assert_eq!(e.rcode, Some("NOERROR"));
+        assert_eq!(e.service.as_deref(), Some("www.cdn.test"));
+        let types: Vec<&str> = e.records.iter().map(|r| r.rtype.as_str()).collect();
+        assert_eq!(types, ["CNAME", "A"]);
+        assert_eq!(e.records[0].data, "www.cdn.test.");
+        assert_eq!(e.answer, ["192.0.2.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(e.ttl, Some(25));
+        assert_eq!(e.ecs_scope, 16, "the /16 of the network map decided");
+        assert_eq!(e.rule, Some("nearest"));
+        let chosen: Vec<&str> = e
+            .candidates
+            .iter()
+            .filter(|c| c.chosen)
+            .map(|c| c.edge.as_str())
+            .collect();
+        assert_eq!(chosen, ["e-west"]);
+        assert_eq!(
+            e.location.unwrap().network,
+            "10.2.0.0/16".parse::<IpNet>().unwrap()
+        );
+    }
+
+    #[test]
+    fn outcomes_serialise_as_the_api_strings() {
+        let json = |e: &Explain| serde_json::to_value(e).unwrap()["outcome"].clone();
+        assert_eq!(
+            json(&ask("sub.cdn.test", None)),
+            "referral to sub.cdn.test."
+        );
+        assert_eq!(json(&ask("nope.cdn.test", None)), "nxdomain");
+        assert_eq!(json(&ask("www.example.org", None)), "refused");
+        assert_eq!(json(&ask("a..b", None)), "bad_name");
+        let e = ask("ns1.cdn.test", None);
+        assert_eq!((e.outcome.as_str(), e.ttl), ("static", Some(3600)));
+        let e = ask("nope.cdn.test", None);
+        assert_eq!(e.rcode, Some("NXDOMAIN"));
+        assert_eq!(e.authority.len(), 1);
+        assert_eq!(e.authority[0].rtype, "SOA");
+        assert!(e.service.is_none() && e.candidates.is_empty());
+    }
+}

@@ -254,3 +254,47 @@ fn restart_needed(old: &RouterConfig, new: &RouterConfig) -> Vec<&'static str> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_is_named_only_for_settings_bound_at_start() {
+        let base = "[[zones]]\nname = \"cdn.test\"\nns = [\"ns1.cdn.test\"]\n";
+        let old: RouterConfig = cdn_shared::config::load_str(base).unwrap();
+        assert!(restart_needed(&old, &old).is_empty());
+        let new: RouterConfig = cdn_shared::config::load_str(&format!(
+            "[dns]\nudp_threads = 3\nlisten = [\"127.0.0.1:5353\"]\n[admin]\nlisten = \"127.0.0.1:9\"\n{base}"
+        ))
+        .unwrap();
+        assert_eq!(
+            restart_needed(&old, &new),
+            ["dns.listen", "dns.udp_threads", "admin.listen"]
+        );
+    }
+
+    #[test]
+    fn a_reload_without_a_config_file_is_refused_and_keeps_the_snapshot() {
+        let config: RouterConfig = cdn_shared::config::load_str(
+            "[[zones]]\nname = \"cdn.test\"\nns = [\"ns1.cdn.test\"]\n",
+        )
+        .unwrap();
+        let health = HealthState::new(&config);
+        let router = Router::new(&config, Path::new("."), health.clone()).unwrap();
+        let live = Live::new(
+            health,
+            router,
+            Arc::new(ArcSwap::from_pointee(config.clone())),
+            None,
+        );
+        assert!(matches!(live.reload(), Err(ReloadError::NoConfigFile)));
+        assert_eq!(live.router.snapshot().epoch, 1);
+        live.reload_geo().unwrap();
+        assert_eq!(
+            live.router.snapshot().epoch,
+            2,
+            "a geo reload swaps a new snapshot"
+        );
+    }
+}
