@@ -128,11 +128,13 @@
       headers.Authorization = `Bearer ${token()}`;
       if (body !== undefined) headers["Content-Type"] = "application/json";
     }
+    // A router that hangs must show as unreachable, not as a page that stopped updating.
     const res = await fetch(path, {
       method,
       headers,
       cache: "no-store",
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(method === "GET" ? 4000 : 15000),
     });
     const date = Date.parse(res.headers.get("Date") || "");
     if (Number.isFinite(date)) {
