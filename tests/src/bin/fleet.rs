@@ -210,6 +210,10 @@ fn print_tour(fleet: &Fleet, args: &Args) {
          curl -s -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' \\\n     \
          -d '{{\"urls\":[\"http://{SERVICE}/obj/1k/hello\"]}}' http://{admin}/api/v1/purge\n"
     ));
+    out.push_str(&format!(
+        "\n6. The status page (map, edge table, explain, drain and purge; token {token}):\n   \
+         open http://{admin}/\n"
+    ));
     out.push_str("\nCtrl-C stops everything.\n");
     println!("{out}");
 }
