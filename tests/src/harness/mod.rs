@@ -3,7 +3,8 @@
 //! * [`binary`](mod@binary): locate (or build) `dns-router`, `edge`, `demo-origin`.
 //! * [`process`]: spawn one, capture its log, read its `listening`/`ready` lines, signal it,
 //!   kill it and print its log on drop.
-//! * [`patience`](mod@patience): `eventually` polling with deadlines scaled by `CDN_TEST_PATIENCE`.
+//! * [`patience`](mod@patience): `eventually`/`wait_until` polling with deadlines scaled by
+//!   `CDN_TEST_PATIENCE`, `always` for "keeps holding".
 //! * [`dns`]: UDP/TCP queries with EDNS Client Subnet.
 //! * [`http`]: requests to a socket address with any `Host` (curl `--resolve`).
 
@@ -14,5 +15,7 @@ pub mod patience;
 pub mod process;
 
 pub use binary::binary;
-pub use patience::{always, eventually, eventually_every, patience, scaled};
-pub use process::{Process, Signal};
+pub use patience::{
+    always, eventually, eventually_every, patience, scaled, wait_until, wait_until_async,
+};
+pub use process::{signal_pid, Process, Signal};

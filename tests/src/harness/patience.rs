@@ -56,6 +56,46 @@ pub fn eventually<T>(
     eventually_every(what, timeout, Duration::from_millis(25), f)
 }
 
+/// Poll the predicate `f` every 10 ms until it holds, for at most `timeout` (scaled by
+/// [`patience`]); returns how long it took. The error names `what` and the scaled timeout.
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> bool,
+) -> anyhow::Result<Duration> {
+    let timeout = scaled(timeout);
+    let start = Instant::now();
+    loop {
+        if f() {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() >= timeout {
+            anyhow::bail!("timed out after {timeout:.1?} waiting for: {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// [`wait_until`] for async tests: the same deadline rule, polling with `tokio::time::sleep`
+/// so the runtime's workers stay free.
+pub async fn wait_until_async(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> bool,
+) -> anyhow::Result<Duration> {
+    let timeout = scaled(timeout);
+    let start = Instant::now();
+    loop {
+        if f() {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() >= timeout {
+            anyhow::bail!("timed out after {timeout:.1?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Check that `f` keeps returning `Ok` for the whole `period` (not scaled: it is a
 /// minimum, not a deadline), polling every `interval`. Fails on the first `Err`.
 pub fn always<T>(
@@ -108,6 +148,35 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("waiting for: never"), "{text}");
         assert!(text.contains("still no"), "{text}");
+    }
+
+    #[test]
+    fn wait_until_reports_success_and_timeout() {
+        let mut n = 0;
+        wait_until("n reaches 3", Duration::from_secs(5), || {
+            n += 1;
+            n >= 3
+        })
+        .unwrap();
+        assert_eq!(n, 3);
+        let err = wait_until("never", Duration::from_millis(30), || false).unwrap_err();
+        assert!(format!("{err:#}").contains("waiting for: never"), "{err:#}");
+    }
+
+    #[tokio::test]
+    async fn wait_until_async_reports_success_and_timeout() {
+        let mut n = 0;
+        wait_until_async("n reaches 3", Duration::from_secs(5), || {
+            n += 1;
+            n >= 3
+        })
+        .await
+        .unwrap();
+        assert_eq!(n, 3);
+        let err = wait_until_async("never", Duration::from_millis(30), || false)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("waiting for: never"), "{err:#}");
     }
 
     #[test]

@@ -400,10 +400,7 @@ impl Process {
 
     /// Send `sig` (e.g. [`Signal::TERM`], [`Signal::HUP`], [`Signal::STOP`], [`Signal::CONT`]).
     pub fn signal(&self, sig: Signal) -> anyhow::Result<()> {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32)
-            .ok_or_else(|| anyhow!("bad pid {}", self.child.id()))?;
-        rustix::process::kill_process(pid, sig)
-            .with_context(|| format!("sending {sig:?} to {} (pid {pid:?})", self.name))
+        signal_pid(self.child.id(), sig).with_context(|| format!("signalling {}", self.name))
     }
 
     /// Whether the process is still running.
@@ -421,21 +418,52 @@ impl Process {
         }
     }
 
-    /// Wait for the process to exit (at most `timeout`, scaled).
+    /// Wait for the process to exit (at most `timeout`, scaled). After it exited, also wait
+    /// (within the same deadline) for its output streams to reach EOF, so [`Process::log_lines`]
+    /// then holds everything it wrote.
     pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
-        if let Some(st) = self.exit {
-            return Ok(st);
-        }
         let deadline = Instant::now() + scaled(timeout);
-        loop {
+        let status = loop {
+            if let Some(st) = self.exit {
+                break st;
+            }
             if let Some(st) = self.child.try_wait()? {
                 self.exit = Some(st);
-                return Ok(st);
+                break st;
             }
             if Instant::now() >= deadline {
                 bail!("{} still running after {:.1?}", self.name, scaled(timeout));
             }
             std::thread::sleep(Duration::from_millis(10));
+        };
+        // A grandchild holding the pipes open could keep them from closing: give up at the
+        // deadline then (the status is still right; the log may lack its last lines).
+        let mut st = self.shared.lock();
+        while st.streams_closed < self.readers.len() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(status)
+    }
+
+    /// The lines captured after the `ready` line (empty when it has not been seen).
+    pub fn lines_after_ready(&self) -> Vec<String> {
+        let st = self.shared.lock();
+        match st
+            .lines
+            .iter()
+            .position(|l| parse_marker(l) == Some(Marker::Ready))
+        {
+            Some(i) => st.lines[i + 1..].to_vec(),
+            None => Vec::new(),
         }
     }
 
@@ -455,6 +483,14 @@ impl Process {
     pub fn log_text(&self) -> String {
         self.log_tail(usize::MAX)
     }
+}
+
+/// Send `sig` to the process `pid` (e.g. SIGHUP to the test process itself, to exercise a
+/// handler it installed).
+pub fn signal_pid(pid: u32, sig: Signal) -> anyhow::Result<()> {
+    let raw = i32::try_from(pid).map_err(|_| anyhow!("bad pid {pid}"))?;
+    let p = rustix::process::Pid::from_raw(raw).ok_or_else(|| anyhow!("bad pid {pid}"))?;
+    rustix::process::kill_process(p, sig).with_context(|| format!("sending {sig:?} to pid {pid}"))
 }
 
 impl Drop for Process {
@@ -523,7 +559,7 @@ mod tests {
     #[test]
     fn a_process_is_captured_signalled_and_reaped() {
         let script = "echo 'x INFO listening proto=http name=web addr=127.0.0.1:9'; \
-                      echo 'x INFO ready'; echo noise 1>&2; exec sleep 30";
+                      echo 'x INFO ready'; echo after; echo noise 1>&2; exec sleep 30";
         let mut p = Process::spawn(
             "sh",
             Path::new("/bin/sh"),
@@ -538,9 +574,29 @@ mod tests {
         );
         assert!(p.addr("http", "nope").is_err());
         assert!(p.is_running());
+        p.wait_for_line("after", Duration::from_secs(10)).unwrap();
+        // stdout is ordered; stderr's `noise` may land on either side of `ready`.
+        let after = p.lines_after_ready();
+        assert!(after.contains(&"after".to_string()), "{after:?}");
+        assert!(!after.iter().any(|l| l.contains("listening")), "{after:?}");
         p.signal(Signal::TERM).unwrap();
         let st = p.wait_exit(Duration::from_secs(10)).unwrap();
         assert!(!st.success());
+    }
+
+    #[test]
+    fn wait_exit_returns_with_the_whole_log() {
+        let script = "echo 'x INFO ready'; for i in 1 2 3; do echo line-$i; done; exit 3";
+        let mut p = Process::spawn(
+            "sh",
+            Path::new("/bin/sh"),
+            &["-c".into(), script.into()],
+            &[],
+        )
+        .unwrap();
+        let st = p.wait_exit(Duration::from_secs(10)).unwrap();
+        assert_eq!(st.code(), Some(3));
+        assert_eq!(p.lines_after_ready(), ["line-1", "line-2", "line-3"]);
     }
 
     #[test]
