@@ -3,63 +3,33 @@
 //! `kill -9` restart.
 
 mod cache_support;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use cache_support::*;
+use cdn_tests::harness::{wait_until, Process, Signal};
 
+/// The `edge` binary under the shared process harness (ports from its `listening` lines,
+/// killed and its log printed on drop).
 struct Proc {
-    child: Child,
+    p: Process,
     http: SocketAddr,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Proc {
-    fn start(config: &std::path::Path) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edge"))
-            .arg("--config")
-            .arg(config)
-            .arg("--log-level")
-            .arg("info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
+    fn start(config: &Path) -> Proc {
+        let args = [
+            "--config".to_string(),
+            config.display().to_string(),
+            "--log-level".to_string(),
+            "info".to_string(),
+        ];
+        let mut p = Process::spawn("edge", Path::new(env!("CARGO_BIN_EXE_edge")), &args, &[])
             .expect("edge binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            let mut http = None;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if http.is_none() && line.contains("listening") {
-                    let l = line.replace('"', "");
-                    if l.contains("name=http ") {
-                        http = l
-                            .split("addr=")
-                            .nth(1)
-                            .and_then(|a| a.split_whitespace().next())
-                            .and_then(|a| a.parse::<SocketAddr>().ok());
-                    }
-                }
-                if line.contains("ready") {
-                    if let Some(a) = http {
-                        let _ = tx.send(a);
-                    }
-                }
-                l2.lock().unwrap().push(line);
-            }
-        });
-        let http = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("edge not ready; log:\n{}", log.lock().unwrap().join("\n"));
-            }
-        };
-        Proc { child, http, log }
+        p.wait_ready(Duration::from_secs(30)).expect("edge ready");
+        let http = p.addr("http", "http").expect("http listener");
+        Proc { p, http }
     }
 
     fn get(&self, path: &str) -> Resp {
@@ -67,34 +37,67 @@ impl Proc {
     }
 
     fn sigterm(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "edge did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.p.signal(Signal::TERM).unwrap();
+        self.p
+            .wait_exit(Duration::from_secs(20))
+            .expect("edge exits after SIGTERM")
     }
 
     fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.p.kill();
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            if std::thread::panicking() {
-                eprintln!("edge log:\n{}", self.log.lock().unwrap().join("\n"));
+/// The small objects' bodies found in the files under `dir`: the disk tier writes entries
+/// unencoded, so a stored body's bytes appear verbatim in its (sparse) block file. Zero
+/// pieces are skipped so a poll stays cheap in a debug build.
+fn bodies_on_disk(dir: &Path) -> std::collections::HashSet<Vec<u8>> {
+    use std::io::Read;
+    const PIECE: usize = 64 * 1024;
+    let mut data = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
             }
+            let Ok(mut f) = std::fs::File::open(&path) else {
+                continue;
+            };
+            let mut piece = vec![0u8; PIECE];
+            loop {
+                let n = match f.read(&mut piece) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let words = piece[..n].chunks_exact(8);
+                let tail_nonzero = words.remainder().iter().any(|&b| b != 0);
+                if tail_nonzero || words.into_iter().any(|c| c != [0u8; 8]) {
+                    data.extend_from_slice(&piece[..n]);
+                } else {
+                    data.push(0); // keeps pieces on either side of a hole apart
+                }
+            }
+            data.push(0);
         }
     }
+    let prefix = b"object /k";
+    let mut found = std::collections::HashSet::new();
+    let mut i = 0;
+    while i + prefix.len() <= data.len() {
+        if data[i] == b'o' && data[i..].starts_with(prefix) {
+            if let Some(dot) = data[i..].iter().take(32).position(|&b| b == b'.') {
+                found.insert(data[i..i + dot + 1].to_vec());
+            }
+        }
+        i += 1;
+    }
+    found
 }
 
 fn write_config(dir: &std::path::Path, origin: &str) -> std::path::PathBuf {
@@ -130,13 +133,19 @@ origin = "{origin}"
     path
 }
 
+/// The small objects' bodies: `object <path>.` (the final dot keeps `/k1` from matching
+/// inside `/k10` when looking for it in the disk files).
+fn body_for(path: &str) -> Vec<u8> {
+    format!("object {path}.").into_bytes()
+}
+
 #[test]
 fn binary_serves_and_keeps_its_cache_across_sigterm_and_kill9() {
     let origin = Origin::start(|r, _| {
         let body = if r.path == "/big" {
             body_of(300_000, 2)
         } else {
-            format!("object {}", r.path).into_bytes()
+            body_for(&r.path)
         };
         OriginResp::new(200, &[("cache-control", "max-age=3600")], body)
     });
@@ -158,18 +167,29 @@ fn binary_serves_and_keeps_its_cache_across_sigterm_and_kill9() {
     assert!(r.body == body_of(300_000, 2));
     assert_eq!(origin.seen.lock().unwrap().len(), fetched);
 
-    // Store 40 more objects, give foyer a moment to write them, then kill -9.
+    // Store 40 more objects, wait until foyer has written them to its block files (the
+    // disk write is asynchronous), then kill -9.
     for i in 0..40 {
         assert_eq!(p.get(&format!("/k{i}")).x_cache(), "MISS");
     }
-    std::thread::sleep(Duration::from_millis(1000));
+    let bodies: Vec<Vec<u8>> = (0..40).map(|i| body_for(&format!("/k{i}"))).collect();
+    let cache_dir = dir.path().join("cache");
+    wait_until(
+        "the 40 bodies are in the disk cache files",
+        Duration::from_secs(10),
+        || {
+            let on_disk = bodies_on_disk(&cache_dir);
+            bodies.iter().all(|b| on_disk.contains(b))
+        },
+    )
+    .unwrap();
     p.kill9();
     let fetched = origin.seen.lock().unwrap().len();
     let p = Proc::start(&cfg);
     let hits = (0..40)
         .filter(|i| {
             let r = p.get(&format!("/k{i}"));
-            assert_eq!(r.body, format!("object /k{i}").as_bytes());
+            assert_eq!(r.body, body_for(&format!("/k{i}")));
             r.x_cache() == "HIT"
         })
         .count();

@@ -95,7 +95,12 @@ fn leader_failure_lets_a_follower_retry() {
     let addr = edge.http;
     let get = move || request(addr, "GET", "/f", &[("host", "example.test")], b"");
     let leader = std::thread::spawn(get);
-    std::thread::sleep(Duration::from_millis(100));
+    // The leader holds the fill once its request reached the origin (which then waits 300 ms
+    // before the head): the next request is a follower.
+    assert!(
+        wait_until(Duration::from_secs(5), || origin.count("/f") >= 1),
+        "the leader's request reached the origin"
+    );
     let follower = std::thread::spawn(get);
     // Both clients see a failed response (no head, or a truncated body) — never wrong bytes
     // presented as complete.
@@ -130,7 +135,10 @@ fn head_failure_before_headers_follower_retries_and_succeeds() {
     let edge = Arc::new(Edge::start(config(&origin.url(), "", "")));
     let e2 = edge.clone();
     let leader = std::thread::spawn(move || e2.get("/h", &[]));
-    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        wait_until(Duration::from_secs(5), || origin.count("/h") >= 1),
+        "the leader's request reached the origin"
+    );
     let f = edge.get("/h", &[]);
     let l = leader.join().unwrap();
     assert_eq!(l.status, 502, "{l:?}");
@@ -160,7 +168,10 @@ fn fill_wait_timeout_answers_504() {
     let edge = Arc::new(Edge::start(cfg));
     let e2 = edge.clone();
     let leader = std::thread::spawn(move || e2.get("/w", &[]));
-    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        wait_until(Duration::from_secs(5), || origin.count("/w") >= 1),
+        "the leader's request reached the origin"
+    );
     let t0 = Instant::now();
     let f = edge.get("/w", &[]);
     assert_eq!(f.status, 504);

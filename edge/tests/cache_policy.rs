@@ -339,7 +339,12 @@ fn key_headers_split_entries_and_fill_limit_answers_503() {
 
     let e2 = edge.clone();
     let slow = std::thread::spawn(move || e2.get("/slow1", &[]));
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    // The one fill slot is taken once the slow request reached the origin (500 ms head delay).
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || origin.count("/slow1")
+            >= 1),
+        "the slow fill reached the origin"
+    );
     let r = edge.get("/slow2", &[]);
     assert_eq!(
         r.status, 503,

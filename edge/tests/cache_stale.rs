@@ -24,10 +24,11 @@ fn stale_while_revalidate_serves_stale_and_refreshes_once() {
     let edge = Edge::start(config(&origin.url(), "", ""));
     assert_eq!(edge.get("/swr", &[]).body, b"v1");
     version.store(2, Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(1300));
-    // Several requests while stale: all served at once from cache, one background refresh.
-    for _ in 0..5 {
-        let r = edge.get("/swr", &[]);
+    // Several requests while stale (the first one after max-age=1 runs out, then four more):
+    // all served at once from cache, one background refresh.
+    let first = first_non_hit(&edge, "/swr", Duration::from_secs(10));
+    let rest = (0..4).map(|_| edge.get("/swr", &[]));
+    for r in std::iter::once(first).chain(rest) {
         assert_eq!(r.x_cache(), "STALE");
         assert_eq!(r.body, b"v1");
         assert!(r.cache_status().contains("detail=stale-while-revalidate"));
@@ -65,10 +66,14 @@ fn stale_if_error_covers_5xx_refused_and_timeout() {
     cfg.hosts[0].first_byte_timeout = Duration::from_millis(500);
     let edge = Edge::start(cfg);
     assert_eq!(edge.get("/e", &[]).body, b"good");
-    std::thread::sleep(Duration::from_millis(1200));
+    // The origin fails with a 503 from now on; the first answer after max-age=1 runs out is
+    // the stale copy, then the same for a timeout and a reset.
+    mode.store(1, Ordering::SeqCst);
+    let first = first_non_hit(&edge, "/e", Duration::from_secs(10));
+    let mut first = Some(first);
     for m in [1, 2, 3] {
         mode.store(m, Ordering::SeqCst);
-        let r = edge.get("/e", &[]);
+        let r = first.take().unwrap_or_else(|| edge.get("/e", &[]));
         assert_eq!(
             (r.status, r.body.as_slice()),
             (200, &b"good"[..]),
@@ -112,15 +117,15 @@ fn refused_origin_uses_configured_grace_and_must_revalidate_forbids_it() {
     assert_eq!(e1.get("/g", &[]).body, b"cached");
     assert_eq!(e1.get("/strict", &[]).body, b"cached");
     e1.stop();
-    std::thread::sleep(Duration::from_millis(1200));
     let e2 = Edge::start(cfg);
-    let r = e2.get("/g", &[]);
+    // The first answers after max-age=1 runs out (fresh hits never try the dead origin).
+    let r = first_non_hit(&e2, "/g", Duration::from_secs(10));
     assert_eq!(
         (r.status, r.x_cache()),
         (200, "STALE"),
         "grace allows stale on refused"
     );
-    let r = e2.get("/strict", &[]);
+    let r = first_non_hit(&e2, "/strict", Duration::from_secs(10));
     assert_eq!(r.status, 502, "must-revalidate forbids stale: {r:?}");
 }
 
@@ -147,7 +152,10 @@ fn followers_of_a_failing_revalidation_get_the_stale_copy() {
     });
     let edge = Arc::new(Edge::start(config(&origin.url(), "", "")));
     assert_eq!(edge.get("/fs", &[]).body, b"old");
-    std::thread::sleep(Duration::from_millis(1200));
+    // A clock object stored after /fs with the same max-age=1: once it is no longer a fresh
+    // hit, /fs is stale too, and /fs itself was not requested (its revalidation is the test).
+    assert_eq!(edge.get("/fs-clock", &[]).body, b"old");
+    first_non_hit(&edge, "/fs-clock", Duration::from_secs(10));
     failing.store(1, Ordering::SeqCst);
     let handles: Vec<_> = (0..5)
         .map(|_| {

@@ -254,10 +254,20 @@ fn purge_index_survives_kill_9() {
         .unwrap();
         assert_eq!(r.status, 200);
     }
-    // The log is written within milliseconds of the store; give it a moment, then SIGKILL.
-    std::thread::sleep(Duration::from_millis(300));
-    edge.child.kill().unwrap();
-    edge.child.wait().unwrap();
+    // The index log is written by a background thread: wait until it holds all 50 records
+    // (each carries the tag `k9`, framed as `u32 LE length + bytes`), then SIGKILL.
+    let log = dir.path().join("purge-index.log");
+    let framed_tag = [&2u32.to_le_bytes()[..], b"k9"].concat();
+    let records = || {
+        std::fs::read(&log)
+            .unwrap_or_default()
+            .windows(framed_tag.len())
+            .filter(|w| *w == framed_tag.as_slice())
+            .count()
+    };
+    eventually(Duration::from_secs(10), || (records() >= 50).then_some(()))
+        .unwrap_or_else(|| panic!("{} of 50 records in {}", records(), log.display()));
+    edge.kill();
     drop(edge);
 
     let edge = EdgeProcess::start(&cfg);

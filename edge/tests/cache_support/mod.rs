@@ -317,7 +317,7 @@ impl Edge {
             shutdown,
             thread: Some(thread),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + cdn_tests::harness::scaled(Duration::from_secs(20));
         while Instant::now() < deadline {
             if let Ok(r) = try_get(e.admin, "/healthz", &[("host", "x")]) {
                 if r.status == 200 {
@@ -481,9 +481,9 @@ fn dechunk(mut d: &[u8]) -> (Vec<u8>, bool) {
     }
 }
 
-/// Poll `f` until it is true or `timeout` passes.
+/// Poll `f` until it is true or `timeout` (scaled by `CDN_TEST_PATIENCE`) passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + cdn_tests::harness::scaled(timeout);
     while Instant::now() < deadline {
         if f() {
             return true;
@@ -491,6 +491,25 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     f()
+}
+
+/// GET `path` until it is no longer served as a fresh `HIT`, and return that first other
+/// response. `run()` reads the wall clock, so a freshness lifetime really has to pass; this
+/// waits for exactly that instead of sleeping a guess. Fresh hits never reach the origin, so
+/// origin request counts are untouched by the polling. Panics after `timeout` (scaled).
+pub fn first_non_hit(edge: &Edge, path: &str, timeout: Duration) -> Resp {
+    let deadline = Instant::now() + cdn_tests::harness::scaled(timeout);
+    loop {
+        let r = edge.get(path, &[]);
+        if r.x_cache() != "HIT" {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} still a fresh HIT after {timeout:?}: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Deterministic, non-periodic body of `n` bytes (xorshift64).

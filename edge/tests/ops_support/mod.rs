@@ -4,7 +4,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use cdn_tests::harness::{scaled, Process, Signal};
 
 use cdn_shared::config::edge::EdgeConfig;
 
@@ -115,9 +118,9 @@ pub fn raw_status(text: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// Poll `f` until it returns `Some` or `timeout` passes.
+/// Poll `f` until it returns `Some` or `timeout` (scaled by `CDN_TEST_PATIENCE`) passes.
 pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     loop {
         if let Some(v) = f() {
             return Some(v);
@@ -129,97 +132,56 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
     }
 }
 
-/// The real `edge` binary, started with `--log-format json`; its log is collected and its
-/// ports read from the `listening` lines. Killed on drop (log printed when panicking).
+/// The real `edge` binary, started with `--log-format json` under the shared process
+/// harness: ports read from its `listening` lines, killed on drop (log printed when
+/// panicking or with `CDN_TEST_LOG=1`).
 pub struct EdgeProcess {
-    pub child: std::process::Child,
+    pub process: Process,
     pub http: SocketAddr,
     pub admin: SocketAddr,
-    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
 impl EdgeProcess {
     /// Write `toml` to a temp file and start `edge --config` on it.
     pub fn start(toml: &str) -> EdgeProcess {
-        use std::io::BufRead;
-        use std::sync::{Arc, Mutex};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("edge.toml");
         std::fs::write(&path, toml).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
-            .arg("--config")
-            .arg(&path)
-            .arg("--log-format")
-            .arg("json")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
+        let args = [
+            "--config".to_string(),
+            path.display().to_string(),
+            "--log-format".to_string(),
+            "json".to_string(),
+        ];
+        let mut process = Process::spawn("edge", Path::new(env!("CARGO_BIN_EXE_edge")), &args, &[])
             .expect("spawn edge");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                l2.lock().unwrap().push(line);
-            }
-        });
-        let find = |name: &str| -> Option<SocketAddr> {
-            log.lock().unwrap().iter().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                let get = |k: &str| {
-                    v.get(k)
-                        .or_else(|| v.get("fields").and_then(|f| f.get(k)))
-                        .and_then(|x| x.as_str())
-                };
-                (get("message")? == "listening" && get("name")? == name)
-                    .then(|| get("addr")?.parse().ok())
-                    .flatten()
-            })
-        };
-        let ready = eventually(Duration::from_secs(30), || {
-            let ready = log.lock().unwrap().iter().any(|l| l.contains("\"ready\""));
-            (ready).then_some(())?;
-            Some((find("http")?, find("admin")?))
-        });
-        let Some((http, admin)) = ready else {
-            let _ = child.kill();
-            panic!("edge did not start:\n{}", log.lock().unwrap().join("\n"));
-        };
+        process
+            .wait_ready(Duration::from_secs(30))
+            .expect("edge ready");
+        let http = process.addr("http", "http").expect("http listener");
+        let admin = process.addr("http", "admin").expect("admin listener");
         EdgeProcess {
-            child,
+            process,
             http,
             admin,
-            log,
             _dir: dir,
         }
     }
 
     /// Send SIGTERM.
     pub fn sigterm(&self) {
-        let ok = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -TERM failed");
+        self.process.signal(Signal::TERM).expect("SIGTERM");
     }
 
-    /// Wait for the process to exit within `timeout`.
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Wait for the process to exit within `timeout` (scaled by the harness's patience).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        eventually(timeout, || self.child.try_wait().ok().flatten())
-    }
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() || std::env::var_os("CDN_TEST_LOG").is_some() {
-            eprintln!("--- edge log ---\n{}", self.log.lock().unwrap().join("\n"));
-        }
+        self.process.wait_exit(timeout).ok()
     }
 }
 
