@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use admin_common::*;
 use cdn_dns_router::reload;
+use cdn_tests::harness::{signal_pid, Signal};
 
 fn edges_cfg(ids: &[(&'static str, u16)], token: &str) -> String {
     let specs: Vec<EdgeSpec> = ids
@@ -123,12 +124,7 @@ async fn sighup_reloads() {
     let _task = reload::spawn_sighup(f.ctx.clone(), f.shutdown.clone());
 
     std::fs::write(&f.path, edges_cfg(&[("a", p), ("z", p)], TOKEN)).unwrap();
-    let pid = std::process::id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal_pid(std::process::id(), Signal::HUP).unwrap();
     let health = f.ctx.health.clone();
     eventually(Duration::from_secs(3), "edge z after SIGHUP", || {
         health.view().edges.contains_key("z")

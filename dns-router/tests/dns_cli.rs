@@ -3,10 +3,11 @@
 
 mod dns_support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use cdn_tests::harness::{Process, Signal};
 
 use hickory_proto::rr::RecordType;
 
@@ -87,87 +88,24 @@ fn binary_serves_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (up, _) = healthy_edge();
     let p = write_config(dir.path(), &config_text(&up, &up, &up));
-    let mut child = KillOnDrop(
-        bin()
-            .arg("--config")
-            .arg(&p)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut udp_addr: Option<SocketAddr> = None;
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        // The human format quotes string fields (`proto="udp"`); compare without quotes.
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("log line")
-            .replace('"', "");
-        seen.push(line.clone());
-        if line.contains("listening") && line.contains("proto=udp") && line.contains("name=dns") {
-            let a = line
-                .split("addr=")
-                .nth(1)
-                .unwrap()
-                .split_whitespace()
-                .next()
-                .unwrap();
-            udp_addr = Some(a.parse().unwrap());
-        }
-        if line.contains("ready") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{seen:?}");
-    }
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("proto=tcp") && l.contains("name=dns")),
-        "{seen:?}"
-    );
-    assert!(
-        seen.iter()
-            .any(|l| l.contains("proto=http") && l.contains("name=admin")),
-        "{seen:?}"
-    );
-    let r = udp(
-        udp_addr.unwrap(),
-        &query("static.cdn.example.test", RecordType::A),
-    );
+    let args = ["--config".to_string(), p.display().to_string()];
+    let mut router = Process::spawn(
+        "dns-router",
+        Path::new(env!("CARGO_BIN_EXE_dns-router")),
+        &args,
+        &[],
+    )
+    .unwrap();
+    router.wait_ready(Duration::from_secs(20)).unwrap();
+    // One `listening` line per socket, read by the harness's parser (human format).
+    let udp_addr = router.addr("udp", "dns").unwrap();
+    router.addr("tcp", "dns").unwrap();
+    router.addr("http", "admin").unwrap();
+    let r = udp(udp_addr, &query("static.cdn.example.test", RecordType::A));
     assert_eq!(r.answers.len(), 1);
-    let st = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.0.id().to_string())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Kills the child if the test fails before stopping it.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    router.signal(Signal::TERM).unwrap();
+    let status = router
+        .wait_exit(Duration::from_secs(15))
+        .expect("stops after SIGTERM");
+    assert!(status.success(), "{status:?}");
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
+use cdn_tests::harness::scaled;
 use dns_support::*;
 
 fn ip(s: &str) -> IpAddr {
@@ -21,7 +22,7 @@ fn eu_client(name: &str) -> Message {
 
 /// Poll until `f` holds (probes run every 50 ms; fall = 1).
 fn eventually(s: &Server, what: &str, f: impl Fn(&Message) -> bool, m: &Message) -> Message {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + scaled(Duration::from_secs(10));
     loop {
         let r = udp(s.dns, m);
         if f(&r) {
@@ -83,7 +84,7 @@ fn all_down_policies() {
     assert_eq!(addrs(&r), vec![ip("192.0.2.20")]);
 
     // The query log has a line for it, with the rule that fired.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + scaled(Duration::from_secs(5));
     loop {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let line = text

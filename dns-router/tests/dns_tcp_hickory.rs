@@ -6,10 +6,12 @@
 
 mod dns_support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use cdn_tests::harness::{scaled, Process, Signal};
 
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
@@ -466,7 +468,7 @@ fn connection_limit_closes_extra_connections() {
     assert!(read_frame(&mut a).is_some());
     // Closing one frees its slot (poll: the server sees the close asynchronously).
     drop(b);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + scaled(Duration::from_secs(5));
     loop {
         let (_c, r) = open(&s);
         if r.is_some() {
@@ -500,38 +502,18 @@ fn tcp_queries_leave_no_log_line() {
     let (up, _) = healthy_edge();
     let p = dir.path().join("router.toml");
     std::fs::write(&p, config_text(&up, &up, &up)).unwrap();
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_dns-router"))
-            .arg("--config")
-            .arg(&p)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut tcp_addr: Option<SocketAddr> = None;
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("log line")
-            .replace('"', "");
-        if line.contains("listening") && line.contains("proto=tcp") {
-            let a = line.split("addr=").nth(1).unwrap();
-            tcp_addr = Some(a.split_whitespace().next().unwrap().parse().unwrap());
-        }
-        if line.contains("ready") {
-            break;
-        }
-    }
-    let addr = tcp_addr.expect("tcp listening line");
+    let args = ["--config".to_string(), p.display().to_string()];
+    // `RUST_LOG` would override the configured level: pin it so the test is hermetic.
+    let env = [("RUST_LOG".to_string(), "info".to_string())];
+    let mut router = Process::spawn(
+        "dns-router",
+        Path::new(env!("CARGO_BIN_EXE_dns-router")),
+        &args,
+        &env,
+    )
+    .unwrap();
+    router.wait_ready(Duration::from_secs(20)).unwrap();
+    let addr = router.addr("tcp", "dns").expect("tcp listening line");
     const QUERIES: usize = 40;
     let mut c = TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -549,18 +531,12 @@ fn tcp_queries_leave_no_log_line() {
     write_frame(&mut c, &[0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3]);
     assert!(read_frame(&mut c).is_some());
     drop(c);
-    // Stop and read everything it wrote.
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.0.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // The reader thread ends at EOF, which ends the channel.
-    let after: Vec<String> = rx.iter().collect();
+    // Stop and read everything it wrote after `ready` (the harness waits for EOF).
+    router.signal(Signal::TERM).unwrap();
+    router
+        .wait_exit(Duration::from_secs(10))
+        .expect("stops on SIGTERM");
+    let after = router.lines_after_ready();
     assert!(
         after.iter().all(|l| !l.contains("request:")
             && !l.contains("query:")
@@ -568,16 +544,6 @@ fn tcp_queries_leave_no_log_line() {
         "{after:#?}"
     );
     assert!(after.len() < QUERIES / 2, "{after:#?}");
-}
-
-/// Kills the child process if a test fails before stopping it.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -610,7 +576,7 @@ fn tcp_queries_are_in_the_query_log() {
     for _ in 0..3 {
         assert!(read_frame(&mut c).is_some());
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + scaled(Duration::from_secs(5));
     let lines: Vec<serde_json::Value> = loop {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let lines: Vec<serde_json::Value> = text

@@ -10,9 +10,10 @@ mod dns_support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use admin_common::http_blocking;
+use cdn_tests::harness::{always, wait_until};
 use dns_support::{addrs, config_text, healthy_edge, query, udp, with_edns, Server};
 use hickory_proto::rr::RecordType;
 
@@ -45,14 +46,19 @@ fn reloads(admin: SocketAddr, result: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Poll `f` every 20 ms until it holds, or panic after `within`; returns the time taken.
-fn wait(within: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "not {what} within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    start.elapsed()
+/// Poll `f` until it holds, or panic after `within` (scaled by `CDN_TEST_PATIENCE`);
+/// returns the time taken.
+fn wait(within: Duration, what: &str, f: impl FnMut() -> bool) -> Duration {
+    wait_until(what, within, f).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Check that `f` holds on every poll (every 100 ms) for `period`: a refused file must not
+/// change the answer at any time, not only at one sample.
+fn keeps(period: Duration, what: &str, mut f: impl FnMut() -> Result<(), String>) {
+    always(what, period, Duration::from_millis(100), || {
+        f().map_err(|e| anyhow::anyhow!(e))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Replace the map by writing a temporary file and renaming it over the old one.
@@ -102,10 +108,12 @@ fn network_map_changes_are_picked_up_and_bad_maps_refused() {
         "the bad map counted as an error",
         || reloads(server.admin, "error") > errors_before,
     );
-    for _ in 0..5 {
-        assert_eq!(answer(server.dns), [ip(EU_ADDR)], "old map keeps serving");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    keeps(Duration::from_millis(500), "old map keeps serving", || {
+        let got = answer(server.dns);
+        (got == [ip(EU_ADDR)])
+            .then_some(())
+            .ok_or(format!("{got:?}"))
+    });
     // Fixing the file is picked up again.
     replace(&map, &format!("{CLIENT} ap-northeast\n"));
     wait(Duration::from_secs(5), "fixed map loaded", || {
@@ -170,12 +178,14 @@ fn database_changes_are_picked_up_and_bad_databases_refused() {
         "the bad database counted as an error",
         || reloads(server.admin, "error") > errors_before,
     );
-    for _ in 0..5 {
-        assert_eq!(
-            answer(server.dns),
-            [ip(AP_ADDR)],
-            "old database keeps serving"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    keeps(
+        Duration::from_millis(500),
+        "old database keeps serving",
+        || {
+            let got = answer(server.dns);
+            (got == [ip(AP_ADDR)])
+                .then_some(())
+                .ok_or(format!("{got:?}"))
+        },
+    );
 }

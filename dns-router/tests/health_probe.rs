@@ -212,8 +212,15 @@ async fn reconcile_starts_new_probes_and_stops_removed_ones() {
     .await;
     assert!(took < Duration::from_millis(500), "took {took:?}");
     // `a` is no longer probed: its hit count stops growing (allow one in-flight probe).
+    // The window is counted in probe intervals by the live prober: once `b` has been probed
+    // three more times, a still-running probe of `a` would have hit it again too.
     let settled = a_hits.load(Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let b_then = b_hits.load(Ordering::SeqCst);
+    cdn_tests::harness::wait_until_async("three more probes of b", Duration::from_secs(5), || {
+        b_hits.load(Ordering::SeqCst) >= b_then + 3
+    })
+    .await
+    .unwrap();
     assert!(
         a_hits.load(Ordering::SeqCst) <= settled + 1,
         "removed edge still probed"

@@ -140,16 +140,10 @@ fn start(text: &str) -> Running {
     r
 }
 
-fn wait(within: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < within,
-            "timed out after {within:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    start.elapsed()
+/// Poll `f` until it holds, or panic after `within` (scaled by `CDN_TEST_PATIENCE`);
+/// returns the time taken.
+fn wait(within: Duration, what: &str, f: impl FnMut() -> bool) -> Duration {
+    cdn_tests::harness::wait_until(what, within, f).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn answer_for(dns: SocketAddr, ecs: &str) -> Vec<IpAddr> {

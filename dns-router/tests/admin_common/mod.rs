@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use cdn_dns_router::admin::{self, AdminContext, AdminServer};
@@ -276,12 +276,10 @@ pub fn dead_port() -> u16 {
         .port()
 }
 
-/// Poll `f` until it returns true, or panic after `within`.
-pub async fn eventually(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+/// Poll `f` until it returns true, or panic after `within` (scaled by `CDN_TEST_PATIENCE`).
+pub async fn eventually(within: Duration, what: &str, f: impl FnMut() -> bool) {
+    if let Err(e) = cdn_tests::harness::wait_until_async(what, within, f).await {
+        panic!("{e:#}");
     }
 }
 

@@ -204,7 +204,7 @@ impl Server {
             thread: Some(thread),
         };
         // Ready when the apex SOA answers.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + cdn_tests::harness::scaled(Duration::from_secs(10));
         loop {
             let q = query("cdn.example.test", RecordType::SOA);
             if try_udp(dns, &q.to_vec().unwrap(), Duration::from_millis(200)).is_some() {
