@@ -144,7 +144,13 @@ pub fn origin_request_headers(
     let mut out = HeaderMap::with_capacity(client.len() + 3);
     let mut xff: Option<String> = None;
     for (n, v) in client.iter() {
-        if is_hop_by_hop(n, &listed) || *n == header::HOST || (fill && is_fill_excluded(n)) {
+        // `Expect` is never forwarded: request bodies are buffered before they are sent, and
+        // the origin connection drops interim responses (interim.rs).
+        if is_hop_by_hop(n, &listed)
+            || *n == header::HOST
+            || *n == header::EXPECT
+            || (fill && is_fill_excluded(n))
+        {
             continue;
         }
         if *n == X_FORWARDED_FOR {

@@ -18,6 +18,8 @@
 //! * [`fill`]: the in-flight table (leader/followers, wait timeout, leader dropped ⇒ retry).
 //! * [`lead`]: the leader's origin fetch (conditional when revalidating) and what it publishes.
 //! * [`origin`]: per-worker awc clients with timeouts and rustls.
+//! * [`interim`]: origin connections (TLS included) that drop 1xx interim responses before awc
+//!   reads them.
 //! * [`after_origin`]: what to do with the origin's answer: 304 refresh, stale-if-error,
 //!   store, or stream unstored (pure; the one place stale-if-error is decided).
 //! * [`writer`]: the store writer: chunks, then the meta entry, while followers read.
@@ -115,6 +117,7 @@ pub mod fill;
 pub mod follow;
 pub mod handler;
 pub mod headers;
+pub mod interim;
 pub mod lead;
 pub mod limits;
 pub mod load;

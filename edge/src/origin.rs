@@ -50,6 +50,8 @@ pub struct HostRoute {
     pub name: String,
     /// `scheme://authority` of the origin.
     pub origin_base: String,
+    /// `origin_base` as awc is given it (see [`HostRoute::client_base`]).
+    client_base: String,
     /// Path prefix of the origin URL ("" for none).
     pub origin_path: String,
     /// Host header sent to the origin.
@@ -79,6 +81,7 @@ impl HostRoute {
             index,
             name: h.name.to_ascii_lowercase(),
             origin_base: format!("{}://{authority}", u.scheme()),
+            client_base: format!("http://{authority}"),
             origin_path: u.path().trim_end_matches('/').to_string(),
             origin_host: HeaderValue::from_str(&origin_host)
                 .map_err(|_| EdgeError::Cache(format!("hosts[{index}].origin_host: invalid")))?,
@@ -92,6 +95,15 @@ impl HostRoute {
             max_object_size: h.max_object_size.unwrap_or(cache.max_object_size).as_u64(),
             cfg: h.clone(),
         })
+    }
+
+    /// The URL base awc is given: `origin_base` with `https://` spelled `http://`, because
+    /// TLS is done by the connector ([`crate::interim::OriginConnector`]).
+    pub fn client_base(&self) -> &str {
+        match self.origin_base.strip_prefix("https://") {
+            Some(_) => &self.client_base,
+            None => &self.origin_base,
+        }
     }
 
     /// Idle timeout between body frames.
@@ -135,14 +147,30 @@ impl Origins {
     }
 
     fn client(r: &HostRoute, keep_alive: Duration) -> Result<awc::Client, EdgeError> {
-        let mut connector = awc::Connector::new()
+        // TLS is done by our connector below the interim-response filter (interim.rs); awc
+        // is given `http://` URLs ([`HostRoute::client_base`]).
+        let tls = match r.origin_base.strip_prefix("https://") {
+            Some(authority) => {
+                let cfg = crate::tls::client_config(r.cfg.tls_verify, r.cfg.tls_ca.as_deref())?;
+                let host = url::Url::parse(&r.origin_base)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_else(|| authority.to_string());
+                let host = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
+                let sni = rustls::pki_types::ServerName::try_from(host)
+                    .map_err(|e| EdgeError::Tls(format!("hosts[{}].origin: {e}", r.index)))?;
+                Some((cfg, sni))
+            }
+            None => None,
+        };
+        let connector = awc::Connector::new()
+            .connector(crate::interim::OriginConnector::new(tls))
             .timeout(r.cfg.connect_timeout)
             .conn_keep_alive(keep_alive)
             .limit(256);
-        if r.origin_base.starts_with("https://") {
-            let tls = crate::tls::client_config(r.cfg.tls_verify, r.cfg.tls_ca.as_deref())?;
-            connector = connector.rustls_0_23(tls);
-        }
         Ok(awc::Client::builder()
             .connector(connector)
             .timeout(r.cfg.first_byte_timeout)
@@ -167,10 +195,10 @@ impl Origins {
         headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<OriginResponse, EdgeError> {
-        let mut url = String::with_capacity(
-            route.origin_base.len() + route.origin_path.len() + path_and_query.len(),
-        );
-        url.push_str(&route.origin_base);
+        let base = route.client_base();
+        let mut url =
+            String::with_capacity(base.len() + route.origin_path.len() + path_and_query.len());
+        url.push_str(base);
         url.push_str(&route.origin_path);
         url.push_str(path_and_query);
         let is_head = method == Method::HEAD;

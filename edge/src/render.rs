@@ -72,6 +72,18 @@ fn empty_body() -> BodyStream<futures_util::stream::Empty<Result<Bytes, EdgeErro
     BodyStream::new(futures_util::stream::empty())
 }
 
+/// Statuses that never have a body or body framing (RFC 9110 §6.4.1, §15.3.5, §15.4.5): no
+/// `Content-Length`, no chunked terminator. An empty stream would still be chunk-encoded by
+/// actix-http, leaving `0\r\n\r\n` on a kept-alive connection.
+pub(crate) fn bodiless_status(status: u16) -> bool {
+    status < 200 || status == 204 || status == 304
+}
+
+/// Finish a response of a [`bodiless_status`] with no body at all.
+fn bodiless(mut b: actix_web::HttpResponseBuilder) -> HttpResponse {
+    b.body(actix_web::body::None::new())
+}
+
 /// Status, replayed headers and our cache headers.
 fn response(
     ctx: &Ctx,
@@ -113,7 +125,7 @@ fn not_modified_response(
         .filter(|(n, _)| keep.contains(n))
         .cloned()
         .collect();
-    response(ctx, 304, &hs, age_s, o).finish()
+    bodiless(response(ctx, 304, &hs, age_s, o))
 }
 
 /// Full / 206 / 416 / 304 for a body of `len` bytes.
@@ -179,12 +191,15 @@ pub(crate) fn serve_stored(
     };
     let a = a.min(e);
     let mut b = response(ctx, code, &m.headers, age_s, &o);
+    if bodiless_status(code) {
+        return bodiless(b);
+    }
     with_range(&mut b, code, a, e, len);
     if ctx.head {
         return b.no_chunking(e - a).body(empty_body());
     }
     match &m.body {
-        Body::Inline { data, .. } => b.body(data.slice(a as usize..e as usize)),
+        Body::Inline { data, .. } => b.body(data.slice(plan::span(a, e, data.len()))),
         Body::Chunked {
             object_id,
             chunk_size,
@@ -221,6 +236,9 @@ pub(crate) fn serve_streaming(
     let mut b = response(ctx, code, &h.headers, h.age_s, &o);
     for (n, v) in extra {
         b.append_header((n.clone(), v.clone()));
+    }
+    if bodiless_status(code) {
+        return bodiless(b);
     }
     if let Some(len) = h.length {
         with_range(&mut b, code, a, e, len);
@@ -262,7 +280,10 @@ pub(crate) fn stream_origin(
     let status = resp.status().as_u16();
     let headers = hdr::response_headers(resp.headers(), true);
     let mut b = response(ctx, status, &headers, 0, &o);
-    if ctx.head || status == 204 || status == 304 {
+    if bodiless_status(status) {
+        return bodiless(b);
+    }
+    if ctx.head {
         if let Some(l) = length {
             b.no_chunking(l);
         }
