@@ -120,7 +120,13 @@ pub fn range(
             return RangePlan::Full;
         }
     }
-    let Some(spec) = r.trim().strip_prefix("bytes=") else {
+    // The range unit is case-insensitive (RFC 9110 §14.1).
+    let r = r.trim();
+    let Some(spec) = r
+        .get(..6)
+        .filter(|u| u.eq_ignore_ascii_case("bytes="))
+        .map(|_| &r[6..])
+    else {
         return RangePlan::Full;
     };
     if spec.contains(',') {
@@ -156,10 +162,72 @@ pub fn range(
     RangePlan::Partial(start, end)
 }
 
+/// The in-memory span of `[start, end)` over a body of `len` bytes, clamped so it can always
+/// be sliced: `start <= end <= len`, whatever the inputs (they come from `Range`).
+pub fn span(start: u64, end: u64, len: usize) -> std::ops::Range<usize> {
+    let clamp = |v: u64| usize::try_from(v).unwrap_or(usize::MAX).min(len);
+    let e = clamp(end);
+    clamp(start).min(e)..e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use actix_web::http::header::HeaderName;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any `Range` value against any length: a partial answer is a non-empty span inside
+        /// the body, and slicing it never panics.
+        #[test]
+        fn range_is_always_inside_the_body(v in "[ -~]{0,40}", len in 0u64..1_000_000) {
+            check_range(&v, len)?;
+        }
+
+        #[test]
+        fn byte_ranges_with_any_numbers(
+            a in any::<u64>(), b in any::<u64>(), len in any::<u64>(),
+            form in 0u8..4, extra in any::<u64>(),
+        ) {
+            let v = match form {
+                0 => format!("bytes={a}-{b}"),
+                1 => format!("bytes={a}-"),
+                2 => format!("bytes=-{b}"),
+                _ => format!("bytes={a}-{b}, {extra}-"),
+            };
+            check_range(&v, len)?;
+            if form == 2 && b > 0 && len > 0 {
+                prop_assert_eq!(
+                    range(&h(&[("range", &v)]), len, None, None),
+                    RangePlan::Partial(len.saturating_sub(b), len)
+                );
+            }
+        }
+
+        #[test]
+        fn span_is_sliceable(a in any::<u64>(), e in any::<u64>(), len in 0usize..10_000) {
+            let r = span(a, e, len);
+            prop_assert!(r.start <= r.end && r.end <= len);
+            let body = vec![0u8; len];
+            prop_assert_eq!(body[r.clone()].len(), r.end - r.start);
+        }
+    }
+
+    fn check_range(v: &str, len: u64) -> Result<(), TestCaseError> {
+        let Ok(hv) = HeaderValue::from_str(v) else {
+            return Ok(());
+        };
+        let mut m = HeaderMap::new();
+        m.insert(header::RANGE, hv);
+        match range(&m, len, None, None) {
+            RangePlan::Partial(a, b) => {
+                prop_assert!(a < b && b <= len, "{v:?} len {len}: {a}..{b}");
+            }
+            RangePlan::Unsatisfiable => {}
+            RangePlan::Full => {}
+        }
+        Ok(())
+    }
 
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
@@ -242,6 +310,13 @@ mod tests {
         assert_eq!(r("bytes=-0"), RangePlan::Unsatisfiable);
         assert_eq!(r("bytes=0-1,5-6"), RangePlan::Full);
         assert_eq!(r("items=0-1"), RangePlan::Full);
+        assert_eq!(r("Bytes=0-1"), RangePlan::Partial(0, 2));
+        assert_eq!(
+            r("bytes=1-18446744073709551615"),
+            RangePlan::Partial(1, 100)
+        );
+        assert_eq!(r("bytes=18446744073709551615-"), RangePlan::Unsatisfiable);
+        assert_eq!(r("bytes=-18446744073709551615"), RangePlan::Partial(0, 100));
         assert_eq!(r("bytes=5-1"), RangePlan::Full);
         assert_eq!(range(&h(&[]), 100, None, None), RangePlan::Full);
         // A last-byte position at u64::MAX (from the network) must not overflow.
