@@ -216,6 +216,15 @@ pub fn header_only(buf: &mut Vec<u8>, packet: &[u8], rcode: Rcode) -> usize {
     Response::start(buf, id, flags, &[], false, rcode).finish(None, usize::MAX)
 }
 
+/// NOTIMP for an opcode other than QUERY: id and opcode echoed, nothing else. RD and CD are
+/// defined for QUERY only, so they are not copied (RFC 1035 §4.1.1, RFC 6840 §5.9), and there
+/// is no question or OPT to echo because we do not read the body of an unknown opcode.
+pub fn not_implemented(buf: &mut Vec<u8>, packet: &[u8]) -> usize {
+    let id = u16::from_be_bytes([packet[0], packet[1]]);
+    let flags = u16::from_be_bytes([packet[2], packet[3]]) & 0x7800;
+    Response::start(buf, id, flags, &[], false, Rcode::NotImp).finish(None, usize::MAX)
+}
+
 /// Size limit of a UDP response: the requester's EDNS size capped by ours, 512 without EDNS.
 pub fn udp_limit(edns: Option<&Edns>, ours: u16) -> usize {
     match edns {
@@ -228,6 +237,21 @@ pub fn udp_limit(edns: Option<&Edns>, ours: u16) -> usize {
 mod tests {
     use super::*;
     use std::net::IpAddr;
+
+    #[test]
+    fn notimp_echoes_id_and_opcode_only() {
+        let mut buf = Vec::new();
+        // Opcode 2 (STATUS) with RD, CD, AD and TC set; QDCOUNT 1 and a body.
+        let q = [
+            0x12, 0x34, 0x13, 0x30, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1,
+        ];
+        let n = not_implemented(&mut buf, &q);
+        assert_eq!(n, 12);
+        assert_eq!(&buf[..2], &[0x12, 0x34]);
+        assert_eq!(buf[2], 0x80 | 0x10, "QR and opcode 2; RD, TC and AA clear");
+        assert_eq!(buf[3], 0x04, "CD, AD and RA clear, RCODE 4");
+        assert_eq!(&buf[4..12], &[0; 8]);
+    }
 
     #[test]
     fn header_echo_and_counts() {

@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::answer::{header_only, udp_limit, OptReply, Rcode, Response};
+use crate::answer::{header_only, not_implemented, udp_limit, OptReply, Rcode, Response};
 use crate::decide::{resolve, ServiceAnswers};
 use crate::health::HealthView;
 use crate::route::{answer_of, candidates, client_key, decide_located, ServiceAnswer};
@@ -66,7 +66,7 @@ pub fn respond(
     let q = match decode(packet) {
         Ok(Decoded::Query(q)) => q,
         Ok(Decoded::NotImplemented) => {
-            header_only(out, packet, Rcode::NotImp);
+            not_implemented(out, packet);
             return Some(simple(0, Rcode::NotImp));
         }
         Err(Malformed::Drop) => return None,

@@ -29,7 +29,7 @@ use crate::snapshot::Snapshot;
 /// Per-thread metric handles (keyed with foldhash: the keys are a few small integers).
 #[derive(Debug, Default)]
 pub struct Recorder {
-    counters: HashMap<(u16, u16, u32, u32), Counter, foldhash::fast::RandomState>,
+    counters: HashMap<(u8, u16, u32, u32), Counter, foldhash::fast::RandomState>,
     histogram: Option<Histogram>,
 }
 
@@ -48,7 +48,10 @@ impl Recorder {
             .and_then(|a| a.region)
             .map(|r| r as u32)
             .unwrap_or(u32::MAX);
-        let key = (o.qtype, o.rcode.code(), svc, region);
+        // Keyed by the label, not the raw QTYPE: clients choose the QTYPE, so 65,536 values
+        // would otherwise churn this table (and the series it names).
+        let slot = qtype_slot(o.qtype);
+        let key = (slot, o.rcode.code(), svc, region);
         if self.counters.len() > 4096 {
             self.counters.clear();
         }
@@ -64,7 +67,7 @@ impl Recorder {
                 .cloned()
                 .unwrap_or_else(|| "-".into());
             metrics::counter!(names::DNS_QUERIES,
-                "qtype" => qtype_name(o.qtype),
+                "qtype" => slot_label(slot),
                 "rcode" => o.rcode.as_str(),
                 "service" => service,
                 "region" => region)
@@ -81,10 +84,65 @@ impl Recorder {
     }
 }
 
-/// Presentation name of a QTYPE.
+/// Presentation name of a QTYPE (the query log; any value).
 pub fn qtype_name(qtype: u16) -> String {
     RecordType::from(qtype).to_string()
 }
+
+/// The `qtype` label of `cdn_dns_queries_total`: the name of a type an authoritative server
+/// is commonly asked for, else `other` (so a client cycling through all 65,536 values creates
+/// at most [`QTYPE_LABELS`]` + 1` series per rcode/service/region).
+pub fn qtype_label(qtype: u16) -> &'static str {
+    slot_label(qtype_slot(qtype))
+}
+
+/// Index of a QTYPE in [`QTYPE_LABELS`], or its length for `other`.
+fn qtype_slot(qtype: u16) -> u8 {
+    let i = QTYPE_LABELS
+        .iter()
+        .position(|(n, _)| *n == qtype)
+        .unwrap_or(QTYPE_LABELS.len());
+    i as u8
+}
+
+fn slot_label(slot: u8) -> &'static str {
+    QTYPE_LABELS
+        .get(slot as usize)
+        .map(|(_, l)| *l)
+        .unwrap_or("other")
+}
+
+/// The QTYPEs with their own `qtype` label.
+pub const QTYPE_LABELS: &[(u16, &str)] = &[
+    (1, "A"),
+    (2, "NS"),
+    (5, "CNAME"),
+    (6, "SOA"),
+    (12, "PTR"),
+    (13, "HINFO"),
+    (15, "MX"),
+    (16, "TXT"),
+    (28, "AAAA"),
+    (33, "SRV"),
+    (35, "NAPTR"),
+    (39, "DNAME"),
+    (41, "OPT"),
+    (43, "DS"),
+    (46, "RRSIG"),
+    (47, "NSEC"),
+    (48, "DNSKEY"),
+    (50, "NSEC3"),
+    (51, "NSEC3PARAM"),
+    (52, "TLSA"),
+    (64, "SVCB"),
+    (65, "HTTPS"),
+    (251, "IXFR"),
+    (252, "AXFR"),
+    (253, "MAILB"),
+    (254, "MAILA"),
+    (255, "ANY"),
+    (257, "CAA"),
+];
 
 /// One query-log line.
 #[derive(Debug, Clone, Serialize)]
@@ -221,6 +279,30 @@ fn writer(rx: Receiver<Entry>, mut out: BufWriter<std::fs::File>, dropped: Arc<A
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 let _ = out.flush();
                 return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qtype_label_is_bounded() {
+        assert_eq!(qtype_label(1), "A");
+        assert_eq!(qtype_label(28), "AAAA");
+        assert_eq!(qtype_label(65), "HTTPS");
+        assert_eq!(qtype_label(255), "ANY");
+        assert_eq!(qtype_label(0), "other");
+        assert_eq!(qtype_label(65280), "other");
+        let labels: std::collections::HashSet<&str> = (0..=u16::MAX).map(qtype_label).collect();
+        assert_eq!(labels.len(), QTYPE_LABELS.len() + 1);
+        // Every label is hickory's name for its number (the query log spells them the same),
+        // except the obsolete meta types hickory does not name.
+        for (n, l) in QTYPE_LABELS {
+            if !matches!(*n, 253 | 254) {
+                assert_eq!(qtype_name(*n), *l, "{n}");
             }
         }
     }
