@@ -5,7 +5,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest};
 
@@ -33,6 +33,9 @@ pub(crate) struct Ctx {
     /// The primary cache key.
     pub(crate) key: String,
     pub(crate) head: bool,
+    /// The request's headers without hop-by-hop fields, when it had any
+    /// ([`hdr::end_to_end`]); read through [`Ctx::end_to_end`].
+    e2e: Option<Rc<HeaderMap>>,
 }
 
 /// Why a request has no context.
@@ -70,7 +73,9 @@ impl Ctx {
         } else {
             "http"
         };
-        let key = primary_key(scheme, &url, &r.cfg.key_headers, req.headers());
+        let e2e = crate::headers::end_to_end(req.headers()).map(Rc::new);
+        let key_src = e2e.as_deref().unwrap_or(req.headers());
+        let key = primary_key(scheme, &url, &r.cfg.key_headers, key_src);
         let mut path_q = path;
         if !query.is_empty() {
             path_q.push('?');
@@ -86,7 +91,13 @@ impl Ctx {
             url,
             path_q,
             key,
+            e2e,
         })
+    }
+
+    /// The request's end-to-end headers: what cache keys and Vary are computed from.
+    pub(crate) fn end_to_end(&self) -> &HeaderMap {
+        self.e2e.as_deref().unwrap_or(self.req.headers())
     }
 
     pub(crate) fn route(&self) -> &HostRoute {
@@ -103,7 +114,7 @@ impl Ctx {
         match self.store().get(&self.key).await {
             Some(Entry::Object(m)) => (Some(m), self.key.clone(), Fwd::Stale),
             Some(Entry::Vary(names)) => {
-                let vkey = variant_key(&self.key, &names, self.req.headers());
+                let vkey = variant_key(&self.key, &names, self.end_to_end());
                 match self.store().get(&vkey).await {
                     Some(Entry::Object(m)) => (Some(m), vkey, Fwd::Stale),
                     _ => (None, vkey, Fwd::VaryMiss),

@@ -52,7 +52,7 @@ pub(crate) async fn fill(
         match head {
             Ok(FillHead::Streaming(h)) => {
                 if !h.vary.is_empty() {
-                    let vkey = variant_key(&ctx.key, &h.vary, ctx.req.headers());
+                    let vkey = variant_key(&ctx.key, &h.vary, ctx.end_to_end());
                     if vkey != h.store_key {
                         store_key = vkey;
                         fwd = Fwd::VaryMiss;

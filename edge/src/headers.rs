@@ -41,6 +41,37 @@ pub fn is_hop_by_hop(name: &HeaderName, connection_listed: &[String]) -> bool {
         || connection_listed.iter().any(|c| c == name.as_str())
 }
 
+/// The request's end-to-end headers when it has hop-by-hop ones (RFC 9110 §7.6.1: the static
+/// list and every field named in `Connection`), `None` when it has none, so that the usual
+/// request (at most `Connection: keep-alive` or `close`) costs no copy. Cache keys, Vary
+/// matching and the origin request are all computed without hop-by-hop fields, so a client
+/// cannot make the origin answer one request while the edge files it under another variant.
+pub fn end_to_end(h: &HeaderMap) -> Option<HeaderMap> {
+    let listed_other = h.get_all(header::CONNECTION).any(|v| {
+        v.to_str().map_or(true, |s| {
+            s.split(',').map(str::trim).any(|t| {
+                !t.is_empty()
+                    && !t.eq_ignore_ascii_case("close")
+                    && !t.eq_ignore_ascii_case("keep-alive")
+            })
+        })
+    });
+    let static_hop = h
+        .keys()
+        .any(|n| *n != header::CONNECTION && is_hop_by_hop(n, &[]));
+    if !listed_other && !static_hop {
+        return None;
+    }
+    let listed = connection_listed(h);
+    let mut out = HeaderMap::with_capacity(h.len());
+    for (n, v) in h.iter() {
+        if !is_hop_by_hop(n, &listed) {
+            out.append(n.clone(), v.clone());
+        }
+    }
+    Some(out)
+}
+
 /// Lower-cased field names listed in `Connection`.
 pub fn connection_listed(h: &HeaderMap) -> Vec<String> {
     let mut out = Vec::new();
@@ -364,6 +395,22 @@ mod tests {
         assert!(response_headers(&h, true)
             .iter()
             .any(|(n, _)| n == header::SET_COOKIE));
+    }
+
+    #[test]
+    fn end_to_end_drops_hop_by_hop_and_listed_fields_and_copies_only_when_needed() {
+        assert!(end_to_end(&map(&[("accept", "*/*"), ("connection", "keep-alive")])).is_none());
+        assert!(end_to_end(&map(&[("connection", "Close"), ("origin", "o")])).is_none());
+        let e = end_to_end(&map(&[
+            ("connection", "keep-alive, Origin"),
+            ("origin", "https://app.example"),
+            ("accept", "*/*"),
+        ]))
+        .unwrap();
+        assert!(e.get("origin").is_none() && e.get(header::CONNECTION).is_none());
+        assert_eq!(e.get(header::ACCEPT).unwrap(), "*/*");
+        let e = end_to_end(&map(&[("te", "trailers"), ("accept", "a")])).unwrap();
+        assert!(e.get(header::TE).is_none() && e.get(header::ACCEPT).is_some());
     }
 
     #[test]

@@ -217,7 +217,7 @@ fn store_and_stream(
     let obj_key = if facts.vary.is_empty() {
         ctx.key.clone()
     } else {
-        variant_key(&ctx.key, &facts.vary, ctx.req.headers())
+        variant_key(&ctx.key, &facts.vary, ctx.end_to_end())
     };
     let chunk_size = ctx.store().chunk_size() as u64;
     let headers = hdr::response_headers(resp.headers(), false);

@@ -112,7 +112,7 @@ fn invalidate(ctx: &Ctx, resp: &HeaderMap) {
                 ctx.scheme,
                 &url,
                 &route.cfg.key_headers,
-                ctx.req.headers(),
+                ctx.end_to_end(),
             ));
         }
     }
