@@ -34,6 +34,9 @@ pub enum EdgeError {
     /// Too many concurrent fills (`cache.max_inflight_fills`).
     #[error("overloaded: {0}")]
     Overloaded(&'static str),
+    /// The request already passed through this edge (`CDN-Loop`, RFC 8586).
+    #[error("loop detected: the request already carries this edge's CDN-Loop token")]
+    LoopDetected,
     /// Cache start-up or TLS/config problems.
     #[error("cache: {0}")]
     Cache(String),
@@ -55,6 +58,7 @@ impl EdgeError {
             EdgeError::OriginConnect(_) | EdgeError::OriginBroken(_) => StatusCode::BAD_GATEWAY,
             EdgeError::OriginTimeout(_) | EdgeError::FillTimeout => StatusCode::GATEWAY_TIMEOUT,
             EdgeError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EdgeError::LoopDetected => StatusCode::LOOP_DETECTED,
             EdgeError::Cache(_) | EdgeError::Tls(_) | EdgeError::Io(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -72,6 +76,7 @@ impl EdgeError {
             EdgeError::OriginBroken(_) => "origin-broken",
             EdgeError::FillTimeout => "fill-timeout",
             EdgeError::Overloaded(_) => "overloaded",
+            EdgeError::LoopDetected => "loop-detected",
             EdgeError::Cache(_) => "cache",
             EdgeError::Tls(_) => "tls",
             EdgeError::Io(_) => "io",

@@ -108,6 +108,11 @@ async fn route_request(
     shared: &web::Data<Shared>,
     local: &web::Data<Local>,
 ) -> HttpResponse {
+    // RFC 8586: a request that already passed through this edge (an origin pointing back at
+    // the CDN) is refused instead of fetched again.
+    if crate::headers::loops(req.headers(), &shared.name) {
+        return error_response(&crate::error::EdgeError::LoopDetected, &shared.name);
+    }
     let ctx = match Ctx::new(req, shared, &local.origins) {
         Ok(ctx) => ctx,
         Err(NoRoute::Healthz) => return crate::admin::healthz_response(&shared.lifecycle),

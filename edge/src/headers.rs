@@ -20,6 +20,8 @@ pub const SURROGATE_CONTROL: HeaderName = HeaderName::from_static("surrogate-con
 pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// `Proxy-Connection`.
 pub const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// `CDN-Loop` (RFC 8586).
+pub const CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
 /// `X-Forwarded-For`.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`.
@@ -70,6 +72,24 @@ pub fn end_to_end(h: &HeaderMap) -> Option<HeaderMap> {
         }
     }
     Some(out)
+}
+
+/// Does a `CDN-Loop` field (RFC 8586: `#cdn-info`, `cdn-info = pseudonym *( OWS ";" OWS
+/// parameter )`) name `token` (ASCII case-insensitive)? No allocation: requests without the
+/// field cost one lookup.
+pub fn loops(h: &HeaderMap, token: &str) -> bool {
+    h.get_all(CDN_LOOP).any(|v| {
+        v.as_bytes().split(|b| *b == b',').any(|member| {
+            let name = member.split(|b| *b == b';').next().unwrap_or(b"");
+            name.trim_ascii().eq_ignore_ascii_case(token.as_bytes())
+        })
+    })
+}
+
+/// Add our `token` to the `CDN-Loop` of an origin request (after the members it already has,
+/// which are forwarded).
+pub fn add_cdn_loop(h: &mut HeaderMap, token: &HeaderValue) {
+    h.append(CDN_LOOP, token.clone());
 }
 
 /// Lower-cased field names listed in `Connection`.
@@ -411,6 +431,22 @@ mod tests {
         assert_eq!(e.get(header::ACCEPT).unwrap(), "*/*");
         let e = end_to_end(&map(&[("te", "trailers"), ("accept", "a")])).unwrap();
         assert!(e.get(header::TE).is_none() && e.get(header::ACCEPT).is_some());
+    }
+
+    #[test]
+    fn cdn_loop_members_are_matched_by_pseudonym() {
+        let l = |v: &str| loops(&map(&[("cdn-loop", v)]), "e1");
+        assert!(l("e1"));
+        assert!(l("other, E1; v=1"));
+        assert!(l(" foo ;a=b , e1 "));
+        assert!(!l("e10, xe1, e1x"));
+        assert!(!l("other; e1"), "a parameter is not a pseudonym");
+        assert!(!loops(&map(&[]), "e1"));
+        assert!(loops(&map(&[("cdn-loop", "a"), ("cdn-loop", "e1")]), "e1"));
+        let mut h = map(&[("cdn-loop", "upstream")]);
+        add_cdn_loop(&mut h, &HeaderValue::from_static("e1"));
+        let all: Vec<_> = h.get_all(CDN_LOOP).map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(all, ["upstream", "e1"]);
     }
 
     #[test]

@@ -214,7 +214,9 @@ pub async fn run(
             .collect::<Result<_, _>>()?,
     );
     // Builds the per-worker clients once here so their errors surface before serving.
-    Origins::new(routes.clone())?;
+    let cdn_loop = HeaderValue::from_str(&config.edge.id)
+        .map_err(|_| EdgeError::Cache("edge.id is not a valid header value".into()))?;
+    Origins::new(routes.clone(), cdn_loop.clone())?;
     let mut hosts = HashMap::new();
     for (i, h) in config.hosts.iter().enumerate() {
         hosts.insert(h.name.to_ascii_lowercase(), i);
@@ -258,7 +260,8 @@ pub async fn run(
     let app_shared = shared.clone();
     let conn_load = load.clone();
     let mut server = HttpServer::new(move || {
-        let origins = Origins::new(routes.clone()).expect("origin clients validated at start-up");
+        let origins = Origins::new(routes.clone(), cdn_loop.clone())
+            .expect("origin clients validated at start-up");
         App::new()
             .app_data(app_shared.clone())
             .app_data(web::Data::new(Local { origins }))

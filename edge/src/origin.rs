@@ -118,6 +118,8 @@ pub struct Origins {
     /// Per host, a client whose connections are never reused (retries, see [`should_retry`]).
     fresh: Vec<awc::Client>,
     routes: Arc<Vec<HostRoute>>,
+    /// This edge's `CDN-Loop` token, added to every origin request.
+    cdn_loop: HeaderValue,
 }
 
 impl std::fmt::Debug for Origins {
@@ -129,8 +131,9 @@ impl std::fmt::Debug for Origins {
 }
 
 impl Origins {
-    /// Build one client per host (call inside the worker thread).
-    pub fn new(routes: Arc<Vec<HostRoute>>) -> Result<Rc<Self>, EdgeError> {
+    /// Build one client per host (call inside the worker thread); `cdn_loop` is this edge's
+    /// `CDN-Loop` token (RFC 8586), added to every origin request.
+    pub fn new(routes: Arc<Vec<HostRoute>>, cdn_loop: HeaderValue) -> Result<Rc<Self>, EdgeError> {
         let mut clients = Vec::with_capacity(routes.len());
         let mut fresh = Vec::with_capacity(routes.len());
         for r in routes.iter() {
@@ -143,6 +146,7 @@ impl Origins {
             clients,
             fresh,
             routes,
+            cdn_loop,
         }))
     }
 
@@ -192,9 +196,10 @@ impl Origins {
         route: &HostRoute,
         method: Method,
         path_and_query: &str,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Option<Bytes>,
     ) -> Result<OriginResponse, EdgeError> {
+        crate::headers::add_cdn_loop(&mut headers, &self.cdn_loop);
         let base = route.client_base();
         let mut url =
             String::with_capacity(base.len() + route.origin_path.len() + path_and_query.len());

@@ -22,6 +22,14 @@ pub struct Seen {
 }
 
 impl Seen {
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -200,12 +208,21 @@ idle_timeout = "2s"
 
 impl Edge {
     pub fn start(cfg: EdgeConfig) -> Edge {
+        Edge::start_with(cfg, |_, _| {})
+    }
+
+    /// Start after `adjust(config, http address)`: e.g. an origin that is the edge itself.
+    pub fn start_with(
+        mut cfg: EdgeConfig,
+        adjust: impl FnOnce(&mut EdgeConfig, SocketAddr),
+    ) -> Edge {
         cdn_shared::telemetry::init(
             cdn_shared::telemetry::LogFormat::Human,
             &std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
         );
         let listeners = cdn_edge::bind(&cfg).unwrap();
         let http = listeners.http[0].local_addr().unwrap();
+        adjust(&mut cfg, http);
         let https = listeners.https.first().map(|l| l.local_addr().unwrap());
         let admin = listeners.admin.as_ref().unwrap().local_addr().unwrap();
         let shutdown = Shutdown::new();
