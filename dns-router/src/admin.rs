@@ -26,6 +26,12 @@
 //! `{"edge":..,"ok":false,"error":"..","ms":..}` (never skipped), an edge without `admin_url` as
 //! `{"edge":..,"ok":false,"skipped":true,"error":"skipped: no admin_url"}`. Status 200 when
 //! every edge with an `admin_url` acknowledged, else 502 (same body, plus `error`).
+//!
+//! With `[bus]` (see [`crate::bus`]): drain/undrain are written to the KV bucket first (503
+//! when it cannot be written), and a purge is published to the purge stream: 200 once stored,
+//! `{"stored":true,"seq":..,"results":[{"edge":..,"ok":true,"purged":..,"ms":..}],
+//! "pending":[edges not heard from within bus.purge_ack_timeout],"ms":..}`, 503 when the
+//! stream does not store it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -274,6 +280,12 @@ impl From<HealthError> for ApiError {
     }
 }
 
+impl From<crate::bus::BusError> for ApiError {
+    fn from(e: crate::bus::BusError) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
 type ApiResult = Result<HttpResponse, ApiError>;
 
 /// Constant-time comparison (the token must not leak through timing).
@@ -434,6 +446,13 @@ async fn set_drain(
     drain: bool,
 ) -> ApiResult {
     authorize(&req, &ctx)?;
+    if let Some(bus) = &ctx.bus {
+        // Recorded in the KV bucket (every router applies it) before it is applied here.
+        if !ctx.health.view().edges.contains_key(id) {
+            return Err(HealthError::UnknownEdge(id.to_string()).into());
+        }
+        bus.put_drain(id, drain).await?;
+    }
     let event = if drain { Event::Drain } else { Event::Undrain };
     ctx.health.event(id, event, cdn_shared::unix_ms())?;
     tracing::info!(edge = id, drain, "operator drain changed");
@@ -708,6 +727,12 @@ async fn purge(req: HttpRequest, ctx: web::Data<AdminContext>, payload: web::Pay
         return Err(ApiError::bad_request(
             "give at least one of `urls`, `prefixes`, `tags`",
         ));
+    }
+    if let Some(bus) = &ctx.bus {
+        let config = ctx.config.load();
+        let edges: Vec<String> = config.edges.iter().map(|e| e.id.clone()).collect();
+        let msg = bus.message(purge.urls, purge.prefixes, purge.tags, purge.soft);
+        return Ok(HttpResponse::Ok().json(bus.purge(&msg, &edges).await?));
     }
     let config = ctx.config.load_full();
     let client = awc::Client::builder()

@@ -54,6 +54,7 @@
 pub mod admin;
 pub mod answer;
 pub mod answer_cache;
+pub mod bus;
 pub mod decide;
 pub mod error;
 pub mod explain;
@@ -149,6 +150,24 @@ pub async fn run_checked(
         None => None,
     };
 
+    let config_swap = Arc::new(ArcSwap::new(config.clone()));
+    // With [bus]: operator state is read before the first query is answered.
+    let (bus, bus_tasks) = match &config.bus {
+        Some(section) => {
+            let name = format!("router@{}", config.admin.listen);
+            let (bus, tasks) = bus::start(
+                section,
+                name,
+                health.clone(),
+                config_swap.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|e| RouterError::io("start the fleet bus", std::io::Error::other(e)))?;
+            (Some(bus), tasks)
+        }
+        None => (None, Vec::new()),
+    };
     let mut threads = Vec::new();
     let mut tasks = Vec::new();
     let limits = tcp::TcpLimits {
@@ -175,12 +194,7 @@ pub async fn run_checked(
             shutdown.clone(),
         )));
     }
-    let live = Live::new(
-        health.clone(),
-        router.clone(),
-        Arc::new(ArcSwap::new(config.clone())),
-        config_path,
-    );
+    let live = Live::new(health.clone(), router.clone(), config_swap, config_path).with_bus(bus);
     let mut admin = admin::serve(sockets.admin, live.clone(), shutdown.clone())
         .map_err(|e| RouterError::io("start admin API", e))?;
     let geo_watch = watch::spawn(
@@ -196,6 +210,9 @@ pub async fn run_checked(
     let grace = config.lifecycle.shutdown_grace;
     let stop = async move {
         for t in tasks {
+            let _ = t.await;
+        }
+        for t in bus_tasks {
             let _ = t.await;
         }
         let _ = probes.await;

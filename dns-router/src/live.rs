@@ -94,6 +94,8 @@ pub struct Live {
     pub config: Arc<ArcSwap<RouterConfig>>,
     /// The config file reloads re-read; `None` = reload unavailable.
     pub config_path: Option<PathBuf>,
+    /// The fleet bus (`[bus]`): drains and purges go through it when set.
+    pub bus: Option<Arc<crate::bus::RouterBus>>,
     reload_lock: Arc<Mutex<()>>,
 }
 
@@ -154,8 +156,15 @@ impl Live {
             router,
             config,
             config_path,
+            bus: None,
             reload_lock: Arc::new(Mutex::new(())),
         }
+    }
+
+    /// The same live state, with drains and purges going through `bus`.
+    pub fn with_bus(mut self, bus: Option<Arc<crate::bus::RouterBus>>) -> Self {
+        self.bus = bus;
+        self
     }
 
     /// Run `f` under the reload lock and count it in `cdn_config_reloads_total{result}`.

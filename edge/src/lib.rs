@@ -109,6 +109,7 @@ pub mod access_log;
 pub mod account;
 pub mod admin;
 pub mod after_origin;
+pub mod bus;
 pub mod cache;
 pub mod context;
 pub mod drain;
@@ -236,6 +237,21 @@ pub async fn run(
             .iter()
             .map(move |a| (a.to_ascii_lowercase(), h.name.to_ascii_lowercase()))
     }));
+    // With [bus]: missed purges are applied before anything is served (bus.rs).
+    let bus = match &config.bus {
+        Some(section) => Some(
+            bus::start(
+                &config,
+                section,
+                store.clone(),
+                index.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|e| EdgeError::Io(format!("fleet bus: {e}")))?,
+        ),
+        None => None,
+    };
     let lifecycle = drain::Lifecycle::new();
     let load = load::LoadMeter::new();
     let access_log = access_log::AccessLog::start(&config.access_log)
@@ -314,8 +330,19 @@ pub async fn run(
     let reporter_stop = Shutdown::new();
     let stats_store = store.clone();
     let stats_index = index.clone();
+    let mut reporter_config = report::ReporterConfig::from_config(&config);
+    let sink: Arc<dyn report::ReportSink> = match &bus {
+        Some(b) => {
+            reporter_config.routers = vec![bus::NatsReportSink::target(
+                &config.edge.region,
+                &config.edge.id,
+            )];
+            Arc::new(bus::NatsReportSink::new(b.client.clone()))
+        }
+        None => Arc::new(report::HttpSink::new(config.report.token.clone())),
+    };
     let builder = report::ReportBuilder::new(
-        report::ReporterConfig::from_config(&config),
+        reporter_config,
         load.clone(),
         lifecycle.clone(),
         Arc::new(move || {
@@ -327,12 +354,7 @@ pub async fn run(
             }
         }),
     );
-    let reporter = report::start(
-        builder,
-        Arc::new(report::HttpSink::new(config.report.token.clone())),
-        reporter_stop.clone(),
-    )
-    .map_err(io)?;
+    let reporter = report::start(builder, sink, reporter_stop.clone()).map_err(io)?;
     telemetry::ready("edge");
 
     shutdown.cancelled().await;
@@ -357,6 +379,9 @@ pub async fn run(
         let _ = t.await;
     }
     reporter_stop.cancel();
+    if let Some(b) = bus {
+        b.join().await;
+    }
     store.close().await;
     index.sync();
     tracing::info!("stopped");

@@ -278,7 +278,7 @@ async fn run_reporter(
     let timeout = builder.cfg.timeout;
     let routers = builder.cfg.routers.clone();
     for r in &routers {
-        if !r.starts_with("http://") {
+        if !r.starts_with("http://") && !r.starts_with("nats:") {
             tracing::warn!(router = %r, "reporter: only http:// routers are supported; reports to it will fail");
         }
     }

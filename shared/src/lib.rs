@@ -9,6 +9,7 @@
 //! * [`tls`]: the certificate verifier behind the "don't verify" switches.
 #![forbid(unsafe_code)]
 
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod report;

@@ -41,6 +41,11 @@ pub struct EdgeConfig {
     pub lifecycle: LifecycleSection,
     /// `[[hosts]]`: served hostnames and their origins (required, at least one).
     pub hosts: Vec<HostConfig>,
+    /// `[bus]`: the fleet bus (NATS JetStream): purges from a stream (durable consumer named
+    /// by `edge.id`), reports to `cdn.reports.<region>.<id>`. Optional: without it reports go
+    /// to `report.routers` over HTTP and purges come through the admin API only.
+    #[serde(default)]
+    pub bus: Option<super::bus::BusSection>,
 }
 
 /// `[edge]`
@@ -306,6 +311,15 @@ impl Validate for EdgeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         require_ident("edge.id", &self.edge.id)?;
         require_ident("edge.region", &self.edge.region)?;
+        if let Some(bus) = &self.bus {
+            bus.validate()?;
+            if self.edge.id.contains('.') || self.edge.region.contains('.') {
+                return Err(ConfigError::new(
+                    "edge.id",
+                    "with [bus], the id and region must not contain `.` (NATS subjects)",
+                ));
+            }
+        }
         require_nonempty("http.listen", &self.http.listen)?;
         require_positive("http.header_read_timeout", self.http.header_read_timeout)?;
         if self.http.max_connections == 0 {

@@ -1,6 +1,7 @@
 //! Configuration: loading ([`load`]), the sections both binaries share ([`common`]), and the
 //! two schemas ([`router`], [`edge`]).
 
+pub mod bus;
 pub mod common;
 pub mod edge;
 pub mod load;

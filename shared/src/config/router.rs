@@ -44,6 +44,10 @@ pub struct RouterConfig {
     /// `[[services]]`: CDN hostnames routed over edges.
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    /// `[bus]`: the fleet bus (NATS JetStream) for purges, drains and reports. Optional:
+    /// without it reports come over HTTP, purges fan out over HTTP, drains stay in memory.
+    #[serde(default)]
+    pub bus: Option<super::bus::BusSection>,
 }
 
 /// `[dns]`
@@ -396,6 +400,17 @@ pub enum AllDownMode {
 
 impl Validate for RouterConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(bus) = &self.bus {
+            bus.validate()?;
+            for (i, e) in self.edges.iter().enumerate() {
+                if e.id.contains('.') || e.region.contains('.') {
+                    return Err(ConfigError::new(
+                        format!("edges[{i}].id"),
+                        "with [bus], edge ids and regions must not contain `.` (NATS subjects)",
+                    ));
+                }
+            }
+        }
         require_nonempty("dns.listen", &self.dns.listen)?;
         if self.dns.udp_payload_size < 512 {
             return Err(ConfigError::new(

@@ -33,6 +33,7 @@ use serde_json::Value;
 
 use crate::harness::dns::{self, DnsQuery};
 use crate::harness::http::{self, Reply};
+use crate::harness::nats::NatsServer;
 use crate::harness::process::{Process, Signal};
 use crate::harness::{binary, eventually};
 use crate::origin::{OriginHandle, OriginState, Stats};
@@ -136,6 +137,7 @@ pub struct Fleet {
     /// Processes that were killed or restarted, kept so their logs print on failure.
     retired: Vec<Process>,
     origin: OriginHandle,
+    nats: Option<NatsServer>,
     spec: FleetSpec,
     dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -198,13 +200,27 @@ impl FleetSpec {
             2,
         )?;
 
+        let mut spec = self;
+        let nats = if spec.bus {
+            let n = NatsServer::start_with(&dir.join("nats"), None, spec.echo)?;
+            let section = format!(
+                "\n[bus]\nservers = [\"{}\"]\nstartup_timeout = \"3s\"\n{}\n",
+                n.url(),
+                spec.bus_extra
+            );
+            spec.router_extra.push_str(&section);
+            spec.edge_extra.push_str(&section);
+            Some(n)
+        } else {
+            None
+        };
         let mut edges = Vec::new();
-        for r in &self.regions {
+        for r in &spec.regions {
             let (http, http_res) = reserve(r.ip, r.http_port)
                 .with_context(|| format!("reserving the HTTP port of edge {}", r.edge_id))?;
             let (admin, admin_res) = reserve(r.ip, r.admin_port)
                 .with_context(|| format!("reserving the admin port of edge {}", r.edge_id))?;
-            let cache_dir = self
+            let cache_dir = spec
                 .disk_cache
                 .then(|| dir.join(format!("cache-{}", r.edge_id)));
             if let Some(c) = &cache_dir {
@@ -235,7 +251,8 @@ impl FleetSpec {
             routers: Vec::new(),
             retired: Vec::new(),
             origin,
-            spec: self,
+            nats,
+            spec,
             dir,
             _tmp: tmp,
             router_bin,
@@ -353,6 +370,11 @@ impl Fleet {
     /// The spec the fleet was started with.
     pub fn spec(&self) -> &FleetSpec {
         &self.spec
+    }
+
+    /// The NATS server of a fleet on the bus ([`FleetSpec::bus`]), to stop and restart.
+    pub fn nats(&mut self) -> Option<&mut NatsServer> {
+        self.nats.as_mut()
     }
 
     /// The directory holding configs and caches.

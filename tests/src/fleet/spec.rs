@@ -267,6 +267,12 @@ pub struct FleetSpec {
     pub workdir: Option<PathBuf>,
     /// Echo child logs to stderr: `none`, `problems` (WARN/ERROR lines) or `all`.
     pub echo: crate::harness::process::Echo,
+    /// Run the fleet on the NATS bus: start `nats-server` (JetStream, store in the work dir)
+    /// and give routers and edges a `[bus]` section. Default false (direct HTTP mode).
+    pub bus: bool,
+    /// TOML lines added inside the `[bus]` section of every router and edge (e.g.
+    /// `purge_ack_timeout = "1s"`).
+    pub bus_extra: String,
 }
 
 impl Default for FleetSpec {
@@ -295,6 +301,8 @@ impl Default for FleetSpec {
             log_level: std::env::var("CDN_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
             workdir: None,
             echo: crate::harness::process::Echo::None,
+            bus: false,
+            bus_extra: String::new(),
         }
     }
 }
@@ -304,6 +312,12 @@ impl FleetSpec {
     pub fn routers(mut self, n: usize) -> Self {
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
         self.routers = vec![(any, any); n.max(1)];
+        self
+    }
+
+    /// Run on the NATS bus (see [`FleetSpec::bus`]).
+    pub fn bus_nats(mut self) -> Self {
+        self.bus = true;
         self
     }
 

@@ -6,11 +6,13 @@
 //! * [`patience`](mod@patience): `eventually`/`wait_until` polling with deadlines scaled by
 //!   `CDN_TEST_PATIENCE`, `always` for "keeps holding".
 //! * [`dns`]: UDP/TCP queries with EDNS Client Subnet.
+//! * [`nats`]: a `nats-server` with JetStream on a free port (fleet-bus tests).
 //! * [`http`]: requests to a socket address with any `Host` (curl `--resolve`).
 
 pub mod binary;
 pub mod dns;
 pub mod http;
+pub mod nats;
 pub mod patience;
 pub mod process;
 

@@ -1,0 +1,267 @@
+//! Issue 15, the fleet bus (NATS JetStream) end to end, with real `nats-server`,
+//! `dns-router` and `edge` processes: drains through one router reach the other and survive
+//! restarts (KV bucket); a purge issued while an edge is down is applied before that edge
+//! serves from its cache again (stream + durable consumer), and an edge whose missed purges
+//! are no longer retained revalidates everything; with NATS down DNS answers stay, the edges
+//! keep serving and the purge API answers 503, then everything recovers.
+//!
+//! Needs `nats-server` (Debian package; `.ci/run` installs it): the harness fails with an
+//! install hint when it is missing.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use cdn_tests::fleet::{EdgeNode, Fleet, SERVICE};
+use cdn_tests::harness::{always, eventually, eventually_every, scaled};
+use serde_json::{json, Value};
+
+const EU_SUBNET: &str = "81.2.69.0/24";
+const SUBNETS: &[&str] = &["8.8.8.0/24", "81.2.69.0/24", "1.0.16.0/24"];
+
+/// Fetch `path` from `edge` until it is a cache hit.
+fn warm(edge: &EdgeNode, path: &str) -> anyhow::Result<()> {
+    eventually(
+        &format!("{path} cached on {}", edge.id()),
+        Duration::from_secs(5),
+        || {
+            let r = edge.get(path)?;
+            anyhow::ensure!(r.status == 200, "status {}", r.status);
+            anyhow::ensure!(r.is_hit(), "not a hit yet: {:?}", r.cache_status());
+            Ok(())
+        },
+    )
+}
+
+fn post(fleet: &Fleet, router: usize, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+    let r = fleet.admin_post(router, path, &body)?;
+    Ok((r.status, r.json()?))
+}
+
+fn answers(fleet: &Fleet, router: usize, subnet: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
+    fleet.resolve_via(router, SERVICE, Some(subnet))
+}
+
+#[test]
+fn a_drain_through_one_router_reaches_the_other_within_a_second_and_survives_restarts() {
+    Fleet::builder().routers(2).bus_nats().run(|fleet| {
+        fleet.wait_all_up(Duration::from_secs(10))?;
+        let eu = fleet.edge("eu-west").ip();
+        let eu_id = fleet.edge("eu-west").id().to_string();
+        for i in 0..2 {
+            assert_eq!(answers(fleet, i, EU_SUBNET)?, vec![eu], "router {i}");
+        }
+
+        let (status, v) = post(fleet, 0, &format!("/api/v1/edges/{eu_id}/drain"), json!({}))?;
+        assert_eq!(status, 200, "{v}");
+        let started = Instant::now();
+        eventually_every(
+            "router 1 stops answering the drained edge",
+            Duration::from_secs(1),
+            Duration::from_millis(10),
+            || {
+                let a = answers(fleet, 1, EU_SUBNET)?;
+                anyhow::ensure!(!a.contains(&eu) && !a.is_empty(), "router 1 answers {a:?}");
+                Ok(())
+            },
+        )?;
+        let took = started.elapsed();
+        assert!(took <= scaled(Duration::from_secs(1)), "took {took:?}");
+
+        // A restarted router has the drain before its first answer.
+        fleet.restart_router(1)?;
+        let a = answers(fleet, 1, EU_SUBNET)?;
+        assert!(
+            !a.contains(&eu) && !a.is_empty(),
+            "restarted router 1 answers {a:?}"
+        );
+        let view = fleet.edge_view(1, &eu_id)?;
+        assert_eq!(view["manual_drain"], true, "{view}");
+
+        // Undrain through the restarted router reaches the other one.
+        let (status, v) = post(
+            fleet,
+            1,
+            &format!("/api/v1/edges/{eu_id}/undrain"),
+            json!({}),
+        )?;
+        assert_eq!(status, 200, "{v}");
+        eventually_every(
+            "router 0 answers the undrained edge again",
+            Duration::from_secs(1),
+            Duration::from_millis(10),
+            || {
+                let a = answers(fleet, 0, EU_SUBNET)?;
+                anyhow::ensure!(a == [eu], "router 0 answers {a:?}");
+                Ok(())
+            },
+        )?;
+        fleet.restart_router(0)?;
+        assert_eq!(answers(fleet, 0, EU_SUBNET)?, vec![eu]);
+
+        // Unknown edges are refused before anything is written.
+        let (status, _) = post(fleet, 0, "/api/v1/edges/nope/drain", json!({}))?;
+        assert_eq!(status, 404);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_purge_missed_while_an_edge_was_down_is_applied_before_it_serves_again() {
+    Fleet::builder()
+        .only_regions(&["us-east", "eu-west"])
+        .bus_nats()
+        .run(|fleet| {
+            fleet.nats().expect("bus fleet").url();
+            let path = "/obj/1k/bus-purge-me";
+            let other = "/obj/1k/bus-keep-me";
+            for e in fleet.edges() {
+                warm(e, path)?;
+                warm(e, other)?;
+            }
+            let us_id = fleet.edge("us-east").id().to_string();
+            let eu_id = fleet.edge("eu-west").id().to_string();
+            fleet.kill_edge("eu-west")?;
+
+            let url = format!("http://{SERVICE}{path}");
+            let (status, v) = post(fleet, 0, "/api/v1/purge", json!({ "urls": [url] }))?;
+            assert_eq!(status, 200, "{v}");
+            assert_eq!(v["stored"], true, "{v}");
+            assert!(v["seq"].as_u64().is_some_and(|s| s >= 1), "{v}");
+            let results = v["results"].as_array().cloned().unwrap_or_default();
+            assert_eq!(results.len(), 1, "{v}");
+            assert_eq!(results[0]["edge"], us_id.as_str(), "{v}");
+            assert_eq!(results[0]["purged"], 1, "{v}");
+            assert_eq!(v["pending"], json!([eu_id]), "{v}");
+
+            let before = fleet.origin_stats().path(path);
+            let r = fleet.edge("us-east").get(path)?;
+            assert!(!r.is_hit(), "us-east still had it: {:?}", r.cache_status());
+
+            // eu-west comes back with its disk cache: the purge is applied before it serves.
+            fleet.restart_edge("eu-west")?;
+            let eu = fleet.edge("eu-west");
+            let r = eu.get(path)?;
+            assert_eq!(r.status, 200);
+            assert!(
+                !r.is_hit(),
+                "eu-west served the purged object from its cache: {:?}",
+                r.cache_status()
+            );
+            assert_eq!(
+                fleet.origin_stats().path(path),
+                before + 2,
+                "one refetch per edge"
+            );
+            // What was not purged is still served from the disk cache, and the refetched
+            // object (stored after the purge) is kept.
+            assert!(
+                eu.get(other)?.is_hit(),
+                "eu-west lost an object nobody purged"
+            );
+            assert!(eu.get(path)?.is_hit(), "the refetched object was not kept");
+
+            // The next purge reaches both edges, each acknowledging.
+            let (status, v) = post(fleet, 0, "/api/v1/purge", json!({ "urls": [url] }))?;
+            assert_eq!(status, 200, "{v}");
+            assert_eq!(v["pending"], json!([]), "{v}");
+            assert_eq!(v["results"].as_array().map(Vec::len), Some(2), "{v}");
+            Ok(())
+        });
+}
+
+#[test]
+fn an_edge_whose_missed_purges_expired_revalidates_its_whole_cache() {
+    let mut spec = Fleet::builder().only_regions(&["eu-west"]).bus_nats();
+    spec.bus_extra = "purge_retention = \"1s\"\npurge_ack_timeout = \"500ms\"\n".into();
+    spec.run(|fleet| {
+        let path = "/obj/1k/bus-expired";
+        let other = "/obj/1k/bus-expired-other";
+        let eu = fleet.edge("eu-west");
+        warm(eu, path)?;
+        warm(eu, other)?;
+        fleet.kill_edge("eu-west")?;
+        let url = format!("http://{SERVICE}{path}");
+        let (status, v) = post(fleet, 0, "/api/v1/purge", json!({ "urls": [url] }))?;
+        assert_eq!(status, 200, "{v}");
+        // Let the stream drop it (max age 1 s).
+        std::thread::sleep(Duration::from_millis(2500));
+        fleet.restart_edge("eu-west")?;
+        let eu = fleet.edge("eu-west");
+        let before = fleet.origin_stats().path(other);
+        let r = eu.get(other)?;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            fleet.origin_stats().path(other),
+            before + 1,
+            "an object the edge could not know about was served without revalidation: {:?}",
+            r.cache_status()
+        );
+        assert!(
+            eu.process().is_some_and(|p| p
+                .log_lines()
+                .iter()
+                .any(|l| l.contains("no longer retained"))),
+            "the edge did not say why"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn with_nats_down_dns_and_edges_carry_on_and_the_purge_api_refuses_then_recovers() {
+    let mut spec = Fleet::builder()
+        .only_regions(&["us-east", "eu-west"])
+        .bus_nats();
+    spec.bus_extra = "request_timeout = \"1s\"\n".into();
+    spec.run(|fleet| {
+        fleet.wait_all_up(Duration::from_secs(10))?;
+        let before: Vec<Vec<Ipv4Addr>> = SUBNETS
+            .iter()
+            .map(|s| answers(fleet, 0, s))
+            .collect::<Result<_, _>>()?;
+        let path = "/obj/1k/bus-down";
+        warm(fleet.edge("us-east"), path)?;
+
+        fleet.nats().expect("bus fleet").stop();
+        let url = format!("http://{SERVICE}{path}");
+        let (status, v) = post(fleet, 0, "/api/v1/purge", json!({ "urls": [url] }))?;
+        assert_eq!(status, 503, "{v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("bus")),
+            "{v}"
+        );
+        let eu_id = fleet.edge("eu-west").id().to_string();
+        let (status, v) = post(fleet, 0, &format!("/api/v1/edges/{eu_id}/drain"), json!({}))?;
+        assert_eq!(status, 503, "{v}");
+
+        always(
+            "DNS answers unchanged and the edges serve while NATS is down",
+            Duration::from_secs(4),
+            Duration::from_millis(200),
+            || {
+                for (s, want) in SUBNETS.iter().zip(&before) {
+                    let a = answers(fleet, 0, s)?;
+                    anyhow::ensure!(&a == want, "{s}: {a:?}, was {want:?}");
+                }
+                let r = fleet.edge("us-east").get(path)?;
+                anyhow::ensure!(r.status == 200 && r.is_hit(), "edge: {}", r.status);
+                Ok(())
+            },
+        )?;
+
+        fleet.nats().expect("bus fleet").start_again()?;
+        eventually(
+            "the purge API works again once NATS is back",
+            Duration::from_secs(15),
+            || {
+                let (status, v) = post(fleet, 0, "/api/v1/purge", json!({ "urls": [url] }))?;
+                anyhow::ensure!(status == 200, "{status} {v}");
+                anyhow::ensure!(v["pending"] == json!([]), "edges pending: {v}");
+                Ok(())
+            },
+        )?;
+        let r = fleet.edge("us-east").get(path)?;
+        assert!(!r.is_hit(), "the purge after recovery was not applied");
+        Ok(())
+    });
+}
