@@ -14,8 +14,9 @@ use std::sync::{Arc, OnceLock};
 
 use cdn_shared::config::edge::CacheSection;
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, Hint, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, HybridCacheProperties, Load, Location, RecoverMode,
+    BlockEngineConfig, DeviceBuilder, EvictionPicker, FifoPicker, FsDeviceBuilder, Hint,
+    HybridCache, HybridCacheBuilder, HybridCachePolicy, HybridCacheProperties, InvalidRatioPicker,
+    LfuConfig, Load, Location, LruConfig, RecoverMode, S3FifoConfig,
 };
 
 use super::hot::{HitCounts, PROMOTE_AFTER};
@@ -43,8 +44,60 @@ pub struct StoreStats {
     pub disk_capacity: u64,
 }
 
+/// Eviction of the memory tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryEviction {
+    /// foyer's LRU with its default high-priority pool (the server's choice).
+    Lru,
+    /// foyer's S3-FIFO with its defaults.
+    S3Fifo,
+    /// foyer's w-TinyLFU with its defaults.
+    Lfu,
+}
+
+/// Where objects are placed and when they move between the tiers. The server uses
+/// [`Placement::for_config`]; the cache simulator (`cache::sim`) varies the knobs to compare
+/// policies offline. Sizes are body lengths of inline (shorter than one chunk) bodies.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// With a disk tier, inline bodies of at least this many bytes enter the memory tier with
+    /// foyer's low-priority hint (`u64::MAX`: never). Server: chunk / 16 (64 KiB by default).
+    pub low_hint_from: u64,
+    /// With a disk tier, inline bodies of at least this many bytes are written to disk only;
+    /// foyer copies one into memory when it is read from disk (`u64::MAX`: never; server).
+    pub disk_only_from: u64,
+    /// With a disk tier, inline bodies shorter than this are kept in memory only (not written
+    /// to disk, so the disk holds larger objects; lost on restart). Server: 0 (none).
+    pub memory_only_below: u64,
+    /// A disk-only chunk is copied into memory on this hit. Server: [`PROMOTE_AFTER`].
+    pub promote_after: u8,
+    /// Memory-tier eviction. Server: LRU.
+    pub memory_eviction: MemoryEviction,
+    /// foyer's disk FIFO picker: share of blocks marked for probation. Server: 0.1 (foyer's).
+    pub disk_fifo_probation: f64,
+    /// foyer's disk picker that evicts a block first when this share of it is invalid
+    /// (overwritten or removed entries). Server: 0.8 (foyer's).
+    pub disk_invalid_ratio: f64,
+}
+
+impl Placement {
+    /// The server's placement for `cfg`.
+    pub fn for_config(cfg: &CacheSection) -> Placement {
+        Placement {
+            low_hint_from: cfg.chunk_size.as_u64() / 16,
+            disk_only_from: u64::MAX,
+            memory_only_below: 0,
+            promote_after: PROMOTE_AFTER,
+            memory_eviction: MemoryEviction::Lru,
+            disk_fifo_probation: 0.1,
+            disk_invalid_ratio: 0.8,
+        }
+    }
+}
+
 /// The cache.
 pub struct Store {
+    placement: Placement,
     hits: HitCounts,
     cache: HybridCache<String, Entry>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -70,6 +123,14 @@ pub fn chunk_key(key: &str, object_id: u64, idx: u64) -> String {
 impl Store {
     /// Open (and, with a disk tier, recover) the cache on its own runtime.
     pub async fn open(cfg: &CacheSection) -> Result<Arc<Store>, EdgeError> {
+        Store::open_with(cfg, Placement::for_config(cfg)).await
+    }
+
+    /// [`Store::open`] with another placement (the cache simulator's variants).
+    pub async fn open_with(
+        cfg: &CacheSection,
+        placement: Placement,
+    ) -> Result<Arc<Store>, EdgeError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("foyer")
@@ -77,13 +138,15 @@ impl Store {
             .build()
             .map_err(|e| EdgeError::Cache(format!("cannot start cache runtime: {e}")))?;
         let cfg2 = cfg.clone();
+        let placement2 = placement.clone();
         let handle = runtime.handle().clone();
         let cache = runtime
-            .spawn(async move { build(&cfg2, handle).await })
+            .spawn(async move { build(&cfg2, &placement2, handle).await })
             .await
             .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?
             .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?;
         Ok(Arc::new(Store {
+            placement,
             hits: HitCounts::default(),
             cache,
             runtime: Some(runtime),
@@ -127,26 +190,45 @@ impl Store {
         if let Some(h) = self.hook.get() {
             h.record(key, &meta.url, &meta.tags);
         }
+        let mut props = HybridCacheProperties::default();
         if self.low_priority(&meta.body) {
-            self.cache.insert_with_properties(
-                key.to_string(),
-                Entry::Object(meta),
-                HybridCacheProperties::default().with_hint(Hint::Low),
-            );
-            return;
+            props = props.with_hint(Hint::Low);
         }
-        self.cache.insert(key.to_string(), Entry::Object(meta));
+        if let (true, Body::Inline { data, .. }) = (self.disk_capacity > 0, &meta.body) {
+            let len = data.len() as u64;
+            if len >= self.placement.disk_only_from {
+                props = props.with_location(Location::OnDisk);
+            } else if len < self.placement.memory_only_below {
+                props = props.with_location(Location::InMem);
+            }
+        }
+        self.cache
+            .insert_with_properties(key.to_string(), Entry::Object(meta), props);
     }
 
     /// Whether an object enters the memory tier with a low priority: with a disk tier, inline
-    /// bodies of at least 1/16 of a chunk (64 KiB by default). foyer's LRU evicts low-priority
-    /// entries first, so under pressure the memory tier keeps many small objects rather than a
-    /// few large ones (more request hits per byte; the large ones stay readable from disk, and
-    /// a disk hit brings one back with normal priority).
+    /// bodies of at least [`Placement::low_hint_from`] (1/16 of a chunk, 64 KiB by default).
+    /// foyer's LRU evicts low-priority entries first, so under pressure the memory tier keeps
+    /// many small objects rather than a few large ones (more request hits per byte; the large
+    /// ones stay readable from disk, and a disk hit brings one back with normal priority).
     fn low_priority(&self, body: &Body) -> bool {
         self.disk_capacity > 0
             && matches!(body, Body::Inline { .. })
-            && body.len() >= (self.chunk_size / 16) as u64
+            && body.len() >= self.placement.low_hint_from
+    }
+
+    /// Whether `key` is in the memory tier now (the simulator's tier accounting).
+    pub fn in_memory(&self, key: &str) -> bool {
+        self.cache.memory().contains(key)
+    }
+
+    /// Wait until foyer's disk writes queued so far are flushed (the simulator calls it so a
+    /// replay faster than real time does not drop disk writes a real server would make).
+    pub async fn settle(&self) {
+        if let Some(rt) = &self.runtime {
+            let cache = self.cache.clone();
+            let _ = rt.spawn(async move { cache.storage().wait().await }).await;
+        }
     }
 
     /// Store a Vary variant list under a primary key.
@@ -217,7 +299,7 @@ impl Store {
         }
         let v = self.load_disk(key).await?;
         let hash = std::hash::BuildHasher::hash_one(&**self.cache.memory().hash_builder(), key);
-        if self.hits.hit(hash) >= PROMOTE_AFTER && promote {
+        if self.hits.hit(hash) >= self.placement.promote_after && promote {
             self.cache.memory().insert(key.to_string(), v.clone());
         }
         Some(v)
@@ -297,13 +379,20 @@ impl Drop for Store {
 
 async fn build(
     cfg: &CacheSection,
+    placement: &Placement,
     handle: tokio::runtime::Handle,
 ) -> foyer::Result<HybridCache<String, Entry>> {
-    let builder = HybridCacheBuilder::new()
+    let memory = HybridCacheBuilder::new()
         .with_name("edge")
         .with_policy(HybridCachePolicy::WriteOnInsertion)
         .with_flush_on_close(true)
-        .memory(cfg.memory.as_u64() as usize)
+        .memory(cfg.memory.as_u64() as usize);
+    let memory = match placement.memory_eviction {
+        MemoryEviction::Lru => memory.with_eviction_config(LruConfig::default()),
+        MemoryEviction::S3Fifo => memory.with_eviction_config(S3FifoConfig::default()),
+        MemoryEviction::Lfu => memory.with_eviction_config(LfuConfig::default()),
+    };
+    let builder = memory
         .with_weighter(|k: &String, v: &Entry| k.len() + v.weight())
         .storage()
         .with_spawner(handle.into());
@@ -326,7 +415,12 @@ async fn build(
             // 8 MiB + 8 MiB keeps the edge's RSS while streaming a cold huge object well
             // under 64 MiB above idle (a 32 MiB pool measured +217 MiB, 1 GiB cold stream).
             let pool = (4 * chunk).max(8 * 1024 * 1024);
+            let pickers: Vec<Box<dyn EvictionPicker>> = vec![
+                Box::new(InvalidRatioPicker::new(placement.disk_invalid_ratio)),
+                Box::new(FifoPicker::new(placement.disk_fifo_probation)),
+            ];
             let engine = BlockEngineConfig::new(device)
+                .with_eviction_pickers(pickers)
                 .with_block_size(block)
                 .with_flushers(2)
                 .with_buffer_pool_size(pool)

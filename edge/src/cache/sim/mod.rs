@@ -1,0 +1,62 @@
+//! The cache simulator (issue 18, point 2): replays a request trace through the real cache
+//! core ([`replay`]: the edge's [`Store`](super::store::Store) over foyer, memory + disk tiers
+//! in a temporary directory, the same chunking and placement as the server, a virtual clock)
+//! and, for the same trace and capacity, through two reference models ([`offline`]): LRU by
+//! bytes and Belady (evict the object used furthest in the future; needs the whole trace),
+//! plus the compulsory-miss limit (every object seen before is a hit).
+//!
+//! Traces ([`trace`]): the yardstick's Zipf generator (`lua/zipf.lua`: same object count,
+//! rank → id mapping, sizes by id; a seeded generator of our own, so the draws are not wrk's)
+//! and a recorded access log of the edge (`access_log.rs`, JSON or combined format).
+//!
+//! Every figure is counted over the measured part of the trace only; the warm-up part is
+//! replayed first and not counted. The binary is `edge/src/bin/cache-sim.rs`.
+
+pub mod offline;
+pub mod replay;
+pub mod trace;
+
+/// One request of a trace: the object (cache key) and its body length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Cache key (host + path + query).
+    pub key: String,
+    /// Body length in bytes.
+    pub size: u64,
+}
+
+/// Hit counts of one replay (measured part only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ratios {
+    /// Client requests.
+    pub requests: u64,
+    /// Requests answered without contacting the origin.
+    pub hits: u64,
+    /// Body bytes sent to clients.
+    pub bytes: u64,
+    /// Body bytes fetched from the origin.
+    pub origin_bytes: u64,
+}
+
+impl Ratios {
+    /// Request hit ratio.
+    pub fn hit_ratio(&self) -> f64 {
+        ratio(self.hits, self.requests)
+    }
+
+    /// Byte hit ratio: 1 − origin bytes / client bytes.
+    pub fn byte_hit_ratio(&self) -> f64 {
+        if self.bytes == 0 {
+            return 0.0;
+        }
+        1.0 - self.origin_bytes.min(self.bytes) as f64 / self.bytes as f64
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}

@@ -1,0 +1,212 @@
+//! Reference models on whole objects, capacity in body bytes: LRU, Belady, and the
+//! compulsory-miss limit. The first `warm` requests fill the cache and are not counted.
+//!
+//! Belady with objects of different sizes is the usual furthest-next-use rule (not the exact
+//! optimum, which is NP-hard for sizes): on a miss the object is admitted only if it is used
+//! again, then objects with the furthest next use (possibly the new one) are evicted until the
+//! cache fits. Objects larger than the capacity are never admitted by either model.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{Ratios, Request};
+
+/// Object ids (dense) for every request of `trace`, and the number of objects.
+fn intern(trace: &[Request]) -> (Vec<u32>, usize) {
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    let seq = trace
+        .iter()
+        .map(|r| {
+            let n = ids.len() as u32;
+            *ids.entry(r.key.as_str()).or_insert(n)
+        })
+        .collect();
+    (seq, ids.len())
+}
+
+fn count(out: &mut Ratios, r: &Request, hit: bool) {
+    out.requests += 1;
+    out.bytes += r.size;
+    if hit {
+        out.hits += 1;
+    } else {
+        out.origin_bytes += r.size;
+    }
+}
+
+/// LRU by bytes.
+pub fn lru(trace: &[Request], warm: usize, capacity: u64) -> Ratios {
+    let (seq, n) = intern(trace);
+    // Per object: (size held, last use); order: (last use, object).
+    let mut held: Vec<Option<(u64, usize)>> = vec![None; n];
+    let mut order: BTreeSet<(usize, u32)> = BTreeSet::new();
+    let mut used = 0u64;
+    let mut out = Ratios::default();
+    for (i, (r, &id)) in trace.iter().zip(&seq).enumerate() {
+        let hit = match held[id as usize] {
+            Some((size, last)) => {
+                order.remove(&(last, id));
+                order.insert((i, id));
+                held[id as usize] = Some((size, i));
+                true
+            }
+            None => {
+                if r.size <= capacity {
+                    held[id as usize] = Some((r.size, i));
+                    order.insert((i, id));
+                    used += r.size;
+                    while used > capacity {
+                        let Some((_, victim)) = order.pop_first() else {
+                            break;
+                        };
+                        if let Some((s, _)) = held[victim as usize].take() {
+                            used -= s;
+                        }
+                    }
+                }
+                false
+            }
+        };
+        if i >= warm {
+            count(&mut out, r, hit);
+        }
+    }
+    out
+}
+
+/// Belady (furthest next use) by bytes.
+pub fn belady(trace: &[Request], warm: usize, capacity: u64) -> Ratios {
+    let (seq, n) = intern(trace);
+    // next[i]: index of the next request of the same object after i (usize::MAX: none).
+    let mut next = vec![usize::MAX; seq.len()];
+    let mut upcoming = vec![usize::MAX; n];
+    for i in (0..seq.len()).rev() {
+        next[i] = upcoming[seq[i] as usize];
+        upcoming[seq[i] as usize] = i;
+    }
+    // Per object: (size held, its next use); order: (next use, object), furthest last.
+    let mut held: Vec<Option<(u64, usize)>> = vec![None; n];
+    let mut order: BTreeSet<(usize, u32)> = BTreeSet::new();
+    let mut used = 0u64;
+    let mut out = Ratios::default();
+    for (i, (r, &id)) in trace.iter().zip(&seq).enumerate() {
+        let hit = match held[id as usize] {
+            Some((size, nu)) => {
+                order.remove(&(nu, id));
+                if next[i] == usize::MAX {
+                    // Never used again: drop it now (what Belady would evict first anyway).
+                    held[id as usize] = None;
+                    used -= size;
+                } else {
+                    order.insert((next[i], id));
+                    held[id as usize] = Some((size, next[i]));
+                }
+                true
+            }
+            None => {
+                if r.size <= capacity && next[i] != usize::MAX {
+                    held[id as usize] = Some((r.size, next[i]));
+                    order.insert((next[i], id));
+                    used += r.size;
+                    while used > capacity {
+                        let Some((_, victim)) = order.pop_last() else {
+                            break;
+                        };
+                        if let Some((s, _)) = held[victim as usize].take() {
+                            used -= s;
+                        }
+                    }
+                }
+                false
+            }
+        };
+        if i >= warm {
+            count(&mut out, r, hit);
+        }
+    }
+    out
+}
+
+/// The compulsory-miss limit: every object requested before (warm-up included) is a hit.
+pub fn infinite(trace: &[Request], warm: usize) -> Ratios {
+    let (seq, n) = intern(trace);
+    let mut seen = vec![false; n];
+    let mut out = Ratios::default();
+    for (i, (r, &id)) in trace.iter().zip(&seq).enumerate() {
+        let hit = std::mem::replace(&mut seen[id as usize], true);
+        if i >= warm {
+            count(&mut out, r, hit);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(spec: &[(&str, u64)]) -> Vec<Request> {
+        spec.iter()
+            .map(|&(k, size)| Request {
+                key: k.to_string(),
+                size,
+            })
+            .collect()
+    }
+
+    fn r(requests: u64, hits: u64, bytes: u64, origin_bytes: u64) -> Ratios {
+        Ratios {
+            requests,
+            hits,
+            bytes,
+            origin_bytes,
+        }
+    }
+
+    #[test]
+    fn unit_sizes() {
+        // a b c a d b, capacity 3.
+        // LRU: a b c miss; a hit (order b c a); d miss evicts b; b miss evicts c → 1 hit.
+        // Belady: a b c miss; a hit; d is never used again → not admitted; b hit → 2 hits.
+        let tr = t(&[("a", 1), ("b", 1), ("c", 1), ("a", 1), ("d", 1), ("b", 1)]);
+        assert_eq!(lru(&tr, 0, 3), r(6, 1, 6, 5));
+        assert_eq!(belady(&tr, 0, 3), r(6, 2, 6, 4));
+        assert_eq!(infinite(&tr, 0), r(6, 2, 6, 4));
+        // Capacity 2: LRU a b; c evicts a; a evicts b; d evicts c; b evicts a → 0 hits.
+        // Belady: a b; c (never again) not admitted; a hit; d not admitted; b hit → 2.
+        assert_eq!(lru(&tr, 0, 2), r(6, 0, 6, 6));
+        assert_eq!(belady(&tr, 0, 2), r(6, 2, 6, 4));
+        // Capacity 1: Belady keeps a until its reuse at 3 (b's reuse at 5 is further) → 1.
+        assert_eq!(belady(&tr, 0, 1), r(6, 1, 6, 5));
+    }
+
+    #[test]
+    fn sizes_and_warm_up() {
+        // A(6) B(4) C(5) A B, capacity 10.
+        // LRU: A, B (10); C evicts A (9); A evicts B then C (6); B (10) → 0 hits.
+        // Belady: A, B; C never used again → not admitted; A hit; B hit.
+        let tr = t(&[("A", 6), ("B", 4), ("C", 5), ("A", 6), ("B", 4)]);
+        assert_eq!(lru(&tr, 0, 10), r(5, 0, 25, 25));
+        assert_eq!(belady(&tr, 0, 10), r(5, 2, 25, 15));
+        // Only the last two requests counted.
+        assert_eq!(lru(&tr, 3, 10), r(2, 0, 10, 10));
+        assert_eq!(belady(&tr, 3, 10), r(2, 2, 10, 0));
+        assert_eq!(infinite(&tr, 3), r(2, 2, 10, 0));
+        // An object larger than the cache is never admitted.
+        let big = t(&[("X", 11), ("X", 11)]);
+        assert_eq!(lru(&big, 0, 10), r(2, 0, 22, 22));
+        assert_eq!(belady(&big, 0, 10), r(2, 0, 22, 22));
+    }
+
+    #[test]
+    fn belady_evicts_the_furthest_next_use() {
+        // A(5) B(5) C(5) C B A, capacity 10: at C, A's next use (5) is further than B's (4)
+        // → A evicted; C hit, B hit, A miss. LRU evicts A (least recent) too: same here.
+        let tr = t(&[("A", 5), ("B", 5), ("C", 5), ("C", 5), ("B", 5), ("A", 5)]);
+        assert_eq!(belady(&tr, 0, 10), r(6, 2, 30, 20));
+        // A(5) B(5) C(5) A C B: at C, B is used furthest (5) → B evicted: A hit, C hit.
+        // LRU evicts A instead: A miss (evicts B), C hit, B miss.
+        let tr = t(&[("A", 5), ("B", 5), ("C", 5), ("A", 5), ("C", 5), ("B", 5)]);
+        assert_eq!(belady(&tr, 0, 10), r(6, 2, 30, 20));
+        assert_eq!(lru(&tr, 0, 10), r(6, 1, 30, 25));
+    }
+}
