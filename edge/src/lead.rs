@@ -79,7 +79,7 @@ pub(crate) async fn lead(
         }
         Ok(resp) => {
             let status = resp.status().as_u16();
-            let facts = ResponseFacts::parse(resp.headers());
+            let facts = ResponseFacts::parse(resp.headers()).received_at(now);
             let length = hdr::content_length(resp.headers());
             let storable = policy::storable(
                 &Method::GET,
@@ -300,7 +300,7 @@ fn refresh_meta(
     for (n, v) in &m.headers {
         merged.append(n.clone(), v.clone());
     }
-    let facts = ResponseFacts::parse(&merged);
+    let facts = ResponseFacts::parse(&merged).received_at(now);
     m.freshness = policy::freshness(&facts, &route.policy);
     m.request_time_ms = request_time;
     m.response_time_ms = now;

@@ -75,11 +75,7 @@ pub fn not_modified(
         return etag_matches_weak(list, e);
     }
     if let (Some(ims), Some(lm)) = (req.get(header::IF_MODIFIED_SINCE), last_modified) {
-        let parse = |v: &HeaderValue| {
-            v.to_str()
-                .ok()
-                .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-        };
+        let parse = |v: &HeaderValue| v.to_str().ok().and_then(crate::cache::fields::http_date_ms);
         if let (Some(ims), Some(lm)) = (parse(ims), parse(lm)) {
             return lm <= ims;
         }

@@ -1,9 +1,10 @@
 //! The cache: keys ([`key`]), RFC 9111 decisions ([`policy`]), what is stored ([`meta`]),
-//! the foyer store ([`store`]), hit counts that decide when a chunk enters memory ([`hot`]) and
+//! field-value parsers ([`fields`]: HTTP-date, Age, Structured Fields), the foyer store ([`store`]), hit counts that decide when a chunk enters memory ([`hot`]) and
 //! reading bodies by range ([`chunks`]); [`sim`] replays request traces through the store
 //! (the `cache-sim` binary).
 
 pub mod chunks;
+pub mod fields;
 pub mod hot;
 pub mod key;
 pub mod meta;

@@ -54,6 +54,41 @@ impl Directives {
         d
     }
 
+    /// Parse `CDN-Cache-Control` (RFC 9213 §2.1): every field line must be a valid Structured
+    /// Fields dictionary, or the whole field is ignored (`max-age=10000, &&&&&`). Directives
+    /// whose value has the wrong type are ignored (`max-age="10000"`, `no-store=5`).
+    pub fn parse_structured(headers: &HeaderMap, name: &HeaderName) -> Self {
+        use super::fields::{sf_dictionary, SfItem};
+        let mut d = Directives::default();
+        for v in headers.get_all(name) {
+            let Some(members) = v.to_str().ok().and_then(sf_dictionary) else {
+                return Directives::default();
+            };
+            for (key, item) in members {
+                d.present = true;
+                let secs = match item {
+                    SfItem::Integer(n) => u64::try_from(n).ok(),
+                    _ => None,
+                };
+                let flag = item == SfItem::Boolean(true);
+                match key {
+                    "max-age" => d.max_age = secs.or(d.max_age),
+                    "s-maxage" => d.s_maxage = secs.or(d.s_maxage),
+                    "stale-while-revalidate" => d.stale_while_revalidate = secs,
+                    "stale-if-error" => d.stale_if_error = secs,
+                    "no-store" => d.no_store |= flag,
+                    "no-cache" => d.no_cache |= flag,
+                    "private" => d.private |= flag,
+                    "public" => d.public |= flag,
+                    "must-revalidate" => d.must_revalidate |= flag,
+                    "proxy-revalidate" => d.proxy_revalidate |= flag,
+                    _ => {}
+                }
+            }
+        }
+        d
+    }
+
     /// Parse one header value into `self` (cumulative).
     pub fn parse_str(&mut self, s: &str) {
         for item in split_list(s) {
@@ -198,9 +233,7 @@ impl ResponseFacts {
             h.get(n).map(|v| {
                 v.to_str()
                     .ok()
-                    .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_millis() as u64)
+                    .and_then(super::fields::http_date_ms)
                     .unwrap_or(0)
             })
         };
@@ -221,7 +254,7 @@ impl ResponseFacts {
         vary.sort();
         vary.dedup();
         ResponseFacts {
-            cdn: Directives::parse(h, &CDN_CACHE_CONTROL),
+            cdn: Directives::parse_structured(h, &CDN_CACHE_CONTROL),
             surrogate: Directives::parse(h, &SURROGATE_CONTROL),
             cc: Directives::parse(h, &header::CACHE_CONTROL),
             expires_ms: date(&header::EXPIRES),
@@ -230,12 +263,19 @@ impl ResponseFacts {
             age_s: h
                 .get(header::AGE)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|s| s.trim().parse().ok())
+                .and_then(super::fields::age_s)
                 .unwrap_or(0),
             set_cookie: h.contains_key(header::SET_COOKIE),
             vary_star,
             vary,
         }
+    }
+
+    /// RFC 9110 §6.6.1: a response without a valid `Date` is dated when it was received
+    /// (`now`), so `Expires` counts from then instead of giving no freshness.
+    pub fn received_at(mut self, now_ms: u64) -> Self {
+        self.date_ms.get_or_insert(now_ms);
+        self
     }
 
     /// The directives that govern us: `CDN-Cache-Control` when present, else
@@ -420,13 +460,13 @@ pub fn initial_age_ms(f: &ResponseFacts, request_time_ms: u64, response_time_ms:
         .map(|d| response_time_ms.saturating_sub(d))
         .unwrap_or(0);
     let delay = response_time_ms.saturating_sub(request_time_ms);
-    let corrected_age_value = f.age_s.saturating_mul(1000) + delay;
+    let corrected_age_value = f.age_s.saturating_mul(1000).saturating_add(delay);
     apparent.max(corrected_age_value)
 }
 
 /// Current age of a stored entry.
 pub fn current_age_ms(initial_age_ms: u64, response_time_ms: u64, now_ms: u64) -> u64 {
-    initial_age_ms + now_ms.saturating_sub(response_time_ms)
+    initial_age_ms.saturating_add(now_ms.saturating_sub(response_time_ms))
 }
 
 /// What a stored entry is good for right now.
@@ -787,6 +827,80 @@ mod tests {
         // A Date far in the past dominates.
         let f = facts(&[("date", "Thu, 01 Jan 1970 00:00:01 GMT")]);
         assert_eq!(initial_age_ms(&f, 10_000, 10_000), 9_000);
+    }
+
+    #[test]
+    fn age_uses_the_first_value_and_saturates() {
+        assert_eq!(facts(&[("age", "7200, 0")]).age_s, 7200);
+        let f = facts(&[
+            ("age", "18446744073709551615"),
+            ("cache-control", "max-age=60"),
+        ]);
+        assert_eq!(f.age_s, u64::MAX);
+        let age = initial_age_ms(&f, 1_000, 2_000);
+        assert_eq!(age, u64::MAX);
+        assert_eq!(current_age_ms(age, 2_000, 9_000), u64::MAX);
+        let fr = freshness(&f, &host());
+        assert_eq!(classify(&fr, age, false), Class::Revalidate);
+    }
+
+    #[test]
+    fn invalid_cdn_cache_control_is_ignored() {
+        for bad in ["max-age=10000, &&&&&", "max-age=\"10000\""] {
+            let f = store(&[("cdn-cache-control", bad), ("cache-control", "max-age=5")]).unwrap();
+            assert_eq!(f.lifetime_ms, 5_000, "{bad}");
+            assert_eq!(f.source, FreshnessSource::MaxAge, "{bad}");
+        }
+        let f = store(&[
+            ("cdn-cache-control", "max-age=10000"),
+            ("cache-control", "max-age=5"),
+        ]);
+        assert_eq!(f.unwrap().lifetime_ms, 10_000_000);
+        assert_eq!(
+            store(&[
+                ("cdn-cache-control", "no-store"),
+                ("cache-control", "max-age=5")
+            ]),
+            Err(NoStore::NoStoreDirective)
+        );
+        // A second, invalid field line voids the whole field.
+        let f = store(&[
+            ("cdn-cache-control", "no-store"),
+            ("cdn-cache-control", "&&"),
+            ("cache-control", "max-age=5"),
+        ]);
+        assert_eq!(f.unwrap().lifetime_ms, 5_000);
+    }
+
+    #[test]
+    fn expires_without_a_valid_date_counts_from_reception() {
+        let now = 784_111_777_000; // Sun, 06 Nov 1994 08:49:37 GMT
+        for date in [None, Some("garbage")] {
+            let mut pairs = vec![("expires", "Sun, 06 Nov 1994 08:50:37 GMT")];
+            if let Some(d) = date {
+                pairs.push(("date", d));
+            }
+            let f = facts(&pairs).received_at(now);
+            let fr = freshness(&f, &host());
+            assert_eq!(fr.lifetime_ms, 60_000, "{date:?}");
+            assert_eq!(fr.source, FreshnessSource::Expires);
+        }
+        // A valid Date is kept.
+        let f = facts(&[
+            ("expires", "Sun, 06 Nov 1994 08:50:37 GMT"),
+            ("date", "Sun, 06 Nov 1994 08:50:07 GMT"),
+        ])
+        .received_at(now);
+        assert_eq!(freshness(&f, &host()).lifetime_ms, 30_000);
+    }
+
+    #[test]
+    fn dates_are_lenient_about_case_and_weekday() {
+        let f = facts(&[
+            ("expires", "mon, 06 nov 1994 08:50:37 gmt"),
+            ("date", "SUN, 06 NOV 1994 08:49:37 GMT"),
+        ]);
+        assert_eq!(freshness(&f, &host()).lifetime_ms, 60_000);
     }
 
     #[test]
