@@ -3,10 +3,10 @@
 //!
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
-//! | `cdn_dns_queries_total` | counter | `qtype`, `rcode`, `service`, `region` | answered DNS queries |
+//! | `cdn_dns_queries_total` | counter | `qtype`, `rcode`, `service`, `region` | answered DNS queries (`qtype`: `querylog::QTYPE_LABELS` or `other`) |
 //! | `cdn_dns_answer_seconds` | histogram | | time to build and send an answer |
 //! | `cdn_health_transitions_total` | counter | `edge`, `to` | state changes; `to` is `up`, `down`, `unknown`, `draining`, `serving`, `overloaded`, `not_overloaded` |
-//! | `cdn_reports_ingested_total` | counter | `result` | pushed reports: `accepted`, `stale`, `out_of_order`, `bad_version`, `unknown_edge`, `region_mismatch`, `bad_json`, `unauthorized` |
+//! | `cdn_reports_ingested_total` | counter | `result` | pushed reports: `accepted`, `stale`, `out_of_order`, `future`, `bad_version`, `unknown_edge`, `region_mismatch`, `bad_json`, `unauthorized` |
 //! | `cdn_probe_failures_total` | counter | `edge`, `reason` | failed probes (`probe_timeout`, `http_<code>`, `connect_refused`, `connect_error`, `bad_response`, `tls_handshake`, `tls_cert_untrusted`, `tls_cert_expired`, `tls_cert_name`, `tls_cert`, `tls_config`) |
 //! | `cdn_edge_up` | gauge | `edge` | 1 when the edge is Up, 0 when Down or Unknown |
 //! | `cdn_router_edge_draining` | gauge | `edge` | 1 when the edge takes no new answers (its report, or a manual drain) |

@@ -3,7 +3,9 @@
 //!
 //! Answers (the admin API maps them to HTTP): `accepted`, and the ignored-but-fine `stale`
 //! and `out_of_order` (the edge need not retry them) are successes; a body that is not a
-//! report ([`IngestError::BadJson`]), an unsupported version ([`IngestError::BadVersion`]), an
+//! report ([`IngestError::BadJson`]), an unsupported version ([`IngestError::BadVersion`]), a
+//! report dated further in the future than `health.report_max_clock_skew`
+//! ([`IngestError::FromTheFuture`]: never applied, so it cannot hold off later reports), an
 //! id that is not a configured edge ([`IngestError::UnknownEdge`]) and a report whose region
 //! is not the one the router's config gives that edge ([`IngestError::RegionMismatch`]: two
 //! edges sharing an id, or an edge and router config that disagree; its load and drain state
@@ -37,6 +39,18 @@ pub enum IngestError {
     /// A report version this router does not speak.
     #[error("unsupported report version {0} (this router speaks version {REPORT_VERSION})")]
     BadVersion(u32),
+    /// `sent_at_ms` is later than the router's clock by more than
+    /// `health.report_max_clock_skew`.
+    #[error(
+        "report from edge `{edge}` is dated {ahead_ms} ms in the future (more than \
+         health.report_max_clock_skew; check the edge's clock)"
+    )]
+    FromTheFuture {
+        /// The edge id.
+        edge: String,
+        /// How far ahead of the router's clock `sent_at_ms` is.
+        ahead_ms: u64,
+    },
     /// The edge id is not configured here.
     #[error("unknown edge `{0}`")]
     UnknownEdge(String),
@@ -61,6 +75,7 @@ impl IngestError {
         match self {
             IngestError::BadJson(_) => "bad_json",
             IngestError::BadVersion(_) => "bad_version",
+            IngestError::FromTheFuture { .. } => "future",
             IngestError::UnknownEdge(_) => "unknown_edge",
             IngestError::RegionMismatch { .. } => "region_mismatch",
         }
@@ -109,8 +124,13 @@ fn parse_and_apply(
     }
     let edge = report.edge_id.clone();
     let seq = report.seq;
+    let sent_at_ms = report.sent_at_ms;
     match state.report(report, now_ms) {
         Ok(ReportVerdict::BadVersion) => Err(IngestError::BadVersion(0)),
+        Ok(ReportVerdict::Future) => Err(IngestError::FromTheFuture {
+            edge,
+            ahead_ms: sent_at_ms.saturating_sub(now_ms),
+        }),
         Ok(result) => Ok(Ingested { result, edge, seq }),
         Err(HealthError::UnknownEdge(id)) => Err(IngestError::UnknownEdge(id)),
     }
@@ -139,13 +159,17 @@ mod tests {
     }
 
     fn body_in(id: &str, region: &str, seq: u64, version: u32) -> Vec<u8> {
+        body_at(id, region, seq, version, 1, 1_000)
+    }
+
+    fn body_at(id: &str, region: &str, seq: u64, version: u32, boot: u64, at: u64) -> Vec<u8> {
         serde_json::to_vec(&HealthReport {
             version,
             edge_id: id.into(),
             region: region.into(),
             seq,
-            boot_id: 1,
-            sent_at_ms: 1_000,
+            boot_id: boot,
+            sent_at_ms: at,
             status: EdgeStatus::Serving,
             load: Load::default(),
             capacity: Capacity::default(),
@@ -177,6 +201,55 @@ mod tests {
             ingest(&s, b"{\"edge_id\":1}", 1_000),
             Err(IngestError::BadJson(_))
         ));
+    }
+
+    #[test]
+    fn a_report_from_the_future_is_refused_and_holds_nothing_off() {
+        let s = state();
+        let c = config();
+        let now = 1_000_000;
+        let skew = c.health.report_max_clock_skew.as_millis() as u64;
+        // Within the allowed skew: accepted.
+        let ok = ingest(
+            &s,
+            &c,
+            &body_at("e1", "r", 1, REPORT_VERSION, 1, now + skew),
+            now,
+        );
+        assert_eq!(ok.unwrap().result, ReportVerdict::Accepted);
+        // A year ahead, with a new boot and a huge sequence number: refused, not applied.
+        let year = 365 * 24 * 3600 * 1000;
+        let err = ingest(
+            &s,
+            &c,
+            &body_at("e1", "r", u64::MAX, REPORT_VERSION, 9, now + year),
+            now,
+        )
+        .unwrap_err();
+        assert!(matches!(err, IngestError::FromTheFuture { ahead_ms, .. } if ahead_ms == year));
+        assert_eq!(err.as_str(), "future");
+        assert_eq!(s.view().edges["e1"].last_report.as_ref().unwrap().seq, 1);
+        // u64::MAX as a date: refused too (no overflow).
+        let err = ingest(
+            &s,
+            &c,
+            &body_at("e1", "r", 5, REPORT_VERSION, 9, u64::MAX),
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(err.as_str(), "future");
+        // The genuine edge restarts (new boot) one second later with a correct clock: its
+        // report is accepted although the accepted one was dated `skew` ahead.
+        let next = ingest(
+            &s,
+            &c,
+            &body_at("e1", "r", 1, REPORT_VERSION, 2, now + 1_000),
+            now + 1_000,
+        );
+        assert_eq!(next.unwrap().result, ReportVerdict::Accepted);
+        let view = s.view();
+        let last = view.edges["e1"].last_report.as_ref().unwrap();
+        assert_eq!((last.boot_id, last.seq), (2, 1));
     }
 
     #[test]

@@ -14,7 +14,10 @@
 //!   successes.
 //! * A report whose `sent_at_ms` is older than `health.report_max_age` is ignored; so is one
 //!   whose `seq` is not above the last accepted one from the same `boot_id` (or which comes
-//!   from another `boot_id` but was sent before the last accepted report).
+//!   from another `boot_id` but was sent before the last accepted report, whose time counts
+//!   at most as the router's clock when it was accepted). A report dated later than the
+//!   router's clock by more than `health.report_max_clock_skew` is refused ([`ReportVerdict::Future`]):
+//!   it is never applied, so a bogus timestamp cannot make later genuine reports out of order.
 //! * Overload uses [`cdn_shared::report::utilization`]: an edge becomes overloaded when
 //!   utilisation reaches 1.0 and recovers only when it falls below
 //!   `health.overload_recover_ratio` (hysteresis, no flapping).
@@ -91,6 +94,9 @@ pub enum ReportVerdict {
     Stale,
     /// Sequence not newer than the last accepted report: ignored.
     OutOfOrder,
+    /// `sent_at_ms` later than the router's clock by more than
+    /// `health.report_max_clock_skew`: refused (never applied, never an ordering reference).
+    Future,
     /// Unsupported `version`: rejected.
     BadVersion,
 }
@@ -102,6 +108,7 @@ impl ReportVerdict {
             ReportVerdict::Accepted => "accepted",
             ReportVerdict::Stale => "stale",
             ReportVerdict::OutOfOrder => "out_of_order",
+            ReportVerdict::Future => "future",
             ReportVerdict::BadVersion => "bad_version",
         }
     }
@@ -183,6 +190,10 @@ pub fn report_verdict(
     if report.version != REPORT_VERSION {
         return ReportVerdict::BadVersion;
     }
+    let skew = u64::try_from(cfg.report_max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+    if report.sent_at_ms > now_ms.saturating_add(skew) {
+        return ReportVerdict::Future;
+    }
     let max_age = cfg.report_max_age.as_millis() as u64;
     if now_ms.saturating_sub(report.sent_at_ms) > max_age {
         return ReportVerdict::Stale;
@@ -192,7 +203,13 @@ pub fn report_verdict(
             report.seq <= last.seq
         } else {
             // Another process: a late report from a previous boot must not undo the new one.
-            report.sent_at_ms < last.sent_at_ms
+            // The previous report's time counts at most as the router's clock when it was
+            // accepted, so an edge clock running ahead (within the skew) cannot hold off a
+            // new boot's reports either.
+            let last_at = prev
+                .last_report_received_ms
+                .map_or(last.sent_at_ms, |r| last.sent_at_ms.min(r));
+            report.sent_at_ms < last_at
         };
         if older {
             return ReportVerdict::OutOfOrder;
@@ -720,6 +737,44 @@ mod tests {
             report_verdict(&e2, &r, now + 6, &c),
             ReportVerdict::BadVersion
         );
+    }
+
+    #[test]
+    fn future_dated_reports_are_refused_and_never_an_ordering_reference() {
+        let c = HealthSection {
+            report_max_clock_skew: std::time::Duration::from_secs(2),
+            ..cfg()
+        };
+        let now = 1_000_000;
+        let e0 = EdgeHealth::unknown(0);
+        let e1 = apply(&e0, report(1, 7, now, 10.0, EdgeStatus::Serving), now, &c);
+        for sent in [now + 2_001, now + 3_600_000, u64::MAX] {
+            let ev = report(2, 8, sent, 200.0, EdgeStatus::Draining);
+            let Event::Report(r) = &ev else {
+                unreachable!()
+            };
+            assert_eq!(report_verdict(&e1, r, now, &c), ReportVerdict::Future);
+            assert_eq!(apply(&e1, ev, now, &c), e1, "sent {sent}");
+        }
+        // Exactly at the skew: accepted. A new boot whose clock is right, 100 ms later: also
+        // accepted (the previous report counts as of when the router received it).
+        let ahead = apply(
+            &e1,
+            report(2, 7, now + 2_000, 10.0, EdgeStatus::Serving),
+            now,
+            &c,
+        );
+        assert_eq!(ahead.last_report.as_ref().unwrap().seq, 2);
+        let ev = report(1, 9, now + 100, 10.0, EdgeStatus::Serving);
+        let Event::Report(r) = &ev else {
+            unreachable!()
+        };
+        assert_eq!(
+            report_verdict(&ahead, r, now + 100, &c),
+            ReportVerdict::Accepted
+        );
+        let e3 = apply(&ahead, ev, now + 100, &c);
+        assert_eq!(e3.last_report.as_ref().unwrap().boot_id, 9);
     }
 
     #[test]

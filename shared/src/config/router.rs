@@ -173,6 +173,11 @@ pub struct HealthSection {
     /// is older than this no longer counts its load. Default `10s`.
     #[serde(with = "humantime_serde")]
     pub report_max_age: Duration,
+    /// A report whose `sent_at` is later than the router's clock by more than this is refused
+    /// (`cdn_reports_ingested_total{result="future"}`, HTTP 400), so a bogus timestamp can
+    /// never make later genuine reports look out of order. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    pub report_max_clock_skew: Duration,
     /// An overloaded edge returns once its utilisation falls below this fraction of capacity
     /// (hysteresis). Default 0.9.
     pub overload_recover_ratio: f64,
@@ -197,6 +202,7 @@ impl Default for HealthSection {
             rise: 2,
             fall: 3,
             report_max_age: Duration::from_secs(10),
+            report_max_clock_skew: Duration::from_secs(10),
             overload_recover_ratio: 0.9,
             probe_ca_file: None,
             probe_tls_verify: true,
@@ -437,6 +443,7 @@ impl Validate for RouterConfig {
         require_positive("health.probe_interval", h.probe_interval)?;
         require_positive("health.probe_timeout", h.probe_timeout)?;
         require_positive("health.report_max_age", h.report_max_age)?;
+        require_positive("health.report_max_clock_skew", h.report_max_clock_skew)?;
         if h.rise == 0 {
             return Err(ConfigError::new("health.rise", "must be at least 1"));
         }
