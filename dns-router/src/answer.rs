@@ -7,6 +7,7 @@
 //! larger than the requester's limit is cut back to the question with TC=1 (RFC 6891 §7,
 //! RFC 2181 §9).
 
+use crate::cookies::{OPT_COOKIE, SERVER_COOKIE_LEN};
 use crate::wire::{rtype, Ecs, Edns, OPT_ECS};
 use crate::zone::write_rr;
 
@@ -30,6 +31,8 @@ pub enum Rcode {
     Refused,
     /// BADVERS (extended, 16).
     BadVers,
+    /// BADCOOKIE (extended, 23; RFC 7873).
+    BadCookie,
 }
 
 impl Rcode {
@@ -43,6 +46,7 @@ impl Rcode {
             Rcode::NotImp => 4,
             Rcode::Refused => 5,
             Rcode::BadVers => 16,
+            Rcode::BadCookie => 23,
         }
     }
 
@@ -56,6 +60,7 @@ impl Rcode {
             Rcode::NotImp => "NOTIMP",
             Rcode::Refused => "REFUSED",
             Rcode::BadVers => "BADVERS",
+            Rcode::BadCookie => "BADCOOKIE",
         }
     }
 }
@@ -69,6 +74,8 @@ pub struct OptReply {
     pub dnssec_ok: bool,
     /// Client Subnet echo and its scope.
     pub ecs: Option<(Ecs, u8)>,
+    /// COOKIE option: the client cookie and our server cookie (RFC 7873).
+    pub cookie: Option<[u8; 8 + SERVER_COOKIE_LEN]>,
 }
 
 impl OptReply {
@@ -78,6 +85,7 @@ impl OptReply {
             udp_size,
             dnssec_ok: edns.dnssec_ok,
             ecs: None,
+            cookie: None,
         }
     }
 }
@@ -185,6 +193,7 @@ impl<'b> Response<'b> {
 
 fn opt_size(o: &OptReply) -> usize {
     11 + o.ecs.map(|(e, _)| 8 + e.addr_bytes().1).unwrap_or(0)
+        + o.cookie.map(|c| 4 + c.len()).unwrap_or(0)
 }
 
 fn write_opt(buf: &mut Vec<u8>, o: &OptReply, rcode: Rcode) {
@@ -194,18 +203,21 @@ fn write_opt(buf: &mut Vec<u8>, o: &OptReply, rcode: Rcode) {
     buf.push((rcode.code() >> 4) as u8); // extended RCODE
     buf.push(0); // version
     buf.extend_from_slice(&(if o.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
-    match o.ecs {
-        None => buf.extend_from_slice(&0u16.to_be_bytes()),
-        Some((ecs, scope)) => {
-            let (addr, n) = ecs.addr_bytes();
-            buf.extend_from_slice(&((8 + n) as u16).to_be_bytes());
-            buf.extend_from_slice(&OPT_ECS.to_be_bytes());
-            buf.extend_from_slice(&((4 + n) as u16).to_be_bytes());
-            buf.extend_from_slice(&ecs.family.to_be_bytes());
-            buf.push(ecs.source_prefix);
-            buf.push(scope);
-            buf.extend_from_slice(&addr[..n]);
-        }
+    let rdlen = opt_size(o) - 11;
+    buf.extend_from_slice(&(rdlen as u16).to_be_bytes());
+    if let Some((ecs, scope)) = o.ecs {
+        let (addr, n) = ecs.addr_bytes();
+        buf.extend_from_slice(&OPT_ECS.to_be_bytes());
+        buf.extend_from_slice(&((4 + n) as u16).to_be_bytes());
+        buf.extend_from_slice(&ecs.family.to_be_bytes());
+        buf.push(ecs.source_prefix);
+        buf.push(scope);
+        buf.extend_from_slice(&addr[..n]);
+    }
+    if let Some(c) = o.cookie {
+        buf.extend_from_slice(&OPT_COOKIE.to_be_bytes());
+        buf.extend_from_slice(&(c.len() as u16).to_be_bytes());
+        buf.extend_from_slice(&c);
     }
 }
 
@@ -284,6 +296,7 @@ mod tests {
             udp_size: 1232,
             dnssec_ok: false,
             ecs: Some((ecs, 16)),
+            cookie: None,
         };
         let n = r.finish(Some(opt), 1232);
         assert_eq!(buf[2] & 0x02, 0x02);
@@ -307,6 +320,7 @@ mod tests {
             udp_size: 1232,
             dnssec_ok: false,
             ecs: None,
+            cookie: None,
         };
         let n = r.finish(Some(opt), 512);
         assert_eq!(buf[3] & 0x0f, 0);
@@ -320,6 +334,7 @@ mod tests {
             version: 0,
             dnssec_ok: false,
             ecs: None,
+            cookie: None,
         };
         assert_eq!(udp_limit(None, 1232), 512);
         assert_eq!(udp_limit(Some(&e(4096)), 1232), 1232);

@@ -317,6 +317,17 @@ impl ThreadCache {
         }
     }
 
+    /// The most client and network slots this cache will ever hold.
+    pub fn limits(&self) -> (usize, usize) {
+        (self.clients.max, self.nets.max)
+    }
+
+    /// Bytes of the slot tables when both are at their bound.
+    pub fn max_table_bytes(&self) -> usize {
+        self.clients.max * std::mem::size_of::<ClientSlot>()
+            + self.nets.max * std::mem::size_of::<NetSlot>()
+    }
+
     /// Start using the cache for `epoch` and `generation`.
     pub fn validate(&mut self, epoch: u64, generation: u64) {
         if self.epoch != epoch {
@@ -749,6 +760,22 @@ mod tests {
             "{}",
             w.locates.get() - locates
         );
+    }
+
+    #[test]
+    fn a_small_cache_never_grows_past_its_limits() {
+        let w = World::new();
+        let mut c = ThreadCache::with_limits(256, 128);
+        for i in 0..20_000u32 {
+            let a = std::net::Ipv4Addr::from(i << 12);
+            w.check(&mut c, key(&a.to_string()));
+        }
+        assert!(c.clients.slots() <= 256, "{}", c.clients.slots());
+        assert!(c.nets.slots() <= 128, "{}", c.nets.slots());
+        assert_eq!(c.limits(), (256, 128));
+        assert!(c.max_table_bytes() <= 16 * 1024, "{}", c.max_table_bytes());
+        // The default (UDP thread) cache may grow to about 14 MiB.
+        assert!(ThreadCache::new().max_table_bytes() > 8 << 20);
     }
 
     #[test]

@@ -391,6 +391,7 @@ pub fn decide(
         version: 0,
         dnssec_ok: false,
         ecs: Some(e),
+        cookie: None,
     });
     let q = Query {
         id: 0,
@@ -554,6 +555,7 @@ mod tests {
             version: 0,
             dnssec_ok: false,
             ecs: Some(ecs),
+            cookie: None,
         };
         let q = Query {
             id: 7,

@@ -1,6 +1,6 @@
 //! One query in, one response out: [`respond`] is the whole DNS request path, shared by the
 //! UDP threads and the TCP tasks. In flow order: `wire::decode` (header, question, OPT/ECS) →
-//! protocol checks (opcode, EDNS version, class, meta types) → `decide::resolve`, the one
+//! protocol checks (opcode, EDNS version, DNS Cookies, class, meta types) → `decide::resolve`, the one
 //! decision per question (zone dispatch, CNAME chains, static records, negative answers, and
 //! service answers through [`ThreadCache`], keyed by client and dropped when the config epoch
 //! or the health generation changes) → `answer::Response` (ECS echo, OPT, truncation).
@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::answer::{header_only, not_implemented, udp_limit, OptReply, Rcode, Response};
+use crate::cookies::{CookieOpt, CookieState, SERVER_COOKIE_LEN};
 use crate::decide::{resolve, ServiceAnswers};
 use crate::health::HealthView;
 use crate::route::{answer_of, candidates, client_key, decide_located, ServiceAnswer};
@@ -41,6 +42,8 @@ pub struct Outcome {
     pub answer: Option<Arc<ServiceAnswer>>,
     /// Truncated (TC=1).
     pub truncated: bool,
+    /// The query's DNS Cookie (a valid server cookie exempts the answer from RRL).
+    pub cookie: CookieState,
 }
 
 /// Everything a response depends on besides the packet.
@@ -87,11 +90,34 @@ pub fn respond(
         // Echo ECS with scope 0 unless a service answer sets it (RFC 7871 §7.2.1).
         o.ecs = q.edns.and_then(|e| e.ecs).map(|e| (e, 0));
     }
+    // DNS Cookies (RFC 7873 §5.2, cookies.rs): judged before anything else is answered.
+    let now_s = ctx.now_ms / 1000;
+    let cookie = match &ctx.snap.cookies {
+        Some(sc) => sc.judge(q.edns.and_then(|e| e.cookie), resolver, now_s),
+        None => CookieState::None,
+    };
+    if let (Some(sc), Some(o), Some(CookieOpt::Cookie { client, .. })) = (
+        &ctx.snap.cookies,
+        opt.as_mut(),
+        q.edns.and_then(|e| e.cookie),
+    ) {
+        let mut c = [0u8; 8 + SERVER_COOKIE_LEN];
+        c[..8].copy_from_slice(&client);
+        c[8..].copy_from_slice(&sc.issue(&client, resolver, now_s));
+        o.cookie = Some(c);
+    }
     let early = if q.edns.is_some_and(|e| e.version > 0) {
         if let Some(o) = opt.as_mut() {
             o.ecs = None;
+            o.cookie = None;
         }
         Some(Rcode::BadVers)
+    } else if cookie == CookieState::Malformed {
+        Some(Rcode::FormErr)
+    } else if cookie == CookieState::Bad && transport == Transport::Udp {
+        // A server cookie that is not ours (or expired): BADCOOKIE with a fresh one, so the
+        // client retries with it. Over TCP the handshake proved the address: answer.
+        Some(Rcode::BadCookie)
     } else if q.qtype == rtype::OPT {
         Some(Rcode::FormErr)
     } else if (q.qclass != class::IN && q.qclass != class::ANY)
@@ -107,7 +133,10 @@ pub fn respond(
     if let Some(rcode) = early {
         let r = Response::start(out, q.id, q.flags, q.question, false, rcode);
         r.finish(opt, limit);
-        return Some(simple(q.qtype, rcode));
+        return Some(Outcome {
+            cookie,
+            ..simple(q.qtype, rcode)
+        });
     }
 
     let ecs = q.edns.and_then(|e| e.ecs);
@@ -124,6 +153,7 @@ pub fn respond(
         service: done.service,
         answer: done.answer,
         truncated: out.len() > 2 && out[2] & 0x02 != 0,
+        cookie,
     })
 }
 
@@ -134,6 +164,7 @@ fn simple(qtype: u16, rcode: Rcode) -> Outcome {
         service: None,
         answer: None,
         truncated: false,
+        cookie: CookieState::None,
     }
 }
 

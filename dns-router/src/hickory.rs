@@ -14,7 +14,8 @@
 //! every response decodes) is answered SERVFAIL and counted so.
 //!
 //! State per connection (the handler is built per connection): the answer cache
-//! ([`ThreadCache`]) and the metric handles, as each UDP thread has its own.
+//! ([`ThreadCache`], bounded small: [`TCP_CLIENT_SLOTS`], [`TCP_NET_SLOTS`]) and the metric
+//! handles, as each UDP thread has its own.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -28,15 +29,33 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
 use crate::answer::Rcode;
+use crate::cookies::CookieState;
 use crate::handler::{respond, Context, Outcome, ThreadCache, Transport};
 use crate::live::Router;
 use crate::querylog::{Entry, QueryLog, Recorder};
 
+/// Client slots of a TCP connection's answer cache (32 bytes each).
+pub const TCP_CLIENT_SLOTS: usize = 256;
+/// Network slots of a TCP connection's answer cache (48 bytes each): with the client slots,
+/// at most about 14 KiB per connection (a UDP thread's cache may grow to 14 MiB; with
+/// `dns.tcp_max_connections` connections open that would be far too much). TCP carries few
+/// queries per connection, so a small cache loses little.
+pub const TCP_NET_SLOTS: usize = 128;
+
 /// Per-connection mutable state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ConnState {
     cache: ThreadCache,
     recorder: Recorder,
+}
+
+impl Default for ConnState {
+    fn default() -> Self {
+        Self {
+            cache: ThreadCache::with_limits(TCP_CLIENT_SLOTS, TCP_NET_SLOTS),
+            recorder: Recorder::default(),
+        }
+    }
 }
 
 /// The router's request path for hickory-server, one per TCP connection.
@@ -124,6 +143,7 @@ impl RouterHandler {
             service: None,
             answer: None,
             truncated: false,
+            cookie: CookieState::None,
         };
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now_ms = cdn_shared::unix_ms();
@@ -210,6 +230,13 @@ mod tests {
     use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
     use hickory_proto::serialize::binary::BinEncoder;
 
+    #[test]
+    fn a_connection_cache_is_small() {
+        let c = ConnState::default();
+        assert_eq!(c.cache.limits(), (TCP_CLIENT_SLOTS, TCP_NET_SLOTS));
+        assert!(c.cache.max_table_bytes() <= 16 * 1024);
+    }
+
     /// Re-encode parts the way hickory's `ResponseHandle` does (minus the size limit).
     fn reencode(p: &ResponseParts) -> Vec<u8> {
         let mut builder = MessageResponseBuilder::new(&p.queries, None);
@@ -252,6 +279,7 @@ mod tests {
                 udp_size: 1232,
                 dnssec_ok: true,
                 ecs: Some((ecs, 20)),
+                cookie: None,
             }),
             usize::MAX,
         );
@@ -288,6 +316,7 @@ mod tests {
                 udp_size: 1232,
                 dnssec_ok: false,
                 ecs: None,
+                cookie: None,
             }),
             usize::MAX,
         );

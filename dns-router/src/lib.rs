@@ -10,6 +10,8 @@
 //!   answer re-encoded by hickory, question bytes (case) kept.
 //! * [`handler`]: one packet → one response: decode, protocol checks (opcode, EDNS version,
 //!   class, meta types), then the decision; UDP and TCP only move bytes.
+//! * [`cookies`]: DNS Cookies (RFC 7873; server cookies as RFC 9018, SipHash-2-4 with a
+//!   rotating secret): judged in `handler`, a valid server cookie exempts an answer from RRL.
 //! * [`wire`]: decode header, question and OPT/ECS only (FORMERR / drop on bad input); the DNS
 //!   type and class numbers (`wire::rtype`, `wire::class`).
 //! * [`decide`]: the one decision per question — zone dispatch, CNAME chains, static records,
@@ -23,6 +25,8 @@
 //!   `cdn_geo::locate`, candidates from the live [`health`] view, `cdn_geo::select::choose`.
 //! * [`answer`]: write the response: AA, negative answers with SOA (RFC 2308), OPT only when
 //!   asked, ECS echo with scope (RFC 7871), TC=1 when too big.
+//! * [`rrl`]: response-rate limiting of UDP answers (token buckets per client network in a
+//!   fixed table per UDP thread; drop, or slip with TC=1).
 //! * [`querylog`]: metrics per answer and the optional JSON-lines query log.
 //!
 //! Around the query path:
@@ -55,6 +59,7 @@ pub mod admin;
 pub mod answer;
 pub mod answer_cache;
 pub mod bus;
+pub mod cookies;
 pub mod decide;
 pub mod error;
 pub mod explain;
@@ -67,6 +72,7 @@ pub mod metrics;
 pub mod querylog;
 pub mod reload;
 pub mod route;
+pub mod rrl;
 pub mod snapshot;
 pub mod tcp;
 pub mod udp;
@@ -173,6 +179,8 @@ pub async fn run_checked(
     let limits = tcp::TcpLimits {
         idle: config.dns.tcp_idle_timeout,
         max_connections: config.dns.tcp_max_connections,
+        max_per_client: config.dns.tcp_max_connections_per_client,
+        max_lifetime: config.dns.tcp_max_connection_lifetime,
     };
     for dns in sockets.dns {
         for sock in dns.udp {

@@ -255,6 +255,12 @@ fn restart_needed(old: &RouterConfig, new: &RouterConfig) -> Vec<&'static str> {
     if old.dns.tcp_idle_timeout != new.dns.tcp_idle_timeout {
         out.push("dns.tcp_idle_timeout");
     }
+    if old.dns.tcp_max_connections_per_client != new.dns.tcp_max_connections_per_client {
+        out.push("dns.tcp_max_connections_per_client");
+    }
+    if old.dns.tcp_max_connection_lifetime != new.dns.tcp_max_connection_lifetime {
+        out.push("dns.tcp_max_connection_lifetime");
+    }
     if old.dns.query_log != new.dns.query_log {
         out.push("dns.query_log");
     }

@@ -14,6 +14,9 @@
 //! | `cdn_router_edge_utilization` | gauge | `edge` | the edge's last reported load / capacity (0 without a fresh report) |
 //! | `cdn_admin_requests_total` | counter | `endpoint`, `status` | admin API requests |
 //! | `cdn_config_reloads_total` | counter | `result` | reloads (SIGHUP, API, and geo files changed on disk): `ok`, `error` |
+//! | `cdn_dns_rrl_total` | counter | `action` | UDP responses over their rate limit (`dns.rrl`): `dropped`, `slipped` (sent empty with TC=1) |
+//! | `cdn_dns_cookies_total` | counter | `result` | queries by DNS Cookie: `client_only`, `valid`, `bad` (wrong or expired server cookie), `malformed` |
+//! | `cdn_dns_tcp_limited_total` | counter | `reason` | TCP connections closed by a limit: `max_connections`, `per_client` (at accept), `lifetime` |
 //!
 //! The per-edge gauges are not kept in the recorder: `health::gauges::render_edge_gauges`
 //! writes them from the live health view at scrape time, so they always match the configured edge set (an
@@ -48,6 +51,13 @@ pub mod names {
     pub const ADMIN_REQUESTS: &str = "cdn_admin_requests_total";
     /// Counter `{result}`.
     pub const CONFIG_RELOADS: &str = "cdn_config_reloads_total";
+    /// Counter `{action}`: responses limited by RRL (`dropped`, `slipped`).
+    pub const DNS_RRL: &str = "cdn_dns_rrl_total";
+    /// Counter `{result}`: DNS Cookies seen (`none`, `client_only`, `valid`, `bad`).
+    pub const DNS_COOKIES: &str = "cdn_dns_cookies_total";
+    /// Counter `{reason}`: TCP connections closed by a limit (`max_connections`,
+    /// `per_client`, `lifetime`).
+    pub const DNS_TCP_LIMITED: &str = "cdn_dns_tcp_limited_total";
 }
 
 /// Buckets of `cdn_dns_answer_seconds` (10 µs … 100 ms).
@@ -108,6 +118,15 @@ fn describe() {
     describe_counter!(names::PROBE_FAILURES, "Failed health probes.");
     describe_counter!(names::ADMIN_REQUESTS, "Admin API requests.");
     describe_counter!(names::CONFIG_RELOADS, "Config reloads by result.");
+    describe_counter!(
+        names::DNS_RRL,
+        "UDP responses limited by response-rate limiting (dropped, or slipped as TC=1)."
+    );
+    describe_counter!(names::DNS_COOKIES, "Queries by DNS Cookie state.");
+    describe_counter!(
+        names::DNS_TCP_LIMITED,
+        "TCP connections refused or closed by a limit."
+    );
 }
 
 #[cfg(test)]

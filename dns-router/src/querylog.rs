@@ -22,6 +22,7 @@ use hickory_proto::rr::RecordType;
 use metrics::{Counter, Histogram};
 use serde::Serialize;
 
+use crate::cookies::CookieState;
 use crate::handler::{Outcome, Transport};
 use crate::metrics::names;
 use crate::snapshot::Snapshot;
@@ -31,6 +32,8 @@ use crate::snapshot::Snapshot;
 pub struct Recorder {
     counters: HashMap<(u8, u16, u32, u32), Counter, foldhash::fast::RandomState>,
     histogram: Option<Histogram>,
+    /// `cdn_dns_cookies_total{result}` by `CookieState as usize`.
+    cookies: [Option<Counter>; 5],
 }
 
 impl Recorder {
@@ -73,6 +76,14 @@ impl Recorder {
                 "region" => region)
         });
         c.increment(1);
+        if o.cookie != CookieState::None {
+            if let Some(slot) = self.cookies.get_mut(o.cookie as usize) {
+                slot.get_or_insert_with(
+                    || metrics::counter!(names::DNS_COOKIES, "result" => o.cookie.as_str()),
+                )
+                .increment(1);
+            }
+        }
         self.histogram
             .get_or_insert_with(|| metrics::histogram!(names::DNS_ANSWER_SECONDS))
             .record(seconds);

@@ -12,9 +12,10 @@ use ipnet::IpNet;
 
 use cdn_geo::locate::{GeoDb, Locator, NetworkMap, Place, RegionPoint};
 use cdn_geo::model::{AllDown, Policy};
-use cdn_shared::config::router::{AllDownMode, EcsMode, RouterConfig, ServiceConfig};
+use cdn_shared::config::router::{AllDownMode, EcsMode, RouterConfig, RrlSection, ServiceConfig};
 use cdn_shared::config::ConfigError;
 
+use crate::cookies::ServerCookies;
 use crate::zone::Zones;
 
 /// One edge as configured.
@@ -74,6 +75,10 @@ pub struct Snapshot {
     pub locator: Locator,
     /// Our EDNS UDP payload size.
     pub udp_payload_size: u16,
+    /// Response-rate limiting (`dns.rrl`; the UDP threads take it on each new epoch).
+    pub rrl: RrlSection,
+    /// DNS Cookies (`dns.cookies`); `None` when turned off.
+    pub cookies: Option<ServerCookies>,
 }
 
 /// Region coordinates of the config.
@@ -190,6 +195,12 @@ pub fn build_snapshot(
         regions,
         locator,
         udp_payload_size: config.dns.udp_payload_size,
+        rrl: config.dns.rrl.clone(),
+        cookies: config
+            .dns
+            .cookies
+            .enabled
+            .then(|| ServerCookies::new(config.dns.cookies.secret_rotation.as_secs())),
     })
 }
 

@@ -1,7 +1,10 @@
 //! DNS over TCP (RFC 7766), served by hickory-server: length-prefixed messages, several
 //! queries pipelined on one connection (answered in order), an idle timeout
-//! (`dns.tcp_idle_timeout`) and a connection limit (`dns.tcp_max_connections`; connections
-//! beyond it are closed at once). The answers come from the same `handler::respond` as UDP,
+//! (`dns.tcp_idle_timeout`), a connection limit (`dns.tcp_max_connections`) and a limit per
+//! client (`dns.tcp_max_connections_per_client`, an IPv4 address or IPv6 /64; connections
+//! beyond either are closed at once), and a maximum lifetime after which even a busy
+//! connection is closed (`dns.tcp_max_connection_lifetime`). Each connection has a small answer
+//! cache ([`crate::hickory`]), so open connections cost little memory. The answers come from the same `handler::respond` as UDP,
 //! through [`crate::hickory::RouterHandler`], with a 65535-byte limit, so answers truncated
 //! over UDP come whole here.
 //!
@@ -24,8 +27,9 @@
 //! frame cut by EOF closes the connection; a frame too short for a header, or a response, is
 //! ignored and the connection stays open.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -54,6 +58,63 @@ pub struct TcpLimits {
     pub idle: Duration,
     /// Concurrent connections.
     pub max_connections: usize,
+    /// Concurrent connections from one client (an IPv4 address, an IPv6 /64).
+    pub max_per_client: usize,
+    /// Close a connection this long after it was accepted, busy or not.
+    pub max_lifetime: Duration,
+}
+
+/// Open connections per client, for `dns.tcp_max_connections_per_client`. An entry exists only
+/// while its client has a connection open, so the map holds at most `tcp_max_connections`
+/// entries; it is touched at accept and close, never per query.
+#[derive(Debug, Default)]
+struct PerClient {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// The client a connection counts against: the IPv4 address, or the IPv6 /64 (one host is
+/// usually given a whole /64).
+fn client_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => peer,
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & !((1u128 << 64) - 1))),
+    }
+}
+
+impl PerClient {
+    /// Count a new connection from `peer`; `None` when the client is at `max`.
+    fn admit(self: &Arc<Self>, peer: IpAddr, max: usize) -> Option<ClientSlot> {
+        let client = client_of(peer);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(client).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            table: self.clone(),
+            client,
+        })
+    }
+}
+
+/// One admitted connection's place in [`PerClient`]; released on drop.
+#[derive(Debug)]
+struct ClientSlot {
+    table: Arc<PerClient>,
+    client: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// Responses queued per connection before they are written (answers are written in order
@@ -71,6 +132,7 @@ pub async fn serve(
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_client = Arc::new(PerClient::default());
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -85,19 +147,34 @@ pub async fn serve(
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             drop(stream); // over the limit: close at once
+            limited("max_connections");
+            continue;
+        };
+        let Some(slot) = per_client.admit(peer.ip(), limits.max_per_client) else {
+            drop(stream); // this client is at its limit: close at once
+            limited("per_client");
             continue;
         };
         let handler = RouterHandler::new(router.clone(), log.clone());
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let _ = stream.set_nodelay(true);
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = connection(stream, peer, &handler, limits.idle) => {}
+                _ = tokio::time::sleep(limits.max_lifetime) => {
+                    tracing::debug!(%peer, "tcp: connection closed at dns.tcp_max_connection_lifetime");
+                    limited("lifetime");
+                }
             }
         });
     }
+}
+
+fn limited(reason: &'static str) {
+    metrics::counter!(crate::metrics::names::DNS_TCP_LIMITED, "reason" => reason).increment(1);
 }
 
 /// One connection: frames in, answers out in order, until EOF, an error or `idle` without a
@@ -154,5 +231,35 @@ async fn handle_frame(
                 tracing::debug!(%peer, error = %e, "tcp: FORMERR not sent");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_client_slots_are_counted_and_released() {
+        let t = Arc::new(PerClient::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = t.admit(a, 2).unwrap();
+        let second = t.admit(a, 2).unwrap();
+        assert!(t.admit(a, 2).is_none(), "third from the same address");
+        assert!(t.admit(b, 2).is_some(), "another address has its own count");
+        drop(first);
+        let third = t.admit(a, 2).unwrap();
+        drop((second, third));
+        assert!(
+            t.open.lock().unwrap().is_empty(),
+            "no entry outlives its connections"
+        );
+        // IPv6: one /64 is one client.
+        let x: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let y: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let z: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _x = t.admit(x, 1).unwrap();
+        assert!(t.admit(y, 1).is_none());
+        assert!(t.admit(z, 1).is_some());
     }
 }

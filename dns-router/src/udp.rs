@@ -8,6 +8,9 @@
 //! ended (one clock reading per query). The batched calls come from `nix`'s safe wrappers
 //! (this crate forbids `unsafe`).
 //!
+//! After an answer is written, response-rate limiting (`rrl.rs`, the thread's own bucket
+//! table) decides whether it is sent, dropped, or sent as an empty TC=1 answer ("slip").
+//!
 //! The socket has a short read timeout so the thread notices shutdown.
 
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
@@ -24,9 +27,11 @@ use std::io::{IoSlice, IoSliceMut};
 
 use cdn_shared::shutdown::Shutdown;
 
+use crate::cookies::CookieState;
 use crate::handler::{respond, Context, ThreadCache, Transport};
 use crate::live::Router;
 use crate::querylog::{Entry, QueryLog, Recorder};
+use crate::rrl::{self, RateLimiter, Verdict};
 
 /// How often a blocked thread checks for shutdown.
 const POLL: Duration = Duration::from_millis(100);
@@ -65,6 +70,7 @@ struct Answerer {
     log: Option<QueryLog>,
     cache: ThreadCache,
     recorder: Recorder,
+    rrl: RateLimiter,
     epoch: u64,
 }
 
@@ -85,6 +91,7 @@ impl Answerer {
         let snap = self.router.snapshot();
         if snap.epoch != self.epoch {
             self.recorder.reset();
+            self.rrl.configure(&snap.rrl);
             self.epoch = snap.epoch;
         }
         let view = self.router.health().load();
@@ -98,11 +105,26 @@ impl Answerer {
             let Some(src) = src else { continue };
             let packet = &bufs[i][..len.min(MAX_QUERY)];
             let out = &mut outs[i];
-            let Some(outcome) =
+            let Some(mut outcome) =
                 respond(ctx, &mut self.cache, packet, src.ip(), Transport::Udp, out)
             else {
                 continue;
             };
+            // A valid server cookie proves the source address: never limited.
+            if self.rrl.enabled() && outcome.cookie != CookieState::Valid {
+                let class = rrl::classify(outcome.rcode, out);
+                match self.rrl.check(src.ip(), class, ctx.now_ms) {
+                    Verdict::Send => {}
+                    Verdict::Drop => {
+                        started = Instant::now();
+                        continue;
+                    }
+                    Verdict::Slip => {
+                        rrl::slip_in_place(out);
+                        outcome.truncated = true;
+                    }
+                }
+            }
             let done = Instant::now();
             self.recorder
                 .record(&snap, &outcome, done.duration_since(started).as_secs_f64());
@@ -132,11 +154,13 @@ fn serve(socket: UdpSocket, router: Arc<Router>, log: Option<QueryLog>, shutdown
     let mut received: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
     let mut dests: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
     let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
+    let rrl = RateLimiter::new(&router.snapshot().rrl);
     let mut a = Answerer {
         router,
         log,
         cache: ThreadCache::new(),
         recorder: Recorder::new(),
+        rrl,
         epoch: 0,
     };
     while !shutdown.is_cancelled() {

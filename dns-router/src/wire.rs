@@ -8,6 +8,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+pub use crate::cookies::{CookieOpt, OPT_COOKIE};
+
 /// DNS header length.
 pub const HEADER_LEN: usize = 12;
 /// Longest name in wire form (RFC 1035 §2.3.4).
@@ -96,6 +98,8 @@ pub struct Edns {
     pub dnssec_ok: bool,
     /// Client Subnet, when present and well formed.
     pub ecs: Option<Ecs>,
+    /// COOKIE option (RFC 7873), as sent (a repeated one counts as malformed).
+    pub cookie: Option<CookieOpt>,
 }
 
 /// A decoded query: header fields and the question, borrowing the packet.
@@ -301,6 +305,7 @@ fn decode_opt(p: &[u8], rr: &RrView) -> Result<Edns, Malformed> {
         version: (rr.ttl >> 16) as u8,
         dnssec_ok: rr.ttl & 0x8000 != 0,
         ecs: None,
+        cookie: None,
     };
     let rdata = &p[rr.rdata_start..rr.rdata_start + rr.rdata_len];
     let mut at = 0usize;
@@ -313,6 +318,11 @@ fn decode_opt(p: &[u8], rr: &RrView) -> Result<Edns, Malformed> {
                 return Err(Malformed::FormErr);
             }
             edns.ecs = Some(decode_ecs(data)?);
+        } else if code == OPT_COOKIE {
+            edns.cookie = Some(match edns.cookie {
+                None => CookieOpt::parse(data),
+                Some(_) => CookieOpt::Malformed,
+            });
         }
         at += 4 + len;
     }
