@@ -3,7 +3,9 @@
 //! restarts (KV bucket); a purge issued while an edge is down is applied before that edge
 //! serves from its cache again (stream + durable consumer), and an edge whose missed purges
 //! are no longer retained revalidates everything; with NATS down DNS answers stay, the edges
-//! keep serving and the purge API answers 503, then everything recovers.
+//! keep serving and the purge API answers 503, then everything recovers; reports come over
+//! subjects, and a report on another edge's subject is refused by NATS (per-edge
+//! permissions) or, with a body naming another edge, by the router.
 //!
 //! Needs `nats-server` (Debian package; `.ci/run` installs it): the harness fails with an
 //! install hint when it is missing.
@@ -11,7 +13,8 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use cdn_tests::fleet::{EdgeNode, Fleet, SERVICE};
+use cdn_tests::fleet::{edge_bus_credentials, EdgeNode, Fleet, SERVICE};
+use cdn_tests::harness::nats::publish_as;
 use cdn_tests::harness::{always, eventually, eventually_every, scaled};
 use serde_json::{json, Value};
 
@@ -264,4 +267,65 @@ fn with_nats_down_dns_and_edges_carry_on_and_the_purge_api_refuses_then_recovers
         assert!(!r.is_hit(), "the purge after recovery was not applied");
         Ok(())
     });
+}
+
+#[test]
+fn reports_come_over_subjects_and_a_forged_report_is_refused() {
+    Fleet::builder()
+        .only_regions(&["us-east", "eu-west"])
+        .bus_nats()
+        .run(|fleet| {
+            fleet.wait_all_up(Duration::from_secs(10))?;
+            let eu_id = fleet.edge("eu-west").id().to_string();
+            let us_id = fleet.edge("us-east").id().to_string();
+            for id in [&us_id, &eu_id] {
+                eventually(
+                    "the router has the edge's report",
+                    Duration::from_secs(3),
+                    || {
+                        let v = fleet.edge_view(0, id)?;
+                        anyhow::ensure!(v["last_report"]["edge_id"] == id.as_str(), "{v}");
+                        Ok(())
+                    },
+                )?;
+            }
+            let url = fleet.nats().expect("bus fleet").url();
+            let (user, password) = edge_bus_credentials(&us_id);
+            // us-east's credentials claiming eu-west is draining.
+            let mut report = fleet.edge_view(0, &eu_id)?["last_report"].clone();
+            report["status"] = json!("draining");
+            report["seq"] = json!(u64::MAX / 2);
+            report["sent_at_ms"] = json!(cdn_shared::unix_ms());
+            let body = serde_json::to_vec(&report)?;
+            // On eu-west's subject: the server refuses (permissions).
+            let refused = publish_as(&url, &user, &password, "cdn.reports.eu-west.euw1", &body)?;
+            let err = refused.expect_err("the server took a report on another edge's subject");
+            assert!(err.contains("Permissions Violation"), "{err}");
+            // On its own subject with eu-west's body: the router refuses (subject ≠ body).
+            let own = format!("cdn.reports.us-east.{us_id}");
+            publish_as(&url, &user, &password, &own, &body)?
+                .map_err(|e| anyhow::anyhow!("own subject refused: {e}"))?;
+            always(
+                "eu-west is not drained by forged reports",
+                Duration::from_secs(1),
+                Duration::from_millis(100),
+                || {
+                    let v = fleet.edge_view(0, &eu_id)?;
+                    anyhow::ensure!(v["report_draining"] == false, "{v}");
+                    anyhow::ensure!(
+                        answers(fleet, 0, EU_SUBNET)? == [fleet.edge("eu-west").ip()],
+                        "eu-west no longer answered"
+                    );
+                    Ok(())
+                },
+            )?;
+            let metrics = fleet.admin_get(0, "/metrics")?.text();
+            assert!(
+                metrics
+                    .lines()
+                    .any(|l| l.contains("result=\"bad_subject\"") && !l.ends_with(" 0")),
+                "the refusal was not counted"
+            );
+            Ok(())
+        });
 }

@@ -33,7 +33,7 @@ use serde_json::Value;
 
 use crate::harness::dns::{self, DnsQuery};
 use crate::harness::http::{self, Reply};
-use crate::harness::nats::NatsServer;
+use crate::harness::nats::{auth_config, BusUser, NatsServer};
 use crate::harness::process::{Process, Signal};
 use crate::harness::{binary, eventually};
 use crate::origin::{OriginHandle, OriginState, Stats};
@@ -202,14 +202,31 @@ impl FleetSpec {
 
         let mut spec = self;
         let nats = if spec.bus {
-            let n = NatsServer::start_with(&dir.join("nats"), None, spec.echo)?;
-            let section = format!(
-                "\n[bus]\nservers = [\"{}\"]\nstartup_timeout = \"3s\"\n{}\n",
+            // Per-role users: the router's and one per edge, each edge allowed only its own
+            // subjects and consumer (the same shape as deploy/nats/nats-server.conf).
+            let mut users = vec![BusUser {
+                user: ROUTER_BUS_USER.into(),
+                password: bus_password(ROUTER_BUS_USER),
+                edge: None,
+            }];
+            for r in &spec.regions {
+                let (user, password) = edge_bus_credentials(&r.edge_id);
+                users.push(BusUser {
+                    user,
+                    password,
+                    edge: Some((r.name.clone(), r.edge_id.clone())),
+                });
+            }
+            let conf = dir.join("nats.conf");
+            std::fs::write(&conf, auth_config(&users, "CDN_PURGES", "cdn_operator"))?;
+            let n = NatsServer::start_with(&dir.join("nats"), Some(&conf), spec.echo)?;
+            spec.router_extra.push_str(&format!(
+                "\n[bus]\nservers = [\"{}\"]\nuser = \"{ROUTER_BUS_USER}\"\npassword = \"{}\"\n\
+                 startup_timeout = \"3s\"\n{}\n",
                 n.url(),
+                bus_password(ROUTER_BUS_USER),
                 spec.bus_extra
-            );
-            spec.router_extra.push_str(&section);
-            spec.edge_extra.push_str(&section);
+            ));
             Some(n)
         } else {
             None
@@ -287,6 +304,7 @@ impl FleetSpec {
                 &routers,
                 e.cache_dir.as_deref(),
             );
+            let text = text + &fleet.edge_bus_toml(&e.plan);
             std::fs::write(&e.config_path, text)?;
         }
         for i in 0..fleet.edges.len() {
@@ -317,7 +335,36 @@ fn reserve(ip: Ipv4Addr, port: u16) -> anyhow::Result<(SocketAddr, Option<TcpLis
     }
 }
 
+/// The NATS user of the fleet's routers.
+pub const ROUTER_BUS_USER: &str = "router";
+
+/// The (demo) password of a fleet NATS user.
+fn bus_password(user: &str) -> String {
+    format!("{user}-demo-secret")
+}
+
+/// The NATS user and password of edge `id` in a fleet on the bus.
+pub fn edge_bus_credentials(id: &str) -> (String, String) {
+    let user = format!("edge-{id}");
+    let password = bus_password(&user);
+    (user, password)
+}
+
 impl Fleet {
+    /// The `[bus]` section of edge `e` (its own credentials); empty without the bus.
+    fn edge_bus_toml(&self, e: &EdgePlan) -> String {
+        let Some(n) = &self.nats else {
+            return String::new();
+        };
+        let (user, password) = edge_bus_credentials(&e.id);
+        format!(
+            "\n[bus]\nservers = [\"{}\"]\nuser = \"{user}\"\npassword = \"{password}\"\n\
+             startup_timeout = \"3s\"\n{}\n",
+            n.url(),
+            self.spec.bus_extra
+        )
+    }
+
     fn spawn_router(&self, i: usize, config: &Path) -> anyhow::Result<Process> {
         Process::spawn_with(
             &format!("router-{i}"),

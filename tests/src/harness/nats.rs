@@ -125,3 +125,119 @@ impl NatsServer {
         Ok(())
     }
 }
+
+/// One NATS user of [`auth_config`].
+#[derive(Debug, Clone)]
+pub struct BusUser {
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: String,
+    /// `None` for a router; `Some((region, edge id))` for an edge.
+    pub edge: Option<(String, String)>,
+}
+
+/// A `nats-server` config (`authorization` block) with per-role permissions, the same
+/// shape as `deploy/nats/nats-server.conf`: routers may publish purges, use the JetStream API
+/// and write the KV bucket, and read reports and purge acks; an edge may publish only its own
+/// report and purge-ack subjects and use only its own durable consumer on the purge stream.
+pub fn auth_config(users: &[BusUser], purge_stream: &str, kv_bucket: &str) -> String {
+    let mut out =
+        String::from("# Written by the cdn-tests harness.\nauthorization {\n  users = [\n");
+    for u in users {
+        let (publish, subscribe) = match &u.edge {
+            None => (
+                vec![
+                    "$JS.API.>".to_string(),
+                    "cdn.purges".into(),
+                    format!("$KV.{kv_bucket}.>"),
+                ],
+                vec![
+                    "_INBOX.>".to_string(),
+                    "cdn.reports.>".into(),
+                    "cdn.purge_acks.>".into(),
+                ],
+            ),
+            Some((region, id)) => {
+                let consumer = cdn_shared::bus::consumer_name(id);
+                (
+                    vec![
+                        cdn_shared::bus::report_subject(region, id),
+                        cdn_shared::bus::purge_ack_subject(id),
+                        "$JS.API.INFO".into(),
+                        format!("$JS.API.STREAM.INFO.{purge_stream}"),
+                        format!("$JS.API.CONSUMER.INFO.{purge_stream}.{consumer}"),
+                        format!("$JS.API.CONSUMER.CREATE.{purge_stream}.{consumer}"),
+                        format!("$JS.API.CONSUMER.CREATE.{purge_stream}.{consumer}.>"),
+                        format!("$JS.API.CONSUMER.DURABLE.CREATE.{purge_stream}.{consumer}"),
+                        format!("$JS.API.CONSUMER.MSG.NEXT.{purge_stream}.{consumer}"),
+                        format!("$JS.ACK.{purge_stream}.{consumer}.>"),
+                    ],
+                    vec!["_INBOX.>".to_string()],
+                )
+            }
+        };
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "    {{ user: \"{}\", password: \"{}\", permissions: {{ publish: {{ allow: [{}] }}, \
+             subscribe: {{ allow: [{}] }} }} }}\n",
+            u.user,
+            u.password,
+            list(&publish),
+            list(&subscribe)
+        ));
+    }
+    out.push_str("  ]\n}\n");
+    out
+}
+
+/// Publish `payload` on `subject` as `user`/`password` with the raw NATS protocol and return
+/// the server's verdict: `Ok(())` when it answered the following PING with PONG and no error,
+/// `Err(message)` with its `-ERR` line otherwise (e.g. a permissions violation).
+pub fn publish_as(
+    url: &str,
+    user: &str,
+    password: &str,
+    subject: &str,
+    payload: &[u8],
+) -> anyhow::Result<Result<(), String>> {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = url.trim_start_matches("nats://");
+    let stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?; // INFO
+    anyhow::ensure!(line.starts_with("INFO"), "not a NATS server: {line}");
+    let connect = serde_json::json!({
+        "verbose": false, "pedantic": false, "user": user, "pass": password,
+        "name": "cdn-tests publish_as", "lang": "rust", "version": "0", "protocol": 1,
+    });
+    let mut w = stream;
+    write!(
+        w,
+        "CONNECT {connect}\r\nPUB {subject} {}\r\n",
+        payload.len()
+    )?;
+    w.write_all(payload)?;
+    w.write_all(b"\r\nPING\r\n")?;
+    w.flush()?;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("connection closed without an answer");
+        }
+        let l = line.trim_end();
+        if l.starts_with("-ERR") {
+            return Ok(Err(l.to_string()));
+        }
+        if l == "PONG" {
+            return Ok(Ok(()));
+        }
+    }
+}
