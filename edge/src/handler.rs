@@ -54,6 +54,8 @@ pub struct Shared {
     pub fills: Arc<Fills>,
     /// `cache.fill_wait_timeout`.
     pub fill_wait: Duration,
+    /// `cache.max_vary_variants`.
+    pub max_vary_variants: usize,
     /// `http.max_body_size`.
     pub max_body: u64,
     /// Serving / draining (`/healthz` answers 503 while draining).

@@ -112,6 +112,14 @@ pub(crate) async fn lead(
         (AfterOrigin::ServeStale { origin_status }, Some(m)) => {
             serve_stale(&ctx, leader, &m, &store_key, origin_status, now)
         }
+        (AfterOrigin::Store(_), _) if !admits_variant(&ctx, &facts) => {
+            metrics::counter!(m::VARY_VARIANTS_REFUSED).increment(1);
+            leader.publish(FillHead::NotShareable);
+            let mut o = Outcome::forward(XCache::Miss, fwd);
+            o.fwd_status = Some(status);
+            o.detail = Some("too-many-variants");
+            stream_origin(&ctx, resp, length, o)
+        }
         (AfterOrigin::Store(fr), _) => {
             let fetched = Fetched {
                 resp,
@@ -136,6 +144,17 @@ pub(crate) async fn lead(
             stream_origin(&ctx, resp, length, o)
         }
     }
+}
+
+/// A varying response may be stored unless its URL already has `cache.max_vary_variants`
+/// other variants (checked in the purge index; nothing to check without Vary).
+fn admits_variant(ctx: &Ctx, facts: &ResponseFacts) -> bool {
+    if facts.vary.is_empty() {
+        return true;
+    }
+    let vkey = variant_key(&ctx.key, &facts.vary, ctx.end_to_end());
+    ctx.store()
+        .admits_variant(&ctx.url, &vkey, ctx.shared.max_vary_variants)
 }
 
 /// Publish and serve the stale copy in place of the origin's failure.

@@ -266,6 +266,7 @@ pub async fn run(
         store: store.clone(),
         fills: Fills::new(config.cache.max_inflight_fills),
         fill_wait: config.cache.fill_wait_timeout,
+        max_vary_variants: config.cache.max_vary_variants,
         max_body: config.http.max_body_size.as_u64(),
         lifecycle: lifecycle.clone(),
         load: load.clone(),

@@ -73,6 +73,8 @@ pub const DRAINING: &str = "cdn_edge_draining";
 pub const REPORTS: &str = "cdn_edge_reports_total";
 /// Access-log lines dropped.
 pub const ACCESS_LOG_DROPPED: &str = "cdn_edge_access_log_dropped_total";
+/// Responses not stored because their URL already has `cache.max_vary_variants` variants.
+pub const VARY_VARIANTS_REFUSED: &str = "cdn_edge_vary_variants_refused_total";
 /// Requests refused by the limits, label `reason`.
 pub const REJECTED: &str = "cdn_edge_rejected_requests_total";
 
@@ -135,6 +137,10 @@ fn describe() {
     describe_counter!(REPORTS, "Health reports pushed to routers");
     describe_counter!(ACCESS_LOG_DROPPED, "Access-log lines dropped");
     describe_counter!(REJECTED, "Requests refused by the limits");
+    describe_counter!(
+        VARY_VARIANTS_REFUSED,
+        "Responses served but not stored: their URL already has cache.max_vary_variants variants"
+    );
 }
 
 #[cfg(test)]

@@ -29,6 +29,11 @@ pub trait IndexHook: Send + Sync {
     fn record(&self, key: &str, url: &str, tags: &[String]);
     /// The object under `key` was removed.
     fn forget(&self, key: &str);
+    /// May `key`, a Vary variant of `url`, be stored when at most `max` variants per URL are?
+    /// (It may when it is already one of them.) Default: yes.
+    fn admits_variant(&self, _url: &str, _key: &str, _max: usize) -> bool {
+        true
+    }
 }
 
 /// Cache statistics for reports and metrics.
@@ -229,6 +234,14 @@ impl Store {
             let cache = self.cache.clone();
             let _ = rt.spawn(async move { cache.storage().wait().await }).await;
         }
+    }
+
+    /// May `key`, a Vary variant of `url`, be stored with at most `max` variants per URL
+    /// ([`IndexHook::admits_variant`]; yes without an index).
+    pub fn admits_variant(&self, url: &str, key: &str, max: usize) -> bool {
+        self.hook
+            .get()
+            .is_none_or(|h| h.admits_variant(url, key, max))
     }
 
     /// Store a Vary variant list under a primary key.

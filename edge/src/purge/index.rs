@@ -378,6 +378,22 @@ impl Index {
         }
     }
 
+    /// May `key` be stored for `url` when at most `max` keys (Vary variants) per URL are: yes
+    /// when it is already one of them or there are fewer than `max`. One map lookup and a scan
+    /// of at most `max` keys (the cap keeps [`Keys::add`]'s duplicate scan short).
+    pub fn admits_variant(&self, url: &str, key: &str, max: usize) -> bool {
+        let Some(norm) = normalize_url(url) else {
+            return true;
+        };
+        let Some(tree) = self.maps.by_host.get(host_of(&norm)) else {
+            return true;
+        };
+        match tree.get(norm.as_str()) {
+            None => true,
+            Some(ks) => ks.iter().any(|k| &**k == key) || ks.iter().len() < max,
+        }
+    }
+
     /// Keys stored for exactly this URL (all Vary variants).
     pub fn keys_for_url(&self, url: &str) -> Vec<String> {
         let Some(norm) = self.selector(url) else {
@@ -478,6 +494,24 @@ mod tests {
         assert_eq!(sorted(ix.keys_for_tag("all")), ["k1", "k2", "k4"]);
         assert_eq!(sorted(ix.keys_for_tag("js")), ["k1", "k1v"]);
         assert!(ix.keys_for_tag("none").is_empty());
+    }
+
+    #[test]
+    fn variants_are_admitted_up_to_the_cap() {
+        let ix = Index::in_memory();
+        for i in 0..3 {
+            let k = format!("k{i}");
+            assert!(ix.admits_variant("example.com/v", &k, 3));
+            ix.record(&k, "example.com/v", &[]);
+        }
+        assert!(!ix.admits_variant("example.com/v", "k3", 3));
+        assert!(
+            ix.admits_variant("example.com/v", "k1", 3),
+            "a stored variant is refreshed"
+        );
+        assert!(ix.admits_variant("example.com/other", "k3", 3));
+        ix.forget("k0");
+        assert!(ix.admits_variant("example.com/v", "k3", 3));
     }
 
     #[test]

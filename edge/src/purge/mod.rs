@@ -81,6 +81,9 @@ impl crate::cache::store::IndexHook for Index {
     fn forget(&self, key: &str) {
         Index::forget(self, key)
     }
+    fn admits_variant(&self, url: &str, key: &str, max: usize) -> bool {
+        Index::admits_variant(self, url, key, max)
+    }
 }
 
 /// `POST /api/v1/purge` body.

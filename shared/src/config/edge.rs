@@ -150,6 +150,10 @@ pub struct CacheSection {
     pub fill_wait_timeout: Duration,
     /// Maximum concurrent origin fills; more → 503. Default 1024.
     pub max_inflight_fills: usize,
+    /// Most Vary variants stored per URL; a response for a further variant is served but not
+    /// stored (`Cache-Status: detail=too-many-variants`,
+    /// `cdn_edge_vary_variants_refused_total`). Default 32.
+    pub max_vary_variants: usize,
 }
 
 impl Default for CacheSection {
@@ -164,6 +168,7 @@ impl Default for CacheSection {
             heuristic_fraction: 0.1,
             fill_wait_timeout: Duration::from_secs(10),
             max_inflight_fills: 1024,
+            max_vary_variants: 32,
         }
     }
 }
@@ -369,6 +374,12 @@ impl Validate for EdgeConfig {
         if c.max_inflight_fills == 0 {
             return Err(ConfigError::new(
                 "cache.max_inflight_fills",
+                "must be at least 1",
+            ));
+        }
+        if c.max_vary_variants == 0 {
+            return Err(ConfigError::new(
+                "cache.max_vary_variants",
                 "must be at least 1",
             ));
         }
