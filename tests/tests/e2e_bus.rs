@@ -13,8 +13,9 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use cdn_tests::fleet::spec::default_regions;
 use cdn_tests::fleet::{edge_bus_credentials, EdgeNode, Fleet, SERVICE};
-use cdn_tests::harness::nats::publish_as;
+use cdn_tests::harness::nats::{auth_config, nats_server_binary, publish_as, BusUser};
 use cdn_tests::harness::{always, eventually, eventually_every, scaled};
 use serde_json::{json, Value};
 
@@ -328,4 +329,50 @@ fn reports_come_over_subjects_and_a_forged_report_is_refused() {
             );
             Ok(())
         });
+}
+
+#[test]
+fn the_deploy_nats_config_is_valid_and_grants_what_the_fleet_tests_exercise() -> anyhow::Result<()>
+{
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/nats-server.conf");
+    let text = std::fs::read_to_string(&file)?;
+    let users: Vec<BusUser> = default_regions()
+        .into_iter()
+        .map(|r| BusUser {
+            user: format!("edge-{}", r.edge_id),
+            password: String::new(),
+            edge: Some((r.name, r.edge_id)),
+        })
+        .chain([BusUser {
+            user: "router".into(),
+            password: String::new(),
+            edge: None,
+        }])
+        .collect();
+    let generated = auth_config(&users, "CDN_PURGES", "cdn_operator");
+    // Every subject the tests' users are allowed (quoted tokens with a `.` or `>`).
+    let subjects: Vec<&str> = generated
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| t.contains('.') || t.contains('>'))
+        .collect();
+    assert!(subjects.len() > 30, "{generated}");
+    for s in subjects {
+        assert!(
+            text.contains(&format!("\"{s}\"")),
+            "deploy config lacks `{s}`"
+        );
+    }
+    let out = std::process::Command::new(nats_server_binary()?)
+        .args(["-t", "-c"])
+        .arg(&file)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }

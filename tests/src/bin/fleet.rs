@@ -4,7 +4,9 @@
 //! if needed, then starts the demo origin (127.0.0.1:8080), the router (DNS UDP+TCP on
 //! 127.0.0.1:8553, admin API on 127.0.0.1:8053) and three edges (us-east 127.0.1.1:8081,
 //! eu-west 127.0.2.1:8081, ap-northeast 127.0.3.1:8081; admin on port 9081 of the same IPs),
-//! prints commands to try, and stops everything on Ctrl-C.
+//! prints commands to try, and stops everything on Ctrl-C. `--routers 2` adds a second router
+//! (127.0.0.1:8554, admin 127.0.0.1:8054); `--bus nats` runs drains, purges and reports over a
+//! `nats-server` (from PATH) with JetStream instead of direct HTTP.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -61,6 +63,24 @@ struct Args {
     /// Log level of the router and edges.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Routers to start: the first on --dns/--admin, each next one on the following ports
+    /// (the second on 127.0.0.1:8554 and 127.0.0.1:8054), all with the same zone.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    routers: u16,
+    /// How drains, purges and reports travel: `direct` (HTTP; the single-machine default) or
+    /// `nats` (starts `nats-server` from PATH with JetStream, its store in the work dir, and
+    /// per-role users; routers and edges get a `[bus]` section).
+    #[arg(long, value_enum, default_value_t = Bus::Direct)]
+    bus: Bus,
+}
+
+/// `--bus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Bus {
+    /// Reports pushed over HTTP, purges fanned out over HTTP, drains per router.
+    Direct,
+    /// NATS JetStream.
+    Nats,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,7 +98,16 @@ fn main() -> anyhow::Result<()> {
     }
 
     let mut spec = FleetSpec {
-        routers: vec![(args.dns, args.admin)],
+        routers: (0..args.routers)
+            .map(|i| {
+                let mut dns = args.dns;
+                let mut admin = args.admin;
+                dns.set_port(dns.port() + i);
+                admin.set_port(admin.port() + i);
+                (dns, admin)
+            })
+            .collect(),
+        bus: args.bus == Bus::Nats,
         origin: args.origin,
         origin_latency_profile: args.latency_profile,
         geo_database: args.geo_database.clone(),
@@ -151,6 +180,18 @@ fn print_tour(fleet: &Fleet, args: &Args) {
         "  dns-router    DNS {} (UDP+TCP), admin http://{admin}\n",
         r.dns_udp
     ));
+    for r in fleet.routers().iter().skip(1) {
+        out.push_str(&format!(
+            "  dns-router {}  DNS {} (UDP+TCP), admin http://{}\n",
+            r.index, r.dns_udp, r.admin
+        ));
+    }
+    if let Some(n) = fleet.nats_url() {
+        out.push_str(&format!(
+            "  nats-server   {n} (JetStream; users and permissions in {})\n",
+            fleet.dir().join("nats.conf").display()
+        ));
+    }
     for e in fleet.edges() {
         out.push_str(&format!(
             "  edge {:<6}   {:<13} http://{}  admin http://{}\n",
@@ -214,6 +255,17 @@ fn print_tour(fleet: &Fleet, args: &Args) {
         "\n6. The status page (map, edge table, explain, drain and purge; token {token}):\n   \
          open http://{admin}/\n"
     ));
+    if let (Some(r1), true) = (fleet.routers().get(1), fleet.nats_url().is_some()) {
+        out.push_str(&format!(
+            "\n7. The fleet bus: drain through router 0, router 1 follows within a second:\n   \
+             curl -s -X POST -H 'Authorization: Bearer {token}' http://{admin}/api/v1/edges/{id}/drain\n   \
+             dig @{ip} -p {port1} {SERVICE} A +subnet=8.8.8.0/24 +short\n   \
+             curl -s -X POST -H 'Authorization: Bearer {token}' http://{admin}/api/v1/edges/{id}/undrain\n",
+            id = us.id(),
+            ip = r1.dns_udp.ip(),
+            port1 = r1.dns_udp.port(),
+        ));
+    }
     out.push_str("\nCtrl-C stops everything.\n");
     println!("{out}");
 }

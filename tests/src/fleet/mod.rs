@@ -34,7 +34,7 @@ use serde_json::Value;
 use crate::harness::dns::{self, DnsQuery};
 use crate::harness::http::{self, Reply};
 use crate::harness::nats::{auth_config, BusUser, NatsServer};
-use crate::harness::process::{Process, Signal};
+use crate::harness::process::{Echo, Process, Signal};
 use crate::harness::{binary, eventually};
 use crate::origin::{OriginHandle, OriginState, Stats};
 
@@ -219,7 +219,12 @@ impl FleetSpec {
             }
             let conf = dir.join("nats.conf");
             std::fs::write(&conf, auth_config(&users, "CDN_PURGES", "cdn_operator"))?;
-            let n = NatsServer::start_with(&dir.join("nats"), Some(&conf), spec.echo)?;
+            // Its log lines are not ours (`[INF]`): echoed only with `Echo::All`.
+            let echo = match spec.echo {
+                Echo::All => Echo::All,
+                _ => Echo::None,
+            };
+            let n = NatsServer::start_with(&dir.join("nats"), Some(&conf), echo)?;
             spec.router_extra.push_str(&format!(
                 "\n[bus]\nservers = [\"{}\"]\nuser = \"{ROUTER_BUS_USER}\"\npassword = \"{}\"\n\
                  startup_timeout = \"3s\"\n{}\n",
@@ -417,6 +422,11 @@ impl Fleet {
     /// The spec the fleet was started with.
     pub fn spec(&self) -> &FleetSpec {
         &self.spec
+    }
+
+    /// `nats://…` of the fleet's NATS server, when it runs on the bus.
+    pub fn nats_url(&self) -> Option<String> {
+        self.nats.as_ref().map(NatsServer::url)
     }
 
     /// The NATS server of a fleet on the bus ([`FleetSpec::bus`]), to stop and restart.
