@@ -267,6 +267,9 @@ fn restart_needed(old: &RouterConfig, new: &RouterConfig) -> Vec<&'static str> {
     if old.admin.listen != new.admin.listen {
         out.push("admin.listen");
     }
+    if old.bus != new.bus {
+        out.push("bus");
+    }
     out
 }
 
