@@ -21,7 +21,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::admin::AdminContext;
+use crate::live::Live;
 
 /// One embedded file.
 #[derive(Debug)]
@@ -123,7 +123,7 @@ fn serve(req: &HttpRequest, i: usize) -> HttpResponse {
 }
 
 /// The configured regions' coordinates, for the map.
-async fn regions(ctx: web::Data<AdminContext>) -> HttpResponse {
+async fn regions(ctx: web::Data<Live>) -> HttpResponse {
     let config = ctx.config.load();
     let regions: Vec<_> = config
         .regions
