@@ -16,6 +16,9 @@ pub enum EdgeError {
     /// Malformed request.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request body did not arrive within `http.body_read_timeout`.
+    #[error("request body not received in time")]
+    BodyTimeout,
     /// Request body larger than `http.max_body_size`.
     #[error("request body too large")]
     BodyTooLarge,
@@ -55,6 +58,7 @@ impl EdgeError {
             EdgeError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             EdgeError::OriginConnect(_) | EdgeError::OriginBroken(_) => StatusCode::BAD_GATEWAY,
             EdgeError::OriginTimeout(_) | EdgeError::FillTimeout => StatusCode::GATEWAY_TIMEOUT,
             EdgeError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -71,6 +75,7 @@ impl EdgeError {
             EdgeError::UnknownHost(_) => "unknown-host",
             EdgeError::BadRequest(_) => "bad-request",
             EdgeError::BodyTooLarge => "body-too-large",
+            EdgeError::BodyTimeout => "body-timeout",
             EdgeError::OriginConnect(_) => "origin-connect",
             EdgeError::OriginTimeout(_) => "origin-timeout",
             EdgeError::OriginBroken(_) => "origin-broken",

@@ -56,6 +56,8 @@ pub struct Shared {
     pub fill_wait: Duration,
     /// `cache.max_vary_variants`.
     pub max_vary_variants: usize,
+    /// `http.body_read_timeout`.
+    pub body_read_timeout: Duration,
     /// `http.max_body_size`.
     pub max_body: u64,
     /// Serving / draining (`/healthz` answers 503 while draining).

@@ -160,6 +160,24 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
+/// `http.send_timeout` on a client connection: `TCP_USER_TIMEOUT`, so a client that stops
+/// reading (its window stays closed, our data unacknowledged) is dropped by the kernel instead
+/// of holding the connection and its response forever.
+fn set_send_timeout(io: &dyn std::any::Any, t: std::time::Duration) {
+    let r = if let Some(s) = io.downcast_ref::<actix_rt::net::TcpStream>() {
+        socket2::SockRef::from(s).set_tcp_user_timeout(Some(t))
+    } else if let Some(s) =
+        io.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<actix_rt::net::TcpStream>>()
+    {
+        socket2::SockRef::from(s.get_ref().0).set_tcp_user_timeout(Some(t))
+    } else {
+        return;
+    };
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "could not set the send timeout");
+    }
+}
+
 /// Bind every configured listener and log `listening proto=http name=<http|https|admin>
 /// addr=…` for each.
 pub fn bind(config: &EdgeConfig) -> std::io::Result<Listeners> {
@@ -267,6 +285,7 @@ pub async fn run(
         fills: Fills::new(config.cache.max_inflight_fills),
         fill_wait: config.cache.fill_wait_timeout,
         max_vary_variants: config.cache.max_vary_variants,
+        body_read_timeout: config.http.body_read_timeout,
         max_body: config.http.max_body_size.as_u64(),
         lifecycle: lifecycle.clone(),
         load: load.clone(),
@@ -276,6 +295,7 @@ pub async fn run(
     let grace = config.lifecycle.shutdown_grace;
     let app_shared = shared.clone();
     let conn_load = load.clone();
+    let send_timeout = config.http.send_timeout;
     let mut server = HttpServer::new(move || {
         let origins = Origins::new(routes.clone(), cdn_loop.clone())
             .expect("origin clients validated at start-up");
@@ -284,8 +304,9 @@ pub async fn run(
             .app_data(web::Data::new(Local { origins }))
             .default_service(web::to(handler::handle))
     })
-    .on_connect(move |_, ext| {
+    .on_connect(move |io, ext| {
         ext.insert(Arc::new(conn_load.connection_opened()));
+        set_send_timeout(io, send_timeout);
     })
     .max_connections(config.http.max_connections)
     .client_request_timeout(config.http.header_read_timeout)

@@ -31,7 +31,13 @@ pub(crate) async fn pass(ctx: Ctx, payload: Option<web::Payload>, bypass: bool) 
             return error_response(&EdgeError::BodyTooLarge, name);
         }
         let mut buf = BytesMut::new();
-        while let Some(chunk) = p.next().await {
+        let deadline = tokio::time::Instant::now() + ctx.shared.body_read_timeout;
+        loop {
+            let chunk = match tokio::time::timeout_at(deadline, p.next()).await {
+                Err(_) => return error_response(&EdgeError::BodyTimeout, name),
+                Ok(None) => break,
+                Ok(Some(c)) => c,
+            };
             match chunk {
                 Ok(c) => {
                     let within = (buf.len() as u64)

@@ -74,6 +74,15 @@ pub struct HttpSection {
     /// Keep-alive idle time for client connections. Default `60s`.
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
+    /// Time a client has to send a whole request body (pass-through requests buffer it);
+    /// slower → 408. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A client connection whose sent data stays unacknowledged this long (a client that
+    /// stopped reading: its receive window stays closed) is closed (`TCP_USER_TIMEOUT`).
+    /// Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
     /// Largest request header block; larger → 431. Default 32 KiB.
     pub max_header_size: ByteSize,
     /// Largest request body passed to the origin; larger → 413. Default 10 MiB.
@@ -87,6 +96,8 @@ impl Default for HttpSection {
             workers: 0,
             max_connections: 25_000,
             header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(60),
             max_header_size: ByteSize::kib(32),
             max_body_size: ByteSize::mib(10),
@@ -327,6 +338,8 @@ impl Validate for EdgeConfig {
         }
         require_nonempty("http.listen", &self.http.listen)?;
         require_positive("http.header_read_timeout", self.http.header_read_timeout)?;
+        require_positive("http.body_read_timeout", self.http.body_read_timeout)?;
+        require_positive("http.send_timeout", self.http.send_timeout)?;
         if self.http.max_connections == 0 {
             return Err(ConfigError::new(
                 "http.max_connections",
