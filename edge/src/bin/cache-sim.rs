@@ -81,6 +81,13 @@ struct Args {
     /// Placement: inline bodies < this many bytes are kept in memory only.
     #[arg(long)]
     memory_only_below: Option<u64>,
+    /// Placement: bodies ≥ this many bytes are stored on their second request only (`off`).
+    #[arg(long)]
+    second_hit_from: Option<String>,
+    /// Placement: reinsert disk entries with at least this many hits when their block is
+    /// reclaimed (0: off).
+    #[arg(long)]
+    disk_reinsert_hits: Option<u8>,
     /// Placement: a disk-only chunk enters memory on this hit.
     #[arg(long)]
     promote_after: Option<u8>,
@@ -198,6 +205,8 @@ fn real_main() -> Result<(), String> {
     let mut p = Placement::for_config(&cache);
     p.low_hint_from = bytes_or_off(&a.low_hint_from, p.low_hint_from)?;
     p.disk_only_from = bytes_or_off(&a.disk_only_from, p.disk_only_from)?;
+    p.second_hit_from = bytes_or_off(&a.second_hit_from, p.second_hit_from)?;
+    p.disk_reinsert_hits = a.disk_reinsert_hits.unwrap_or(p.disk_reinsert_hits);
     p.memory_only_below = a.memory_only_below.unwrap_or(p.memory_only_below);
     p.promote_after = a.promote_after.unwrap_or(p.promote_after);
     p.disk_fifo_probation = a.disk_fifo_probation.unwrap_or(p.disk_fifo_probation);

@@ -16,7 +16,8 @@ use cdn_shared::config::edge::CacheSection;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, EvictionPicker, FifoPicker, FsDeviceBuilder, Hint,
     HybridCache, HybridCacheBuilder, HybridCachePolicy, HybridCacheProperties, InvalidRatioPicker,
-    LfuConfig, Load, Location, LruConfig, RecoverMode, S3FifoConfig,
+    LfuConfig, Load, Location, LruConfig, RecoverMode, S3FifoConfig, Statistics, StorageFilter,
+    StorageFilterCondition, StorageFilterResult,
 };
 
 use super::hot::{HitCounts, PROMOTE_AFTER};
@@ -76,6 +77,16 @@ pub struct Placement {
     pub memory_only_below: u64,
     /// A disk-only chunk is copied into memory on this hit. Server: [`PROMOTE_AFTER`].
     pub promote_after: u8,
+    /// With a disk tier, bodies of at least this many bytes are stored only on their second
+    /// store attempt (AdaptSize/"second hit" admission, counted by key hash in the same
+    /// table as [`super::hot`]): a one-hit object never takes cache space; the second request
+    /// fetches it again (a chunk by Range, its meta entry being stored) and stores it
+    /// (`u64::MAX`: never; server).
+    pub second_hit_from: u64,
+    /// With a disk tier, when foyer reclaims a disk block, entries with at least this many
+    /// counted hits (disk chunks, see [`super::hot`]) are written again instead of dropped
+    /// (foyer's reinsertion filter; 0: none, the server's — it cost RSS in session 2).
+    pub disk_reinsert_hits: u8,
     /// Memory-tier eviction. Server: LRU.
     pub memory_eviction: MemoryEviction,
     /// foyer's disk FIFO picker: share of blocks marked for probation. Server: 0.1 (foyer's).
@@ -93,6 +104,8 @@ impl Placement {
             disk_only_from: u64::MAX,
             memory_only_below: 0,
             promote_after: PROMOTE_AFTER,
+            second_hit_from: u64::MAX,
+            disk_reinsert_hits: 0,
             memory_eviction: MemoryEviction::Lru,
             disk_fifo_probation: 0.1,
             disk_invalid_ratio: 0.8,
@@ -103,7 +116,7 @@ impl Placement {
 /// The cache.
 pub struct Store {
     placement: Placement,
-    hits: HitCounts,
+    hits: Arc<HitCounts>,
     cache: HybridCache<String, Entry>,
     runtime: Option<tokio::runtime::Runtime>,
     hook: OnceLock<Arc<dyn IndexHook>>,
@@ -144,15 +157,17 @@ impl Store {
             .map_err(|e| EdgeError::Cache(format!("cannot start cache runtime: {e}")))?;
         let cfg2 = cfg.clone();
         let placement2 = placement.clone();
+        let hits = Arc::new(HitCounts::default());
+        let hits2 = hits.clone();
         let handle = runtime.handle().clone();
         let cache = runtime
-            .spawn(async move { build(&cfg2, &placement2, handle).await })
+            .spawn(async move { build(&cfg2, &placement2, hits2, handle).await })
             .await
             .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?
             .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?;
         Ok(Arc::new(Store {
             placement,
-            hits: HitCounts::default(),
+            hits,
             cache,
             runtime: Some(runtime),
             hook: OnceLock::new(),
@@ -195,6 +210,11 @@ impl Store {
         if let Some(h) = self.hook.get() {
             h.record(key, &meta.url, &meta.tags);
         }
+        if let Body::Inline { data, .. } = &meta.body {
+            if !self.admit(key, data.len() as u64) {
+                return;
+            }
+        }
         let mut props = HybridCacheProperties::default();
         if self.low_priority(&meta.body) {
             props = props.with_hint(Hint::Low);
@@ -220,6 +240,16 @@ impl Store {
         self.disk_capacity > 0
             && matches!(body, Body::Inline { .. })
             && body.len() >= self.placement.low_hint_from
+    }
+
+    /// Second-hit admission ([`Placement::second_hit_from`]) of a body of `len` bytes under
+    /// `key`: counts the attempt, true when it is to be stored.
+    fn admit(&self, key: &str, len: u64) -> bool {
+        if self.disk_capacity == 0 || len < self.placement.second_hit_from {
+            return true;
+        }
+        let hash = std::hash::BuildHasher::hash_one(&**self.cache.memory().hash_builder(), key);
+        self.hits.hit(hash) >= 2
     }
 
     /// Whether `key` is in the memory tier now (the simulator's tier accounting).
@@ -267,6 +297,9 @@ impl Store {
 
     /// Store one chunk of an object of (at least) `object_len` bytes.
     pub fn put_chunk(&self, key: String, chunk: Chunk, object_len: u64) {
+        if !self.admit(&key, object_len) {
+            return;
+        }
         if self.disk_only(object_len) {
             self.cache.insert_with_properties(
                 key,
@@ -393,6 +426,7 @@ impl Drop for Store {
 async fn build(
     cfg: &CacheSection,
     placement: &Placement,
+    hits: Arc<HitCounts>,
     handle: tokio::runtime::Handle,
 ) -> foyer::Result<HybridCache<String, Entry>> {
     let memory = HybridCacheBuilder::new()
@@ -432,7 +466,16 @@ async fn build(
                 Box::new(InvalidRatioPicker::new(placement.disk_invalid_ratio)),
                 Box::new(FifoPicker::new(placement.disk_fifo_probation)),
             ];
-            let engine = BlockEngineConfig::new(device)
+            let mut engine = BlockEngineConfig::new(device);
+            if placement.disk_reinsert_hits > 0 {
+                engine = engine.with_reinsertion_filter(StorageFilter::new().with_condition(
+                    HotEnough {
+                        hits,
+                        min: placement.disk_reinsert_hits,
+                    },
+                ));
+            }
+            let engine = engine
                 .with_eviction_pickers(pickers)
                 .with_block_size(block)
                 .with_flushers(2)
@@ -443,6 +486,23 @@ async fn build(
                 .with_recover_mode(RecoverMode::Quiet)
                 .build()
                 .await
+        }
+    }
+}
+
+/// Reinsertion condition: the entry's counted hits reach `min`.
+#[derive(Debug)]
+struct HotEnough {
+    hits: Arc<HitCounts>,
+    min: u8,
+}
+
+impl StorageFilterCondition for HotEnough {
+    fn filter(&self, _: &Arc<Statistics>, hash: u64, _: usize) -> StorageFilterResult {
+        if self.hits.count(hash) >= self.min {
+            StorageFilterResult::Admit
+        } else {
+            StorageFilterResult::Reject
         }
     }
 }
@@ -552,6 +612,37 @@ mod tests {
         let store = Store::open(&cfg).await.unwrap();
         store.put_object("large", object(64 * 1024));
         assert_eq!(hint_of(&store, "large"), Hint::Normal);
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn second_hit_admission_stores_large_bodies_on_their_second_fill() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CacheSection {
+            memory: ByteSize::mib(16),
+            disk_path: Some(dir.path().to_path_buf()),
+            disk: ByteSize::mib(64),
+            chunk_size: ByteSize::kib(256),
+            ..Default::default()
+        };
+        let mut p = Placement::for_config(&cfg);
+        p.second_hit_from = 64 * 1024;
+        let store = Store::open_with(&cfg, p).await.unwrap();
+        store.put_object("small", object(1024));
+        assert!(
+            store.get("small").await.is_some(),
+            "below the threshold: stored"
+        );
+        store.put_object("large", object(64 * 1024));
+        assert!(store.get("large").await.is_none(), "first fill not stored");
+        store.put_object("large", object(64 * 1024));
+        assert!(store.get("large").await.is_some(), "second fill stored");
+        let key = chunk_key("big", 1, 0);
+        store.put_chunk(key.clone(), chunk(1000), 512 * 1024);
+        assert!(store.get_chunk(&key, None, None).await.is_none());
+        store.put_chunk(key.clone(), chunk(1000), 512 * 1024);
+        store.settle().await;
+        assert!(store.get_chunk(&key, None, None).await.is_some());
         store.close().await;
     }
 
