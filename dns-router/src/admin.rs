@@ -15,9 +15,16 @@
 //! | POST | `/api/v1/reload` | re-read the config file (token; 400 with the config error) |
 //! | POST | `/api/v1/purge` | fan the purge body out to every edge's `admin_url` (token) |
 //!
-//! Writes need `Authorization: Bearer <admin.token>`: 401 when missing or wrong, 403 when no
-//! token is configured (writes disabled). The token is read from the live config, so a reload
-//! can rotate it. Request bodies above `admin.max_body_size` get 413.
+//! Access (`access.rs`): one header spelling, `Authorization: Bearer <token>`; reads (edges,
+//! services, explain, metrics) are open per `admin.read_access` (default: loopback clients) or
+//! need a `read`/`operate` token; drain, undrain, reload and purge need an `operate` token;
+//! reports need the `report` token of the edge they name (403 for another edge). 401 when the
+//! token is missing or wrong, 403 when its role does not allow the call or no token is configured.
+//! The deprecated single `admin.token` acts as an `operate` token that may report as any edge.
+//! Tokens are read from the live config, so a reload can rotate them. Every write leaves an
+//! audit line (tracing target `audit`: token name, client address, what changed; refused writes
+//! at WARN; reports, once a second per edge, at DEBUG). Request bodies above
+//! `admin.max_body_size` get 413.
 //!
 //! Purge fan-out: the body (`{"urls":[],"prefixes":[],"tags":[],"soft":false}`, at least one
 //! list non-empty) is posted to `<admin_url>/api/v1/purge` of every edge in parallel with the
@@ -53,6 +60,7 @@ use cdn_geo::model::{ClientLocation, LocationSource};
 use cdn_shared::config::router::RouterConfig;
 use cdn_shared::shutdown::Shutdown;
 
+use crate::access::{Need, Principal};
 use crate::decide::{decide, Client};
 use crate::health::ingest::{ingest, IngestError};
 use crate::health::state::Event;
@@ -123,17 +131,24 @@ pub fn serve(
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let grace = ctx.config.load().lifecycle.shutdown_grace;
+    let tls = match &ctx.admin_cert {
+        Some(cert) => Some(cert.server_config().map_err(std::io::Error::other)?),
+        None => None,
+    };
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
             actix_rt::System::new().block_on(async move {
-                let server = match HttpServer::new(move || app(ctx.clone()))
+                let http = HttpServer::new(move || app(ctx.clone()))
                     .workers(2)
                     .disable_signals()
-                    .shutdown_timeout(grace.as_secs().max(1))
-                    .listen(listener)
-                {
+                    .shutdown_timeout(grace.as_secs().max(1));
+                let bound = match tls {
+                    Some(tls) => http.listen_rustls_0_23(listener, tls),
+                    None => http.listen(listener),
+                };
+                let server = match bound {
                     Ok(s) => s.run(),
                     Err(e) => {
                         let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string())));
@@ -288,41 +303,46 @@ impl From<crate::bus::BusError> for ApiError {
 
 type ApiResult = Result<HttpResponse, ApiError>;
 
-/// Constant-time comparison (the token must not leak through timing).
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Check the caller against `access::authorize` (role tokens, read access) for `need`.
+fn authorize(req: &HttpRequest, ctx: &AdminContext, need: Need) -> Result<Principal, ApiError> {
+    let config = ctx.config.load();
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let peer = req.peer_addr().map(|a| a.ip());
+    crate::access::authorize(&config.admin, value, peer, need).map_err(|d| {
+        let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::FORBIDDEN);
+        if need != Need::Read {
+            tracing::warn!(
+                target: "audit",
+                client = %client_of(req),
+                path = req.path(),
+                status = status.as_u16(),
+                "admin write refused: {}",
+                d.message()
+            );
+        }
+        ApiError::new(status, d.message())
+    })
 }
 
-/// Check `Authorization: Bearer <admin.token>`; returns the token.
-fn authorize(req: &HttpRequest, ctx: &AdminContext) -> Result<String, ApiError> {
-    let config = ctx.config.load();
-    let Some(token) = config.admin.token.as_deref() else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "writes are disabled: admin.token is not configured",
-        ));
-    };
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing bearer token (Authorization: Bearer <admin.token>)",
-        ));
-    };
-    let given = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    match given {
-        Some(g) if same_secret(g.as_bytes(), token.as_bytes()) => Ok(token.to_string()),
-        _ => Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad bearer token")),
-    }
+fn client_of(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The audit line of a write: which token, from where, what changed.
+fn audit(p: &Principal, req: &HttpRequest, action: &str, what: &str) {
+    tracing::info!(
+        target: "audit",
+        token = %p.name,
+        client = %client_of(req),
+        action,
+        what,
+        "admin write"
+    );
 }
 
 /// Read the request body, refusing more than `admin.max_body_size` with 413.
@@ -362,16 +382,18 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn metrics_text(
+    req: HttpRequest,
     ctx: web::Data<AdminContext>,
     recorder: web::Data<PrometheusHandle>,
-) -> HttpResponse {
-    HttpResponse::Ok()
+) -> ApiResult {
+    authorize(&req, &ctx, Need::Read)?;
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body({
             let mut text = recorder.render();
             crate::health::gauges::render_edge_gauges(&ctx.health.view(), &mut text);
             text
-        })
+        }))
 }
 
 /// One edge as the API shows it.
@@ -421,7 +443,8 @@ fn edge_json(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-async fn list_edges(ctx: web::Data<AdminContext>) -> ApiResult {
+async fn list_edges(req: HttpRequest, ctx: web::Data<AdminContext>) -> ApiResult {
+    authorize(&req, &ctx, Need::Read)?;
     let config = ctx.config.load();
     let view = ctx.health.view();
     let edges = config
@@ -433,7 +456,12 @@ async fn list_edges(ctx: web::Data<AdminContext>) -> ApiResult {
     Ok(HttpResponse::Ok().json(json!({ "generation": view.generation, "edges": edges })))
 }
 
-async fn get_edge(ctx: web::Data<AdminContext>, id: web::Path<String>) -> ApiResult {
+async fn get_edge(
+    req: HttpRequest,
+    ctx: web::Data<AdminContext>,
+    id: web::Path<String>,
+) -> ApiResult {
+    authorize(&req, &ctx, Need::Read)?;
     let config = ctx.config.load();
     let view = ctx.health.view();
     Ok(HttpResponse::Ok().json(edge_json(&config, &view, &id)?))
@@ -445,7 +473,7 @@ async fn set_drain(
     id: &str,
     drain: bool,
 ) -> ApiResult {
-    authorize(&req, &ctx)?;
+    let who = authorize(&req, &ctx, Need::Operate)?;
     if let Some(bus) = &ctx.bus {
         // Recorded in the KV bucket (every router applies it) before it is applied here.
         if !ctx.health.view().edges.contains_key(id) {
@@ -455,7 +483,8 @@ async fn set_drain(
     }
     let event = if drain { Event::Drain } else { Event::Undrain };
     ctx.health.event(id, event, cdn_shared::unix_ms())?;
-    tracing::info!(edge = id, drain, "operator drain changed");
+    let action = if drain { "drain" } else { "undrain" };
+    audit(&who, &req, action, &format!("edge {id} draining={drain}"));
     let config = ctx.config.load();
     let view = ctx.health.view();
     Ok(HttpResponse::Ok().json(edge_json(&config, &view, id)?))
@@ -475,7 +504,8 @@ async fn undrain(
 
 /// Services with their pools and, per configured region, the edges a client placed in that
 /// region would get now: the one decision (`decide::decide`) DNS runs, for the service's name.
-async fn services(ctx: web::Data<AdminContext>) -> ApiResult {
+async fn services(req: HttpRequest, ctx: web::Data<AdminContext>) -> ApiResult {
+    authorize(&req, &ctx, Need::Read)?;
     let config = ctx.config.load();
     let snap = ctx.router.snapshot();
     let view = ctx.health.view();
@@ -614,6 +644,7 @@ pub fn parse_explain_query(qs: &str) -> Result<ExplainQuery, String> {
 }
 
 async fn explain(req: HttpRequest, ctx: web::Data<AdminContext>) -> ApiResult {
+    authorize(&req, &ctx, Need::Read)?;
     let q = parse_explain_query(req.query_string()).map_err(ApiError::bad_request)?;
     let client = match q.client {
         Some(c) => c,
@@ -639,11 +670,41 @@ async fn reports(
     ctx: web::Data<AdminContext>,
     payload: web::Payload,
 ) -> ApiResult {
-    if let Err(e) = authorize(&req, &ctx) {
-        metrics::counter!(names::REPORTS_INGESTED, "result" => "unauthorized").increment(1);
-        return Err(e);
-    }
+    let who = match authorize(&req, &ctx, Need::Report) {
+        Ok(p) => p,
+        Err(e) => {
+            metrics::counter!(names::REPORTS_INGESTED, "result" => "unauthorized").increment(1);
+            return Err(e);
+        }
+    };
     let body = read_body(&req, payload, &ctx).await?;
+    // A report credential reports as its own edge only.
+    #[derive(Deserialize)]
+    struct Sender {
+        edge_id: String,
+    }
+    if let Ok(s) = serde_json::from_slice::<Sender>(&body) {
+        if !who.may_report_as(&s.edge_id) {
+            metrics::counter!(names::REPORTS_INGESTED, "result" => "unauthorized").increment(1);
+            tracing::warn!(
+                target: "audit",
+                token = %who.name,
+                client = %client_of(&req),
+                edge = %s.edge_id,
+                "report refused: the token may not report as this edge"
+            );
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "token `{}` may not report as edge `{}`",
+                    who.name, s.edge_id
+                ),
+            ));
+        }
+        // Reports arrive every second per edge: their audit line is at debug level.
+        tracing::debug!(target: "audit", token = %who.name, client = %client_of(&req),
+            action = "report", edge = %s.edge_id, "admin write");
+    }
     match ingest(
         &ctx.health,
         &ctx.config.load(),
@@ -662,11 +723,16 @@ async fn reports(
 }
 
 async fn reload(req: HttpRequest, ctx: web::Data<AdminContext>) -> ApiResult {
-    authorize(&req, &ctx)?;
+    let who = authorize(&req, &ctx, Need::Operate)?;
     let live = ctx.get_ref().clone();
     let result = web::block(move || live.reload())
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let what = match &result {
+        Ok(_) => "config reloaded".to_string(),
+        Err(e) => format!("reload refused: {e}"),
+    };
+    audit(&who, &req, "reload", &what);
     match result {
         Ok(summary) => Ok(HttpResponse::Ok().json(summary)),
         Err(e @ ReloadError::NoConfigFile) => {
@@ -719,7 +785,7 @@ pub struct PurgeResult {
 }
 
 async fn purge(req: HttpRequest, ctx: web::Data<AdminContext>, payload: web::Payload) -> ApiResult {
-    let token = authorize(&req, &ctx)?;
+    let who = authorize(&req, &ctx, Need::Operate)?;
     let body = read_body(&req, payload, &ctx).await?;
     let purge: PurgeRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("bad purge JSON: {e}")))?;
@@ -728,6 +794,15 @@ async fn purge(req: HttpRequest, ctx: web::Data<AdminContext>, payload: web::Pay
             "give at least one of `urls`, `prefixes`, `tags`",
         ));
     }
+    audit(
+        &who,
+        &req,
+        "purge",
+        &format!(
+            "urls={:?} prefixes={:?} tags={:?} soft={}",
+            purge.urls, purge.prefixes, purge.tags, purge.soft
+        ),
+    );
     if let Some(bus) = &ctx.bus {
         let config = ctx.config.load();
         let edges: Vec<String> = config.edges.iter().map(|e| e.id.clone()).collect();
@@ -735,6 +810,14 @@ async fn purge(req: HttpRequest, ctx: web::Data<AdminContext>, payload: web::Pay
         return Ok(HttpResponse::Ok().json(bus.purge(&msg, &edges).await?));
     }
     let config = ctx.config.load_full();
+    // The edges' purge API takes its own token: admin.purge_token, else the deprecated
+    // admin.token.
+    let token = config
+        .admin
+        .purge_token
+        .clone()
+        .or_else(|| config.admin.token.clone())
+        .unwrap_or_default();
     let client = awc::Client::builder()
         .timeout(PURGE_EDGE_TIMEOUT)
         .disable_redirects()
@@ -858,13 +941,5 @@ mod tests {
             let e = parse_explain_query(qs).unwrap_err();
             assert!(e.contains(needle), "{qs}: {e}");
         }
-    }
-
-    #[test]
-    fn secrets_compare_exactly() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"abcd"));
-        assert!(!same_secret(b"", b"x"));
     }
 }

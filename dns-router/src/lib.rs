@@ -34,7 +34,8 @@
 //! * [`snapshot`]: config → routing snapshot (zones, services, edges, locator), validated.
 //! * [`live`]: the live state — snapshot ([`Router`]), health, config, config path, reload
 //!   lock — and the one way it changes ([`Live::reload`], [`Live::reload_geo`]).
-//! * [`admin`]: the admin HTTP API; [`explain`] renders `GET /api/v1/explain` from the
+//! * [`admin`]: the admin HTTP API ([`access`]: role tokens and read access; [`admin_tls`]:
+//!   HTTPS with a certificate a reload replaces); [`explain`] renders `GET /api/v1/explain` from the
 //!   decision; [`ui`]: the fleet status page served by the admin listener.
 //! * [`health`]: edge health — `state` (pure transitions), `reason`, `probe`, `ingest`
 //!   (pushed reports), `gauges` (per-edge gauges of `/metrics`); [`metrics`]: the recorder and
@@ -55,7 +56,9 @@
 //! exits 0; any config error exits 64 with a message naming the key.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
+pub mod admin_tls;
 pub mod answer;
 pub mod answer_cache;
 pub mod bus;
@@ -111,6 +114,7 @@ pub fn check(config: &RouterConfig, base_dir: &Path) -> Result<Checked, RouterEr
     let geo_baseline = watch::Baseline::take(config, base_dir);
     let snapshot = snapshot::build_snapshot(config, base_dir, 1)?;
     health::probe::check_tls(&config.health, base_dir)?;
+    admin_tls::check(&config.admin, base_dir)?;
     Ok(Checked {
         snapshot,
         geo_baseline,
@@ -144,6 +148,7 @@ pub async fn run_checked(
     let base_dir = cdn_shared::config::config_dir(config_path.as_deref());
     let config = live::resolve_paths(config, &base_dir);
     let _prometheus = metrics::install();
+    access::warn_deprecated(&config.admin);
     let health = health::HealthState::new(&config);
     let router = Router::from_snapshot(checked.snapshot, &base_dir, health.clone());
     let config = Arc::new(config);
@@ -202,7 +207,10 @@ pub async fn run_checked(
             shutdown.clone(),
         )));
     }
-    let live = Live::new(health.clone(), router.clone(), config_swap, config_path).with_bus(bus);
+    let admin_cert = admin_tls::load(&config.admin)?.map(admin_tls::AdminCert::new);
+    let live = Live::new(health.clone(), router.clone(), config_swap, config_path)
+        .with_bus(bus)
+        .with_admin_cert(admin_cert);
     let mut admin = admin::serve(sockets.admin, live.clone(), shutdown.clone())
         .map_err(|e| RouterError::io("start admin API", e))?;
     let geo_watch = watch::spawn(

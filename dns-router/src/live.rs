@@ -96,6 +96,9 @@ pub struct Live {
     pub config_path: Option<PathBuf>,
     /// The fleet bus (`[bus]`): drains and purges go through it when set.
     pub bus: Option<Arc<crate::bus::RouterBus>>,
+    /// The admin listener's certificate when it serves HTTPS (`admin.tls_cert`); a reload
+    /// replaces it.
+    pub admin_cert: Option<Arc<crate::admin_tls::AdminCert>>,
     reload_lock: Arc<Mutex<()>>,
 }
 
@@ -137,9 +140,11 @@ pub enum ReloadError {
 }
 
 /// Paths in `config` that the router itself opens (not through [`crate::snapshot`]) made
-/// absolute against `base_dir`, the config file's directory: `health.probe_ca_file`.
+/// absolute against `base_dir`, the config file's directory: `health.probe_ca_file`,
+/// `admin.tls_cert`, `admin.tls_key`.
 pub fn resolve_paths(mut config: RouterConfig, base_dir: &Path) -> RouterConfig {
     crate::health::probe::resolve_paths(&mut config.health, base_dir);
+    crate::admin_tls::resolve_paths(&mut config.admin, base_dir);
     config
 }
 
@@ -157,8 +162,15 @@ impl Live {
             config,
             config_path,
             bus: None,
+            admin_cert: None,
             reload_lock: Arc::new(Mutex::new(())),
         }
+    }
+
+    /// The same live state, with the admin listener serving HTTPS with `cert`.
+    pub fn with_admin_cert(mut self, cert: Option<Arc<crate::admin_tls::AdminCert>>) -> Self {
+        self.admin_cert = cert;
+        self
     }
 
     /// The same live state, with drains and purges going through `bus`.
@@ -223,6 +235,7 @@ impl Live {
         let base_dir = cdn_shared::config::config_dir(Some(path));
         let new: RouterConfig = resolve_paths(cdn_shared::config::load(Some(path))?, &base_dir);
         crate::health::probe::check_tls(&new.health, &base_dir)?;
+        let cert = crate::admin_tls::load(&new.admin)?;
         // Build first (may fail: nothing is swapped), then publish the config, then reconcile
         // health (which starts and stops probes).
         self.router.reload(&new)?;
@@ -234,6 +247,10 @@ impl Live {
             zones: new.zones.len(),
             restart_needed_for: restart_needed(&old, &new),
         };
+        crate::access::warn_deprecated(&new.admin);
+        if let (Some(holder), Some(cert)) = (&self.admin_cert, cert) {
+            holder.replace(cert);
+        }
         let new = Arc::new(new);
         self.config.store(new.clone());
         self.health.reconcile(&new);
@@ -269,6 +286,10 @@ fn restart_needed(old: &RouterConfig, new: &RouterConfig) -> Vec<&'static str> {
     }
     if old.bus != new.bus {
         out.push("bus");
+    }
+    if old.admin.tls_cert.is_some() != new.admin.tls_cert.is_some() {
+        // HTTPS on or off (a new certificate or key file is taken at once).
+        out.push("admin.tls_cert");
     }
     out
 }
