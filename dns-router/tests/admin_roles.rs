@@ -263,7 +263,8 @@ fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("admin.pem"), dir.join("admin.key"))
 }
 
-/// One HTTPS request to `addr` trusting only `cert`; (status, whole response).
+/// One HTTPS request to `addr` trusting only `cert`; (status, whole response), or (0, the
+/// error) when the handshake fails.
 fn https(addr: SocketAddr, cert: &Path, request: &str) -> (u16, String) {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice()) {
@@ -280,7 +281,9 @@ fn https(addr: SocketAddr, cert: &Path, request: &str) -> (u16, String) {
     let sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, sock);
-    tls.write_all(request.as_bytes()).unwrap();
+    if let Err(e) = tls.write_all(request.as_bytes()) {
+        return (0, e.to_string()); // the handshake failed
+    }
     let mut out = Vec::new();
     let _ = tls.read_to_end(&mut out);
     let out = String::from_utf8_lossy(&out).to_string();
@@ -378,6 +381,32 @@ fn the_binary_serves_https_and_audits_every_write() {
     router
         .wait_for_line("config reloaded", Duration::from_secs(10))
         .unwrap();
+
+    // A new certificate in the same files is served after a reload.
+    let next = dir.path().join("next");
+    std::fs::create_dir(&next).unwrap();
+    let (new_cert, new_key) = make_cert(&next);
+    let old_cert = dir.path().join("old.pem");
+    std::fs::copy(&cert, &old_cert).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, dir.path().join("admin.key")).unwrap();
+    let (s, body) = https(
+        admin,
+        &old_cert,
+        &post("/api/v1/reload", "op-secret-0123456789"),
+    );
+    assert_eq!(s, 200, "{body}");
+    let get = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        https(admin, &new_cert, get).0,
+        200,
+        "the new certificate is served"
+    );
+    assert_eq!(
+        https(admin, &old_cert, get).0,
+        0,
+        "the old certificate is gone"
+    );
     router.kill();
 }
 
