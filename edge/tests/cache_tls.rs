@@ -60,6 +60,9 @@ fn https_listener_and_https_origin_with_extra_ca() {
 
     // Edge A: HTTPS listener in front of the plain origin.
     let mut a = config(&origin.url(), "", "");
+    // Another edge id than B's: B's requests carry `CDN-Loop: e1`, which A would refuse as a
+    // loop (508) if it were e1 too.
+    a.edge.id = "shield1".into();
     a.tls = Some(cdn_shared::config::edge::TlsSection {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         cert: cert.clone(),
