@@ -257,5 +257,13 @@ fn real_main() -> Result<(), String> {
         out.memory_used >> 20,
         out.wall.as_secs_f64()
     );
+    if let Some((before, end, peak)) = out.rss {
+        println!(
+            "  process RSS: {} MiB before the store opened (trace), {} MiB at the end, peak {} MiB",
+            before >> 20,
+            end >> 20,
+            peak >> 20
+        );
+    }
     Ok(())
 }

@@ -53,6 +53,23 @@ impl Ratios {
     }
 }
 
+/// This process's resident set size and its peak (`VmRSS`, `VmHWM` of `/proc/self/status`),
+/// in bytes; `None` where there is no procfs.
+pub fn rss() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let l = s.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = l[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         0.0

@@ -80,9 +80,13 @@ pub struct Outcome {
     pub memory_used: u64,
     /// Wall time of the replay.
     pub wall: Duration,
+    /// Process RSS before the store was opened, at the end of the replay (store still open)
+    /// and its peak (bytes; `None` without procfs).
+    pub rss: Option<(u64, u64, u64)>,
 }
 
-/// A body of `len` bytes (zeros; slices of one shared buffer) and its CRC.
+/// Bodies of `len` zero bytes, each its own allocation (as a fill's bytes from the origin
+/// are), so the process's RSS is the store's real footprint.
 struct Bodies {
     zeros: Bytes,
 }
@@ -95,7 +99,7 @@ impl Bodies {
     }
 
     fn get(&self, len: u64) -> Bytes {
-        self.zeros.slice(..len as usize)
+        Bytes::copy_from_slice(&self.zeros[..len as usize])
     }
 }
 
@@ -108,6 +112,7 @@ fn header(name: &'static str, value: &str) -> (HeaderName, HeaderValue) {
 
 /// Replay `trace` (the first `warm` requests fill the cache and are not counted).
 pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome, EdgeError> {
+    let rss_before = super::rss();
     let store = Store::open_with(&cfg.cache, cfg.placement.clone()).await?;
     let started = Instant::now();
     let cs = cfg.cache.chunk_size.as_u64().max(1);
@@ -249,12 +254,16 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
     }
     let wall = started.elapsed();
     let memory_used = store.stats().memory_bytes;
+    let rss = rss_before
+        .zip(super::rss())
+        .map(|((b, _), (now, peak))| (b, now, peak));
     store.close().await;
     Ok(Outcome {
         ratios,
         tiers,
         memory_used,
         wall,
+        rss,
     })
 }
 
