@@ -2,9 +2,10 @@
 //! address must not turn the router into an amplifier aimed at that address.
 //!
 //! Every response is classed after it is written ([`classify`]): an error (NXDOMAIN, REFUSED,
-//! FORMERR, SERVFAIL, NOTIMP, BADVERS) counts against one bucket per client network; any
-//! other response against a bucket per client network *and* question (lowercased name, type:
-//! "identical responses"). Client networks are the source address cut to
+//! FORMERR, SERVFAIL, NOTIMP, BADVERS, BADCOOKIE) counts against one bucket per client network;
+//! a service's answer against a bucket per client network, service and type (so random names
+//! under a wildcard service share one); any other response against a bucket per client network
+//! *and* question (lowercased name, type: "identical responses"). Client networks are the source address cut to
 //! `dns.rrl.ipv4_prefix` / `ipv6_prefix` (/24, /56). A bucket refills at its rate per second
 //! and holds `window` seconds of it. A response over its bucket is dropped, except every
 //! `slip`-th, which is sent as an empty TC=1 answer so a real resolver retries over TCP (which
@@ -55,16 +56,21 @@ impl Verdict {
 pub enum Class<'a> {
     /// A non-error response to this question (wire name in any letter case, and type).
     Response(&'a [u8], u16),
+    /// A service's answer (service index, type): every name a wildcard service answers
+    /// counts as one response, so random names under `*.img…` share one bucket.
+    Service(u32, u16),
     /// An NXDOMAIN or error response.
     Error,
 }
 
-/// The class of `response` (a response this process wrote) with `rcode`.
-pub fn classify(rcode: Rcode, response: &[u8]) -> Class<'_> {
+/// The class of `response` (a response this process wrote) with `rcode`; `service` is the
+/// service that answered, if any.
+pub fn classify(rcode: Rcode, service: Option<usize>, response: &[u8]) -> Class<'_> {
     match rcode {
-        Rcode::NoError => match question(response) {
-            Some((name, qtype, _)) => Class::Response(name, qtype),
-            None => Class::Error,
+        Rcode::NoError => match (service, question(response)) {
+            (Some(s), Some((_, qtype, _))) => Class::Service(s as u32, qtype),
+            (None, Some((name, qtype, _))) => Class::Response(name, qtype),
+            (_, None) => Class::Error,
         },
         Rcode::NxDomain
         | Rcode::FormErr
@@ -222,6 +228,12 @@ impl RateLimiter {
                 h.write_u16(qtype);
                 (p.responses_per_ms, p.responses_burst)
             }
+            Class::Service(svc, qtype) => {
+                h.write_u8(3);
+                h.write_u32(svc);
+                h.write_u16(qtype);
+                (p.responses_per_ms, p.responses_burst)
+            }
             Class::Error => {
                 h.write_u8(2);
                 (p.errors_per_ms, p.errors_burst)
@@ -359,16 +371,16 @@ mod tests {
         let mut r = RateLimiter::new(&config(100, 2, 0));
         let mut resp = vec![0xab, 0xcd, 0x84, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
         resp.extend_from_slice(b"\x03WwW\x04test\x00\x00\x1c\x00\x01");
-        assert_eq!(classify(Rcode::NxDomain, &resp), Class::Error);
-        assert_eq!(classify(Rcode::Refused, &resp), Class::Error);
+        assert_eq!(classify(Rcode::NxDomain, None, &resp), Class::Error);
+        assert_eq!(classify(Rcode::Refused, None, &resp), Class::Error);
         assert_eq!(
-            classify(Rcode::NoError, &resp),
+            classify(Rcode::NoError, None, &resp),
             Class::Response(b"\x03WwW\x04test\x00", 28)
         );
         // Letter case does not matter.
         let mut c = RateLimiter::new(&config(1, 1, 0));
         assert_eq!(
-            c.check(ip("192.0.2.1"), classify(Rcode::NoError, &resp), 0),
+            c.check(ip("192.0.2.1"), classify(Rcode::NoError, None, &resp), 0),
             Verdict::Send
         );
         assert_eq!(
@@ -400,6 +412,41 @@ mod tests {
         // Non-error answers of the limited network still go out.
         assert_eq!(
             r.check(ip("2001:db8:0:1::1"), Class::Response(WWW, 1), 0),
+            Verdict::Send
+        );
+    }
+
+    #[test]
+    fn names_answered_by_one_service_share_its_bucket() {
+        let mut r = RateLimiter::new(&config(2, 100, 0));
+        let answer = |name: &[u8]| {
+            let mut m = vec![0xab, 0xcd, 0x84, 0x00, 0, 1, 0, 1, 0, 0, 0, 0];
+            m.extend_from_slice(name);
+            m.extend_from_slice(&[0, 1, 0, 1]);
+            m
+        };
+        let (a, b, c) = (
+            answer(b"\x02r1\x03img\x04test\x00"),
+            answer(b"\x02r2\x03img\x04test\x00"),
+            answer(b"\x02r3\x03img\x04test\x00"),
+        );
+        assert_eq!(classify(Rcode::NoError, Some(4), &a), Class::Service(4, 1));
+        let client = ip("192.0.2.1");
+        assert_eq!(
+            r.check(client, classify(Rcode::NoError, Some(4), &a), 0),
+            Verdict::Send
+        );
+        assert_eq!(
+            r.check(client, classify(Rcode::NoError, Some(4), &b), 0),
+            Verdict::Send
+        );
+        assert_eq!(
+            r.check(client, classify(Rcode::NoError, Some(4), &c), 0),
+            Verdict::Drop
+        );
+        // Static names keep a bucket per name.
+        assert_eq!(
+            r.check(client, classify(Rcode::NoError, None, &c), 0),
             Verdict::Send
         );
     }

@@ -112,7 +112,7 @@ impl Answerer {
             };
             // A valid server cookie proves the source address: never limited.
             if self.rrl.enabled() && outcome.cookie != CookieState::Valid {
-                let class = rrl::classify(outcome.rcode, out);
+                let class = rrl::classify(outcome.rcode, outcome.service, out);
                 match self.rrl.check(src.ip(), class, ctx.now_ms) {
                     Verdict::Send => {}
                     Verdict::Drop => {

@@ -82,8 +82,8 @@ pub struct DnsSection {
 }
 
 /// `[dns.rrl]`: response-rate limiting (as BIND and Knot), UDP only. Each client network
-/// (`ipv4_prefix` / `ipv6_prefix`) has a token bucket per identical response (name, type,
-/// answer class) and one for all its NXDOMAIN and error answers; a response over its bucket
+/// (`ipv4_prefix` / `ipv6_prefix`) has a token bucket per identical response (name and type;
+/// a service's answers per service and type) and one for all its NXDOMAIN and error answers; a response over its bucket
 /// is dropped, except every `slip`-th, which is answered empty with TC=1 so a real resolver
 /// retries over TCP. Queries carrying a valid server cookie are never limited. The buckets
 /// live in a fixed-size table per UDP thread (`table_size` entries): memory does not grow
