@@ -16,7 +16,8 @@
 //!   the report is refused; accepted reports go through [`crate::health::ingest`].
 //!
 //! With NATS down the router keeps answering from its last state and its own probes; the
-//! client reconnects with backoff and this module re-reads the bucket when it is back.
+//! client reconnects with backoff, and after each reconnection this module reads the bucket
+//! again and sets up a new watch (a restarted server has forgotten the old one).
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -49,6 +50,7 @@ pub struct RouterBus {
     js: jetstream::Context,
     section: BusSection,
     kv: Mutex<Option<kv::Store>>,
+    reconnects: cdn_shared::bus::Reconnects,
     /// Who we are in `by` fields.
     pub name: String,
 }
@@ -313,6 +315,8 @@ async fn sync_operator_state(
     health: &HealthState,
     ready: &tokio::sync::watch::Sender<bool>,
 ) -> Result<(), BusError> {
+    let mut reconnects = bus.reconnects.clone();
+    reconnects.borrow_and_update();
     ensure_stream(&bus.js, &bus.section).await?;
     let kv = bus.kv().await?;
     // Watch first (new changes only), then read: nothing between the two is missed, and
@@ -324,12 +328,22 @@ async fn sync_operator_state(
     let n = read_all(&kv, health).await?;
     tracing::info!(keys = n, bucket = %bus.section.kv_bucket, "operator state read from the bus");
     let _ = ready.send(true);
-    while let Some(entry) = watch.next().await {
+    loop {
+        let entry = tokio::select! {
+            e = watch.next() => e,
+            // A restarted server has forgotten the watch (an ephemeral ordered consumer),
+            // and changes made meanwhile must be read: start over.
+            _ = reconnects.changed() => {
+                return Err(BusError("reconnected: reading the bucket again".into()));
+            }
+        };
+        let Some(entry) = entry else {
+            return Err(BusError("KV watch ended".into()));
+        };
         let entry = entry.map_err(|e| BusError(format!("KV watch: {e}")))?;
         let deleted = !matches!(entry.operation, kv::Operation::Put);
         apply_entry(health, &entry.key, &entry.value, deleted);
     }
-    Err(BusError("KV watch ended".into()))
 }
 
 /// Take reports from `cdn.reports.<region>.<edge>` until shutdown.
@@ -406,7 +420,7 @@ pub async fn start(
     config: Arc<ArcSwap<RouterConfig>>,
     shutdown: Shutdown,
 ) -> Result<(Arc<RouterBus>, Vec<tokio::task::JoinHandle<()>>), BusError> {
-    let client = cdn_shared::bus::connect(section, &name)
+    let (client, reconnects) = cdn_shared::bus::connect(section, &name)
         .await
         .map_err(BusError)?;
     let mut js = jetstream::new(client.clone());
@@ -416,6 +430,7 @@ pub async fn start(
         js,
         section: section.clone(),
         kv: Mutex::new(None),
+        reconnects,
         name,
     });
     let (ready_tx, mut ready_rx) = tokio::sync::watch::channel(false);
@@ -451,4 +466,113 @@ pub async fn start(
         );
     }
     Ok((bus, vec![sync, reports]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdn_shared::report::{
+        CacheFigures, Capacity, EdgeStatus, HealthReport, Load, REPORT_VERSION,
+    };
+
+    fn config() -> RouterConfig {
+        cdn_shared::config::load_str(
+            "[[regions]]\nname = \"r\"\nlat = 0.0\nlon = 0.0\n\
+             [[regions]]\nname = \"q\"\nlat = 1.0\nlon = 1.0\n\
+             [[zones]]\nname = \"cdn.test\"\nns = [\"ns1.cdn.test\"]\n\
+             [[edges]]\nid = \"e1\"\nregion = \"r\"\nipv4 = [\"127.0.0.1\"]\n\
+             [[edges]]\nid = \"e2\"\nregion = \"q\"\nipv4 = [\"127.0.0.2\"]\n",
+        )
+        .unwrap()
+    }
+
+    fn report(id: &str, region: &str, seq: u64) -> Vec<u8> {
+        serde_json::to_vec(&HealthReport {
+            version: REPORT_VERSION,
+            edge_id: id.into(),
+            region: region.into(),
+            seq,
+            boot_id: 1,
+            sent_at_ms: cdn_shared::unix_ms(),
+            status: EdgeStatus::Draining,
+            load: Load::default(),
+            capacity: Capacity::default(),
+            cache: CacheFigures::default(),
+        })
+        .unwrap()
+    }
+
+    fn reported(h: &HealthState, id: &str) -> bool {
+        h.view().edges[id].last_report.is_some()
+    }
+
+    #[test]
+    fn the_subject_names_the_edge_and_must_match_the_body() {
+        let c = config();
+        let h = HealthState::new(&c);
+        // Not a report subject, an unknown edge, the wrong region.
+        assert!(!take_report(&h, &c, "cdn.reports.r", &report("e1", "r", 1)));
+        assert!(!take_report(
+            &h,
+            &c,
+            "cdn.reports.r.nope",
+            &report("e1", "r", 1)
+        ));
+        assert!(!take_report(
+            &h,
+            &c,
+            "cdn.reports.q.e1",
+            &report("e1", "q", 1)
+        ));
+        // e1's subject carrying e2's report (or e1's, claiming another region).
+        assert!(!take_report(
+            &h,
+            &c,
+            "cdn.reports.r.e1",
+            &report("e2", "q", 1)
+        ));
+        assert!(!take_report(
+            &h,
+            &c,
+            "cdn.reports.r.e1",
+            &report("e1", "q", 1)
+        ));
+        assert!(!take_report(&h, &c, "cdn.reports.r.e1", b"not json"));
+        assert!(!reported(&h, "e1") && !reported(&h, "e2"));
+        // The real thing.
+        assert!(take_report(
+            &h,
+            &c,
+            "cdn.reports.r.e1",
+            &report("e1", "r", 1)
+        ));
+        assert!(reported(&h, "e1") && !reported(&h, "e2"));
+    }
+
+    #[test]
+    fn drain_records_apply_and_deletes_undrain() {
+        let c = config();
+        let h = HealthState::new(&c);
+        let rec = |drained| {
+            serde_json::to_vec(&DrainRecord {
+                drained,
+                at_ms: 1,
+                by: "t".into(),
+            })
+            .unwrap()
+        };
+        apply_entry(&h, "drain.e1", &rec(true), false);
+        assert!(h.view().edges["e1"].manual_drain);
+        assert!(!h.view().edges["e2"].manual_drain);
+        apply_entry(&h, "drain.e1", &rec(false), false);
+        assert!(!h.view().edges["e1"].manual_drain);
+        apply_entry(&h, "drain.e2", &rec(true), false);
+        apply_entry(&h, "drain.e2", b"", true);
+        assert!(!h.view().edges["e2"].manual_drain);
+        // Unknown edges, other keys and bad records change nothing.
+        apply_entry(&h, "drain.nope", &rec(true), false);
+        apply_entry(&h, "weight.e1", &rec(true), false);
+        apply_entry(&h, "drain.e1", b"{", false);
+        assert!(!h.view().edges["e1"].manual_drain);
+    }
 }

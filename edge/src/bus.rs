@@ -87,7 +87,8 @@ pub async fn start(
     shutdown: Shutdown,
 ) -> Result<EdgeBus, String> {
     let name = format!("edge {}", config.edge.id);
-    let client = cdn_shared::bus::connect(section, &name).await?;
+    // A pull consumer is durable: after a reconnect the next fetch simply resumes.
+    let (client, _reconnects) = cdn_shared::bus::connect(section, &name).await?;
     let mut js = jetstream::new(client.clone());
     js.set_timeout(section.request_timeout);
     let purger = Purger {

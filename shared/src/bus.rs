@@ -110,10 +110,20 @@ pub fn consumer_name(edge: &str) -> String {
     format!("edge-{}", edge.replace(['.', '*', '>', ' '], "_"))
 }
 
+/// Counts (re)connections to the bus: each change is a new connection, after which
+/// server-side state that does not survive a server restart (ordered consumers, such as a KV
+/// watch) must be set up again.
+pub type Reconnects = tokio::sync::watch::Receiver<u64>;
+
 /// Connect to the bus as `name` (shown by the server's monitoring). Returns at once: the
 /// connection is made (and remade after a loss) in the background with backoff, so callers
 /// bound their waits with the `[bus]` timeouts. Fails only on unreadable credentials.
-pub async fn connect(section: &BusSection, name: &str) -> Result<async_nats::Client, String> {
+pub async fn connect(
+    section: &BusSection,
+    name: &str,
+) -> Result<(async_nats::Client, Reconnects), String> {
+    let (connected_tx, connected_rx) = tokio::sync::watch::channel(0u64);
+    let connected_tx = std::sync::Arc::new(connected_tx);
     let mut opts = match (&section.user, &section.nkey, &section.creds_file) {
         (Some(user), _, _) => async_nats::ConnectOptions::with_user_and_password(
             user.clone(),
@@ -132,11 +142,17 @@ pub async fn connect(section: &BusSection, name: &str) -> Result<async_nats::Cli
         .retry_on_initial_connect()
         .max_reconnects(None::<usize>)
         .reconnect_delay_callback(reconnect_delay)
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("bus connected"),
-                async_nats::Event::Disconnected => tracing::warn!("bus disconnected"),
-                other => tracing::debug!(event = %other, "bus event"),
+        .event_callback(move |event| {
+            let connected_tx = connected_tx.clone();
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!("bus connected");
+                        connected_tx.send_modify(|n| *n += 1);
+                    }
+                    async_nats::Event::Disconnected => tracing::warn!("bus disconnected"),
+                    other => tracing::debug!(event = %other, "bus event"),
+                }
             }
         });
     let servers: Vec<async_nats::ServerAddr> = section
@@ -145,9 +161,11 @@ pub async fn connect(section: &BusSection, name: &str) -> Result<async_nats::Cli
         .map(|s| s.parse())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("bus.servers: {e}"))?;
-    opts.connect(servers)
+    let client = opts
+        .connect(servers)
         .await
-        .map_err(|e| format!("bus connect: {e}"))
+        .map_err(|e| format!("bus connect: {e}"))?;
+    Ok((client, connected_rx))
 }
 
 /// Reconnect backoff: 100 ms doubling up to 5 s.

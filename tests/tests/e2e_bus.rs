@@ -215,6 +215,7 @@ fn an_edge_whose_missed_purges_expired_revalidates_its_whole_cache() {
 fn with_nats_down_dns_and_edges_carry_on_and_the_purge_api_refuses_then_recovers() {
     let mut spec = Fleet::builder()
         .only_regions(&["us-east", "eu-west"])
+        .routers(2)
         .bus_nats();
     spec.bus_extra = "request_timeout = \"1s\"\n".into();
     spec.run(|fleet| {
@@ -266,6 +267,20 @@ fn with_nats_down_dns_and_edges_carry_on_and_the_purge_api_refuses_then_recovers
         )?;
         let r = fleet.edge("us-east").get(path)?;
         assert!(!r.is_hit(), "the purge after recovery was not applied");
+        // Both routers watch the bucket again: a drain through router 0 reaches router 1.
+        let eu = fleet.edge("eu-west").ip();
+        let (status, v) = post(fleet, 0, &format!("/api/v1/edges/{eu_id}/drain"), json!({}))?;
+        assert_eq!(status, 200, "{v}");
+        eventually_every(
+            "router 1 follows the drain after the outage",
+            Duration::from_secs(2),
+            Duration::from_millis(10),
+            || {
+                let a = answers(fleet, 1, EU_SUBNET)?;
+                anyhow::ensure!(!a.contains(&eu) && !a.is_empty(), "router 1 answers {a:?}");
+                Ok(())
+            },
+        )?;
         Ok(())
     });
 }
