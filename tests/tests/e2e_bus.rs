@@ -391,3 +391,85 @@ fn the_deploy_nats_config_is_valid_and_grants_what_the_fleet_tests_exercise() ->
     );
     Ok(())
 }
+
+/// The address after `word` on the tour line starting with `prefix`.
+fn tour_addr(lines: &[String], prefix: &str, word: &str) -> Option<String> {
+    let line = lines.iter().find(|l| l.trim_start().starts_with(prefix))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let i = words.iter().position(|w| *w == word)?;
+    Some(words.get(i + 1)?.trim_end_matches(',').to_string())
+}
+
+#[test]
+fn the_fleet_binary_runs_two_routers_on_nats() -> anyhow::Result<()> {
+    use cdn_tests::harness::dns::hickory_proto::rr::RecordType;
+    use cdn_tests::harness::dns::{self, DnsQuery};
+    use cdn_tests::harness::{http, Process, Signal};
+
+    let args: Vec<String> = [
+        "--no-build",
+        "--bus",
+        "nats",
+        "--routers",
+        "2",
+        "--dns",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--origin",
+        "127.0.0.1:0",
+        "--edge-port",
+        "0",
+        "--edge-admin-port",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_fleet"));
+    let mut fleet = Process::spawn("fleet", exe, &args, &[])?;
+    fleet.graceful_drop(Duration::from_secs(10));
+    fleet.wait_for_line("Ctrl-C stops everything", Duration::from_secs(60))?;
+    let lines = fleet.log_lines();
+    let all = lines.join("\n");
+    let admin0 = tour_addr(&lines, "dns-router    DNS", "admin").expect(&all);
+    let dns1: std::net::SocketAddr = tour_addr(&lines, "dns-router 1", "DNS")
+        .expect(&all)
+        .parse()?;
+    assert!(
+        tour_addr(&lines, "nats-server", "nats-server").is_some_and(|u| u.starts_with("nats://")),
+        "{all}"
+    );
+    assert!(all.contains("7. The fleet bus"), "{all}");
+
+    let admin0: std::net::SocketAddr = admin0.trim_start_matches("http://").parse()?;
+    let us = "127.0.1.1".parse::<Ipv4Addr>()?;
+    let answer1 = || -> anyhow::Result<Vec<Ipv4Addr>> {
+        let m = DnsQuery::new(SERVICE, RecordType::A)
+            .subnet("8.8.8.0/24")
+            .udp(dns1)?;
+        Ok(dns::a_records(&m))
+    };
+    eventually("router 1 answers us-east", Duration::from_secs(10), || {
+        anyhow::ensure!(answer1()? == [us], "router 1 answers {:?}", answer1()?);
+        Ok(())
+    })?;
+    let r = http::post(admin0, "/api/v1/edges/use1/drain")
+        .bearer(cdn_tests::fleet::DEMO_TOKEN)
+        .send()?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    eventually_every(
+        "router 1 follows router 0's drain",
+        Duration::from_secs(1),
+        Duration::from_millis(10),
+        || {
+            let a = answer1()?;
+            anyhow::ensure!(!a.contains(&us) && !a.is_empty(), "router 1 answers {a:?}");
+            Ok(())
+        },
+    )?;
+
+    fleet.signal(Signal::INT)?;
+    let status = fleet.wait_exit(Duration::from_secs(20))?;
+    assert!(status.success(), "fleet exits 0 on Ctrl-C: {status}");
+    Ok(())
+}

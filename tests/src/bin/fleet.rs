@@ -102,8 +102,13 @@ fn main() -> anyhow::Result<()> {
             .map(|i| {
                 let mut dns = args.dns;
                 let mut admin = args.admin;
-                dns.set_port(dns.port() + i);
-                admin.set_port(admin.port() + i);
+                // Port 0 (any free port) stays 0 for every router.
+                if dns.port() != 0 {
+                    dns.set_port(dns.port() + i);
+                }
+                if admin.port() != 0 {
+                    admin.set_port(admin.port() + i);
+                }
                 (dns, admin)
             })
             .collect(),
