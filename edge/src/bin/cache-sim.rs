@@ -88,6 +88,9 @@ struct Args {
     /// reclaimed (0: off).
     #[arg(long)]
     disk_reinsert_hits: Option<u8>,
+    /// Placement: foyer's disk block size, KiB.
+    #[arg(long)]
+    disk_block_kib: Option<usize>,
     /// Placement: a disk-only chunk enters memory on this hit.
     #[arg(long)]
     promote_after: Option<u8>,
@@ -207,6 +210,7 @@ fn real_main() -> Result<(), String> {
     p.disk_only_from = bytes_or_off(&a.disk_only_from, p.disk_only_from)?;
     p.second_hit_from = bytes_or_off(&a.second_hit_from, p.second_hit_from)?;
     p.disk_reinsert_hits = a.disk_reinsert_hits.unwrap_or(p.disk_reinsert_hits);
+    p.disk_block_size = a.disk_block_kib.map(|k| k * 1024).or(p.disk_block_size);
     p.memory_only_below = a.memory_only_below.unwrap_or(p.memory_only_below);
     p.promote_after = a.promote_after.unwrap_or(p.promote_after);
     p.disk_fifo_probation = a.disk_fifo_probation.unwrap_or(p.disk_fifo_probation);

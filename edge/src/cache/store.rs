@@ -87,6 +87,9 @@ pub struct Placement {
     /// counted hits (disk chunks, see [`super::hot`]) are written again instead of dropped
     /// (foyer's reinsertion filter; 0: none, the server's — it cost RSS in session 2).
     pub disk_reinsert_hits: u8,
+    /// foyer's disk block size, bytes (`None`: the server's rule in `build`: 4 chunks within
+    /// 16–64 MiB, at most disk/16).
+    pub disk_block_size: Option<usize>,
     /// Memory-tier eviction. Server: LRU.
     pub memory_eviction: MemoryEviction,
     /// foyer's disk FIFO picker: share of blocks marked for probation. Server: 0.1 (foyer's).
@@ -106,6 +109,7 @@ impl Placement {
             promote_after: PROMOTE_AFTER,
             second_hit_from: u64::MAX,
             disk_reinsert_hits: 0,
+            disk_block_size: None,
             memory_eviction: MemoryEviction::Lru,
             disk_fifo_probation: 0.1,
             disk_invalid_ratio: 0.8,
@@ -466,6 +470,7 @@ async fn build(
                 Box::new(InvalidRatioPicker::new(placement.disk_invalid_ratio)),
                 Box::new(FifoPicker::new(placement.disk_fifo_probation)),
             ];
+            let block = placement.disk_block_size.unwrap_or(block);
             let mut engine = BlockEngineConfig::new(device);
             if placement.disk_reinsert_hits > 0 {
                 engine = engine.with_reinsertion_filter(StorageFilter::new().with_condition(
