@@ -22,6 +22,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::future::BoxFuture;
@@ -63,7 +64,8 @@ impl EdgeBus {
     /// Wait for the background task to stop (after the shutdown token was cancelled).
     pub async fn join(self) {
         let _ = self.task.await;
-        let _ = self.client.flush().await;
+        // Bounded: with the bus unreachable a flush would wait for the reconnection.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.client.flush()).await;
     }
 }
 

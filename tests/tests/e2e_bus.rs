@@ -281,6 +281,11 @@ fn with_nats_down_dns_and_edges_carry_on_and_the_purge_api_refuses_then_recovers
                 Ok(())
             },
         )?;
+        // An edge stops cleanly (SIGTERM, within its grace) while the bus is down.
+        fleet.nats().expect("bus fleet").stop();
+        fleet.sigterm_edge("us-east")?;
+        let clean = fleet.wait_edge_exit("us-east", Duration::from_secs(15))?;
+        assert!(clean, "the edge did not exit cleanly with the bus down");
         Ok(())
     });
 }
