@@ -286,6 +286,18 @@ fn with_nats_down_dns_and_edges_carry_on_and_the_purge_api_refuses_then_recovers
         fleet.sigterm_edge("us-east")?;
         let clean = fleet.wait_edge_exit("us-east", Duration::from_secs(15))?;
         assert!(clean, "the edge did not exit cleanly with the bus down");
+        // It starts with the bus down too (after bus.startup_timeout), but cannot know what
+        // was purged meanwhile: its cached objects are revalidated before they are served.
+        fleet.restart_edge("us-east")?;
+        let before = fleet.origin_stats().path(path);
+        let r = fleet.edge("us-east").get(path)?;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            fleet.origin_stats().path(path),
+            before + 1,
+            "served from its cache without revalidation: {:?}",
+            r.cache_status()
+        );
         Ok(())
     });
 }
