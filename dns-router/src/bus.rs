@@ -237,7 +237,7 @@ async fn ensure_kv(js: &jetstream::Context, section: &BusSection) -> Result<kv::
         deny_delete: true,
         allow_direct: true,
         discard: stream::DiscardPolicy::New,
-        num_replicas: 1,
+        num_replicas: section.replicas,
         ..Default::default()
     })
     .await
@@ -252,6 +252,7 @@ async fn ensure_stream(js: &jetstream::Context, section: &BusSection) -> Result<
         name: section.purge_stream.clone(),
         subjects: vec![PURGE_SUBJECT.into()],
         max_age: section.purge_retention,
+        num_replicas: section.replicas,
         storage: stream::StorageType::File,
         ..Default::default()
     })
@@ -334,6 +335,9 @@ async fn sync_operator_state(
             // A restarted server has forgotten the watch (an ephemeral ordered consumer),
             // and changes made meanwhile must be read: start over.
             _ = reconnects.changed() => {
+                if *reconnects.borrow_and_update() <= 1 {
+                    continue; // the first connection, made while this sync started
+                }
                 return Err(BusError("reconnected: reading the bucket again".into()));
             }
         };

@@ -136,6 +136,7 @@ impl Purger {
                 name: self.section.purge_stream.clone(),
                 subjects: vec![PURGE_SUBJECT.into()],
                 max_age: self.section.purge_retention,
+                num_replicas: self.section.replicas,
                 storage: stream::StorageType::File,
                 ..Default::default()
             })

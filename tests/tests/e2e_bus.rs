@@ -490,3 +490,59 @@ fn the_fleet_binary_runs_two_routers_on_nats() -> anyhow::Result<()> {
     assert!(status.success(), "fleet exits 0 on Ctrl-C: {status}");
     Ok(())
 }
+
+#[test]
+fn with_one_of_three_nats_nodes_down_purges_and_reports_still_flow() {
+    let mut spec = Fleet::builder()
+        .only_regions(&["us-east", "eu-west"])
+        .bus_nats();
+    spec.nats_nodes = 3;
+    spec.run(|fleet| {
+        fleet.wait_all_up(Duration::from_secs(10))?;
+        let path = "/obj/1k/bus-cluster";
+        let url = format!("http://{SERVICE}{path}");
+        let purge_everywhere = |fleet: &Fleet| -> anyhow::Result<()> {
+            let (status, v) = post(fleet, 0, "/api/v1/purge", json!({ "urls": [url] }))?;
+            anyhow::ensure!(status == 200, "{status} {v}");
+            anyhow::ensure!(v["pending"] == json!([]), "edges pending: {v}");
+            Ok(())
+        };
+        // The cluster elects its JetStream leaders in the background.
+        eventually(
+            "a purge through the cluster",
+            Duration::from_secs(20),
+            || purge_everywhere(fleet),
+        )?;
+        let eu_id = fleet.edge("eu-west").id().to_string();
+        let seq_of = |fleet: &Fleet| -> anyhow::Result<u64> {
+            let v = fleet.edge_view(0, &eu_id)?;
+            v["last_report"]["seq"]
+                .as_u64()
+                .ok_or_else(|| anyhow::anyhow!("no report: {v}"))
+        };
+        eventually("a report over the cluster", Duration::from_secs(5), || {
+            seq_of(fleet)
+        })?;
+
+        fleet.nats_node(0).expect("node 0").stop();
+        warm(fleet.edge("us-east"), path)?;
+        eventually(
+            "purges still stored and applied with one node down",
+            Duration::from_secs(15),
+            || purge_everywhere(fleet),
+        )?;
+        let r = fleet.edge("us-east").get(path)?;
+        assert!(
+            !r.is_hit(),
+            "the purge was not applied: {:?}",
+            r.cache_status()
+        );
+        let seq = seq_of(fleet)?;
+        eventually("reports still arrive", Duration::from_secs(5), || {
+            let now = seq_of(fleet)?;
+            anyhow::ensure!(now > seq, "seq {now}");
+            Ok(())
+        })?;
+        Ok(())
+    });
+}

@@ -39,6 +39,9 @@ pub struct BusSection {
     pub purge_retention: Duration,
     /// The JetStream key-value bucket of operator state (drains). Default `cdn_operator`.
     pub kv_bucket: String,
+    /// Replicas of the purge stream and the bucket when a router (or edge) creates them:
+    /// 3 on a 3-node NATS cluster, so one node down loses nothing. 1..=5. Default 1.
+    pub replicas: usize,
     /// Time allowed for a connection attempt. Default `2s`.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -68,6 +71,7 @@ impl Default for BusSection {
             purge_stream: "CDN_PURGES".into(),
             purge_retention: Duration::from_secs(7 * 24 * 3600),
             kv_bucket: "cdn_operator".into(),
+            replicas: 1,
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(2),
             startup_timeout: Duration::from_secs(5),
@@ -129,6 +133,9 @@ impl BusSection {
         require_ident("bus.kv_bucket", &self.kv_bucket)?;
         if self.kv_bucket.contains('.') {
             return Err(ConfigError::new("bus.kv_bucket", "must not contain `.`"));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(ConfigError::new("bus.replicas", "must be in 1..=5"));
         }
         require_positive("bus.purge_retention", self.purge_retention)?;
         require_positive("bus.connect_timeout", self.connect_timeout)?;

@@ -72,6 +72,10 @@ struct Args {
     /// per-role users; routers and edges get a `[bus]` section).
     #[arg(long, value_enum, default_value_t = Bus::Direct)]
     bus: Bus,
+    /// With `--bus nats`: run a JetStream cluster of this many `nats-server` nodes on loopback
+    /// (3 survives one node down; the stream and bucket get 3 replicas).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5))]
+    nats_nodes: u16,
 }
 
 /// `--bus`.
@@ -113,6 +117,7 @@ fn main() -> anyhow::Result<()> {
             })
             .collect(),
         bus: args.bus == Bus::Nats,
+        nats_nodes: usize::from(args.nats_nodes),
         origin: args.origin,
         origin_latency_profile: args.latency_profile,
         geo_database: args.geo_database.clone(),

@@ -138,6 +138,8 @@ pub struct Fleet {
     retired: Vec<Process>,
     origin: OriginHandle,
     nats: Option<NatsServer>,
+    /// The other nodes of a NATS cluster ([`FleetSpec::nats_nodes`]).
+    nats_peers: Vec<NatsServer>,
     spec: FleetSpec,
     dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -201,6 +203,7 @@ impl FleetSpec {
         )?;
 
         let mut spec = self;
+        let mut nats_peers = Vec::new();
         let nats = if spec.bus {
             // Per-role users: the router's and one per edge, each edge allowed only its own
             // subjects and consumer (the same shape as deploy/nats/nats-server.conf).
@@ -224,15 +227,31 @@ impl FleetSpec {
                 Echo::All => Echo::All,
                 _ => Echo::None,
             };
-            let n = NatsServer::start_with(&dir.join("nats"), Some(&conf), echo)?;
+            let mut nodes = if spec.nats_nodes > 1 {
+                NatsServer::cluster(&dir.join("nats"), spec.nats_nodes, Some(&conf), echo)?
+            } else {
+                vec![NatsServer::start_with(
+                    &dir.join("nats"),
+                    Some(&conf),
+                    echo,
+                )?]
+            };
+            let servers: Vec<String> = nodes.iter().map(|n| format!("\"{}\"", n.url())).collect();
+            spec.bus_extra = format!(
+                "replicas = {}\n{}",
+                spec.nats_nodes.clamp(1, 3),
+                spec.bus_extra
+            );
             spec.router_extra.push_str(&format!(
-                "\n[bus]\nservers = [\"{}\"]\nuser = \"{ROUTER_BUS_USER}\"\npassword = \"{}\"\n\
+                "\n[bus]\nservers = [{}]\nuser = \"{ROUTER_BUS_USER}\"\npassword = \"{}\"\n\
                  startup_timeout = \"3s\"\n{}\n",
-                n.url(),
+                servers.join(", "),
                 bus_password(ROUTER_BUS_USER),
                 spec.bus_extra
             ));
-            Some(n)
+            let first = nodes.remove(0);
+            nats_peers = nodes;
+            Some(first)
         } else {
             None
         };
@@ -274,6 +293,7 @@ impl FleetSpec {
             retired: Vec::new(),
             origin,
             nats,
+            nats_peers,
             spec,
             dir,
             _tmp: tmp,
@@ -362,10 +382,14 @@ impl Fleet {
             return String::new();
         };
         let (user, password) = edge_bus_credentials(&e.id);
+        let servers: Vec<String> = std::iter::once(n)
+            .chain(&self.nats_peers)
+            .map(|n| format!("\"{}\"", n.url()))
+            .collect();
         format!(
-            "\n[bus]\nservers = [\"{}\"]\nuser = \"{user}\"\npassword = \"{password}\"\n\
+            "\n[bus]\nservers = [{}]\nuser = \"{user}\"\npassword = \"{password}\"\n\
              startup_timeout = \"3s\"\n{}\n",
-            n.url(),
+            servers.join(", "),
             self.spec.bus_extra
         )
     }
@@ -427,6 +451,14 @@ impl Fleet {
     /// `nats://…` of the fleet's NATS server, when it runs on the bus.
     pub fn nats_url(&self) -> Option<String> {
         self.nats.as_ref().map(NatsServer::url)
+    }
+
+    /// Node `i` of the fleet's NATS cluster (0 is [`Fleet::nats`]).
+    pub fn nats_node(&mut self, i: usize) -> Option<&mut NatsServer> {
+        match i {
+            0 => self.nats.as_mut(),
+            _ => self.nats_peers.get_mut(i - 1),
+        }
     }
 
     /// The NATS server of a fleet on the bus ([`FleetSpec::bus`]), to stop and restart.

@@ -270,6 +270,9 @@ pub struct FleetSpec {
     /// Run the fleet on the NATS bus: start `nats-server` (JetStream, store in the work dir)
     /// and give routers and edges a `[bus]` section. Default false (direct HTTP mode).
     pub bus: bool,
+    /// NATS servers: 1, or a JetStream cluster of this many nodes on loopback (the stream and
+    /// bucket then get `min(nodes, 3)` replicas). Default 1.
+    pub nats_nodes: usize,
     /// TOML lines added inside the `[bus]` section of every router and edge (e.g.
     /// `purge_ack_timeout = "1s"`).
     pub bus_extra: String,
@@ -302,6 +305,7 @@ impl Default for FleetSpec {
             workdir: None,
             echo: crate::harness::process::Echo::None,
             bus: false,
+            nats_nodes: 1,
             bus_extra: String::new(),
         }
     }

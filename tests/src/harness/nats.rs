@@ -25,6 +25,8 @@ pub struct NatsServer {
     store: PathBuf,
     config: Option<PathBuf>,
     echo: Echo,
+    /// Cluster flags (`--cluster`, `--routes`, …) of a node of [`NatsServer::cluster`].
+    extra: Vec<String>,
     process: Option<Process>,
     retired: Vec<Process>,
 }
@@ -64,6 +66,7 @@ impl NatsServer {
             store: store.to_path_buf(),
             config: config.map(Path::to_path_buf),
             echo,
+            extra: Vec::new(),
             process: None,
             retired: Vec::new(),
         };
@@ -71,6 +74,57 @@ impl NatsServer {
             .with_context(|| format!("creating the NATS store {}", store.display()))?;
         s.start_again()?;
         Ok(s)
+    }
+
+    /// A JetStream cluster of `nodes` servers on loopback (cluster `cdn`, node `n<i>` with
+    /// its store in `store/n<i>`), all started and ready. JetStream elects its leaders in the
+    /// background: clients retry until it has.
+    pub fn cluster(
+        store: &Path,
+        nodes: usize,
+        config: Option<&Path>,
+        echo: Echo,
+    ) -> anyhow::Result<Vec<Self>> {
+        let binary = nats_server_binary()?;
+        let ports: Vec<(u16, u16)> = (0..nodes)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<anyhow::Result<_>>()?;
+        let mut out = Vec::new();
+        for (i, (port, cluster_port)) in ports.iter().enumerate() {
+            let routes: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, (_, c))| format!("nats://127.0.0.1:{c}"))
+                .collect();
+            let dir = store.join(format!("n{i}"));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating the NATS store {}", dir.display()))?;
+            out.push(Self {
+                binary: binary.clone(),
+                port: *port,
+                store: dir,
+                config: config.map(Path::to_path_buf),
+                echo,
+                extra: vec![
+                    "-n".into(),
+                    format!("n{i}"),
+                    "--cluster_name".into(),
+                    "cdn".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{cluster_port}"),
+                    "--routes".into(),
+                    routes.join(","),
+                ],
+                process: None,
+                retired: Vec::new(),
+            });
+        }
+        // Start them all before waiting: a node waits for its peers to be reachable.
+        for n in &mut out {
+            n.start_again()?;
+        }
+        Ok(out)
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -112,6 +166,7 @@ impl NatsServer {
             args.push("-c".into());
             args.push(c.display().to_string());
         }
+        args.extend(self.extra.iter().cloned());
         let p = Process::spawn_with(
             &format!("nats-{}", self.port),
             &self.binary,
