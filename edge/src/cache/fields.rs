@@ -16,9 +16,7 @@ pub fn http_date_ms(s: &str) -> Option<u64> {
         Some((_, r)) => r,
         None => s.split_once(' ').map(|(_, r)| r)?,
     };
-    let mut parts = rest
-        .split([' ', '-', '\t'])
-        .filter(|p| !p.is_empty());
+    let mut parts = rest.split([' ', '-', '\t']).filter(|p| !p.is_empty());
     let (day, month, year, time);
     let first = parts.next()?;
     if first.as_bytes()[0].is_ascii_digit() {
