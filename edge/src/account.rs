@@ -10,9 +10,9 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use crate::access_log::{AccessEntry, OriginTime};
 use crate::context::host_of;
-use crate::handler::Shared;
 use crate::headers as hdr;
 use crate::metrics as m;
+use crate::state::Shared;
 
 /// The `cache` metric label of an `X-Cache` value, and whether it counts as a cache hit
 /// (`None`: not a cache lookup).

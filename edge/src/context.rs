@@ -13,9 +13,9 @@ use crate::cache::key::{normalise_path, normalise_query, primary_key, url_of, va
 use crate::cache::meta::{Entry, ObjectMeta};
 use crate::cache::store::Store;
 use crate::error::EdgeError;
-use crate::handler::Shared;
 use crate::headers::Fwd;
 use crate::origin::{HostRoute, Origins};
+use crate::state::Shared;
 
 /// Everything about one request the steps after dispatch need.
 #[derive(Clone)]

@@ -11,76 +11,23 @@
 //! (responses), [`pass`](crate::pass) (pass-through and invalidation),
 //! [`account`](crate::account) (load, metrics, access log).
 
-use std::collections::HashMap;
-use std::rc::Rc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use actix_web::http::header::HeaderValue;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::access_log::AccessLog;
 use crate::cache::policy;
-use crate::cache::store::Store;
 use crate::context::{Ctx, NoRoute};
-use crate::drain::Lifecycle;
 use crate::error::error_response;
-use crate::fill::{Fills, Join};
+use crate::fill::Join;
 use crate::follow::fill;
 use crate::headers::{Fwd, Outcome, XCache};
 use crate::lead::lead;
-use crate::limits::{self, RequestLimits};
-use crate::load::LoadMeter;
-use crate::origin::{HostRoute, Origins};
+use crate::limits;
 use crate::pass::pass;
 use crate::plan::{self, Lookup, Plan};
 use crate::render::{serve_stored, ttl_of};
-
-/// State shared by all workers.
-#[derive(Debug)]
-pub struct Shared {
-    /// Cache name in `Cache-Status` (the edge id).
-    pub name: String,
-    /// Our `Via` member, e.g. `1.1 use1`.
-    pub via: HeaderValue,
-    /// Lower-case host name or alias → index into `routes`.
-    pub hosts: HashMap<String, usize>,
-    /// Hosts and their origins.
-    pub routes: Arc<Vec<HostRoute>>,
-    /// The cache.
-    pub store: Arc<Store>,
-    /// In-flight fills.
-    pub fills: Arc<Fills>,
-    /// `cache.fill_wait_timeout`.
-    pub fill_wait: Duration,
-    /// `cache.max_vary_variants`.
-    pub max_vary_variants: usize,
-    /// `http.body_read_timeout`.
-    pub body_read_timeout: Duration,
-    /// `http.max_body_size`.
-    pub max_body: u64,
-    /// Serving / draining (`/healthz` answers 503 while draining).
-    pub lifecycle: Arc<Lifecycle>,
-    /// Load accounting for reports.
-    pub load: Arc<LoadMeter>,
-    /// Request-shape limits (431/413/400).
-    pub limits: RequestLimits,
-    /// The access log (possibly disabled).
-    pub access_log: AccessLog,
-}
-
-/// Per-worker state (awc clients are `!Send`).
-pub struct Local {
-    /// This worker's origin clients.
-    pub origins: Rc<Origins>,
-}
-
-impl std::fmt::Debug for Local {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Local").finish()
-    }
-}
+use crate::state::{Local, Shared};
 
 /// The actix handler for every client request: limits, then the request path, then load,
 /// metrics and the access log.

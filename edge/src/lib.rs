@@ -3,6 +3,8 @@
 //!
 //! Modules in the order a request flows through them (Flow 2 in ARCHITECTURE.md):
 //!
+//! * [`state`]: what every step reads: [`state::Shared`] by all workers, [`state::Local`] per
+//!   worker (its origin clients).
 //! * [`limits`]: 431/413/400 before anything else (path checks by [`normalise`]).
 //! * [`handler`]: dispatch: limits → context → GET/HEAD to the cache (lookup → plan → serve
 //!   hit | stale + background refresh | revalidate | fill), other methods to [`pass`].
@@ -25,7 +27,7 @@
 //! * [`writer`]: the store writer: chunks, then the meta entry, while followers read.
 //! * [`render`]: responses from a stored object, a fill in progress or the origin
 //!   (conditionals, ranges, `Age`, `Via`, `Cache-Status`, `X-Cache`).
-//! * [`cache::chunks`]: bodies by range from the fill, the chunks, or the origin.
+//! * [`body`]: bodies by range from the fill, the chunks, or the origin.
 //! * [`pass`]: pass-through (unsafe methods, unshareable answers) and invalidation.
 //! * [`account`]: load accounting, request metrics, the access-log line.
 //! * [`cache::hot`]: chunk hit counts: when a disk-only chunk is copied into memory.
@@ -109,6 +111,7 @@ pub mod access_log;
 pub mod account;
 pub mod admin;
 pub mod after_origin;
+pub mod body;
 pub mod bus;
 pub mod cache;
 pub mod context;
@@ -130,6 +133,7 @@ pub mod plan;
 pub mod purge;
 pub mod render;
 pub mod report;
+pub mod state;
 pub mod tls;
 pub mod writer;
 
@@ -146,8 +150,8 @@ use cdn_shared::telemetry::{self, Proto};
 use crate::cache::store::Store;
 use crate::error::EdgeError;
 use crate::fill::Fills;
-use crate::handler::{Local, Shared};
 use crate::origin::{HostRoute, Origins};
+use crate::state::{Local, Shared};
 
 /// The sockets `run` serves, bound by the caller (port 0 works).
 #[derive(Debug, Default)]

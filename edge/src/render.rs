@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use bytes::Bytes;
 
-use crate::cache::chunks::{body_stream, BodySource, Refetch};
+use crate::body::{body_stream, BodySource, Refetch};
 use crate::cache::meta::{Body, ObjectMeta};
 use crate::cache::policy;
 use crate::context::Ctx;

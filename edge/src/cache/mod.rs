@@ -1,9 +1,9 @@
 //! The cache: keys ([`key`]), RFC 9111 decisions ([`policy`]), what is stored ([`meta`]),
-//! field-value parsers ([`fields`]: HTTP-date, Age, Structured Fields), the foyer store ([`store`]), hit counts that decide when a chunk enters memory ([`hot`]) and
-//! reading bodies by range ([`chunks`]); [`sim`] replays request traces through the store
-//! (the `cache-sim` binary).
+//! field-value parsers ([`fields`]: HTTP-date, Age, Structured Fields), the foyer store
+//! ([`store`]) and the hit counts that decide when a chunk enters memory ([`hot`]);
+//! [`sim`] replays request traces through the store (the `cache-sim` binary). Reading bodies
+//! by range (fill, chunks or origin) is the [`body`](crate::body) step, outside the cache.
 
-pub mod chunks;
 pub mod fields;
 pub mod hot;
 pub mod key;

@@ -12,8 +12,8 @@ use actix_web::http::Method;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 
-use super::meta::{Body, Chunk, ObjectMeta};
-use super::store::{chunk_key, Store};
+use crate::cache::meta::{Body, Chunk, ObjectMeta};
+use crate::cache::store::{chunk_key, Store};
 use crate::error::EdgeError;
 use crate::fill::{Fill, Read};
 use crate::origin::{next_frame, HostRoute, Origins};
