@@ -33,35 +33,74 @@ fn count(out: &mut Ratios, r: &Request, hit: bool) {
     }
 }
 
+/// Objects a model holds, ordered by a rank (last use for LRU, next use for Belady).
+struct Held {
+    /// Per object: (size held, its rank).
+    objs: Vec<Option<(u64, usize)>>,
+    /// (rank, object).
+    order: BTreeSet<(usize, u32)>,
+    used: u64,
+}
+
+impl Held {
+    fn new(n: usize) -> Held {
+        Held {
+            objs: vec![None; n],
+            order: BTreeSet::new(),
+            used: 0,
+        }
+    }
+
+    /// Take `id` out of the order (it stays held until [`Held::put`] or [`Held::drop_obj`]).
+    fn take(&mut self, id: u32) -> Option<u64> {
+        let (size, rank) = self.objs[id as usize]?;
+        self.order.remove(&(rank, id));
+        Some(size)
+    }
+
+    /// Hold `id` (already counted in `used`) at `rank`.
+    fn put(&mut self, id: u32, size: u64, rank: usize) {
+        self.order.insert((rank, id));
+        self.objs[id as usize] = Some((size, rank));
+    }
+
+    fn drop_obj(&mut self, id: u32) {
+        if let Some((s, _)) = self.objs[id as usize].take() {
+            self.used -= s;
+        }
+    }
+
+    /// Admit `id` at `rank`, then evict from the lowest rank (LRU) or the highest (Belady)
+    /// until the held bytes fit `capacity`.
+    fn admit(&mut self, id: u32, size: u64, rank: usize, capacity: u64, evict_highest: bool) {
+        self.put(id, size, rank);
+        self.used += size;
+        while self.used > capacity {
+            let victim = if evict_highest {
+                self.order.pop_last()
+            } else {
+                self.order.pop_first()
+            };
+            let Some((_, victim)) = victim else { break };
+            self.drop_obj(victim);
+        }
+    }
+}
+
 /// LRU by bytes.
 pub fn lru(trace: &[Request], warm: usize, capacity: u64) -> Ratios {
     let (seq, n) = intern(trace);
-    // Per object: (size held, last use); order: (last use, object).
-    let mut held: Vec<Option<(u64, usize)>> = vec![None; n];
-    let mut order: BTreeSet<(usize, u32)> = BTreeSet::new();
-    let mut used = 0u64;
+    let mut held = Held::new(n);
     let mut out = Ratios::default();
     for (i, (r, &id)) in trace.iter().zip(&seq).enumerate() {
-        let hit = match held[id as usize] {
-            Some((size, last)) => {
-                order.remove(&(last, id));
-                order.insert((i, id));
-                held[id as usize] = Some((size, i));
+        let hit = match held.take(id) {
+            Some(size) => {
+                held.put(id, size, i);
                 true
             }
             None => {
                 if r.size <= capacity {
-                    held[id as usize] = Some((r.size, i));
-                    order.insert((i, id));
-                    used += r.size;
-                    while used > capacity {
-                        let Some((_, victim)) = order.pop_first() else {
-                            break;
-                        };
-                        if let Some((s, _)) = held[victim as usize].take() {
-                            used -= s;
-                        }
-                    }
+                    held.admit(id, r.size, i, capacity, false);
                 }
                 false
             }
@@ -83,38 +122,22 @@ pub fn belady(trace: &[Request], warm: usize, capacity: u64) -> Ratios {
         next[i] = upcoming[seq[i] as usize];
         upcoming[seq[i] as usize] = i;
     }
-    // Per object: (size held, its next use); order: (next use, object), furthest last.
-    let mut held: Vec<Option<(u64, usize)>> = vec![None; n];
-    let mut order: BTreeSet<(usize, u32)> = BTreeSet::new();
-    let mut used = 0u64;
+    let mut held = Held::new(n);
     let mut out = Ratios::default();
     for (i, (r, &id)) in trace.iter().zip(&seq).enumerate() {
-        let hit = match held[id as usize] {
-            Some((size, nu)) => {
-                order.remove(&(nu, id));
+        let hit = match held.take(id) {
+            Some(size) => {
                 if next[i] == usize::MAX {
                     // Never used again: drop it now (what Belady would evict first anyway).
-                    held[id as usize] = None;
-                    used -= size;
+                    held.drop_obj(id);
                 } else {
-                    order.insert((next[i], id));
-                    held[id as usize] = Some((size, next[i]));
+                    held.put(id, size, next[i]);
                 }
                 true
             }
             None => {
                 if r.size <= capacity && next[i] != usize::MAX {
-                    held[id as usize] = Some((r.size, next[i]));
-                    order.insert((next[i], id));
-                    used += r.size;
-                    while used > capacity {
-                        let Some((_, victim)) = order.pop_last() else {
-                            break;
-                        };
-                        if let Some((s, _)) = held[victim as usize].take() {
-                            used -= s;
-                        }
-                    }
+                    held.admit(id, r.size, next[i], capacity, true);
                 }
                 false
             }
