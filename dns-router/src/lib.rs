@@ -34,9 +34,11 @@
 //! * [`snapshot`]: config → routing snapshot (zones, services, edges, locator), validated.
 //! * [`live`]: the live state — snapshot ([`Router`]), health, config, config path, reload
 //!   lock — and the one way it changes ([`Live::reload`], [`Live::reload_geo`]).
-//! * [`admin`]: the admin HTTP API ([`access`]: role tokens and read access; [`admin_tls`]:
-//!   HTTPS with a certificate a reload replaces); [`explain`] renders `GET /api/v1/explain` from the
-//!   decision; [`ui`]: the fleet status page served by the admin listener.
+//! * [`admin`]: the admin HTTP API, one file per concern under `admin/` (server and errors;
+//!   `auth`, `edges`, `services`, `reports`, `reload`, `purge`) ([`access`]: role tokens and read
+//!   access; [`admin_tls`]: HTTPS with a certificate a reload replaces); [`explain`] renders
+//!   `GET /api/v1/explain` from the decision; [`ui`]: the fleet status page served by the admin
+//!   listener.
 //! * [`health`]: edge health — `state` (pure transitions), `reason`, `probe`, `ingest`
 //!   (pushed reports), `gauges` (per-edge gauges of `/metrics`); [`metrics`]: the recorder and
 //!   metric names.
