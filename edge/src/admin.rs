@@ -146,7 +146,7 @@ async fn purge_handler(
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
     };
-    if let Err(purge::BadPurge(msg)) = parsed.validate() {
+    if let Err(purge::BadPurge(msg)) = purge::validate(&parsed) {
         return error(StatusCode::BAD_REQUEST, &msg);
     }
     let purged = purge::execute(&parsed, &ctx.index, &*ctx.target).await;

@@ -6,12 +6,14 @@
 //! * [`telemetry`]: tracing setup and the fixed `listening …` / `ready` lines.
 //! * [`shutdown`]: the cancellation token and signal handling.
 //! * [`report`]: the `HealthReport` wire contract between edges and routers.
+//! * [`purge`]: the purge request body the router and the edge both accept.
 //! * [`tls`]: the certificate verifier behind the "don't verify" switches.
 #![forbid(unsafe_code)]
 
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod purge;
 pub mod report;
 pub mod shutdown;
 pub mod telemetry;

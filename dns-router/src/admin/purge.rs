@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::access::Need;
@@ -15,23 +15,7 @@ use super::{AdminContext, ApiError, ApiResult};
 /// Per-edge timeout of the purge fan-out.
 pub const PURGE_EDGE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The purge request body (the edge's purge API contract).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PurgeRequest {
-    /// Absolute URLs (`http(s)://host/path` or `host/path`).
-    #[serde(default)]
-    pub urls: Vec<String>,
-    /// URL prefixes, same forms.
-    #[serde(default)]
-    pub prefixes: Vec<String>,
-    /// Surrogate keys / tags.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Mark stale instead of removing.
-    #[serde(default)]
-    pub soft: bool,
-}
+pub use cdn_shared::purge::PurgeRequest;
 
 /// One edge's purge outcome.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -66,7 +50,7 @@ pub(super) async fn purge(
     let body = read_body(&req, payload, &ctx).await?;
     let purge: PurgeRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("bad purge JSON: {e}")))?;
-    if purge.urls.is_empty() && purge.prefixes.is_empty() && purge.tags.is_empty() {
+    if purge.is_empty() {
         return Err(ApiError::bad_request(
             "give at least one of `urls`, `prefixes`, `tags`",
         ));

@@ -86,23 +86,7 @@ impl crate::cache::store::IndexHook for Index {
     }
 }
 
-/// `POST /api/v1/purge` body.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PurgeRequest {
-    /// Exact URLs (`http(s)://host/path?query` or `host/path?query`).
-    #[serde(default)]
-    pub urls: Vec<String>,
-    /// URL prefixes (`host/path-prefix`; a bare `host` = the whole host).
-    #[serde(default)]
-    pub prefixes: Vec<String>,
-    /// Surrogate keys / cache tags.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Mark stale instead of deleting.
-    #[serde(default)]
-    pub soft: bool,
-}
+pub use cdn_shared::purge::PurgeRequest;
 
 /// `POST /api/v1/purge` answer.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -117,26 +101,24 @@ pub struct PurgeResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadPurge(pub String);
 
-impl PurgeRequest {
-    /// At least one selector, and every URL / prefix normalisable.
-    pub fn validate(&self) -> Result<(), BadPurge> {
-        if self.urls.is_empty() && self.prefixes.is_empty() && self.tags.is_empty() {
-            return Err(BadPurge(
-                "at least one of `urls`, `prefixes`, `tags` must be non-empty".into(),
-            ));
-        }
-        for (field, list) in [("urls", &self.urls), ("prefixes", &self.prefixes)] {
-            for u in list {
-                if normalize_url(u).is_none() {
-                    return Err(BadPurge(format!("`{field}`: `{u}` is not a host/path URL")));
-                }
+/// At least one selector, and every URL / prefix normalisable.
+pub fn validate(req: &PurgeRequest) -> Result<(), BadPurge> {
+    if req.is_empty() {
+        return Err(BadPurge(
+            "at least one of `urls`, `prefixes`, `tags` must be non-empty".into(),
+        ));
+    }
+    for (field, list) in [("urls", &req.urls), ("prefixes", &req.prefixes)] {
+        for u in list {
+            if normalize_url(u).is_none() {
+                return Err(BadPurge(format!("`{field}`: `{u}` is not a host/path URL")));
             }
         }
-        if self.tags.iter().any(|t| t.trim().is_empty()) {
-            return Err(BadPurge("`tags`: empty tag".into()));
-        }
-        Ok(())
     }
+    if req.tags.iter().any(|t| t.trim().is_empty()) {
+        return Err(BadPurge("`tags`: empty tag".into()));
+    }
+    Ok(())
 }
 
 /// Carry out a validated purge: collect the matching keys (deduplicated), then remove or mark
@@ -286,17 +268,17 @@ mod tests {
 
     #[test]
     fn request_validation() {
-        assert!(PurgeRequest::default().validate().is_err());
+        assert!(validate(&PurgeRequest::default()).is_err());
         let ok = PurgeRequest {
             urls: vec!["h/a".into()],
             ..Default::default()
         };
-        assert!(ok.validate().is_ok());
+        assert!(validate(&ok).is_ok());
         let bad = PurgeRequest {
             prefixes: vec!["/no-host".into()],
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().0.contains("prefixes"));
+        assert!(validate(&bad).unwrap_err().0.contains("prefixes"));
         let parsed: Result<PurgeRequest, _> = serde_json::from_str(r#"{"urls":["h/a"],"bogus":1}"#);
         assert!(parsed.is_err());
     }
