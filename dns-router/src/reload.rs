@@ -8,10 +8,15 @@ use crate::live::Live;
 pub use crate::live::{ReloadError, ReloadSummary};
 
 /// Reload on every SIGHUP until `shutdown` is cancelled. Call inside a tokio runtime.
+///
+/// The signal stream is registered before this returns, so a SIGHUP sent right after the
+/// call is not lost (a stream created inside the spawned task would only see signals
+/// delivered after the task first ran).
 pub fn spawn_sighup(live: Live, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hup = signal(SignalKind::hangup());
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = match signal(SignalKind::hangup()) {
+        let mut hup = match hup {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGHUP; reload only via the admin API");
