@@ -41,6 +41,9 @@ pub struct EdgeConfig {
     pub lifecycle: LifecycleSection,
     /// `[[hosts]]`: served hostnames and their origins (required, at least one).
     pub hosts: Vec<HostConfig>,
+    /// Where geo rules' countries come from (`[geo]`).
+    #[serde(default)]
+    pub geo: super::tenant::EdgeGeoSection,
     /// `[bus]`: the fleet bus (NATS JetStream): purges from a stream (durable consumer named
     /// by `edge.id`), reports to `cdn.reports.<region>.<id>`. Optional: without it reports go
     /// to `report.routers` over HTTP and purges come through the admin API only.
@@ -87,6 +90,10 @@ pub struct HttpSection {
     pub max_header_size: ByteSize,
     /// Largest request body passed to the origin; larger → 413. Default 10 MiB.
     pub max_body_size: ByteSize,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers in front of the edge): the
+    /// client address for rate limits, geo rules and the access log is then the right-most
+    /// address not in this list. Default: none (the socket's peer is the client).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for HttpSection {
@@ -101,6 +108,7 @@ impl Default for HttpSection {
             keep_alive: Duration::from_secs(60),
             max_header_size: ByteSize::kib(32),
             max_body_size: ByteSize::mib(10),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -295,8 +303,33 @@ pub struct HostConfig {
     /// Extra PEM CA file trusted for the origin.
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
+    /// Concurrent origin requests at most for this host (origin protection); excess misses
+    /// wait up to `origin_queue_timeout`, then get 503. Default: no cap.
+    #[serde(default)]
+    pub max_origin_requests: Option<usize>,
+    /// How long a miss waits for an origin slot under `max_origin_requests`. Default `1s`.
+    #[serde(default = "d1s", with = "humantime_serde")]
+    pub origin_queue_timeout: Duration,
+    /// Signed URLs required (`[hosts.signed_urls]`).
+    #[serde(default)]
+    pub signed_urls: Option<super::tenant::SignedUrls>,
+    /// Per-client rate limit (`[hosts.rate_limit]`).
+    #[serde(default)]
+    pub rate_limit: Option<super::tenant::RateLimit>,
+    /// Geo allow/deny rules (`[hosts.geo]`).
+    #[serde(default)]
+    pub geo: Option<super::tenant::GeoRules>,
+    /// Header rules (`[hosts.headers]`).
+    #[serde(default)]
+    pub headers: super::tenant::HeaderRules,
+    /// CORS answered at the edge (`[hosts.cors]`).
+    #[serde(default)]
+    pub cors: Option<super::tenant::Cors>,
 }
 
+fn d1s() -> Duration {
+    Duration::from_secs(1)
+}
 fn d2s() -> Duration {
     Duration::from_secs(2)
 }
@@ -421,6 +454,35 @@ impl Validate for EdgeConfig {
                         format!("`{k}` is not a header name"),
                     ));
                 }
+            }
+            if h.max_origin_requests == Some(0) {
+                return Err(ConfigError::new(
+                    format!("{key}.max_origin_requests"),
+                    "must be at least 1",
+                ));
+            }
+            require_positive(
+                &format!("{key}.origin_queue_timeout"),
+                h.origin_queue_timeout,
+            )?;
+            super::tenant::validate_host(
+                &key,
+                h.signed_urls.as_ref(),
+                h.rate_limit.as_ref(),
+                h.geo.as_ref(),
+                &h.headers,
+                h.cors.as_ref(),
+            )?;
+            if h.geo
+                .as_ref()
+                .is_some_and(|g| !g.allow_countries.is_empty() || !g.deny_countries.is_empty())
+                && self.geo.database.is_none()
+                && self.geo.network_map.is_none()
+            {
+                return Err(ConfigError::new(
+                    format!("{key}.geo"),
+                    "country rules need [geo].database or [geo].network_map",
+                ));
             }
             names.push(h.name.as_str());
             names.extend(h.aliases.iter().map(|a| a.as_str()));

@@ -6,5 +6,6 @@ pub mod common;
 pub mod edge;
 pub mod load;
 pub mod router;
+pub mod tenant;
 
 pub use load::{config_dir, load, load_str, ConfigError, Validate, ENV_PREFIX, EXIT_CONFIG};
