@@ -9,7 +9,12 @@
 //! 10.20.0.0/16      eu-west          # more specific entries win
 //! 2001:db8::/32     35.7,139.7       # or coordinates: lat,lon
 //! 192.0.2.7         us-east          # a bare address means /32 (or /128)
+//! 203.0.113.0/24    us-east country=KP   # optional: the country of the network (ISO alpha-2)
 //! ```
+//!
+//! The optional `country=XX` is what the edge's geo rules read ([`NetworkMap::country_of`]);
+//! routing ignores it. The edge parses the file with [`NetworkMap::parse_countries`], which does
+//! not check region names (the edge has no `[[regions]]`).
 //!
 //! Prefixes with host bits set (`10.1.2.3/8`), duplicates, unknown regions and coordinates
 //! out of range are rejected with the line number. IPv4-mapped IPv6 prefixes
@@ -43,6 +48,8 @@ pub struct MapEntry {
     pub lon: f64,
     /// The region name when the entry named a region.
     pub region: Option<String>,
+    /// `country=XX`: the network's country (upper-case ISO 3166 alpha-2), if given.
+    pub country: Option<String>,
     /// 1-based line in the file it came from, if any.
     pub line: Option<usize>,
 }
@@ -100,6 +107,21 @@ impl NetworkMap {
 
     /// Parse the file format described in the module docs. Errors name the line.
     pub fn parse(text: &str, regions: &[RegionPoint]) -> Result<NetworkMap, GeoError> {
+        NetworkMap::parse_with(text, Some(regions))
+    }
+
+    /// Parse for the countries only (the edge's geo rules): the same syntax and checks, except
+    /// that region names are not resolved (entries naming a region get no coordinates).
+    pub fn parse_countries(text: &str) -> Result<NetworkMap, GeoError> {
+        NetworkMap::parse_with(text, None)
+    }
+
+    /// The `country=` of the entry that places `ip` (longest prefix), if it has one.
+    pub fn country_of(&self, ip: IpAddr) -> Option<&str> {
+        self.lookup(ip).and_then(|m| m.entry.country.as_deref())
+    }
+
+    fn parse_with(text: &str, regions: Option<&[RegionPoint]>) -> Result<NetworkMap, GeoError> {
         let mut resolved = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -108,12 +130,31 @@ impl NetworkMap {
                 continue;
             }
             let mut fields = content.split_whitespace();
-            let (Some(cidr), Some(place), None) = (fields.next(), fields.next(), fields.next())
+            let (Some(cidr), Some(place), country, None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
             else {
                 return Err(GeoError::MapSyntax {
                     line,
-                    message: format!("expected `CIDR region` or `CIDR lat,lon`, got {content:?}"),
+                    message: format!(
+                        "expected `CIDR region` or `CIDR lat,lon` (and optionally `country=XX`), got {content:?}"
+                    ),
                 });
+            };
+            let country = match country {
+                None => None,
+                Some(c) => match c.strip_prefix("country=") {
+                    Some(cc) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()) => {
+                        Some(cc.to_string())
+                    }
+                    _ => {
+                        return Err(GeoError::MapSyntax {
+                            line,
+                            message: format!(
+                                "{c:?}: expected `country=XX` (upper-case ISO 3166 alpha-2)"
+                            ),
+                        })
+                    }
+                },
             };
             let prefix = parse_prefix(cidr).ok_or_else(|| GeoError::MapSyntax {
                 line,
@@ -121,7 +162,25 @@ impl NetworkMap {
             })?;
             let place =
                 parse_place(place).map_err(|message| GeoError::MapSyntax { line, message })?;
-            resolved.push(resolve(prefix, place, Some(line), regions)?);
+            let mut entry = match regions {
+                Some(regions) => resolve(prefix, place, Some(line), regions)?,
+                None => match place {
+                    Place::Region(name) => {
+                        // Only the country is read; the region is kept for display.
+                        let mut e = resolve(
+                            prefix,
+                            Place::Coords { lat: 0.0, lon: 0.0 },
+                            Some(line),
+                            &[],
+                        )?;
+                        e.region = Some(name);
+                        e
+                    }
+                    p => resolve(prefix, p, Some(line), &[])?,
+                },
+            };
+            entry.country = country;
+            resolved.push(entry);
         }
         NetworkMap::compile(resolved)
     }
@@ -359,6 +418,7 @@ fn resolve(
         lat,
         lon,
         region,
+        country: None,
         line,
     })
 }
@@ -572,5 +632,34 @@ mod tests {
             }
             x = x.wrapping_add(0x0000_3f01);
         }
+    }
+
+    #[test]
+    fn countries_are_optional_and_checked() {
+        let text =
+            "10.0.0.0/8 us-east\n10.9.0.0/16 us-east country=KP\n2001:db8::/32 1,2 country=DE\n";
+        let m = NetworkMap::parse(text, &regions()).unwrap();
+        assert_eq!(m.country_of(ip("10.9.1.1")), Some("KP"));
+        assert_eq!(m.country_of(ip("10.8.1.1")), None);
+        assert_eq!(m.country_of(ip("2001:db8::1")), Some("DE"));
+        assert_eq!(m.country_of(ip("192.0.2.1")), None);
+        for bad in [
+            "10.0.0.0/8 us-east country=kp",
+            "10.0.0.0/8 us-east KP",
+            "10.0.0.0/8 us-east country=KP x",
+        ] {
+            assert!(
+                matches!(
+                    NetworkMap::parse(bad, &regions()),
+                    Err(GeoError::MapSyntax { line: 1, .. })
+                ),
+                "{bad}"
+            );
+        }
+        // The edge's parse does not know regions, and still checks everything else.
+        let m = NetworkMap::parse_countries("127.0.99.0/24 nowhere country=KP").unwrap();
+        assert_eq!(m.country_of(ip("127.0.99.7")), Some("KP"));
+        assert!(NetworkMap::parse("127.0.99.0/24 nowhere country=KP", &regions()).is_err());
+        assert!(NetworkMap::parse_countries("127.0.99.1/24 x country=KP").is_err());
     }
 }
