@@ -17,6 +17,7 @@ use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::cache::policy;
+use crate::compress;
 use crate::context::{Ctx, NoRoute};
 use crate::error::error_response;
 use crate::fill::Join;
@@ -26,7 +27,7 @@ use crate::lead::lead;
 use crate::limits;
 use crate::pass::pass;
 use crate::plan::{self, Lookup, Plan};
-use crate::render::{serve_stored, ttl_of};
+use crate::render::ttl_of;
 use crate::state::{Local, Shared};
 
 /// The actix handler for every client request: limits, then the request path, then load,
@@ -91,7 +92,7 @@ async fn cached(ctx: Ctx) -> HttpResponse {
     match (plan::plan(look), meta) {
         (Plan::Hit, Some(m)) => {
             let ttl = ttl_of(&m, now);
-            serve_stored(&ctx, &m, &store_key, Outcome::hit(ttl), now)
+            compress::serve(&ctx, &m, &store_key, Outcome::hit(ttl), now).await
         }
         (Plan::ServeStaleAndRefresh, Some(m)) => {
             if let Ok(Join::Leader(l)) = ctx.shared.fills.join(&store_key) {
@@ -104,10 +105,13 @@ async fn cached(ctx: Ctx) -> HttpResponse {
             let mut o = Outcome::hit(ttl_of(&m, now));
             o.x_cache = XCache::Stale;
             o.detail = Some("stale-while-revalidate");
-            serve_stored(&ctx, &m, &store_key, o, now)
+            compress::serve(&ctx, &m, &store_key, o, now).await
         }
-        (Plan::Revalidate, Some(m)) => fill(ctx, store_key, Some(m), Fwd::Stale).await,
-        (Plan::Fill(f), _) => fill(ctx, store_key, None, f).await,
-        (_, None) => fill(ctx, store_key, None, Fwd::UriMiss).await,
+        (Plan::Revalidate, Some(m)) => {
+            let c = ctx.clone();
+            compress::mark(&c, fill(ctx, store_key, Some(m), Fwd::Stale).await)
+        }
+        (Plan::Fill(f), _) => compress::mark(&ctx.clone(), fill(ctx, store_key, None, f).await),
+        (_, None) => compress::mark(&ctx.clone(), fill(ctx, store_key, None, Fwd::UriMiss).await),
     }
 }

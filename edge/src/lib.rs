@@ -28,6 +28,8 @@
 //! * [`render`]: responses from a stored object, a fill in progress or the origin
 //!   (conditionals, ranges, `Age`, `Via`, `Cache-Status`, `X-Cache`).
 //! * [`body`]: bodies by range from the fill, the chunks, or the origin.
+//! * [`compress`]: br/zstd/gzip variants of compressible hits (`[hosts.compress]`):
+//!   negotiation, compress once from the stored identity body, stored under a derived key.
 //! * [`pass`]: pass-through (unsafe methods, unshareable answers) and invalidation.
 //! * [`account`]: load accounting, request metrics, the access-log line.
 //! * [`cache::hot`]: chunk hit counts: when a disk-only chunk is copied into memory.
@@ -114,6 +116,7 @@ pub mod after_origin;
 pub mod body;
 pub mod bus;
 pub mod cache;
+pub mod compress;
 pub mod context;
 pub mod drain;
 pub mod error;

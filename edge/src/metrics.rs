@@ -28,6 +28,9 @@
 //! | `cdn_edge_reports_total` | counter | `router`, `result` (ok, `http_<code>`, error, timeout) | health reports pushed |
 //! | `cdn_edge_access_log_dropped_total` | counter | | access-log lines dropped because the writer fell behind |
 //! | `cdn_edge_rejected_requests_total` | counter | `reason` (header_too_large, body_too_large, bad_path, bad_request) | requests refused by the limits |
+//! | `cdn_edge_compress_total` | counter | `encoding` (br, zstd, gzip), `result` (encoded, cached, busy, error) | hits that asked for an encoded variant: compressed and stored now, served from the stored variant, served identity because it was being compressed (or too many compressions ran), served identity after a failure |
+//! | `cdn_edge_compress_bytes_in_total` | counter | `encoding` | identity bytes compressed |
+//! | `cdn_edge_compress_bytes_out_total` | counter | `encoding` | encoded bytes produced (in/out = the compression ratio) |
 
 use std::sync::OnceLock;
 
@@ -77,6 +80,12 @@ pub const ACCESS_LOG_DROPPED: &str = "cdn_edge_access_log_dropped_total";
 pub const VARY_VARIANTS_REFUSED: &str = "cdn_edge_vary_variants_refused_total";
 /// Requests refused by the limits, label `reason`.
 pub const REJECTED: &str = "cdn_edge_rejected_requests_total";
+/// Hits that asked for an encoded variant, labels `encoding` and `result`.
+pub const COMPRESS: &str = "cdn_edge_compress_total";
+/// Identity bytes compressed, label `encoding`.
+pub const COMPRESS_BYTES_IN: &str = "cdn_edge_compress_bytes_in_total";
+/// Encoded bytes produced, label `encoding`.
+pub const COMPRESS_BYTES_OUT: &str = "cdn_edge_compress_bytes_out_total";
 
 /// Histogram buckets (seconds) for origin and fill-wait latency.
 const LATENCY_BUCKETS: &[f64] = &[

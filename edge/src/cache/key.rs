@@ -72,8 +72,16 @@ pub fn variant_key(primary: &str, vary: &[String], req: &HeaderMap) -> String {
     k
 }
 
-/// All values of `name`, comma-joined, whitespace around commas removed.
+/// All values of `name`, comma-joined, whitespace around commas removed; for
+/// `accept-encoding`, the normalised bucket of its values
+/// ([`crate::compress::negotiate::bucket`]: the accepted codings among br, deflate, gzip,
+/// zstd), so clients' endless spellings of it share a few variants.
 fn append_values(k: &mut String, req: &HeaderMap, name: &str) {
+    if name.eq_ignore_ascii_case("accept-encoding") {
+        let ae = crate::compress::accept_encoding(req).unwrap_or_default();
+        k.push_str(crate::compress::negotiate::bucket(&ae));
+        return;
+    }
     let mut first = true;
     for v in req.get_all(name) {
         for part in String::from_utf8_lossy(v.as_bytes()).split(',') {
@@ -142,7 +150,14 @@ mod tests {
         let p = primary_key("http", &url, &["x-dev".into()], &h);
         assert_eq!(p, "http://example.com/x?a=1\nx-dev:");
         let v = variant_key(&p, &["accept-encoding".into()], &h);
-        assert!(v.ends_with("#vary\naccept-encoding:gzip,br"));
+        assert!(v.ends_with("#vary\naccept-encoding:br,gzip"), "{v}");
+        // Other spellings of the same acceptable set share the variant.
+        let mut h2 = HeaderMap::new();
+        h2.append(
+            HeaderName::from_static("accept-encoding"),
+            HeaderValue::from_static("BR;q=0.5, x-gzip, deflate;q=0"),
+        );
+        assert_eq!(variant_key(&p, &["accept-encoding".into()], &h2), v);
     }
 
     /// Pieces of a path or query with every spelling that means the same (RFC 3986 §6.2.2):

@@ -325,6 +325,9 @@ pub struct HostConfig {
     /// CORS answered at the edge (`[hosts.cors]`).
     #[serde(default)]
     pub cors: Option<super::tenant::Cors>,
+    /// Compression of uncompressed text-like responses (`[hosts.compress]`; present = on).
+    #[serde(default)]
+    pub compress: Option<super::compress::Compress>,
 }
 
 fn d1s() -> Duration {
@@ -483,6 +486,9 @@ impl Validate for EdgeConfig {
                     format!("{key}.geo"),
                     "country rules need [geo].database or [geo].network_map",
                 ));
+            }
+            if let Some(c) = &h.compress {
+                c.validate(&key)?;
             }
             names.push(h.name.as_str());
             names.extend(h.aliases.iter().map(|a| a.as_str()));

@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod common;
+pub mod compress;
 pub mod edge;
 pub mod load;
 pub mod router;
