@@ -54,45 +54,8 @@ pub fn load(admin: &AdminSection) -> Result<Option<Arc<CertifiedKey>>, ConfigErr
     let (Some(cert), Some(key)) = (&admin.tls_cert, &admin.tls_key) else {
         return Ok(None);
     };
-    let read = |k: &str, p: &Path| {
-        std::fs::read(p).map_err(|e| ConfigError::new(k, format!("{}: {e}", p.display())))
-    };
-    let pem = read("admin.tls_cert", cert)?;
-    let chain: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
-            ConfigError::new(
-                "admin.tls_cert",
-                format!("{}: bad PEM: {e}", cert.display()),
-            )
-        })?;
-    if chain.is_empty() {
-        return Err(ConfigError::new(
-            "admin.tls_cert",
-            format!("{}: no PEM certificate found", cert.display()),
-        ));
-    }
-    let pem = read("admin.tls_key", key)?;
-    let private = rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| ConfigError::new("admin.tls_key", format!("{}: bad PEM: {e}", key.display())))?
-        .ok_or_else(|| {
-            ConfigError::new(
-                "admin.tls_key",
-                format!("{}: no PEM private key found", key.display()),
-            )
-        })?;
-    let provider = rustls::crypto::ring::default_provider();
-    let signer = provider
-        .key_provider
-        .load_private_key(private)
-        .map_err(|e| ConfigError::new("admin.tls_key", format!("{}: {e}", key.display())))?;
-    let certified = CertifiedKey::new(chain, signer);
-    certified.keys_match().map_err(|e| {
-        ConfigError::new(
-            "admin.tls_key",
-            format!("{}: does not match admin.tls_cert: {e}", key.display()),
-        )
-    })?;
+    let certified =
+        cdn_shared::tls::load_certified_key(cert, "admin.tls_cert", key, "admin.tls_key")?;
     Ok(Some(Arc::new(certified)))
 }
 

@@ -25,29 +25,7 @@ use cdn_shared::shutdown::Shutdown;
 
 use crate::live::Live;
 
-/// What one check decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Nothing to do.
-    Idle,
-    /// A change was seen; wait one more interval for it to settle.
-    Settling,
-    /// The change has been stable for a whole interval: rebuild now.
-    Reload,
-}
-
-/// The pure decision of one check: `pending` is whether the previous check saw a change not
-/// yet applied, `changed` whether this check saw one (on any file), `missing` whether a
-/// watched file is absent now.
-pub fn decide(pending: bool, changed: bool, missing: bool) -> Step {
-    if changed || (pending && missing) {
-        Step::Settling
-    } else if pending {
-        Step::Reload
-    } else {
-        Step::Idle
-    }
-}
+pub use cdn_geo::reload::{decide, Step};
 
 /// The geo files `config` names, resolved against `base_dir` (as [`crate::snapshot`] does).
 pub fn geo_files(config: &RouterConfig, base_dir: &Path) -> Vec<PathBuf> {

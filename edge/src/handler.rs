@@ -46,10 +46,12 @@ pub async fn handle(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let h1 = req.version() < actix_web::http::Version::HTTP_2;
-    let resp = match limits::check_request(req.method(), pq, req.headers(), h1, &shared.limits) {
+    let mut resp = match limits::check_request(req.method(), pq, req.headers(), h1, &shared.limits)
+    {
         Err(rej) => rej.response(),
         Ok(()) => route_request(req.clone(), body, &shared, &local).await,
     };
+    shared.https.add_hsts(&req, &shared, &mut resp);
     crate::account::finish(&shared, &req, pq, &resp, started);
     resp
 }
@@ -60,6 +62,10 @@ async fn route_request(
     shared: &web::Data<Shared>,
     local: &web::Data<Local>,
 ) -> HttpResponse {
+    // [hosts.tls] redirect: plain HTTP → HTTPS before anything else is done.
+    if let Some(r) = shared.https.redirect(&req, shared) {
+        return r;
+    }
     // RFC 8586: a request that already passed through this edge (an origin pointing back at
     // the CDN) is refused instead of fetched again.
     if crate::headers::loops(req.headers(), &shared.name) {

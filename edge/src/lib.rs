@@ -37,7 +37,11 @@
 //! * [`headers`]: hop-by-hop, `Surrogate-*`, tags, `Content-Length`, `Cache-Status`,
 //!   `X-Cache`, `Via`.
 //! * [`error`]: the error type and the one function mapping errors to responses.
-//! * [`tls`]: rustls configs (ring provider).
+//! * [`https`]: per host, plain HTTP → HTTPS redirect (301/308) and HSTS (`[hosts.tls]`).
+//! * [`tls`]: rustls configs (ring provider): certificates chosen by SNI (the host's own from
+//!   `[hosts.tls]`, else the `[tls]` default), TLS 1.2/1.3, HTTP/2 and HTTP/1.1 by ALPN.
+//! * [`tls_reload`]: certificates reloaded on SIGHUP and when their files change, without
+//!   dropping connections (a bad file is refused and logged; the old ones keep serving).
 //!
 //! Operating the edge (helper modules): [`load`]
 //! (load accounting), [`metrics`], [`access_log`], [`purge`] (tag/prefix/URL index and the
@@ -124,6 +128,7 @@ pub mod fill;
 pub mod follow;
 pub mod handler;
 pub mod headers;
+pub mod https;
 pub mod interim;
 pub mod lead;
 pub mod limits;
@@ -138,6 +143,7 @@ pub mod render;
 pub mod report;
 pub mod state;
 pub mod tls;
+pub mod tls_reload;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -207,12 +213,27 @@ pub fn bind(config: &EdgeConfig) -> std::io::Result<Listeners> {
     Ok(l)
 }
 
+/// The port HTTP → HTTPS redirects point at: `tls.redirect_port`, else the first HTTPS
+/// listener's (as bound: port 0 works), else 443.
+fn https_port(config: &EdgeConfig, listeners: &Listeners) -> u16 {
+    let t = config.tls.as_ref();
+    t.and_then(|t| t.redirect_port)
+        .or_else(|| {
+            listeners
+                .https
+                .first()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.port())
+        })
+        .or_else(|| t.and_then(|t| t.listen.first()).map(|a| a.port()))
+        .unwrap_or(443)
+}
+
 /// Everything `--check-config` validates beyond the schema: TLS files and origin URLs.
 pub fn check(config: &EdgeConfig) -> Result<(), EdgeError> {
     tls::install_provider();
-    if let Some(t) = &config.tls {
-        tls::server_config(&t.cert, &t.key)?;
-    }
+    tls::Certs::load(config)
+        .map_err(|e| EdgeError::Tls(format!("at key `{}`: {}", e.key, e.message)))?;
     for (i, h) in config.hosts.iter().enumerate() {
         HostRoute::new(i, h, &config.cache)?;
         if h.origin.starts_with("https://") {
@@ -230,6 +251,8 @@ pub async fn run(
     listeners: Listeners,
     shutdown: Shutdown,
 ) -> Result<(), EdgeError> {
+    // Stamp the certificate files before they are loaded, so a change during start-up is seen.
+    let cert_watch = tls_reload::Watch::new(&config);
     check(&config)?;
     let routes: Arc<Vec<HostRoute>> = Arc::new(
         config
@@ -298,6 +321,7 @@ pub async fn run(
         load: load.clone(),
         limits: limits::RequestLimits::from_config(&config.http),
         access_log,
+        https: https::HttpsPolicy::new(&config, https_port(&config, &listeners)),
     });
     let grace = config.lifecycle.shutdown_grace;
     let app_shared = shared.clone();
@@ -327,15 +351,22 @@ pub async fn run(
     for l in listeners.http {
         server = server.listen(l).map_err(io)?;
     }
+    let mut cert_reload = None;
     if !listeners.https.is_empty() {
-        let t = config
-            .tls
-            .as_ref()
+        let certs = tls::Certs::load(&config)
+            .map_err(|e| EdgeError::Tls(format!("at key `{}`: {}", e.key, e.message)))?
             .ok_or_else(|| EdgeError::Tls("https listeners given without [tls]".into()))?;
-        let tls_cfg = tls::server_config(&t.cert, &t.key)?;
+        let resolver = tls::CertResolver::new(certs);
+        let tls_cfg = resolver.server_config()?;
         for l in listeners.https {
             server = server.listen_rustls_0_23(l, tls_cfg.clone()).map_err(io)?;
         }
+        cert_reload = Some(tls_reload::spawn(
+            resolver,
+            config.clone(),
+            cert_watch,
+            shutdown.clone(),
+        ));
     }
     let server = server.run();
     let handle = server.handle();
@@ -408,6 +439,9 @@ pub async fn run(
         let _ = t.await;
     }
     reporter_stop.cancel();
+    if let Some(t) = cert_reload {
+        let _ = t.await;
+    }
     if let Some(b) = bus {
         b.join().await;
     }

@@ -28,6 +28,8 @@
 //! | `cdn_edge_reports_total` | counter | `router`, `result` (ok, `http_<code>`, error, timeout) | health reports pushed |
 //! | `cdn_edge_access_log_dropped_total` | counter | | access-log lines dropped because the writer fell behind |
 //! | `cdn_edge_rejected_requests_total` | counter | `reason` (header_too_large, body_too_large, bad_path, bad_request) | requests refused by the limits |
+//! | `cdn_edge_tls_handshakes_total` | counter | `cert` (`default` or the host's configured name) | TLS handshakes that chose a certificate (full handshakes; resumed sessions are not counted) |
+//! | `cdn_edge_tls_reloads_total` | counter | `result` (ok, failed) | certificate reloads (SIGHUP, or files changed on disk); `failed` = a file did not load and the old certificates keep serving |
 //! | `cdn_edge_compress_total` | counter | `encoding` (br, zstd, gzip), `result` (encoded, cached, busy, error) | hits that asked for an encoded variant: compressed and stored now, served from the stored variant, served identity because it was being compressed (or too many compressions ran), served identity after a failure |
 //! | `cdn_edge_compress_bytes_in_total` | counter | `encoding` | identity bytes compressed |
 //! | `cdn_edge_compress_bytes_out_total` | counter | `encoding` | encoded bytes produced (in/out = the compression ratio) |
@@ -80,6 +82,10 @@ pub const ACCESS_LOG_DROPPED: &str = "cdn_edge_access_log_dropped_total";
 pub const VARY_VARIANTS_REFUSED: &str = "cdn_edge_vary_variants_refused_total";
 /// Requests refused by the limits, label `reason`.
 pub const REJECTED: &str = "cdn_edge_rejected_requests_total";
+/// TLS handshakes that chose a certificate, label `cert`.
+pub const TLS_HANDSHAKES: &str = "cdn_edge_tls_handshakes_total";
+/// Certificate reloads, label `result` (ok, failed).
+pub const TLS_RELOADS: &str = "cdn_edge_tls_reloads_total";
 /// Hits that asked for an encoded variant, labels `encoding` and `result`.
 pub const COMPRESS: &str = "cdn_edge_compress_total";
 /// Identity bytes compressed, label `encoding`.
@@ -146,6 +152,11 @@ fn describe() {
     describe_counter!(REPORTS, "Health reports pushed to routers");
     describe_counter!(ACCESS_LOG_DROPPED, "Access-log lines dropped");
     describe_counter!(REJECTED, "Requests refused by the limits");
+    describe_counter!(
+        TLS_HANDSHAKES,
+        "TLS handshakes by the certificate chosen (SNI)"
+    );
+    describe_counter!(TLS_RELOADS, "Certificate reloads (SIGHUP or changed files)");
     describe_counter!(
         VARY_VARIANTS_REFUSED,
         "Responses served but not stored: their URL already has cache.max_vary_variants variants"

@@ -48,6 +48,8 @@ pub struct Shared {
     pub limits: RequestLimits,
     /// The access log (possibly disabled).
     pub access_log: AccessLog,
+    /// HTTP → HTTPS redirects and HSTS per host.
+    pub https: crate::https::HttpsPolicy,
 }
 
 /// Per-worker state (awc clients are `!Send`).

@@ -67,6 +67,8 @@ fn https_listener_and_https_origin_with_extra_ca() {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         cert: cert.clone(),
         key: key.clone(),
+        redirect_port: None,
+        reload_check_interval: std::time::Duration::from_secs(10),
     });
     cdn_edge::check(&a).expect("TLS files are valid");
     let listeners = cdn_edge::bind(&a).unwrap();
@@ -115,7 +117,10 @@ fn unreadable_tls_files_fail_the_config_check() {
         listen: vec!["127.0.0.1:0".parse().unwrap()],
         cert: "/nonexistent/cert.pem".into(),
         key: "/nonexistent/key.pem".into(),
+        redirect_port: None,
+        reload_check_interval: std::time::Duration::from_secs(10),
     });
     let e = cdn_edge::check(&cfg).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/cert.pem"), "{e}");
+    assert!(e.contains("`tls.cert`"), "{e}");
 }

@@ -79,6 +79,32 @@ impl FileWatch {
     }
 }
 
+/// What one check of watched files decides (the router's geo watcher and the edge's
+/// certificate watcher both use it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to do.
+    Idle,
+    /// A change was seen; wait one more interval for it to settle.
+    Settling,
+    /// The change has been stable for a whole interval: reload now.
+    Reload,
+}
+
+/// The pure decision of one check: `pending` is whether the previous check saw a change not
+/// yet applied, `changed` whether this check saw one (on any file), `missing` whether a
+/// watched file is absent now. A change is applied once a check finds no further change, so
+/// a half-written file (or one file of a pair written after the other) is not loaded.
+pub fn decide(pending: bool, changed: bool, missing: bool) -> Step {
+    if changed || (pending && missing) {
+        Step::Settling
+    } else if pending {
+        Step::Reload
+    } else {
+        Step::Idle
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,6 +123,19 @@ pub struct TlsSection {
     pub cert: PathBuf,
     /// PEM private key (required).
     pub key: PathBuf,
+    /// Port written in the `Location` of HTTP → HTTPS redirects (`hosts.tls.redirect`).
+    /// Default: the port of the first `listen` address (left out of the URL when 443).
+    #[serde(default)]
+    pub redirect_port: Option<u16>,
+    /// How often the certificate and key files (`[tls]` and every `[hosts.tls]`) are checked
+    /// for changes; a change is loaded once it has been stable for one interval (SIGHUP loads
+    /// at once). Default `10s`.
+    #[serde(default = "d10s", with = "humantime_serde")]
+    pub reload_check_interval: Duration,
+}
+
+fn d10s() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `[admin]` (edge)
@@ -328,6 +341,9 @@ pub struct HostConfig {
     /// Compression of uncompressed text-like responses (`[hosts.compress]`; present = on).
     #[serde(default)]
     pub compress: Option<super::compress::Compress>,
+    /// HTTPS for this host (`[hosts.tls]`): its own certificate (SNI), redirect, HSTS.
+    #[serde(default)]
+    pub tls: Option<super::host_tls::HostTls>,
 }
 
 fn d1s() -> Duration {
@@ -390,6 +406,7 @@ impl Validate for EdgeConfig {
         }
         if let Some(tls) = &self.tls {
             require_nonempty("tls.listen", &tls.listen)?;
+            require_positive("tls.reload_check_interval", tls.reload_check_interval)?;
         }
         if let Some(t) = &self.admin.token {
             if t.trim().is_empty() {
@@ -486,6 +503,9 @@ impl Validate for EdgeConfig {
                     format!("{key}.geo"),
                     "country rules need [geo].database or [geo].network_map",
                 ));
+            }
+            if let Some(t) = &h.tls {
+                t.validate(&format!("{key}.tls"), self.tls.is_some())?;
             }
             if let Some(c) = &h.compress {
                 c.validate(&key)?;

@@ -5,6 +5,7 @@ pub mod bus;
 pub mod common;
 pub mod compress;
 pub mod edge;
+pub mod host_tls;
 pub mod load;
 pub mod router;
 pub mod tenant;
