@@ -152,6 +152,9 @@ fn describe() {
     describe_counter!(REPORTS, "Health reports pushed to routers");
     describe_counter!(ACCESS_LOG_DROPPED, "Access-log lines dropped");
     describe_counter!(REJECTED, "Requests refused by the limits");
+    describe_counter!(COMPRESS, "Hits that asked for an encoded variant, by result");
+    describe_counter!(COMPRESS_BYTES_IN, Unit::Bytes, "Identity bytes compressed");
+    describe_counter!(COMPRESS_BYTES_OUT, Unit::Bytes, "Encoded bytes produced");
     describe_counter!(
         TLS_HANDSHAKES,
         "TLS handshakes by the certificate chosen (SNI)"
