@@ -62,6 +62,10 @@ pub struct AccessEntry {
     pub referer: Option<String>,
     /// User-Agent header.
     pub ua: Option<String>,
+    /// Why the edge refused the request itself (a host rule: `rate_limited`,
+    /// `signature_expired`, `geo_country`, …); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 fn ser_rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -141,7 +145,7 @@ pub fn format_line(e: &AccessEntry, format: AccessLogFormat) -> String {
                 e.origin_ms
                     .map(|o| format!("{o:.3}"))
                     .unwrap_or_else(|| "-".into()),
-            )
+            ) + &e.reason.map(|r| format!(" reason={r}")).unwrap_or_default()
         }
     }
 }
@@ -240,6 +244,7 @@ mod tests {
             origin_ms: None,
             referer: None,
             ua: Some("curl/8 \"x\"".into()),
+            reason: None,
         }
     }
 

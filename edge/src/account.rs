@@ -23,6 +23,8 @@ pub(crate) fn cache_label(x_cache: &[u8]) -> (&'static str, Option<bool>) {
         b"STALE" => ("stale", Some(true)),
         b"REVALIDATED" => ("revalidated", Some(false)),
         b"BYPASS" => ("bypass", None),
+        b"DENIED" => ("denied", None),
+        b"PREFLIGHT" => ("preflight", None),
         _ => ("error", None),
     }
 }
@@ -69,9 +71,10 @@ pub(crate) fn finish(
             |n: header::HeaderName| hs.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
         shared.access_log.log(AccessEntry {
             time: SystemTime::now() - started.elapsed(),
-            client: req
-                .peer_addr()
-                .map(|a| a.ip().to_string())
+            client: shared
+                .tenants
+                .client_ip(req)
+                .map(|a| a.to_string())
                 .unwrap_or_default(),
             method: req.method().to_string(),
             host: host_of(req),
@@ -86,6 +89,9 @@ pub(crate) fn finish(
                 .map(|t| t.0.as_secs_f64() * 1000.0),
             referer: text(header::REFERER),
             ua: text(header::USER_AGENT),
+            reason: actix_web::HttpMessage::extensions(req)
+                .get::<crate::tenant::Refused>()
+                .map(|r| r.0),
         });
     }
 }

@@ -66,7 +66,15 @@ impl Ctx {
             )));
         };
         let r = &shared.routes[route];
-        let query = normalise_query(req.query_string(), r.cfg.query);
+        // Signature parameters are not part of the object (nor sent to the origin).
+        let unsigned;
+        let raw_query = if shared.tenants.signed(route) {
+            unsigned = crate::tenant::signed::strip(req.query_string());
+            unsigned.as_str()
+        } else {
+            req.query_string()
+        };
+        let query = normalise_query(raw_query, r.cfg.query);
         let url = url_of(&r.name, &path, &query);
         let scheme = if req.app_config().secure() {
             "https"

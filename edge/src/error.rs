@@ -46,6 +46,10 @@ pub enum EdgeError {
     /// TLS files unusable.
     #[error("tls: {0}")]
     Tls(String),
+    /// A config value that parsed but cannot be used (a key file, a geo database); the
+    /// message names the key.
+    #[error("{0}")]
+    Config(String),
     /// I/O at start-up.
     #[error("io: {0}")]
     Io(String),
@@ -63,7 +67,7 @@ impl EdgeError {
             EdgeError::OriginTimeout(_) | EdgeError::FillTimeout => StatusCode::GATEWAY_TIMEOUT,
             EdgeError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             EdgeError::LoopDetected => StatusCode::LOOP_DETECTED,
-            EdgeError::Cache(_) | EdgeError::Tls(_) | EdgeError::Io(_) => {
+            EdgeError::Cache(_) | EdgeError::Tls(_) | EdgeError::Io(_) | EdgeError::Config(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -85,6 +89,7 @@ impl EdgeError {
             EdgeError::Cache(_) => "cache",
             EdgeError::Tls(_) => "tls",
             EdgeError::Io(_) => "io",
+            EdgeError::Config(_) => "config",
         }
     }
 

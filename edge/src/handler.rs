@@ -76,12 +76,21 @@ async fn route_request(
         Err(NoRoute::Healthz) => return crate::admin::healthz_response(&shared.lifecycle),
         Err(NoRoute::Error(e)) => return error_response(&e, &shared.name),
     };
-    let method = ctx.req.method();
-    if method == Method::GET || method == Method::HEAD {
-        cached(ctx).await
-    } else {
-        pass(ctx, Some(body), true).await
-    }
+    // Tenant rules: rate limit, geo, CORS preflight, signed URL (tenant/).
+    let (route, req) = (ctx.route, ctx.req.clone());
+    let mut resp = match shared.tenants.admit(route, &req) {
+        Some(answer) => answer,
+        None => {
+            let method = ctx.req.method();
+            if method == Method::GET || method == Method::HEAD {
+                cached(ctx).await
+            } else {
+                pass(ctx, Some(body), true).await
+            }
+        }
+    };
+    shared.tenants.finish(route, &req, &mut resp);
+    resp
 }
 
 async fn cached(ctx: Ctx) -> HttpResponse {

@@ -142,6 +142,7 @@ pub mod purge;
 pub mod render;
 pub mod report;
 pub mod state;
+pub mod tenant;
 pub mod tls;
 pub mod tls_reload;
 pub mod writer;
@@ -240,6 +241,7 @@ pub fn check(config: &EdgeConfig) -> Result<(), EdgeError> {
             tls::client_config(h.tls_verify, h.tls_ca.as_deref())?;
         }
     }
+    tenant::Tenants::new(config)?;
     Ok(())
 }
 
@@ -321,6 +323,7 @@ pub async fn run(
         load: load.clone(),
         limits: limits::RequestLimits::from_config(&config.http),
         access_log,
+        tenants: tenant::Tenants::new(&config)?,
         https: https::HttpsPolicy::new(&config, https_port(&config, &listeners)),
     });
     let grace = config.lifecycle.shutdown_grace;

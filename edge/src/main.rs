@@ -1,4 +1,7 @@
 //! `edge --config edge.toml [--check-config] [--log-format human|json] [--log-level info]`
+//!
+//! `edge sign-url --key-name K --key-file F [--ttl 1h] [--prefix /path/] URL`: print `URL`
+//! signed for a host with `[hosts.signed_urls]` (see [`cdn_edge::tenant::signed`]).
 
 use clap::Parser;
 
@@ -12,10 +15,104 @@ use cdn_shared::shutdown::{cancel_on_signal, Shutdown};
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print a signed URL (for hosts with `[hosts.signed_urls]`).
+    SignUrl {
+        /// The key's name (`KeyName`), as in the host's `signed_urls.keys`.
+        #[arg(long)]
+        key_name: String,
+        /// File holding the key (base64url).
+        #[arg(long)]
+        key_file: std::path::PathBuf,
+        /// How long the URL stays valid, e.g. `1h`, `30m`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Sign a path prefix instead (one token for every URL under it, e.g. a playlist's
+        /// segments): the URL's path must start with it.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// `http(s)://host/path?query`, or `/path?query`.
+        url: String,
+    },
+}
+
+/// `edge sign-url`: the signed URL on stdout, or a message and exit 64.
+fn sign_url(
+    key_name: &str,
+    key_file: &std::path::Path,
+    ttl: std::time::Duration,
+    prefix: Option<&str>,
+    url: &str,
+) -> Result<String, String> {
+    use cdn_edge::tenant::signed;
+    let text = std::fs::read_to_string(key_file)
+        .map_err(|e| format!("--key-file {}: {e}", key_file.display()))?;
+    let key =
+        signed::decode_key(&text).map_err(|e| format!("--key-file {}: {e}", key_file.display()))?;
+    if key_name.is_empty()
+        || !key_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err("--key-name: letters, digits, `-` or `_`".into());
+    }
+    // Split `scheme://authority` from the path and query.
+    let (base, pq) = match url.find("://") {
+        Some(i) => {
+            let rest = &url[i + 3..];
+            let at = rest.find('/').unwrap_or(rest.len());
+            (&url[..i + 3 + at], &rest[at..])
+        }
+        None => ("", url),
+    };
+    let pq = if pq.is_empty() { "/" } else { pq };
+    if !pq.starts_with('/') {
+        return Err(format!(
+            "URL {url:?}: expected http(s)://host/path or /path"
+        ));
+    }
+    let expires = (cdn_shared::unix_ms() / 1000).saturating_add(ttl.as_secs());
+    Ok(match prefix {
+        None => format!("{base}{}", signed::sign(pq, key_name, &key, expires)),
+        Some(p) => {
+            if !p.starts_with('/') || !pq.starts_with(p) {
+                return Err(format!(
+                    "--prefix {p:?}: must start with / and begin the URL's path"
+                ));
+            }
+            let sep = if pq.contains('?') { '&' } else { '?' };
+            format!(
+                "{base}{pq}{sep}{}",
+                signed::sign_prefix(p, key_name, &key, expires)
+            )
+        }
+    })
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(Command::SignUrl {
+        key_name,
+        key_file,
+        ttl,
+        prefix,
+        url,
+    }) = &cli.command
+    {
+        match sign_url(key_name, key_file, *ttl, prefix.as_deref(), url) {
+            Ok(u) => println!("{u}"),
+            Err(e) => {
+                eprintln!("sign-url: {e}");
+                std::process::exit(EXIT_CONFIG);
+            }
+        }
+        return;
+    }
     let config: EdgeConfig = match load(cli.common.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

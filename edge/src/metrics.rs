@@ -7,7 +7,7 @@
 //!
 //! | name | kind | labels | meaning |
 //! |---|---|---|---|
-//! | `cdn_edge_requests_total` | counter | `cache` (hit, miss, stale, revalidated, bypass, error), `status` (e.g. 200) | client responses |
+//! | `cdn_edge_requests_total` | counter | `cache` (hit, miss, stale, revalidated, bypass, denied, preflight, error), `status` (e.g. 200) | client responses |
 //! | `cdn_edge_response_bytes_total` | counter | | body bytes sent to clients |
 //! | `cdn_edge_origin_fetches_total` | counter | `result` (ok, error, timeout) | requests sent to origins |
 //! | `cdn_edge_origin_seconds` | histogram | | time to the origin's response headers |
@@ -28,11 +28,14 @@
 //! | `cdn_edge_reports_total` | counter | `router`, `result` (ok, `http_<code>`, error, timeout) | health reports pushed |
 //! | `cdn_edge_access_log_dropped_total` | counter | | access-log lines dropped because the writer fell behind |
 //! | `cdn_edge_rejected_requests_total` | counter | `reason` (header_too_large, body_too_large, bad_path, bad_request) | requests refused by the limits |
-//! | `cdn_edge_tls_handshakes_total` | counter | `cert` (`default` or the host's configured name) | TLS handshakes that chose a certificate (full handshakes; resumed sessions are not counted) |
-//! | `cdn_edge_tls_reloads_total` | counter | `result` (ok, failed) | certificate reloads (SIGHUP, or files changed on disk); `failed` = a file did not load and the old certificates keep serving |
 //! | `cdn_edge_compress_total` | counter | `encoding` (br, zstd, gzip), `result` (encoded, cached, busy, error) | hits that asked for an encoded variant: compressed and stored now, served from the stored variant, served identity because it was being compressed (or too many compressions ran), served identity after a failure |
 //! | `cdn_edge_compress_bytes_in_total` | counter | `encoding` | identity bytes compressed |
 //! | `cdn_edge_compress_bytes_out_total` | counter | `encoding` | encoded bytes produced (in/out = the compression ratio) |
+//! | `cdn_edge_tenant_refusals_total` | counter | `host` (configured names), `reason` (rate_limited, geo_country, geo_cidr, geo_unknown, cors_origin, cors_method, cors_headers, signature_missing, signature_malformed, signature_unknown_key, signature_expired, signature_invalid, signature_outside_prefix) | requests a host's rules refused |
+//! | `cdn_edge_cors_preflights_total` | counter | `host` | CORS preflights answered at the edge |
+//! | `cdn_edge_origin_queue_timeouts_total` | counter | `host` | misses refused (503) after waiting `origin_queue_timeout` for a `max_origin_requests` slot |
+//! | `cdn_edge_tls_handshakes_total` | counter | `cert` (`default` or the host's configured name) | TLS handshakes that chose a certificate (full handshakes; resumed sessions are not counted) |
+//! | `cdn_edge_tls_reloads_total` | counter | `result` (ok, failed) | certificate reloads (SIGHUP, or files changed on disk); `failed` = a file did not load and the old certificates keep serving |
 
 use std::sync::OnceLock;
 
@@ -82,16 +85,22 @@ pub const ACCESS_LOG_DROPPED: &str = "cdn_edge_access_log_dropped_total";
 pub const VARY_VARIANTS_REFUSED: &str = "cdn_edge_vary_variants_refused_total";
 /// Requests refused by the limits, label `reason`.
 pub const REJECTED: &str = "cdn_edge_rejected_requests_total";
-/// TLS handshakes that chose a certificate, label `cert`.
-pub const TLS_HANDSHAKES: &str = "cdn_edge_tls_handshakes_total";
-/// Certificate reloads, label `result` (ok, failed).
-pub const TLS_RELOADS: &str = "cdn_edge_tls_reloads_total";
 /// Hits that asked for an encoded variant, labels `encoding` and `result`.
 pub const COMPRESS: &str = "cdn_edge_compress_total";
 /// Identity bytes compressed, label `encoding`.
 pub const COMPRESS_BYTES_IN: &str = "cdn_edge_compress_bytes_in_total";
 /// Encoded bytes produced, label `encoding`.
 pub const COMPRESS_BYTES_OUT: &str = "cdn_edge_compress_bytes_out_total";
+/// Requests refused by a host's tenant rules, labels `host` and `reason`.
+pub const TENANT_REFUSALS: &str = "cdn_edge_tenant_refusals_total";
+/// CORS preflights answered at the edge, label `host`.
+pub const CORS_PREFLIGHTS: &str = "cdn_edge_cors_preflights_total";
+/// Misses refused after waiting for an origin slot, label `host`.
+pub const ORIGIN_QUEUE_TIMEOUTS: &str = "cdn_edge_origin_queue_timeouts_total";
+/// TLS handshakes that chose a certificate, label `cert`.
+pub const TLS_HANDSHAKES: &str = "cdn_edge_tls_handshakes_total";
+/// Certificate reloads, label `result` (ok, failed).
+pub const TLS_RELOADS: &str = "cdn_edge_tls_reloads_total";
 
 /// Histogram buckets (seconds) for origin and fill-wait latency.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -155,6 +164,12 @@ fn describe() {
     describe_counter!(COMPRESS, "Hits that asked for an encoded variant, by result");
     describe_counter!(COMPRESS_BYTES_IN, Unit::Bytes, "Identity bytes compressed");
     describe_counter!(COMPRESS_BYTES_OUT, Unit::Bytes, "Encoded bytes produced");
+    describe_counter!(TENANT_REFUSALS, "Requests refused by a host's rules");
+    describe_counter!(CORS_PREFLIGHTS, "CORS preflights answered at the edge");
+    describe_counter!(
+        ORIGIN_QUEUE_TIMEOUTS,
+        "Misses refused after waiting for an origin slot"
+    );
     describe_counter!(
         TLS_HANDSHAKES,
         "TLS handshakes by the certificate chosen (SNI)"

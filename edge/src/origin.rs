@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header::{HeaderMap, HeaderValue};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::Method;
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
@@ -62,6 +62,11 @@ pub struct HostRoute {
     pub max_object_size: u64,
     /// The raw host config.
     pub cfg: HostConfig,
+    /// `[hosts.headers].request_set`: set on every origin request.
+    pub request_set: Vec<(HeaderName, HeaderValue)>,
+    /// `max_origin_requests`: slots for concurrent origin requests (held until the response
+    /// is dropped, i.e. its body read).
+    pub origin_slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl HostRoute {
@@ -94,6 +99,25 @@ impl HostRoute {
             },
             max_object_size: h.max_object_size.unwrap_or(cache.max_object_size).as_u64(),
             cfg: h.clone(),
+            request_set: h
+                .headers
+                .request_set
+                .iter()
+                .map(|(n, v)| {
+                    let bad = || {
+                        EdgeError::Config(format!(
+                            "hosts[{index}].headers.request_set.{n}: invalid"
+                        ))
+                    };
+                    Ok((
+                        HeaderName::from_bytes(n.as_bytes()).map_err(|_| bad())?,
+                        HeaderValue::from_str(v).map_err(|_| bad())?,
+                    ))
+                })
+                .collect::<Result<_, EdgeError>>()?,
+            origin_slots: h
+                .max_origin_requests
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
         })
     }
 
@@ -200,6 +224,28 @@ impl Origins {
         body: Option<Bytes>,
     ) -> Result<OriginResponse, EdgeError> {
         crate::headers::add_cdn_loop(&mut headers, &self.cdn_loop);
+        for (n, v) in &route.request_set {
+            headers.insert(n.clone(), v.clone());
+        }
+        // Origin protection: wait briefly for a slot, then give up (503).
+        let slot = match &route.origin_slots {
+            None => None,
+            Some(s) => {
+                match tokio::time::timeout(
+                    route.cfg.origin_queue_timeout,
+                    s.clone().acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => {
+                        metrics::counter!(crate::metrics::ORIGIN_QUEUE_TIMEOUTS, "host" => route.name.clone())
+                            .increment(1);
+                        return Err(EdgeError::Overloaded("origin concurrency limit"));
+                    }
+                }
+            }
+        };
         let base = route.client_base();
         let mut url =
             String::with_capacity(base.len() + route.origin_path.len() + path_and_query.len());
@@ -251,6 +297,10 @@ impl Origins {
                 "{}: response body without Content-Length or chunked encoding is not supported",
                 route.name
             )));
+        }
+        if let Some(permit) = slot {
+            // Released when the response (and so its body stream) is dropped.
+            actix_web::HttpMessage::extensions_mut(&resp).insert(permit);
         }
         Ok(resp)
     }

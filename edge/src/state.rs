@@ -48,6 +48,8 @@ pub struct Shared {
     pub limits: RequestLimits,
     /// The access log (possibly disabled).
     pub access_log: AccessLog,
+    /// Per-host tenant rules (rate limits, geo, CORS, signed URLs, header rules).
+    pub tenants: crate::tenant::Tenants,
     /// HTTP → HTTPS redirects and HSTS per host.
     pub https: crate::https::HttpsPolicy,
 }

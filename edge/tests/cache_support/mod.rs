@@ -420,7 +420,7 @@ pub fn request(
     parse_response(&raw, method == "HEAD")
 }
 
-fn parse_response(raw: &[u8], head_only: bool) -> std::io::Result<Resp> {
+pub fn parse_response(raw: &[u8], head_only: bool) -> std::io::Result<Resp> {
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad response");
     let end = find(raw, b"\r\n\r\n").ok_or_else(bad)?;
     let head = String::from_utf8_lossy(&raw[..end]).to_string();
