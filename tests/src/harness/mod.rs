@@ -8,13 +8,18 @@
 //! * [`dns`]: UDP/TCP queries with EDNS Client Subnet.
 //! * [`nats`]: a `nats-server` with JetStream on a free port (fleet-bus tests).
 //! * [`http`]: requests to a socket address with any `Host` (curl `--resolve`).
+//! * [`certs`]: a demo CA and the leaf certificates it signs (rcgen), as PEM files.
+//! * [`tls`]: a rustls client: SNI, ALPN and version chosen, the presented certificate,
+//!   HTTP/1.1 requests on a keep-alive connection.
 
 pub mod binary;
+pub mod certs;
 pub mod dns;
 pub mod http;
 pub mod nats;
 pub mod patience;
 pub mod process;
+pub mod tls;
 
 pub use binary::binary;
 pub use patience::{
