@@ -193,3 +193,38 @@ fn the_binary_logs_its_address_and_serves() -> anyhow::Result<()> {
     p.wait_exit(Duration::from_secs(10))?;
     Ok(())
 }
+
+#[test]
+fn text_and_json_objects_are_compressible_and_sent_uncompressed() -> anyhow::Result<()> {
+    let o = origin();
+    let obj = Object {
+        size: 4096,
+        id: "a".into(),
+        version: 0,
+    };
+    let r = http::get(o.addr(), "/text/4k/a")
+        .header("accept-encoding", "gzip, br")
+        .send()?;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.body, cdn_tests::origin::text::text(obj.seed(), 4096));
+    assert_eq!(r.header("etag"), Some(obj.etag().as_str()));
+    let j = http::get(o.addr(), "/json/4k/a").send()?;
+    assert_eq!(j.header("content-type"), Some("application/json"));
+    assert_eq!(j.body.len(), 4096);
+    let v: serde_json::Value = serde_json::from_slice(&j.body)?;
+    assert!(v.is_array());
+    let part = http::get(o.addr(), "/text/4k/a")
+        .header("range", "bytes=100-199")
+        .send()?;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.header("content-range"), Some("bytes 100-199/4096"));
+    assert_eq!(part.body, r.body[100..200]);
+    let h = http::head(o.addr(), "/json/1k/b").send()?;
+    assert_eq!(h.header("content-length"), Some("1024"));
+    assert_eq!(http::get(o.addr(), "/text/65m/x").send()?.status, 404);
+    let stats: Stats = http::get(o.addr(), "/_stats").send()?.json()?;
+    assert_eq!(stats.paths.get("/text/4k/a"), Some(&2));
+    Ok(())
+}

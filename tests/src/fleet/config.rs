@@ -261,7 +261,7 @@ pub fn edge_toml(
     );
     let _ = writeln!(
         t,
-        "[[hosts]]\nname = {}\norigin = {}\n{}",
+        "[[hosts]]\nname = {}\norigin = {}\ncompress = {{}}\n{}",
         q(SERVICE),
         q(origin),
         spec.host_extra

@@ -1,4 +1,5 @@
-//! The HTTP endpoints: `GET|HEAD /obj/<size>/<id>` (with its query switches), `/_control`,
+//! The HTTP endpoints: `GET|HEAD /obj/<size>/<id>`, `/text/<size>/<id>` and
+//! `/json/<size>/<id>` (with their query switches), `/_control`,
 //! `/_stats`, `/_stats/reset`. Every other path is counted and answered 404.
 
 use std::sync::Arc;
@@ -22,6 +23,10 @@ const CHUNK: u64 = 64 * 1024;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/obj/{size}/{id:.+}", web::get().to(object))
         .route("/obj/{size}/{id:.+}", web::head().to(object))
+        .route("/text/{size}/{id:.+}", web::get().to(text))
+        .route("/text/{size}/{id:.+}", web::head().to(text))
+        .route("/json/{size}/{id:.+}", web::get().to(json))
+        .route("/json/{size}/{id:.+}", web::head().to(json))
         .route("/_control", web::get().to(get_control))
         .route("/_control", web::post().to(post_control))
         .route("/_stats", web::get().to(get_stats))
@@ -87,9 +92,37 @@ fn parse_switches(query: &str) -> Result<Switches, String> {
     Ok(s)
 }
 
+/// What `/obj`, `/text` and `/json` serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Pseudo-random bytes, `application/octet-stream`.
+    Binary,
+    /// Compressible text, `text/plain; charset=utf-8` ([`super::text::text`]).
+    Text,
+    /// A JSON array, `application/json` ([`super::text::json`]).
+    Json,
+}
+
 async fn object(req: HttpRequest, path: web::Path<(String, String)>, state: State) -> HttpResponse {
+    serve_kind(req, path, state, Kind::Binary).await
+}
+
+async fn text(req: HttpRequest, path: web::Path<(String, String)>, state: State) -> HttpResponse {
+    serve_kind(req, path, state, Kind::Text).await
+}
+
+async fn json(req: HttpRequest, path: web::Path<(String, String)>, state: State) -> HttpResponse {
+    serve_kind(req, path, state, Kind::Json).await
+}
+
+async fn serve_kind(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: State,
+    kind: Kind,
+) -> HttpResponse {
     state.count_request(req.path());
-    let response = object_response(&req, &path.0, &path.1, &state).await;
+    let response = object_response(&req, &path.0, &path.1, &state, kind).await;
     state.count_status(response.as_ref().map(|r| r.status().as_u16()).unwrap_or(0));
     match response {
         Some(r) => r,
@@ -103,6 +136,7 @@ async fn object_response(
     size: &str,
     id: &str,
     state: &OriginState,
+    kind: Kind,
 ) -> Option<HttpResponse> {
     let sw = match parse_switches(req.query_string()) {
         Ok(sw) => sw,
@@ -129,7 +163,11 @@ async fn object_response(
         }
         None => {}
     }
-    let Some(size) = parse_size(size) else {
+    let size_limit = match kind {
+        Kind::Binary => u64::MAX,
+        Kind::Text | Kind::Json => super::text::MAX_TEXT_SIZE,
+    };
+    let Some(size) = parse_size(size).filter(|s| *s <= size_limit) else {
         return Some(HttpResponse::NotFound().body(format!(
             "bad size `{size}`: use bytes or k/m/g suffixes, at most 2g\n"
         )));
@@ -173,6 +211,19 @@ async fn object_response(
         Outcome::Unsatisfiable => b
             .insert_header((header::CONTENT_RANGE, format!("bytes */{}", obj.size)))
             .finish(),
+        Outcome::Full if kind != Kind::Binary => {
+            let body = text_body(kind, &obj);
+            b.content_type(content_type(kind)).body(body)
+        }
+        Outcome::Partial { start, end } if kind != Kind::Binary => {
+            let body = text_body(kind, &obj);
+            b.content_type(content_type(kind))
+                .insert_header((
+                    header::CONTENT_RANGE,
+                    format!("bytes {start}-{end}/{}", obj.size),
+                ))
+                .body(body.slice(start as usize..end as usize + 1))
+        }
         Outcome::Full => {
             b.content_type("application/octet-stream");
             let len = obj.size;
@@ -191,6 +242,24 @@ async fn object_response(
                 body_stream(obj.seed(), start, end + 1, sw.throttle),
             ))
         }
+    })
+}
+
+fn content_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Binary => "application/octet-stream",
+        Kind::Text => "text/plain; charset=utf-8",
+        Kind::Json => "application/json",
+    }
+}
+
+/// The whole body of a text or JSON object (sizes are capped at
+/// [`super::text::MAX_TEXT_SIZE`]).
+fn text_body(kind: Kind, obj: &super::object::Object) -> Bytes {
+    let n = obj.size as usize;
+    Bytes::from(match kind {
+        Kind::Json => super::text::json(obj.seed(), n),
+        _ => super::text::text(obj.seed(), n),
     })
 }
 

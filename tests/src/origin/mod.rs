@@ -17,6 +17,10 @@
 //!   `set_cookie=<value>`, `status=N` (forced status with a short body), `delay_ms=N`
 //!   (before the response head), `throttle_ms=N` (before every 64 KiB chunk). Other
 //!   parameters are ignored (use them to make distinct URLs).
+//! * `GET|HEAD /text/<size>/<id>` and `/json/<size>/<id>`: the same, but the body is
+//!   compressible — English-like `text/plain; charset=utf-8`, or a valid `application/json`
+//!   array of records padded to the size ([`text`]) — sent uncompressed (no
+//!   `Content-Encoding`), at most 64 MiB. Same headers, switches, conditionals and ranges.
 //! * `GET /_control` / `POST /_control` `{"fail": "503"|"close"|"hang"|null, "version": n,
 //!   "latency_profile": bool}`: absent fields are left alone.
 //! * `GET /_stats` → `{"total": n, "paths": {"/obj/1k/a": n}, "statuses": {"200": n}}`;
@@ -26,6 +30,7 @@ pub mod handler;
 pub mod latency;
 pub mod object;
 pub mod state;
+pub mod text;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
