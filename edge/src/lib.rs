@@ -9,6 +9,8 @@
 //! * [`handler`]: dispatch: limits → context → GET/HEAD to the cache (lookup → plan → serve
 //!   hit | stale + background refresh | revalidate | fill), other methods to [`pass`].
 //! * [`context`]: host → route, normalised URL and key, the lookup that follows Vary.
+//! * [`tenant`]: per-host rules before the cache — client address (trusted proxies), rate
+//!   limits, geo allow/deny, CORS preflight, signed URLs — and header rules after it.
 //! * [`normalise`]: the one path/query normaliser (RFC 3986 §6.2.2) behind keys, request
 //!   checks and purge selectors.
 //! * [`cache::key`]: normalised `scheme://host/path?query` (+ configured headers, + Vary).
