@@ -292,7 +292,7 @@ fn encoded_meta(m: &ObjectMeta, enc: Encoding, data: Bytes) -> ObjectMeta {
         request_time_ms: m.request_time_ms,
         response_time_ms: m.response_time_ms,
         initial_age_ms: m.initial_age_ms,
-        freshness: m.freshness.clone(),
+        freshness: m.freshness,
         invalidated: false,
         tags: m.tags.clone(),
         body: Body::Inline {
@@ -315,7 +315,7 @@ fn aligned(v: Arc<ObjectMeta>, m: &ObjectMeta) -> Arc<ObjectMeta> {
     a.request_time_ms = m.request_time_ms;
     a.response_time_ms = m.response_time_ms;
     a.initial_age_ms = m.initial_age_ms;
-    a.freshness = m.freshness.clone();
+    a.freshness = m.freshness;
     Arc::new(a)
 }
 

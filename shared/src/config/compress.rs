@@ -242,8 +242,10 @@ mod tests {
         assert!(bad(&|c| c.max_size = ByteSize::mib(64)).contains("compress.max_size"));
         assert!(bad(&|c| c.min_size = ByteSize::mib(9)).contains("compress.min_size"));
         assert!(Compress::default().validate("hosts[0]").is_ok());
-        let mut ok = Compress::default();
-        ok.types = vec!["application/*+xml".into(), "font/woff".into()];
+        let ok = Compress {
+            types: vec!["application/*+xml".into(), "font/woff".into()],
+            ..Compress::default()
+        };
         assert!(ok.validate("hosts[0]").is_ok());
     }
 }

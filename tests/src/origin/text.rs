@@ -113,7 +113,7 @@ pub fn json(seed: u64, size: usize) -> Vec<u8> {
             if i == 0 { "" } else { "," },
             (r >> 16) % 1000,
             (r >> 24) % 100_000,
-            (r >> 40) % 2 == 0,
+            (r >> 40).is_multiple_of(2),
         );
         // Keep room for the closing bracket.
         if out.len() + rec.len() + 1 > size {
