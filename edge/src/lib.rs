@@ -244,6 +244,10 @@ pub fn check(config: &EdgeConfig) -> Result<(), EdgeError> {
         }
     }
     tenant::Tenants::new(config)?;
+    if let Some(ca) = &config.report.tls_ca {
+        tls::client_config(true, Some(ca))
+            .map_err(|e| EdgeError::Config(format!("report.tls_ca: {e}")))?;
+    }
     Ok(())
 }
 
@@ -404,7 +408,11 @@ pub async fn run(
             )];
             Arc::new(bus::NatsReportSink::new(b.client.clone()))
         }
-        None => Arc::new(report::HttpSink::new(config.report.token.clone())),
+        None => Arc::new(report::HttpSink::with_tls(
+            config.report.token.clone(),
+            tls::client_config(true, config.report.tls_ca.as_deref())
+                .map_err(|e| EdgeError::Config(format!("report.tls_ca: {e}")))?,
+        )),
     };
     let builder = report::ReportBuilder::new(
         reporter_config,

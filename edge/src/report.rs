@@ -14,7 +14,8 @@
 //! * [`ReporterHandle::push_now`] (drain) sends one report to every router immediately and
 //!   says whether all accepted it.
 //!
-//! Only `http://` router URLs are supported by the built-in sender ([`HttpSink`]).
+//! The built-in sender ([`HttpSink`]) posts to `http://` and `https://` router URLs; over
+//! HTTPS the router's certificate is always verified (webpki roots plus `report.tls_ca`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -278,8 +279,8 @@ async fn run_reporter(
     let timeout = builder.cfg.timeout;
     let routers = builder.cfg.routers.clone();
     for r in &routers {
-        if !r.starts_with("http://") && !r.starts_with("nats:") {
-            tracing::warn!(router = %r, "reporter: only http:// routers are supported; reports to it will fail");
+        if !r.starts_with("http://") && !r.starts_with("https://") && !r.starts_with("nats:") {
+            tracing::warn!(router = %r, "reporter: only http:// and https:// routers are supported; reports to it will fail");
         }
     }
     // One latest-value slot and one sender task per router.
@@ -335,29 +336,65 @@ async fn run_reporter(
     }
 }
 
-/// The built-in sender: HTTP/1.1 POST over a fresh TCP connection (`Connection: close`).
+/// The built-in sender: HTTP/1.1 POST over a fresh TCP connection (`Connection: close`),
+/// with TLS for `https://` routers (certificate verified against `tls`'s roots).
 #[derive(Debug, Clone)]
 pub struct HttpSink {
     token: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl HttpSink {
-    /// A sender using `token` as the bearer token.
+    /// A sender using `token` as the bearer token (plain `http://` routers only).
     pub fn new(token: Option<String>) -> Self {
-        Self { token }
+        Self { token, tls: None }
+    }
+
+    /// A sender that also posts to `https://` routers, verifying their certificates with
+    /// `tls` (e.g. [`crate::tls::client_config`] with `report.tls_ca`).
+    pub fn with_tls(token: Option<String>, tls: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            token,
+            tls: Some(tls),
+        }
     }
 }
 
-/// `(host, port, path)` of `<router>/api/v1/reports`.
-fn reports_target(router: &str) -> Result<(String, u16, String), String> {
+/// `(https, host, port, path)` of `<router>/api/v1/reports`.
+fn reports_target(router: &str) -> Result<(bool, String, u16, String), String> {
     let u = url::Url::parse(router).map_err(|e| format!("bad router URL: {e}"))?;
-    if u.scheme() != "http" {
-        return Err(format!("unsupported scheme `{}`", u.scheme()));
-    }
+    let https = match u.scheme() {
+        "http" => false,
+        "https" => true,
+        other => return Err(format!("unsupported scheme `{other}`")),
+    };
     let host = u.host_str().ok_or("router URL has no host")?.to_string();
-    let port = u.port_or_known_default().unwrap_or(80);
+    let port = u
+        .port_or_known_default()
+        .unwrap_or(if https { 443 } else { 80 });
     let base = u.path().trim_end_matches('/');
-    Ok((host, port, format!("{base}/api/v1/reports")))
+    Ok((https, host, port, format!("{base}/api/v1/reports")))
+}
+
+/// Write `req` and read up to the status line.
+async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    req: &[u8],
+) -> Result<u16, String> {
+    s.write_all(req).await.map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = s.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.contains(&b'\n') || buf.len() > 4096 {
+            break;
+        }
+    }
+    parse_status(&buf).ok_or_else(|| "no HTTP status line".to_string())
 }
 
 /// Parse the status code of an HTTP/1.x status line.
@@ -378,10 +415,10 @@ impl ReportSink for HttpSink {
         report: &'a HealthReport,
     ) -> BoxFuture<'a, Result<u16, String>> {
         Box::pin(async move {
-            let (host, port, path) = reports_target(router)?;
+            let (https, host, port, path) = reports_target(router)?;
             let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
             let connect_host = host.trim_start_matches('[').trim_end_matches(']');
-            let mut s = tokio::net::TcpStream::connect((connect_host, port))
+            let s = tokio::net::TcpStream::connect((connect_host, port))
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
             let _ = s.set_nodelay(true);
@@ -390,7 +427,7 @@ impl ReportSink for HttpSink {
                 .as_deref()
                 .map(|t| format!("Authorization: Bearer {t}\r\n"))
                 .unwrap_or_default();
-            let host_header = if port == 80 {
+            let host_header = if port == if https { 443 } else { 80 } {
                 host.clone()
             } else {
                 format!("{host}:{port}")
@@ -401,20 +438,20 @@ impl ReportSink for HttpSink {
             );
             let mut req = head.into_bytes();
             req.extend_from_slice(&body);
-            s.write_all(&req).await.map_err(|e| format!("write: {e}"))?;
-            let mut buf = Vec::with_capacity(256);
-            let mut chunk = [0u8; 512];
-            loop {
-                let n = s.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                if buf.contains(&b'\n') || buf.len() > 4096 {
-                    break;
-                }
+            if !https {
+                return exchange(s, &req).await;
             }
-            parse_status(&buf).ok_or_else(|| "no HTTP status line".to_string())
+            let tls = self
+                .tls
+                .clone()
+                .ok_or("https router but no TLS client configured")?;
+            let name = rustls::pki_types::ServerName::try_from(connect_host.to_string())
+                .map_err(|e| format!("router name: {e}"))?;
+            let s = tokio_rustls::TlsConnector::from(tls)
+                .connect(name, s)
+                .await
+                .map_err(|e| format!("tls: {e}"))?;
+            exchange(s, &req).await
         })
     }
 }
@@ -495,7 +532,16 @@ mod tests {
             reports_target("http://r.example/base/").unwrap().2,
             "/base/api/v1/reports"
         );
-        assert!(reports_target("https://r.example").is_err());
+        assert_eq!(
+            reports_target("https://r.example").unwrap(),
+            (
+                true,
+                "r.example".to_string(),
+                443,
+                "/api/v1/reports".to_string()
+            )
+        );
+        assert!(reports_target("ftp://r.example").is_err());
         assert_eq!(parse_status(b"HTTP/1.1 204 No Content\r\n"), Some(204));
         assert_eq!(parse_status(b"garbage"), None);
     }

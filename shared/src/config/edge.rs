@@ -221,6 +221,9 @@ pub struct ReportSection {
     pub token: Option<String>,
     /// The capacity this edge announces; the router spills load above it.
     pub capacity: Capacity,
+    /// Extra PEM CA trusted for `https://` routers (their certificates are always verified,
+    /// against the webpki roots plus this file).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for ReportSection {
@@ -231,6 +234,7 @@ impl Default for ReportSection {
             timeout: Duration::from_secs(1),
             token: None,
             capacity: Capacity::default(),
+            tls_ca: None,
         }
     }
 }
