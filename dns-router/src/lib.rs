@@ -35,8 +35,8 @@
 //! * [`live`]: the live state — snapshot ([`Router`]), health, config, config path, reload
 //!   lock — and the one way it changes ([`Live::reload`], [`Live::reload_geo`]).
 //! * [`admin`]: the admin HTTP API, one file per concern under `admin/` (server and errors;
-//!   `auth`, `edges`, `services`, `reports`, `reload`, `purge`) ([`access`]: role tokens and read
-//!   access; [`admin_tls`]: HTTPS with a certificate a reload replaces); [`explain`] renders
+//!   `auth`, `edges`, `services`, `reports`, `reload`, `purge`) ([`cdn_shared::access`]: role tokens and
+//!   read access; [`admin_tls`]: HTTPS with a certificate a reload replaces); [`explain`] renders
 //!   `GET /api/v1/explain` from the decision; [`ui`]: the fleet status page served by the admin
 //!   listener.
 //! * [`health`]: edge health — `state` (pure transitions), `reason`, `probe`, `ingest`
@@ -58,7 +58,6 @@
 //! exits 0; any config error exits 64 with a message naming the key.
 #![forbid(unsafe_code)]
 
-pub mod access;
 pub mod admin;
 pub mod admin_tls;
 pub mod answer;
@@ -150,7 +149,7 @@ pub async fn run_checked(
     let base_dir = cdn_shared::config::config_dir(config_path.as_deref());
     let config = live::resolve_paths(config, &base_dir);
     let _prometheus = metrics::install();
-    access::warn_deprecated(&config.admin);
+    cdn_shared::access::warn_deprecated(&config.admin);
     let health = health::HealthState::new(&config);
     let router = Router::from_snapshot(checked.snapshot, &base_dir, health.clone());
     let config = Arc::new(config);

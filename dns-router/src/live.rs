@@ -247,7 +247,7 @@ impl Live {
             zones: new.zones.len(),
             restart_needed_for: restart_needed(&old, &new),
         };
-        crate::access::warn_deprecated(&new.admin);
+        cdn_shared::access::warn_deprecated(&new.admin);
         if let (Some(holder), Some(cert)) = (&self.admin_cert, cert) {
             holder.replace(cert);
         }

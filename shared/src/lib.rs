@@ -8,8 +8,10 @@
 //! * [`report`]: the `HealthReport` wire contract between edges and routers.
 //! * [`purge`]: the purge request body the router and the edge both accept.
 //! * [`tls`]: the certificate verifier behind the "don't verify" switches.
+//! * [`access`]: who may call an admin API (role tokens, read access; constant-time checks).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod bus;
 pub mod cli;
 pub mod config;

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 
-use crate::access::{Need, Principal};
+use cdn_shared::access::{Need, Principal};
 
 use super::{AdminContext, ApiError};
 
@@ -22,7 +22,7 @@ pub(super) fn authorize(
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
     let peer = req.peer_addr().map(|a| a.ip());
-    crate::access::authorize(&config.admin, value, peer, need).map_err(|d| {
+    cdn_shared::access::authorize_admin(&config.admin, value, peer, need).map_err(|d| {
         let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::FORBIDDEN);
         if need != Need::Read {
             tracing::warn!(

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use cdn_shared::config::router::RouterConfig;
 
-use crate::access::Need;
+use cdn_shared::access::Need;
 use crate::health::state::Event;
 use crate::health::HealthError;
 

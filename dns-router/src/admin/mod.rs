@@ -66,7 +66,7 @@ use serde_json::json;
 
 use cdn_shared::shutdown::Shutdown;
 
-use crate::access::Need;
+use cdn_shared::access::Need;
 use crate::health::HealthError;
 use crate::live::Live;
 use crate::metrics::names;

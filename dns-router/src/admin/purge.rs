@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::access::Need;
+use cdn_shared::access::Need;
 
 use super::auth::{audit, authorize, read_body};
 use super::{AdminContext, ApiError, ApiResult};

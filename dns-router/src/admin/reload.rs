@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::access::Need;
+use cdn_shared::access::Need;
 use crate::live::ReloadError;
 
 use super::auth::{audit, authorize};

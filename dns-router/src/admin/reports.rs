@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use crate::access::Need;
+use cdn_shared::access::Need;
 use crate::health::ingest::{ingest, IngestError};
 use crate::metrics::names;
 

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use cdn_geo::model::{ClientLocation, LocationSource};
 
-use crate::access::Need;
+use cdn_shared::access::Need;
 use crate::decide::{decide, Client};
 use crate::wire::rtype;
 

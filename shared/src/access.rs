@@ -1,6 +1,8 @@
-//! Who may call the admin API: role tokens (`[[admin.tokens]]`), the deprecated single
-//! `admin.token`, and `admin.read_access`. [`authorize`] is pure (config, header, peer in;
-//! a [`Principal`] or a [`Denied`] out); `admin.rs` maps it to HTTP and writes the audit line.
+//! Who may call an admin API (the router's and the edge's): role tokens (`[[admin.tokens]]`),
+//! the deprecated single `admin.token`, and `admin.read_access`. [`authorize`] is pure
+//! (credentials, header, peer in; a [`Principal`] or a [`Denied`] out); each binary's admin
+//! module maps it to HTTP and writes the audit line. [`authorize_admin`] takes the router's
+//! `[admin]` section.
 //!
 //! * One header spelling: `Authorization: Bearer <token>` (anything else is a bad token).
 //! * Tokens are compared in constant time: the presented token and every configured one are
@@ -16,7 +18,7 @@
 use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use cdn_shared::config::router::{AdminRole, AdminSection, ReadAccess};
+use crate::config::router::{AdminRole, AdminSection, AdminToken, ReadAccess};
 use siphasher::sip128::{Hasher128, SipHasher24};
 use std::hash::Hasher;
 use subtle::{Choice, ConstantTimeEq};
@@ -126,10 +128,42 @@ fn digest(secret: &[u8]) -> [u8; 16] {
     h.finish128().as_bytes()
 }
 
-/// Decide whether a request with `authorization` (the header's raw value) from `peer` may do
-/// what it `need`s under `config`.
-pub fn authorize(
+/// The credentials an admin listener accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The deprecated single token (`admin.token`).
+    pub legacy: Option<&'a str>,
+    /// `[[admin.tokens]]`.
+    pub tokens: &'a [AdminToken],
+    /// `admin.read_access`.
+    pub read_access: ReadAccess,
+}
+
+impl<'a> Credentials<'a> {
+    /// The router's `[admin]`.
+    pub fn of(config: &'a AdminSection) -> Credentials<'a> {
+        Credentials {
+            legacy: config.token.as_deref(),
+            tokens: &config.tokens,
+            read_access: config.read_access,
+        }
+    }
+}
+
+/// [`authorize`] against the router's `[admin]` section.
+pub fn authorize_admin(
     config: &AdminSection,
+    authorization: Option<&[u8]>,
+    peer: Option<IpAddr>,
+    need: Need,
+) -> Result<Principal, Denied> {
+    authorize(Credentials::of(config), authorization, peer, need)
+}
+
+/// Decide whether a request with `authorization` (the header's raw value) from `peer` may do
+/// what it `need`s with credentials `config`.
+pub fn authorize(
+    config: Credentials<'_>,
     authorization: Option<&[u8]>,
     peer: Option<IpAddr>,
     need: Need,
@@ -149,12 +183,12 @@ pub fn authorize(
                 });
             }
         }
-        if need != Need::Read && config.token.is_none() && config.tokens.is_empty() {
+        if need != Need::Read && config.legacy.is_none() && config.tokens.is_empty() {
             return Err(Denied::NoTokens);
         }
         return Err(Denied::Missing);
     };
-    if need != Need::Read && config.token.is_none() && config.tokens.is_empty() {
+    if need != Need::Read && config.legacy.is_none() && config.tokens.is_empty() {
         return Err(Denied::NoTokens);
     }
     let given = value.strip_prefix(b"Bearer ").unwrap_or(b"");
@@ -167,7 +201,7 @@ pub fn authorize(
         edge: None,
     };
     let candidates = config
-        .token
+        .legacy
         .iter()
         .map(|t| (t.as_bytes(), Some(legacy.clone())))
         .chain(config.tokens.iter().map(|t| {
@@ -207,7 +241,6 @@ pub fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cdn_shared::config::router::AdminToken;
 
     fn section(legacy: Option<&str>, read: ReadAccess) -> AdminSection {
         let tok = |name: &str, role, token: &str, edge: Option<&str>| AdminToken {
@@ -249,33 +282,37 @@ mod tests {
     fn reads_follow_read_access() {
         let s = section(None, ReadAccess::Loopback);
         assert_eq!(
-            authorize(&s, None, lo(), Need::Read).unwrap().name,
+            authorize_admin(&s, None, lo(), Need::Read).unwrap().name,
             "anonymous"
         );
         assert_eq!(
-            authorize(&s, None, remote(), Need::Read),
+            authorize_admin(&s, None, remote(), Need::Read),
             Err(Denied::Missing)
         );
         let b = bearer("read-secret");
         assert_eq!(
-            authorize(&s, Some(&b), remote(), Need::Read).unwrap().name,
+            authorize_admin(&s, Some(&b), remote(), Need::Read)
+                .unwrap()
+                .name,
             "viewer"
         );
         let b = bearer("op-secret");
         assert_eq!(
-            authorize(&s, Some(&b), remote(), Need::Read).unwrap().name,
+            authorize_admin(&s, Some(&b), remote(), Need::Read)
+                .unwrap()
+                .name,
             "alice"
         );
         let b = bearer("use1-secret");
         assert!(matches!(
-            authorize(&s, Some(&b), remote(), Need::Read),
+            authorize_admin(&s, Some(&b), remote(), Need::Read),
             Err(Denied::WrongRole { .. })
         ));
         let open = section(None, ReadAccess::Open);
-        assert!(authorize(&open, None, remote(), Need::Read).is_ok());
+        assert!(authorize_admin(&open, None, remote(), Need::Read).is_ok());
         let closed = section(None, ReadAccess::Token);
         assert_eq!(
-            authorize(&closed, None, lo(), Need::Read),
+            authorize_admin(&closed, None, lo(), Need::Read),
             Err(Denied::Missing)
         );
     }
@@ -284,17 +321,17 @@ mod tests {
     fn writes_need_the_operate_role() {
         let s = section(None, ReadAccess::Open);
         let op = bearer("op-secret");
-        let p = authorize(&s, Some(&op), remote(), Need::Operate).unwrap();
+        let p = authorize_admin(&s, Some(&op), remote(), Need::Operate).unwrap();
         assert_eq!(
             (p.name.as_str(), p.role),
             ("alice", Some(AdminRole::Operate))
         );
         for t in ["read-secret", "use1-secret"] {
-            let e = authorize(&s, Some(&bearer(t)), lo(), Need::Operate).unwrap_err();
+            let e = authorize_admin(&s, Some(&bearer(t)), lo(), Need::Operate).unwrap_err();
             assert_eq!(e.status(), 403, "{t}");
         }
         assert_eq!(
-            authorize(&s, None, lo(), Need::Operate),
+            authorize_admin(&s, None, lo(), Need::Operate),
             Err(Denied::Missing)
         );
         // One spelling only; a prefix or a longer token is not the token.
@@ -308,7 +345,7 @@ mod tests {
             bearer(""),
         ] {
             assert_eq!(
-                authorize(&s, Some(&bad), lo(), Need::Operate),
+                authorize_admin(&s, Some(&bad), lo(), Need::Operate),
                 Err(Denied::BadToken),
                 "{}",
                 String::from_utf8_lossy(&bad)
@@ -316,11 +353,11 @@ mod tests {
         }
         let none = AdminSection::default();
         assert_eq!(
-            authorize(&none, None, lo(), Need::Operate),
+            authorize_admin(&none, None, lo(), Need::Operate),
             Err(Denied::NoTokens)
         );
         assert_eq!(
-            authorize(&none, Some(&op), lo(), Need::Operate),
+            authorize_admin(&none, Some(&op), lo(), Need::Operate),
             Err(Denied::NoTokens)
         );
     }
@@ -328,11 +365,12 @@ mod tests {
     #[test]
     fn a_report_token_reports_as_its_edge_only() {
         let s = section(None, ReadAccess::Loopback);
-        let p = authorize(&s, Some(&bearer("use1-secret")), remote(), Need::Report).unwrap();
+        let p = authorize_admin(&s, Some(&bearer("use1-secret")), remote(), Need::Report).unwrap();
         assert!(p.may_report_as("use1"));
         assert!(!p.may_report_as("euw1"));
         // Operate tokens do not report.
-        let e = authorize(&s, Some(&bearer("op-secret")), remote(), Need::Report).unwrap_err();
+        let e =
+            authorize_admin(&s, Some(&bearer("op-secret")), remote(), Need::Report).unwrap_err();
         assert_eq!(e.status(), 403);
     }
 
@@ -341,12 +379,12 @@ mod tests {
         let s = section(Some("legacy-secret"), ReadAccess::Token);
         let b = bearer("legacy-secret");
         for need in [Need::Read, Need::Operate, Need::Report] {
-            let p = authorize(&s, Some(&b), remote(), need).unwrap();
+            let p = authorize_admin(&s, Some(&b), remote(), need).unwrap();
             assert_eq!(p.name, LEGACY_NAME);
         }
-        let p = authorize(&s, Some(&b), remote(), Need::Report).unwrap();
+        let p = authorize_admin(&s, Some(&b), remote(), Need::Report).unwrap();
         assert!(p.may_report_as("use1") && p.may_report_as("anything"));
         // The new tokens still work beside it.
-        assert!(authorize(&s, Some(&bearer("op-secret")), remote(), Need::Operate).is_ok());
+        assert!(authorize_admin(&s, Some(&bearer("op-secret")), remote(), Need::Operate).is_ok());
     }
 }
