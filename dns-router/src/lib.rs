@@ -116,6 +116,9 @@ pub fn check(config: &RouterConfig, base_dir: &Path) -> Result<Checked, RouterEr
     let snapshot = snapshot::build_snapshot(config, base_dir, 1)?;
     health::probe::check_tls(&config.health, base_dir)?;
     admin_tls::check(&config.admin, base_dir)?;
+    if let Some(bus) = &config.bus {
+        bus.check_files()?;
+    }
     Ok(Checked {
         snapshot,
         geo_baseline,

@@ -248,6 +248,10 @@ pub fn check(config: &EdgeConfig) -> Result<(), EdgeError> {
         tls::client_config(true, Some(ca))
             .map_err(|e| EdgeError::Config(format!("report.tls_ca: {e}")))?;
     }
+    if let Some(bus) = &config.bus {
+        bus.check_files()
+            .map_err(|e| EdgeError::Config(format!("at key `{}`: {}", e.key, e.message)))?;
+    }
     Ok(())
 }
 

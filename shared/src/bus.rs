@@ -118,6 +118,11 @@ pub type Reconnects = tokio::sync::watch::Receiver<u64>;
 /// Connect to the bus as `name` (shown by the server's monitoring). Returns at once: the
 /// connection is made (and remade after a loss) in the background with backoff, so callers
 /// bound their waits with the `[bus]` timeouts. Fails only on unreadable credentials.
+///
+/// TLS (`bus.tls_ca`, `bus.tls_cert`/`tls_key`): with a CA file TLS is required and only that
+/// CA is trusted; a client certificate is presented when the server asks (mutual TLS). The
+/// files are checked by [`BusSection::check_files`] before start-up; a handshake that fails
+/// later (wrong CA, expired certificate) is logged and retried like any lost connection.
 pub async fn connect(
     section: &BusSection,
     name: &str,
@@ -135,6 +140,13 @@ pub async fn connect(
             .map_err(|e| format!("bus.creds_file {}: {e}", path.display()))?,
         _ => async_nats::ConnectOptions::new(),
     };
+    if let Some(ca) = &section.tls_ca {
+        // Only these CAs are trusted, and a server that offers no TLS is refused.
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&section.tls_cert, &section.tls_key) {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
     opts = opts
         .name(name)
         .connection_timeout(section.connect_timeout)

@@ -31,6 +31,18 @@ pub struct BusSection {
     /// A `.creds` file (JWT + nkey seed, NATS decentralised auth). Relative paths resolve
     /// against the working directory. Optional; exclusive with the other credentials.
     pub creds_file: Option<PathBuf>,
+    /// TLS to NATS: a PEM file of the CA certificate(s) the NATS servers' certificates chain
+    /// to. Setting it makes TLS required (a server that does not offer TLS is refused) and
+    /// these CAs the only ones trusted. Without it, TLS is still used when a server URL is
+    /// `tls://…` or the server requires it, verified against the system's CAs. The server
+    /// name checked is the URL's host (a DNS name or an IP address in the certificate).
+    /// Relative paths resolve against the working directory. Optional.
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate chain (PEM) presented to NATS servers that verify clients
+    /// (`tls { verify: true }`, mutual TLS). Needs `tls_key`. Optional.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`. Needs `tls_cert`. Optional.
+    pub tls_key: Option<PathBuf>,
     /// The JetStream stream that carries purges (subject `cdn.purges`). Default `CDN_PURGES`.
     pub purge_stream: String,
     /// Routers create the purge stream with this retention (older purges are dropped; an
@@ -68,6 +80,9 @@ impl Default for BusSection {
             password: None,
             nkey: None,
             creds_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             purge_stream: "CDN_PURGES".into(),
             purge_retention: Duration::from_secs(7 * 24 * 3600),
             kv_bucket: "cdn_operator".into(),
@@ -126,6 +141,11 @@ impl BusSection {
                 ));
             }
         }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err(ConfigError::new("bus.tls_cert", "needs `bus.tls_key`")),
+            (None, Some(_)) => return Err(ConfigError::new("bus.tls_key", "needs `bus.tls_cert`")),
+            _ => {}
+        }
         require_ident("bus.purge_stream", &self.purge_stream)?;
         if self.purge_stream.contains('.') {
             return Err(ConfigError::new("bus.purge_stream", "must not contain `.`"));
@@ -142,6 +162,36 @@ impl BusSection {
         require_positive("bus.request_timeout", self.request_timeout)?;
         require_positive("bus.startup_timeout", self.startup_timeout)?;
         require_positive("bus.purge_ack_timeout", self.purge_ack_timeout)?;
+        Ok(())
+    }
+
+    /// Read the files the section names (`--check-config` and start-up): the CA file must
+    /// hold at least one PEM certificate, `tls_cert`/`tls_key` must be a matching chain and
+    /// key, and `creds_file` must be readable. Errors name the key and the path.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        if let Some(ca) = &self.tls_ca {
+            let pem = std::fs::read(ca)
+                .map_err(|e| ConfigError::new("bus.tls_ca", format!("{}: {e}", ca.display())))?;
+            let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    ConfigError::new("bus.tls_ca", format!("{}: bad PEM: {e}", ca.display()))
+                })?;
+            if certs.is_empty() {
+                return Err(ConfigError::new(
+                    "bus.tls_ca",
+                    format!("{}: no PEM certificate found", ca.display()),
+                ));
+            }
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            crate::tls::load_certified_key(cert, "bus.tls_cert", key, "bus.tls_key")?;
+        }
+        if let Some(creds) = &self.creds_file {
+            std::fs::metadata(creds).map_err(|e| {
+                ConfigError::new("bus.creds_file", format!("{}: {e}", creds.display()))
+            })?;
+        }
         Ok(())
     }
 }
@@ -201,6 +251,20 @@ mod tests {
             ),
             (
                 BusSection {
+                    tls_cert: Some("c.pem".into()),
+                    ..with_servers()
+                },
+                "bus.tls_cert",
+            ),
+            (
+                BusSection {
+                    tls_key: Some("c.key".into()),
+                    ..with_servers()
+                },
+                "bus.tls_key",
+            ),
+            (
+                BusSection {
                     kv_bucket: "a.b".into(),
                     ..with_servers()
                 },
@@ -217,5 +281,50 @@ mod tests {
         for (section, key) in cases {
             assert_eq!(section.validate().unwrap_err().key, key, "{section:?}");
         }
+    }
+
+    #[test]
+    fn files_are_read_and_errors_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let cases: Vec<(BusSection, &str)> = vec![
+            (
+                BusSection {
+                    tls_ca: Some(missing.clone()),
+                    ..with_servers()
+                },
+                "bus.tls_ca",
+            ),
+            (
+                BusSection {
+                    tls_ca: Some(junk.clone()),
+                    ..with_servers()
+                },
+                "bus.tls_ca",
+            ),
+            (
+                BusSection {
+                    tls_cert: Some(junk.clone()),
+                    tls_key: Some(junk.clone()),
+                    ..with_servers()
+                },
+                "bus.tls_cert",
+            ),
+            (
+                BusSection {
+                    creds_file: Some(missing.clone()),
+                    ..with_servers()
+                },
+                "bus.creds_file",
+            ),
+        ];
+        for (section, key) in cases {
+            section.validate().unwrap();
+            let e = section.check_files().unwrap_err();
+            assert_eq!(e.key, key, "{section:?}");
+        }
+        with_servers().check_files().unwrap();
     }
 }

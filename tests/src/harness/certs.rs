@@ -68,15 +68,26 @@ impl DemoCa {
         self.issuer.pem()
     }
 
-    /// A server certificate for `names` (DNS names; the first is also the common name).
+    /// A server certificate for `names` (DNS names or IP addresses; the first is also the
+    /// common name).
     pub fn leaf(&self, names: &[&str]) -> anyhow::Result<Leaf> {
+        self.leaf_for(names, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate (mutual TLS, e.g. to a `nats-server` with `verify: true`) named
+    /// `name`.
+    pub fn client_leaf(&self, name: &str) -> anyhow::Result<Leaf> {
+        self.leaf_for(&[name], ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn leaf_for(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> anyhow::Result<Leaf> {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
         if let Some(first) = names.first() {
             params.distinguished_name.push(DnType::CommonName, *first);
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![usage];
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
