@@ -36,6 +36,9 @@ pub(crate) struct Ctx {
     /// The request's headers without hop-by-hop fields, when it had any
     /// ([`hdr::end_to_end`]); read through [`Ctx::end_to_end`].
     e2e: Option<Rc<HeaderMap>>,
+    /// The request came from a PoP member or another region's edge (authenticated
+    /// `CDN-Hop`, [`crate::pop`]): never forwarded to a peer again, no tenant rules.
+    pub(crate) hop: Option<crate::pop::Hop>,
 }
 
 /// Why a request has no context.
@@ -76,7 +79,15 @@ impl Ctx {
         };
         let query = normalise_query(raw_query, r.cfg.query);
         let url = url_of(&r.name, &path, &query);
-        let scheme = if req.app_config().secure() {
+        let hop = shared.pop.as_ref().and_then(|p| p.hop_of(req.headers()));
+        // A peer asks over plain HTTP for its client's scheme (`X-Forwarded-Proto`), so both
+        // compute the same key.
+        let forwarded_https = hop.is_some()
+            && req
+                .headers()
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes() == b"https");
+        let scheme = if req.app_config().secure() || forwarded_https {
             "https"
         } else {
             "http"
@@ -100,6 +111,7 @@ impl Ctx {
             path_q,
             key,
             e2e,
+            hop,
         })
     }
 

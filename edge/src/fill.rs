@@ -75,6 +75,9 @@ pub struct StreamHead {
     pub ttl_s: i64,
     /// Corrected initial age in seconds (the `Age` sent while streaming).
     pub age_s: u64,
+    /// What a PoP member asking for the object also gets (tags, `Surrogate-Control`:
+    /// [`crate::pop::answer::peer_headers`]).
+    pub peer_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 #[derive(Debug)]
@@ -400,6 +403,7 @@ mod tests {
             vary: vec![],
             ttl_s: 1,
             age_s: 0,
+            peer_headers: vec![],
         };
         leader.publish(FillHead::Streaming(Arc::new(head)));
         let f = leader.fill().clone();

@@ -62,9 +62,16 @@ async fn route_request(
     shared: &web::Data<Shared>,
     local: &web::Data<Local>,
 ) -> HttpResponse {
-    // [hosts.tls] redirect: plain HTTP → HTTPS before anything else is done.
-    if let Some(r) = shared.https.redirect(&req, shared) {
-        return r;
+    // [hosts.tls] redirect: plain HTTP → HTTPS before anything else is done (not for a PoP
+    // member asking over plain HTTP on its client's behalf).
+    let from_peer = shared
+        .pop
+        .as_ref()
+        .is_some_and(|p| p.hop_of(req.headers()).is_some());
+    if !from_peer {
+        if let Some(r) = shared.https.redirect(&req, shared) {
+            return r;
+        }
     }
     // RFC 8586: a request that already passed through this edge (an origin pointing back at
     // the CDN) is refused instead of fetched again.
@@ -73,11 +80,15 @@ async fn route_request(
     }
     let ctx = match Ctx::new(req, shared, &local.origins) {
         Ok(ctx) => ctx,
-        Err(NoRoute::Healthz) => return crate::admin::healthz_response(&shared.lifecycle),
+        Err(NoRoute::Healthz) => return crate::pop::healthz(shared),
         Err(NoRoute::Error(e)) => return error_response(&e, &shared.name),
     };
-    // Tenant rules: rate limit, geo, CORS preflight, signed URL (tenant/).
+    // Tenant rules: rate limit, geo, CORS preflight, signed URL (tenant/); a PoP member's
+    // request was admitted by the member (and gets the object as stored, rules unapplied).
     let (route, req) = (ctx.route, ctx.req.clone());
+    if ctx.hop.is_some() && matches!(*ctx.req.method(), Method::GET | Method::HEAD) {
+        return cached(ctx).await;
+    }
     let mut resp = match shared.tenants.admit(route, &req) {
         Some(answer) => answer,
         None => {
@@ -94,6 +105,39 @@ async fn route_request(
 }
 
 async fn cached(ctx: Ctx) -> HttpResponse {
+    if ctx.hop.is_some() {
+        // A PoP member stores and compresses for itself: it gets the identity object.
+        return cached_inner(ctx, true).await;
+    }
+    cached_inner(ctx, false).await
+}
+
+/// Serve a stored object: compressed per `[hosts.compress]`, or as stored for a peer.
+async fn serve_hit(
+    ctx: &Ctx,
+    m: &std::sync::Arc<crate::cache::meta::ObjectMeta>,
+    key: &str,
+    o: Outcome,
+    now: u64,
+    identity: bool,
+) -> HttpResponse {
+    if identity {
+        crate::render::serve_stored(ctx, m, key, o, now)
+    } else {
+        compress::serve(ctx, m, key, o, now).await
+    }
+}
+
+/// `compress::mark` unless the answer goes to a peer.
+fn mark(ctx: &Ctx, resp: HttpResponse, identity: bool) -> HttpResponse {
+    if identity {
+        resp
+    } else {
+        compress::mark(ctx, resp)
+    }
+}
+
+async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
     let now = cdn_shared::unix_ms();
     let (meta, store_key, fwd) = ctx.lookup().await;
     let look = match &meta {
@@ -107,7 +151,7 @@ async fn cached(ctx: Ctx) -> HttpResponse {
     match (plan::plan(look), meta) {
         (Plan::Hit, Some(m)) => {
             let ttl = ttl_of(&m, now);
-            compress::serve(&ctx, &m, &store_key, Outcome::hit(ttl), now).await
+            serve_hit(&ctx, &m, &store_key, Outcome::hit(ttl), now, identity).await
         }
         (Plan::ServeStaleAndRefresh, Some(m)) => {
             if let Ok(Join::Leader(l)) = ctx.shared.fills.join(&store_key) {
@@ -120,13 +164,21 @@ async fn cached(ctx: Ctx) -> HttpResponse {
             let mut o = Outcome::hit(ttl_of(&m, now));
             o.x_cache = XCache::Stale;
             o.detail = Some("stale-while-revalidate");
-            compress::serve(&ctx, &m, &store_key, o, now).await
+            serve_hit(&ctx, &m, &store_key, o, now, identity).await
         }
         (Plan::Revalidate, Some(m)) => {
             let c = ctx.clone();
-            compress::mark(&c, fill(ctx, store_key, Some(m), Fwd::Stale).await)
+            mark(
+                &c,
+                fill(ctx, store_key, Some(m), Fwd::Stale).await,
+                identity,
+            )
         }
-        (Plan::Fill(f), _) => compress::mark(&ctx.clone(), fill(ctx, store_key, None, f).await),
-        (_, None) => compress::mark(&ctx.clone(), fill(ctx, store_key, None, Fwd::UriMiss).await),
+        (Plan::Fill(f), _) => mark(&ctx.clone(), fill(ctx, store_key, None, f).await, identity),
+        (_, None) => mark(
+            &ctx.clone(),
+            fill(ctx, store_key, None, Fwd::UriMiss).await,
+            identity,
+        ),
     }
 }

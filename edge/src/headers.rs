@@ -286,6 +286,10 @@ pub enum Fwd {
     Bypass,
     /// Something in the request forced a forward.
     Request,
+    /// A miss filled from the key's owner in this PoP (`[cluster]`).
+    Peer,
+    /// A miss filled from the host's shield PoP (`[cluster.shields]`).
+    Shield,
 }
 
 impl Fwd {
@@ -297,6 +301,8 @@ impl Fwd {
             Fwd::Stale => "stale",
             Fwd::Bypass => "bypass",
             Fwd::Request => "request",
+            Fwd::Peer => "peer",
+            Fwd::Shield => "shield",
         }
     }
 }

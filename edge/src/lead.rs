@@ -54,10 +54,11 @@ pub(crate) async fn lead(
     let headers = fill_request_headers(&ctx, stale.as_deref());
     let request_time = cdn_shared::unix_ms();
     let t0 = Instant::now();
-    let res = ctx
-        .origins
-        .send(&route, Method::GET, &ctx.path_q, headers, None)
-        .await;
+    // Origin, or through the PoP: the key's owner, a shield (pop/fetch.rs).
+    let fetched = crate::pop::fetch::fetch(&ctx, Method::GET, headers).await;
+    let (res, fwd) = (fetched.res, fetched.via.fwd(fwd));
+    // A member keeps its copy of a key it does not own only once it is popular here.
+    let keep_copy = fetched.keep_copy || stale.is_some();
     record_origin(&ctx.req, &res, t0);
     let now = cdn_shared::unix_ms();
     let held = Held::of(stale.as_deref(), now);
@@ -111,6 +112,13 @@ pub(crate) async fn lead(
         }
         (AfterOrigin::ServeStale { origin_status }, Some(m)) => {
             serve_stale(&ctx, leader, &m, &store_key, origin_status, now)
+        }
+        (AfterOrigin::Store(_), _) if !keep_copy => {
+            leader.publish(FillHead::NotShareable);
+            let mut o = Outcome::forward(XCache::Miss, fwd);
+            o.fwd_status = Some(status);
+            o.detail = Some("not-popular");
+            stream_origin(&ctx, resp, length, o)
         }
         (AfterOrigin::Store(_), _) if !admits_variant(&ctx, &facts) => {
             metrics::counter!(m::VARY_VARIANTS_REFUSED).increment(1);
@@ -271,6 +279,7 @@ fn store_and_stream(
         vary: facts.vary.clone(),
         ttl_s: policy::ttl_s(&fr, template.initial_age_ms),
         age_s: template.initial_age_ms / 1000,
+        peer_headers: crate::pop::answer::peer_headers(&template.tags, &fr),
     });
     leader.publish(FillHead::Streaming(head.clone()));
     let fill = leader.fill().clone();

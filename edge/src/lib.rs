@@ -47,7 +47,8 @@
 //!
 //! Operating the edge (helper modules): [`load`]
 //! (load accounting), [`metrics`], [`access_log`], [`purge`] (tag/prefix/URL index and the
-//! purge API), [`admin`] (admin listener: `/healthz`, `/metrics`, purge), [`report`] (health
+//! purge API), [`admin`] (admin listener: `/healthz`, `/metrics`, purge; role tokens),
+//! [`admin_tls`] (its optional HTTPS, reloaded on SIGHUP), [`report`] (health
 //! reports to routers), [`drain`] (SIGTERM sequence).
 //!
 //! # Response headers
@@ -118,6 +119,7 @@
 pub mod access_log;
 pub mod account;
 pub mod admin;
+pub mod admin_tls;
 pub mod after_origin;
 pub mod body;
 pub mod bus;
@@ -140,6 +142,7 @@ pub mod normalise;
 pub mod origin;
 pub mod pass;
 pub mod plan;
+pub mod pop;
 pub mod purge;
 pub mod render;
 pub mod report;
@@ -244,6 +247,7 @@ pub fn check(config: &EdgeConfig) -> Result<(), EdgeError> {
         }
     }
     tenant::Tenants::new(config)?;
+    admin_tls::AdminCert::load(&config.admin)?;
     if let Some(ca) = &config.report.tls_ca {
         tls::client_config(true, Some(ca))
             .map_err(|e| EdgeError::Config(format!("report.tls_ca: {e}")))?;
@@ -314,6 +318,12 @@ pub async fn run(
     };
     let lifecycle = drain::Lifecycle::new();
     let load = load::LoadMeter::new();
+    let pop = pop::Pop::new(&config)
+        .map_err(|e| EdgeError::Config(e.to_string()))?
+        .map(Arc::new);
+    let pop_probe = pop
+        .as_ref()
+        .map(|p| pop::probe::spawn(p.clone(), load.clone(), shutdown.clone()));
     let access_log = access_log::AccessLog::start(&config.access_log)
         .map_err(|e| EdgeError::Io(format!("access log: {e}")))?;
     let prometheus = metrics::install();
@@ -335,6 +345,7 @@ pub async fn run(
         access_log,
         tenants: tenant::Tenants::new(&config)?,
         https: https::HttpsPolicy::new(&config, https_port(&config, &listeners)),
+        pop: pop.clone(),
     });
     let grace = config.lifecycle.shutdown_grace;
     let app_shared = shared.clone();
@@ -391,10 +402,17 @@ pub async fn run(
                 lifecycle: lifecycle.clone(),
                 index: index.clone(),
                 target: store.clone(),
-                token: config.admin.token.clone(),
+                access: admin::Access::from_config(&config.admin),
                 metrics: prometheus,
             };
-            let srv = admin::serve(l, ctx).map_err(io)?;
+            let tls = match admin_tls::AdminCert::load(&config.admin)? {
+                Some(cert) => {
+                    cert.spawn_reload(shutdown.clone());
+                    Some(cert.server_config()?)
+                }
+                None => None,
+            };
+            let srv = admin::serve(l, ctx, tls).map_err(io)?;
             let h = srv.handle();
             Some((h, actix_rt::spawn(srv)))
         }
@@ -457,6 +475,9 @@ pub async fn run(
     }
     reporter_stop.cancel();
     if let Some(t) = cert_reload {
+        let _ = t.await;
+    }
+    if let Some(t) = pop_probe {
         let _ = t.await;
     }
     if let Some(b) = bus {

@@ -113,6 +113,11 @@ impl LoadMeter {
         self.connections.load(Ordering::Relaxed)
     }
 
+    /// Requests started since the start (the PoP's load probe turns it into a rate).
+    pub fn requests_total(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
     /// Requests in flight right now.
     pub fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)

@@ -35,6 +35,9 @@
 //! | `cdn_edge_cors_preflights_total` | counter | `host` | CORS preflights answered at the edge |
 //! | `cdn_edge_origin_queue_timeouts_total` | counter | `host` | misses refused (503) after waiting `origin_queue_timeout` for a `max_origin_requests` slot |
 //! | `cdn_edge_tls_handshakes_total` | counter | `cert` (`default` or the host's configured name) | TLS handshakes that chose a certificate (full handshakes; resumed sessions are not counted) |
+//! | `cdn_edge_pop_fetches_total` | counter | `via` (peer, shield), `result` (ok, error, timeout) | fills sent to a PoP member or a shield member (`[cluster]`); a failure moves on to the next member, then the origin |
+//! | `cdn_edge_pop_resumes_total` | counter | `result` (ok, error) | peer bodies that broke off and were completed from the origin by `Range` |
+//! | `cdn_edge_pop_member_up` | gauge | `member` | 1 while a PoP or shield member answers its probes |
 //! | `cdn_edge_tls_reloads_total` | counter | `result` (ok, failed) | certificate reloads (SIGHUP, or files changed on disk); `failed` = a file did not load and the old certificates keep serving |
 
 use std::sync::OnceLock;
@@ -101,6 +104,12 @@ pub const ORIGIN_QUEUE_TIMEOUTS: &str = "cdn_edge_origin_queue_timeouts_total";
 pub const TLS_HANDSHAKES: &str = "cdn_edge_tls_handshakes_total";
 /// Certificate reloads, label `result` (ok, failed).
 pub const TLS_RELOADS: &str = "cdn_edge_tls_reloads_total";
+/// Fills sent to a PoP or shield member, labels `via`, `result`.
+pub const POP_FETCHES: &str = "cdn_edge_pop_fetches_total";
+/// Peer bodies completed from the origin, label `result`.
+pub const POP_RESUMES: &str = "cdn_edge_pop_resumes_total";
+/// PoP/shield member health, label `member`.
+pub const POP_MEMBER_UP: &str = "cdn_edge_pop_member_up";
 
 /// Histogram buckets (seconds) for origin and fill-wait latency.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -161,7 +170,10 @@ fn describe() {
     describe_counter!(REPORTS, "Health reports pushed to routers");
     describe_counter!(ACCESS_LOG_DROPPED, "Access-log lines dropped");
     describe_counter!(REJECTED, "Requests refused by the limits");
-    describe_counter!(COMPRESS, "Hits that asked for an encoded variant, by result");
+    describe_counter!(
+        COMPRESS,
+        "Hits that asked for an encoded variant, by result"
+    );
     describe_counter!(COMPRESS_BYTES_IN, Unit::Bytes, "Identity bytes compressed");
     describe_counter!(COMPRESS_BYTES_OUT, Unit::Bytes, "Encoded bytes produced");
     describe_counter!(TENANT_REFUSALS, "Requests refused by a host's rules");
@@ -173,6 +185,15 @@ fn describe() {
     describe_counter!(
         TLS_HANDSHAKES,
         "TLS handshakes by the certificate chosen (SNI)"
+    );
+    describe_counter!(POP_FETCHES, "Fills sent to a PoP or shield member");
+    describe_counter!(
+        POP_RESUMES,
+        "Peer bodies that broke off, completed from the origin"
+    );
+    describe_gauge!(
+        POP_MEMBER_UP,
+        "1 while a PoP or shield member answers its probes"
     );
     describe_counter!(TLS_RELOADS, "Certificate reloads (SIGHUP or changed files)");
     describe_counter!(

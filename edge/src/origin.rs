@@ -224,6 +224,8 @@ impl Origins {
         body: Option<Bytes>,
     ) -> Result<OriginResponse, EdgeError> {
         crate::headers::add_cdn_loop(&mut headers, &self.cdn_loop);
+        // The PoP's hop marker carries the cluster secret: never sent to an origin.
+        headers.remove(crate::pop::CDN_HOP);
         for (n, v) in &route.request_set {
             headers.insert(n.clone(), v.clone());
         }

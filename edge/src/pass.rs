@@ -65,10 +65,17 @@ pub(crate) async fn pass(ctx: Ctx, payload: Option<web::Payload>, bypass: bool) 
         &ctx.shared.via,
     );
     let t0 = Instant::now();
-    let res = ctx
-        .origins
-        .send(ctx.route(), method.clone(), &ctx.path_q, headers, body)
-        .await;
+    // An unshareable GET/HEAD (a follower of a fill that was not stored) goes where its
+    // fill went: through the PoP (pop/fetch.rs).
+    let res = if !bypass && body.is_none() && (method == Method::GET || method == Method::HEAD) {
+        crate::pop::fetch::fetch(&ctx, method.clone(), headers)
+            .await
+            .res
+    } else {
+        ctx.origins
+            .send(ctx.route(), method.clone(), &ctx.path_q, headers, body)
+            .await
+    };
     record_origin(&ctx.req, &res, t0);
     let resp = match res {
         Ok(r) => r,

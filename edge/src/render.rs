@@ -191,6 +191,11 @@ pub(crate) fn serve_stored(
     };
     let a = a.min(e);
     let mut b = response(ctx, code, &m.headers, age_s, &o);
+    if ctx.hop.is_some() {
+        for (n, v) in crate::pop::answer::peer_headers(&m.tags, &m.freshness) {
+            b.append_header((n, v));
+        }
+    }
     if bodiless_status(code) {
         return bodiless(b);
     }
@@ -236,6 +241,11 @@ pub(crate) fn serve_streaming(
     let mut b = response(ctx, code, &h.headers, h.age_s, &o);
     for (n, v) in extra {
         b.append_header((n.clone(), v.clone()));
+    }
+    if ctx.hop.is_some() {
+        for (n, v) in &h.peer_headers {
+            b.append_header((n.clone(), v.clone()));
+        }
     }
     if bodiless_status(code) {
         return bodiless(b);

@@ -52,6 +52,8 @@ pub struct Shared {
     pub tenants: crate::tenant::Tenants,
     /// HTTP → HTTPS redirects and HSTS per host.
     pub https: crate::https::HttpsPolicy,
+    /// This edge's PoP and shield regions (`[cluster]`), if any.
+    pub pop: Option<Arc<crate::pop::Pop>>,
 }
 
 /// Per-worker state (awc clients are `!Send`).

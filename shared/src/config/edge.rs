@@ -49,6 +49,10 @@ pub struct EdgeConfig {
     /// to `report.routers` over HTTP and purges come through the admin API only.
     #[serde(default)]
     pub bus: Option<super::bus::BusSection>,
+    /// `[cluster]`: this edge's PoP (peer fills by rendezvous hashing with bounded load) and
+    /// shield PoPs (tiered caching). Optional: without it the edge fills from the origin alone.
+    #[serde(default)]
+    pub cluster: Option<super::cluster::ClusterSection>,
 }
 
 /// `[edge]`
@@ -144,8 +148,20 @@ fn d10s() -> Duration {
 pub struct EdgeAdminSection {
     /// Admin listener (purge, healthz, metrics). Default `127.0.0.1:9081`.
     pub listen: SocketAddr,
-    /// Bearer token for purge. When unset, purge is refused with 403.
+    /// Single bearer token for purge (an `operate` token, as the router's `admin.token`).
+    /// When neither it nor an `operate` token in `tokens` is set, purge is refused with 403.
     pub token: Option<String>,
+    /// Role tokens `{ name, role, token }`: `read` (metrics) or `operate` (metrics and purge).
+    /// Empty by default.
+    pub tokens: Vec<super::router::AdminToken>,
+    /// Who may read `/metrics` without a token: `loopback` (default), `open` or `token`.
+    /// `/healthz` is always open.
+    pub read_access: super::router::ReadAccess,
+    /// PEM certificate chain: with `tls_key`, the admin listener speaks HTTPS only (the router
+    /// then purges through an `https://` `admin_url`, verifying it). Unset by default.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for EdgeAdminSection {
@@ -153,6 +169,10 @@ impl Default for EdgeAdminSection {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9081)),
             token: None,
+            tokens: Vec::new(),
+            read_access: super::router::ReadAccess::Loopback,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -417,6 +437,50 @@ impl Validate for EdgeConfig {
                 return Err(ConfigError::new("admin.token", "must not be empty"));
             }
         }
+        for (i, t) in self.admin.tokens.iter().enumerate() {
+            require_ident(&format!("admin.tokens[{i}].name"), &t.name)?;
+            if t.token.trim().is_empty() {
+                return Err(ConfigError::new(
+                    format!("admin.tokens[{i}].token"),
+                    "must not be empty",
+                ));
+            }
+            if self.admin.tokens[..i]
+                .iter()
+                .map(|o| o.token.as_str())
+                .chain(self.admin.token.as_deref())
+                .any(|o| o == t.token)
+            {
+                return Err(ConfigError::new(
+                    format!("admin.tokens[{i}].token"),
+                    "is the same secret as another admin token (each credential must be unique)",
+                ));
+            }
+            if t.role == super::router::AdminRole::Report || t.edge.is_some() {
+                return Err(ConfigError::new(
+                    format!("admin.tokens[{i}].role"),
+                    "the edge's admin takes `read` or `operate` tokens (no `report`, no `edge`)",
+                ));
+            }
+        }
+        require_unique(self.admin.tokens.iter().map(|t| t.name.as_str()), |i| {
+            format!("admin.tokens[{i}].name")
+        })?;
+        match (&self.admin.tls_cert, &self.admin.tls_key) {
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "admin.tls_key",
+                    "must be set when admin.tls_cert is",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "admin.tls_cert",
+                    "must be set when admin.tls_key is",
+                ))
+            }
+            _ => {}
+        }
         let c = &self.cache;
         if c.memory.as_u64() < 1024 * 1024 {
             return Err(ConfigError::new("cache.memory", "must be at least 1 MiB"));
@@ -516,6 +580,10 @@ impl Validate for EdgeConfig {
             }
             names.push(h.name.as_str());
             names.extend(h.aliases.iter().map(|a| a.as_str()));
+        }
+        if let Some(c) = &self.cluster {
+            let hosts: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+            c.validate(&self.edge.region, &hosts)?;
         }
         // Duplicate host names are reported against `hosts` as a whole (aliases included).
         require_unique(names.iter().copied(), |_| "hosts".to_string())

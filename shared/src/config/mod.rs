@@ -2,6 +2,7 @@
 //! two schemas ([`router`], [`edge`]).
 
 pub mod bus;
+pub mod cluster;
 pub mod common;
 pub mod compress;
 pub mod edge;
