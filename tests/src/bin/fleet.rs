@@ -38,6 +38,10 @@ struct Args {
     /// Edge admin port (on each edge's IP).
     #[arg(long, default_value_t = 9081)]
     edge_admin_port: u16,
+    /// Edge client HTTPS port (on each edge's IP; certificates from the demo CA
+    /// `<workdir>/ca.pem`).
+    #[arg(long, default_value_t = 8443)]
+    edge_https_port: u16,
     /// Move an edge: `REGION=IP`, e.g. `--edge-ip us-east=127.0.1.1` (repeatable).
     #[arg(long, value_name = "REGION=IP")]
     edge_ip: Vec<String>,
@@ -140,6 +144,7 @@ fn main() -> anyhow::Result<()> {
     for r in &mut spec.regions {
         r.http_port = args.edge_port;
         r.admin_port = args.edge_admin_port;
+        r.https_port = args.edge_https_port;
     }
     for m in &args.edge_ip {
         let (region, ip) = m
@@ -276,6 +281,30 @@ fn print_tour(fleet: &Fleet, args: &Args) {
             port1 = r1.dns_udp.port(),
         ));
     }
+    out.push_str(&format!(
+        "\nTenant rules (www: CORS + X-Served-By; {secure}: signed URLs; {img}: 20 req/s burst 40, KP refused):\n   \
+         curl -si --resolve {SERVICE}:{port}:{ip} http://{SERVICE}:{port}/obj/1k/c | grep -iE 'access-control|x-served-by'\n   \
+         curl -si --resolve {secure}:{port}:{ip} http://{secure}:{port}/obj/1k/s | head -1     # 403: not signed\n   \
+         curl -si --resolve {secure}:{port}:{ip} \"$(target/release/edge sign-url --key-name {kn} --key-file {key} --ttl 10m http://{secure}:{port}/obj/1k/s)\" | head -1\n   \
+         curl -si --interface 127.0.99.1 --resolve {img}:{port}:{ip} http://{img}:{port}/obj/1k/i | head -1   # 403: 127.0.99.0/24 is KP\n   \
+         for i in $(seq 60); do curl -s -o /dev/null -w '%{{http_code}} ' --resolve {img}:{port}:{ip} http://{img}:{port}/obj/1k/i; done; echo   # 200 ×40…, then 429\n",
+        secure = spec::SECURE_SERVICE,
+        img = spec::IMG_HOST,
+        kn = spec::SIGNING_KEY_NAME,
+        key = fleet.signing_key_path().display(),
+        ip = us.ip(),
+    ));
+    let https = us.https;
+    out.push_str(&format!(
+        "\nHTTPS on port {hp} (certificates by SNI from the demo CA {ca}; {login}: plain HTTP → 308, HSTS):\n   \
+         curl -sv --cacert {ca} --resolve {SERVICE}:{hp}:{ip} https://{SERVICE}:{hp}/obj/1k/hello -o /dev/null 2>&1 | grep -iE 'subject:|ALPN|strict-transport|x-cache'\n   \
+         curl -si --resolve {login}:{port}:{ip} http://{login}:{port}/obj/1k/hello | grep -iE '^HTTP|^location'\n   \
+         curl -s -o /dev/null -D - --cacert {ca} --resolve {login}:{hp}:{ip} https://{login}:{hp}/obj/1k/hello | grep -iE '^HTTP|^strict'\n",
+        hp = https.port(),
+        ip = https.ip(),
+        ca = fleet.ca_path().display(),
+        login = cdn_tests::fleet::tls::HTTPS_ONLY_HOST,
+    ));
     out.push_str("\nCtrl-C stops everything.\n");
     println!("{out}");
 }

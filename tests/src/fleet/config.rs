@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::spec::{
-    big_txt_string, FleetSpec, Place, BIG_TXT_RECORDS, DEMO_NETWORKS, IMG_SERVICE, SERVICE,
-    STATIC_A, ZONE,
+    big_txt_string, FleetSpec, Place, BIG_TXT_RECORDS, DEMO_COUNTRIES, DEMO_NETWORKS, IMG_HOST,
+    IMG_SERVICE, SECURE_SERVICE, SERVICE, SIGNING_KEY_NAME, STATIC_A, ZONE,
 };
 
 /// One edge's addresses, fixed before anything starts.
@@ -176,7 +176,7 @@ pub fn router_toml(
             data.join(", ")
         );
     }
-    for name in [SERVICE, IMG_SERVICE] {
+    for name in [SERVICE, IMG_SERVICE, SECURE_SERVICE] {
         let _ = writeln!(
             t,
             "[[services]]\nname = {}\nttl = {}\nanswers = {}\n",
@@ -261,12 +261,55 @@ pub fn edge_toml(
     );
     let _ = writeln!(
         t,
-        "[[hosts]]\nname = {}\norigin = {}\ncompress = {{}}\n{}",
+        "[[hosts]]\nname = {}\norigin = {}\ncompress = {{}}\n{}{}",
         q(SERVICE),
         q(origin),
+        // The demo's header rules for www: CORS open to any origin, and which edge served.
+        "cors = { allow_origins = [\"*\"] }\nheaders = { response_set = { \"X-Served-By\" = \"$edge_id\" } }\n",
         spec.host_extra
     );
     t.push_str(&spec.edge_extra);
+    t
+}
+
+/// The demo tenants every fleet edge also serves, after the `www` host: `img` (rate limit
+/// 20/s burst 40, `KP` refused) and `secure` (signed URLs with the key in `signing_key`), and
+/// the edge's `[geo]` network map `geo_map` (see [`demo_country_map`]). `host_tls(name)` is
+/// each host's `tls = { … }` line (HTTPS, [`super::tls::DemoTls::host_line`]).
+pub fn tenant_hosts_toml(
+    origin: &str,
+    signing_key: &Path,
+    geo_map: &Path,
+    host_tls: &dyn Fn(&str) -> String,
+) -> String {
+    format!(
+        "\n[geo]\nnetwork_map = {}\n\n\
+         [[hosts]]\nname = {}\naliases = [{}]\norigin = {}\n\
+         rate_limit = {{ rate = 20.0, burst = 40 }}\n\
+         geo = {{ deny_countries = [\"KP\"] }}\n{}\n\
+         [[hosts]]\nname = {}\norigin = {}\n\
+         signed_urls = {{ keys = [ {{ name = {}, key_file = {} }} ] }}\n{}",
+        path(geo_map),
+        q(IMG_HOST),
+        q(&IMG_HOST.replacen("photos.", "", 1)),
+        q(origin),
+        host_tls(IMG_HOST),
+        q(SECURE_SERVICE),
+        q(origin),
+        q(SIGNING_KEY_NAME),
+        path(signing_key),
+        host_tls(SECURE_SERVICE),
+    )
+}
+
+/// The edges' `[geo]` network map: [`DEMO_COUNTRIES`] (placed at 0,0: the edge reads only the
+/// country).
+pub fn demo_country_map() -> String {
+    let mut t =
+        String::from("# Written by the cdn-tests fleet: countries for the edges' geo rules.\n");
+    for (cidr, cc) in DEMO_COUNTRIES {
+        let _ = writeln!(t, "{cidr} 0,0 country={cc}");
+    }
     t
 }
 
@@ -308,7 +351,7 @@ mod tests {
             c.edges[1].admin_url.as_deref(),
             Some("http://127.0.2.1:9081")
         );
-        assert_eq!(c.services.len(), 2);
+        assert_eq!(c.services.len(), 3);
         assert_eq!(c.admin.token.as_deref(), Some(spec.token.as_str()));
         assert!(c.geo.networks.len() >= 10);
         assert_eq!(c.health.probe_interval, Duration::from_millis(500));
@@ -333,6 +376,41 @@ mod tests {
             .networks
             .iter()
             .all(|n| n.region.as_deref().unwrap_or("eu-west") == "eu-west"));
+    }
+
+    #[test]
+    fn the_demo_tenants_load_through_the_real_schema() {
+        let spec = FleetSpec::default();
+        let e = &plans(&spec)[0];
+        let text = edge_toml(&spec, e, "http://127.0.0.1:8080", &[], None)
+            + &tenant_hosts_toml(
+                "http://127.0.0.1:8080",
+                Path::new("/tmp/k"),
+                Path::new("/tmp/m"),
+                &|_| String::new(),
+            );
+        let c: EdgeConfig = load_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(c.hosts.len(), 3);
+        assert!(c.hosts[0].cors.is_some());
+        assert_eq!(
+            c.hosts[0]
+                .headers
+                .response_set
+                .get("X-Served-By")
+                .map(String::as_str),
+            Some("$edge_id")
+        );
+        assert_eq!(c.hosts[1].name, IMG_HOST);
+        assert_eq!(c.hosts[1].rate_limit.as_ref().map(|r| r.burst), Some(40));
+        assert_eq!(
+            c.hosts[1].geo.as_ref().map(|g| g.deny_countries.clone()),
+            Some(vec!["KP".to_string()])
+        );
+        assert_eq!(c.hosts[2].name, SECURE_SERVICE);
+        assert!(c.hosts[2].signed_urls.is_some());
+        assert_eq!(c.geo.network_map.as_deref(), Some(Path::new("/tmp/m")));
+        let map = cdn_geo::locate::NetworkMap::parse_countries(&demo_country_map()).unwrap();
+        assert_eq!(map.country_of("127.0.99.1".parse().unwrap()), Some("KP"));
     }
 
     #[test]

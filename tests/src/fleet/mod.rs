@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod spec;
+pub mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -81,6 +82,8 @@ pub struct EdgeNode {
     pub config_path: PathBuf,
     /// Its disk cache directory, if any.
     pub cache_dir: Option<PathBuf>,
+    /// Client HTTPS listener (certificates from the demo CA, [`tls::DemoTls`]).
+    pub https: SocketAddr,
     process: Option<Process>,
     reservation: Vec<TcpListener>,
 }
@@ -261,6 +264,8 @@ impl FleetSpec {
                 .with_context(|| format!("reserving the HTTP port of edge {}", r.edge_id))?;
             let (admin, admin_res) = reserve(r.ip, r.admin_port)
                 .with_context(|| format!("reserving the admin port of edge {}", r.edge_id))?;
+            let (https, https_res) = reserve(r.ip, r.https_port)
+                .with_context(|| format!("reserving the HTTPS port of edge {}", r.edge_id))?;
             let cache_dir = spec
                 .disk_cache
                 .then(|| dir.join(format!("cache-{}", r.edge_id)));
@@ -281,8 +286,13 @@ impl FleetSpec {
                 },
                 config_path: dir.join(format!("edge-{}.toml", r.edge_id)),
                 cache_dir,
+                https,
                 process: None,
-                reservation: http_res.into_iter().chain(admin_res).collect(),
+                reservation: http_res
+                    .into_iter()
+                    .chain(admin_res)
+                    .chain(https_res)
+                    .collect(),
             });
         }
         let plans: Vec<EdgePlan> = edges.iter().map(|e| e.plan.clone()).collect();
@@ -321,6 +331,14 @@ impl FleetSpec {
 
         let routers: Vec<String> = fleet.routers.iter().map(|r| r.admin_url()).collect();
         let origin_url = fleet.origin.url();
+        // The demo tenants: a URL-signing key and the edges' country map.
+        let signing_key = fleet.signing_key_path();
+        std::fs::write(&signing_key, demo_signing_key() + "\n")?;
+        let geo_map = fleet.dir.join("edge-countries.txt");
+        std::fs::write(&geo_map, config::demo_country_map())?;
+        // HTTPS: the demo CA and certificates; www's `tls = {…}` goes first in its block.
+        let demo_tls = tls::DemoTls::write(&fleet.dir)?;
+        fleet.spec.host_extra = demo_tls.host_line(spec::SERVICE) + &fleet.spec.host_extra;
         for e in &fleet.edges {
             let text = config::edge_toml(
                 &fleet.spec,
@@ -329,7 +347,13 @@ impl FleetSpec {
                 &routers,
                 e.cache_dir.as_deref(),
             );
-            let text = text + &fleet.edge_bus_toml(&e.plan);
+            let text = text
+                + &fleet.edge_bus_toml(&e.plan)
+                + &config::tenant_hosts_toml(&origin_url, &signing_key, &geo_map, &|h| {
+                    demo_tls.host_line(h)
+                })
+                + &demo_tls.https_only_host(&origin_url)
+                + &demo_tls.edge_section(e.https);
             std::fs::write(&e.config_path, text)?;
         }
         for i in 0..fleet.edges.len() {
@@ -464,6 +488,17 @@ impl Fleet {
     /// The NATS server of a fleet on the bus ([`FleetSpec::bus`]), to stop and restart.
     pub fn nats(&mut self) -> Option<&mut NatsServer> {
         self.nats.as_mut()
+    }
+
+    /// The demo URL-signing key (base64url) for `secure.cdn.example.test`, key name `demo`
+    /// (`edge sign-url --key-name demo --key-file <this> URL`).
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.dir.join("url-signing-key")
+    }
+
+    /// The demo CA certificate the edges' HTTPS certificates chain to (`curl --cacert`).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     /// The directory holding configs and caches.
@@ -753,4 +788,11 @@ impl Fleet {
             let _ = p.wait_exit(grace);
         }
     }
+}
+
+/// A fresh random 32-byte URL-signing key, base64url without padding.
+fn demo_signing_key() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -14,6 +14,17 @@ pub const ZONE: &str = "cdn.example.test";
 pub const SERVICE: &str = "www.cdn.example.test";
 /// A wildcard service over the same edges.
 pub const IMG_SERVICE: &str = "*.img.cdn.example.test";
+/// The edges' image host (answered by [`IMG_SERVICE`] in DNS): a per-client rate limit of 20
+/// requests/s with burst 40, and clients located in `KP` refused.
+pub const IMG_HOST: &str = "photos.img.cdn.example.test";
+/// The service and edge host that requires signed URLs (key name [`SIGNING_KEY_NAME`], key in
+/// `<workdir>/url-signing-key`).
+pub const SECURE_SERVICE: &str = "secure.cdn.example.test";
+/// The key name of the demo URL-signing key.
+pub const SIGNING_KEY_NAME: &str = "demo";
+/// Networks the demo places in a country for the edges' geo rules (the edges' `[geo]`
+/// network map): loopback addresses a curl can use as its source (`--interface`).
+pub const DEMO_COUNTRIES: &[(&str, &str)] = &[("127.0.99.0/24", "KP")];
 /// The static A record `static.cdn.example.test`.
 pub const STATIC_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
 /// The TXT RRset larger than 1232 bytes (truncated over UDP, whole over TCP).
@@ -51,6 +62,8 @@ pub struct RegionSpec {
     pub http_port: u16,
     /// Admin port; 0 = reserve a free one.
     pub admin_port: u16,
+    /// Client HTTPS port; 0 = reserve a free one.
+    pub https_port: u16,
     /// Capacity the edge announces in its reports.
     pub capacity: Capacity,
     /// Probe this URL instead of the edge's `/healthz`; `{origin}` is replaced by the demo
@@ -70,6 +83,7 @@ impl RegionSpec {
             ip,
             http_port: 0,
             admin_port: 0,
+            https_port: 0,
             capacity: Capacity::default(),
             probe_url: None,
         }
