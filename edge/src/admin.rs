@@ -3,8 +3,14 @@
 //! | endpoint | answer |
 //! |---|---|
 //! | `GET /healthz` | `200 serving` / `503 draining` (text) |
-//! | `GET /metrics` | Prometheus text format (names in [`crate::metrics`]) |
-//! | `POST /api/v1/purge` | bearer token (`[admin].token`); body `{"urls":[…],"prefixes":[…],"tags":[…],"soft":false}` (at least one list non-empty); `200 {"purged":N,"soft":bool}`; `400` bad JSON or selector; `401` missing/bad token; `403` no token configured |
+//! | `GET /metrics` | Prometheus text format (names in [`crate::metrics`]); a `read` or `operate` token, or none as `admin.read_access` allows (loopback clients by default) |
+//! | `POST /api/v1/purge` | an `operate` token (`[admin].token` or `[[admin.tokens]]`); body `{"urls":[…],"prefixes":[…],"tags":[…],"soft":false}` (at least one list non-empty); `200 {"purged":N,"soft":bool}`; `400` bad JSON or selector; `401` missing/bad token; `403` a `read` token, or no operate token configured |
+//!
+//! Tokens are checked by [`cdn_shared::access`] (the router's rules: constant-time, one header
+//! spelling `Authorization: Bearer <token>`), before a byte of a body is read; every purge
+//! writes an audit line (token name, client, selectors). With `admin.tls_cert`/`tls_key` the
+//! listener speaks HTTPS only; the certificate is reloaded on SIGHUP (a bad file is refused
+//! and logged, the old one keeps serving).
 //!
 //! The admin server runs its own single worker thread, so health checks and purges are
 //! answered while the client workers are saturated.
@@ -14,9 +20,11 @@ use std::sync::Arc;
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use cdn_shared::access::{Credentials, Need, Principal};
+use cdn_shared::config::edge::EdgeAdminSection;
+use cdn_shared::config::router::{AdminToken, ReadAccess};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::drain::Lifecycle;
 use crate::purge::{self, Index, PurgeRequest, PurgeResponse, PurgeTarget};
@@ -33,8 +41,8 @@ pub struct AdminContext {
     pub index: Arc<Index>,
     /// The store purges act on.
     pub target: Arc<dyn PurgeTarget>,
-    /// `[admin].token`; `None` = purge refused with 403.
-    pub token: Option<String>,
+    /// Who may read metrics and purge.
+    pub access: Access,
     /// Prometheus renderer ([`crate::metrics::install`]).
     pub metrics: PrometheusHandle,
 }
@@ -44,7 +52,7 @@ impl std::fmt::Debug for AdminContext {
         f.debug_struct("AdminContext")
             .field("draining", &self.lifecycle.is_draining())
             .field("objects", &self.index.len())
-            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("tokens", &self.access.tokens.len())
             .finish()
     }
 }
@@ -67,7 +75,10 @@ async fn healthz(ctx: web::Data<AdminContext>) -> HttpResponse {
     healthz_response(&ctx.lifecycle)
 }
 
-async fn metrics_page(ctx: web::Data<AdminContext>) -> HttpResponse {
+async fn metrics_page(req: HttpRequest, ctx: web::Data<AdminContext>) -> HttpResponse {
+    if let Err(resp) = authorize(&req, &ctx.access, Need::Read) {
+        return *resp;
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::metrics::render(&ctx.metrics))
@@ -77,28 +88,71 @@ fn error(status: StatusCode, msg: &str) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": msg }))
 }
 
-/// Check `Authorization: Bearer <token>` against the configured token (constant time).
-pub fn authorize(req: &HttpRequest, token: Option<&str>) -> Result<(), Box<HttpResponse>> {
-    let Some(expected) = token else {
-        return Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            "purge is disabled: no admin.token configured",
-        )));
+/// The admin credentials (`[admin]` `token`, `tokens`, `read_access`).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The single purge token (`admin.token`): an `operate` token.
+    pub token: Option<String>,
+    /// `[[admin.tokens]]` (`read` or `operate`).
+    pub tokens: Vec<AdminToken>,
+    /// Who reads `/metrics` without a token.
+    pub read_access: ReadAccess,
+}
+
+impl Access {
+    /// From the edge's `[admin]`.
+    pub fn from_config(a: &EdgeAdminSection) -> Access {
+        Access {
+            token: a.token.clone(),
+            tokens: a.tokens.clone(),
+            read_access: a.read_access,
+        }
+    }
+
+    /// Only a purge token (`None`: purge refused), reads open to loopback.
+    pub fn token(token: Option<&str>) -> Access {
+        Access {
+            token: token.map(str::to_string),
+            ..Access::default()
+        }
+    }
+}
+
+/// Check the caller (`Authorization: Bearer <token>`, peer address) for `need`; a refused
+/// write is logged to the audit target.
+pub fn authorize(
+    req: &HttpRequest,
+    access: &Access,
+    need: Need,
+) -> Result<Principal, Box<HttpResponse>> {
+    let creds = Credentials {
+        legacy: access.token.as_deref(),
+        tokens: &access.tokens,
+        read_access: access.read_access,
     };
-    let given = req
+    let value = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(g) if bool::from(g.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
-        _ => Err(Box::new(
-            HttpResponse::build(StatusCode::UNAUTHORIZED)
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-                .json(json!({ "error": "missing or bad bearer token" })),
-        )),
-    }
+        .map(|v| v.as_bytes());
+    let peer = req.peer_addr().map(|a| a.ip());
+    cdn_shared::access::authorize(creds, value, peer, need).map_err(|d| {
+        let status = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::FORBIDDEN);
+        if need != Need::Read {
+            tracing::warn!(target: "audit", client = %client_of(req), path = req.path(),
+                status = status.as_u16(), "admin write refused: {}", d.message());
+        }
+        let mut b = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            b.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        Box::new(b.json(json!({ "error": d.message() })))
+    })
+}
+
+fn client_of(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 /// Read a request body of at most `cap` bytes (413 past it, also when `Content-Length` says so
@@ -135,9 +189,10 @@ async fn purge_handler(
     mut payload: web::Payload,
     ctx: web::Data<AdminContext>,
 ) -> HttpResponse {
-    if let Err(resp) = authorize(&req, ctx.token.as_deref()) {
-        return *resp;
-    }
+    let who = match authorize(&req, &ctx.access, Need::Operate) {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
     let body = match read_capped(&req, &mut payload, MAX_PURGE_BODY).await {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -150,6 +205,9 @@ async fn purge_handler(
         return error(StatusCode::BAD_REQUEST, &msg);
     }
     let purged = purge::execute(&parsed, &ctx.index, &*ctx.target).await;
+    tracing::info!(target: "audit", token = %who.name, client = %client_of(&req),
+        action = "purge", urls = ?parsed.urls, prefixes = ?parsed.prefixes, tags = ?parsed.tags,
+        soft = parsed.soft, purged, "admin write");
     HttpResponse::Ok().json(PurgeResponse {
         purged,
         soft: parsed.soft,
@@ -172,14 +230,17 @@ pub fn routes(ctx: AdminContext) -> impl FnOnce(&mut web::ServiceConfig) {
 pub fn serve(
     listener: std::net::TcpListener,
     ctx: AdminContext,
+    tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let server = HttpServer::new(move || App::new().configure(routes(ctx.clone())))
         .workers(1)
         .disable_signals()
-        .shutdown_timeout(1)
-        .listen(listener)?
-        .run();
-    Ok(server)
+        .shutdown_timeout(1);
+    let server = match tls {
+        Some(cfg) => server.listen_rustls_0_23(listener, cfg)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 #[cfg(test)]
@@ -212,7 +273,7 @@ mod tests {
             lifecycle: Lifecycle::new(),
             index,
             target: store,
-            token: token.map(str::to_string),
+            access: Access::token(token),
             metrics: crate::metrics::install(),
         }
     }
@@ -231,12 +292,28 @@ mod tests {
             test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
         assert_eq!(r.status(), 503);
         assert_eq!(test::read_body(r).await, "draining\n");
-        let r =
-            test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+        let r = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri("/metrics")
+                .peer_addr("127.0.0.1:5000".parse().unwrap())
+                .to_request(),
+        )
+        .await;
         assert_eq!(r.status(), 200);
         let page = String::from_utf8(test::read_body(r).await.to_vec()).unwrap();
         // Process-global gauge (other tests flip it too): presence only.
         assert!(page.contains("cdn_edge_draining"), "{page}");
+        // Not on loopback and no token: refused (admin.read_access = loopback by default).
+        let r = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri("/metrics")
+                .peer_addr("192.0.2.1:5000".parse().unwrap())
+                .to_request(),
+        )
+        .await;
+        assert_eq!(r.status(), 401);
     }
 
     #[actix_web::test]
@@ -318,5 +395,76 @@ mod tests {
         )
         .await;
         assert_eq!(r.status(), 403);
+    }
+
+    #[actix_web::test]
+    async fn role_tokens_read_and_operate() {
+        let store = Arc::new(FakeStore::default());
+        let mut c = ctx(None, store.clone());
+        let tok = |name: &str, role, token: &str| AdminToken {
+            name: name.into(),
+            role,
+            token: token.into(),
+            edge: None,
+        };
+        c.access = Access {
+            token: None,
+            tokens: vec![
+                tok(
+                    "prometheus",
+                    cdn_shared::config::router::AdminRole::Read,
+                    "r-secret",
+                ),
+                tok(
+                    "ops",
+                    cdn_shared::config::router::AdminRole::Operate,
+                    "o-secret",
+                ),
+            ],
+            read_access: ReadAccess::Token,
+        };
+        let app = test::init_service(App::new().configure(routes(c))).await;
+        let call = |method: &str, uri: &str, auth: Option<&str>| {
+            let mut r = match method {
+                "GET" => test::TestRequest::get(),
+                _ => test::TestRequest::post().set_payload(r#"{"urls":["cdn.example/a/1"]}"#),
+            }
+            .uri(uri)
+            .peer_addr("127.0.0.1:5000".parse().unwrap());
+            if let Some(a) = auth {
+                r = r.insert_header((header::AUTHORIZATION, format!("Bearer {a}")));
+            }
+            r.to_request()
+        };
+        // read_access = token: even loopback needs a token to read.
+        let st = |r: actix_web::dev::ServiceResponse| r.status().as_u16();
+        assert_eq!(
+            st(test::call_service(&app, call("GET", "/metrics", None)).await),
+            401
+        );
+        assert_eq!(
+            st(test::call_service(&app, call("GET", "/metrics", Some("r-secret"))).await),
+            200
+        );
+        assert_eq!(
+            st(test::call_service(&app, call("GET", "/metrics", Some("o-secret"))).await),
+            200
+        );
+        // A read token may not purge; an operate token may.
+        assert_eq!(
+            st(test::call_service(&app, call("POST", "/api/v1/purge", Some("r-secret"))).await),
+            403
+        );
+        assert!(store.removed.lock().is_empty());
+        assert_eq!(
+            st(test::call_service(&app, call("POST", "/api/v1/purge", Some("o-secret"))).await),
+            200
+        );
+        assert_eq!(*store.removed.lock(), ["k1"]);
+        // /healthz stays open.
+        assert_eq!(
+            st(test::call_service(&app, call("GET", "/healthz", None)).await),
+            200
+        );
     }
 }

@@ -526,10 +526,15 @@ mod tests {
     fn target_and_status_parsing() {
         assert_eq!(
             reports_target("http://127.0.0.1:8053").unwrap(),
-            ("127.0.0.1".to_string(), 8053, "/api/v1/reports".to_string())
+            (
+                false,
+                "127.0.0.1".to_string(),
+                8053,
+                "/api/v1/reports".to_string()
+            )
         );
         assert_eq!(
-            reports_target("http://r.example/base/").unwrap().2,
+            reports_target("http://r.example/base/").unwrap().3,
             "/base/api/v1/reports"
         );
         assert_eq!(

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -79,7 +80,12 @@ pub(super) async fn purge(
         .clone()
         .or_else(|| config.admin.token.clone())
         .unwrap_or_default();
+    // `https://` admin URLs: the edges' certificates are verified like the probes' (webpki
+    // roots plus health.probe_ca_file).
+    let tls = crate::health::probe::client_config(&config.health)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let client = awc::Client::builder()
+        .connector(awc::Connector::new().rustls_0_23(tls))
         .timeout(PURGE_EDGE_TIMEOUT)
         .disable_redirects()
         .finish();

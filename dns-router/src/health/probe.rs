@@ -114,10 +114,16 @@ pub fn check_tls(section: &HealthSection, base_dir: &Path) -> Result<(), ConfigE
     tls_connector(&s).map(|_| ())
 }
 
-/// The TLS client of `https://` probes: webpki roots plus `health.probe_ca_file` (as given:
-/// see [`resolve_paths`]), or no verification when `health.probe_tls_verify = false` (the CA
-/// file is then ignored). Errors name `health.probe_ca_file`.
+/// The TLS client of `https://` probes: see [`client_config`].
 pub fn tls_connector(section: &HealthSection) -> Result<TlsConnector, ConfigError> {
+    client_config(section).map(TlsConnector::from)
+}
+
+/// The TLS client config for the edges' `https://` URLs — probes and the purge fan-out to
+/// `admin_url`: webpki roots plus `health.probe_ca_file` (as given: see [`resolve_paths`]), or
+/// no verification when `health.probe_tls_verify = false` (the CA file is then ignored).
+/// Errors name `health.probe_ca_file`.
+pub fn client_config(section: &HealthSection) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
     const KEY: &str = "health.probe_ca_file";
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -153,7 +159,7 @@ pub fn tls_connector(section: &HealthSection) -> Result<TlsConnector, ConfigErro
             .with_no_client_auth()
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(cfg)))
+    Ok(Arc::new(cfg))
 }
 
 /// One probe: `Ok(())` on HTTP 200. `tls` is used for `https://` URLs (`None` there means
