@@ -1,9 +1,10 @@
 //! The router's side of the fleet bus (`[bus]`, NATS JetStream; wire contract in
 //! [`cdn_shared::bus`]).
 //!
-//! * **Operator state**: drains written by any router's API ([`RouterBus::put_drain`]) go to
-//!   the KV bucket `bus.kv_bucket` (key `drain.<edge>`). Every router watches the bucket and
-//!   applies each change to its health state as `Event::Drain` / `Event::Undrain`. At start
+//! * **Operator state**: drains and weight overrides written by any router's API
+//!   ([`RouterBus::put_drain`], [`RouterBus::put_weight`]) go to the KV bucket `bus.kv_bucket`
+//!   (keys `drain.<edge>`, `weight.<edge>`). Every router watches the bucket and applies each
+//!   change to its health state as `Event::Drain` / `Event::Undrain` / `Event::Weight`. At start
 //!   [`start`] reads the whole bucket before it returns (bounded by `bus.startup_timeout`), so
 //!   the first query already sees the drains; after a lost connection the bucket is read
 //!   again, so changes made meanwhile are applied.
@@ -29,8 +30,8 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use cdn_shared::bus::{
-    drain_key, edge_of_drain_key, parse_report_subject, DrainRecord, PurgeAck, PurgeMessage,
-    PURGE_ACK_PREFIX, PURGE_SUBJECT, REPORT_PREFIX,
+    drain_key, parse_operator_key, parse_report_subject, weight_key, DrainRecord, OperatorKey,
+    PurgeAck, PurgeMessage, WeightRecord, PURGE_ACK_PREFIX, PURGE_SUBJECT, REPORT_PREFIX,
 };
 use cdn_shared::config::bus::BusSection;
 use cdn_shared::config::router::RouterConfig;
@@ -117,20 +118,32 @@ impl RouterBus {
 
     /// Record an operator drain (or undrain) of `edge` in the KV bucket.
     pub async fn put_drain(&self, edge: &str, drained: bool) -> Result<(), BusError> {
-        let kv = self.kv().await?;
         let record = DrainRecord {
             drained,
             at_ms: cdn_shared::unix_ms(),
             by: self.name.clone(),
         };
-        let body = serde_json::to_vec(&record).map_err(|e| BusError(e.to_string()))?;
-        tokio::time::timeout(
-            self.section.request_timeout,
-            kv.put(drain_key(edge), body.into()),
-        )
-        .await
-        .map_err(|_| BusError("timed out writing the drain to the KV bucket".into()))?
-        .map_err(|e| BusError(format!("KV write: {e}")))?;
+        self.put(drain_key(edge), &record, "drain").await
+    }
+
+    /// Record an operator weight override of `edge` (`None`: back to the configured weight)
+    /// in the KV bucket.
+    pub async fn put_weight(&self, edge: &str, weight: Option<u32>) -> Result<(), BusError> {
+        let record = WeightRecord {
+            weight,
+            at_ms: cdn_shared::unix_ms(),
+            by: self.name.clone(),
+        };
+        self.put(weight_key(edge), &record, "weight").await
+    }
+
+    async fn put(&self, key: String, record: &impl Serialize, what: &str) -> Result<(), BusError> {
+        let kv = self.kv().await?;
+        let body = serde_json::to_vec(record).map_err(|e| BusError(e.to_string()))?;
+        tokio::time::timeout(self.section.request_timeout, kv.put(key, body.into()))
+            .await
+            .map_err(|_| BusError(format!("timed out writing the {what} to the KV bucket")))?
+            .map_err(|e| BusError(format!("KV write: {e}")))?;
         Ok(())
     }
 
@@ -261,31 +274,60 @@ async fn ensure_stream(js: &jetstream::Context, section: &BusSection) -> Result<
     Ok(())
 }
 
-/// Apply one KV entry to the health state.
+/// Apply one KV entry to the health state (a deleted key restores the default: undrained,
+/// configured weight).
 fn apply_entry(health: &HealthState, key: &str, value: &[u8], deleted: bool) {
-    let Some(edge) = edge_of_drain_key(key) else {
-        return;
-    };
-    let drained = if deleted {
-        false
-    } else {
-        match serde_json::from_slice::<DrainRecord>(value) {
-            Ok(r) => r.drained,
-            Err(e) => {
-                tracing::warn!(key, error = %e, "bad drain record in the KV bucket; ignored");
-                return;
-            }
+    let (edge, event) = match parse_operator_key(key) {
+        Some(OperatorKey::Drain(edge)) => {
+            let drained = if deleted {
+                false
+            } else {
+                match serde_json::from_slice::<DrainRecord>(value) {
+                    Ok(r) => r.drained,
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "bad drain record in the KV bucket; ignored");
+                        return;
+                    }
+                }
+            };
+            (
+                edge,
+                if drained {
+                    Event::Drain
+                } else {
+                    Event::Undrain
+                },
+            )
         }
-    };
-    let event = if drained {
-        Event::Drain
-    } else {
-        Event::Undrain
+        Some(OperatorKey::Weight(edge)) => {
+            let weight = if deleted {
+                None
+            } else {
+                match serde_json::from_slice::<WeightRecord>(value) {
+                    Ok(r) if r.weight.is_none_or(valid_weight) => r.weight,
+                    Ok(r) => {
+                        tracing::warn!(key, weight = ?r.weight, "weight out of range in the KV bucket; ignored");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(key, error = %e, "bad weight record in the KV bucket; ignored");
+                        return;
+                    }
+                }
+            };
+            (edge, Event::Weight(weight))
+        }
+        None => return,
     };
     match health.event(edge, event, cdn_shared::unix_ms()) {
-        Ok(_) => tracing::debug!(edge, drained, "operator state applied from the bus"),
-        Err(_) => tracing::debug!(edge, "drain record for an edge not configured here"),
+        Ok(_) => tracing::debug!(edge, key, "operator state applied from the bus"),
+        Err(_) => tracing::debug!(edge, key, "operator state for an edge not configured here"),
     }
+}
+
+/// A weight override the API and the bucket accept: 1..=[`cdn_shared::bus::MAX_WEIGHT`].
+pub fn valid_weight(w: u32) -> bool {
+    (1..=cdn_shared::bus::MAX_WEIGHT).contains(&w)
 }
 
 /// Read every key of the bucket and apply it.
@@ -576,7 +618,37 @@ mod tests {
         // Unknown edges, other keys and bad records change nothing.
         apply_entry(&h, "drain.nope", &rec(true), false);
         apply_entry(&h, "weight.e1", &rec(true), false);
+        apply_entry(&h, "other.e1", &rec(true), false);
         apply_entry(&h, "drain.e1", b"{", false);
         assert!(!h.view().edges["e1"].manual_drain);
+        assert_eq!(h.view().edges["e1"].weight_override, None);
+    }
+
+    #[test]
+    fn weight_records_apply_and_deletes_restore_the_configured_weight() {
+        let c = config();
+        let h = HealthState::new(&c);
+        let rec = |weight| {
+            serde_json::to_vec(&WeightRecord {
+                weight,
+                at_ms: 1,
+                by: "t".into(),
+            })
+            .unwrap()
+        };
+        apply_entry(&h, "weight.e1", &rec(Some(7)), false);
+        assert_eq!(h.view().edges["e1"].weight_override, Some(7));
+        assert_eq!(h.view().edges["e2"].weight_override, None);
+        // Out of range or malformed: ignored, the previous override stays.
+        apply_entry(&h, "weight.e1", &rec(Some(0)), false);
+        apply_entry(&h, "weight.e1", &rec(Some(u32::MAX)), false);
+        apply_entry(&h, "weight.e1", b"[]", false);
+        assert_eq!(h.view().edges["e1"].weight_override, Some(7));
+        apply_entry(&h, "weight.e1", &rec(None), false);
+        assert_eq!(h.view().edges["e1"].weight_override, None);
+        apply_entry(&h, "weight.e2", &rec(Some(3)), false);
+        apply_entry(&h, "weight.e2", b"", true);
+        assert_eq!(h.view().edges["e2"].weight_override, None);
+        assert!(!h.view().edges["e1"].manual_drain, "weights are not drains");
     }
 }

@@ -130,7 +130,8 @@ pub fn candidates(
                 lon: e.lon,
                 ipv4: e.ipv4.clone(),
                 ipv6: e.ipv6.clone(),
-                weight: e.weight,
+                // An operator override (admin API, or the KV bucket in bus mode) wins.
+                weight: h.and_then(|h| h.weight_override).unwrap_or(e.weight),
                 health: h.map(|h| h.health).unwrap_or(Health::Unknown),
                 draining: h.is_some_and(|h| h.draining),
                 overloaded: h.is_some_and(|h| h.overloaded),

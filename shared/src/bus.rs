@@ -6,6 +6,7 @@
 //! | purge | JetStream stream `bus.purge_stream`, subject [`PURGE_SUBJECT`] | [`PurgeMessage`] |
 //! | purge applied | core subject `cdn.purge_acks.<edge>` ([`purge_ack_subject`]) | [`PurgeAck`] |
 //! | operator state | KV bucket `bus.kv_bucket`, key `drain.<edge>` ([`drain_key`]) | [`DrainRecord`] |
+//! | weight override | KV bucket `bus.kv_bucket`, key `weight.<edge>` ([`weight_key`]) | [`WeightRecord`] |
 //! | health report | core subject `cdn.reports.<region>.<edge>` ([`report_subject`]) | `HealthReport` |
 //!
 //! Each edge consumes the purge stream with a durable pull consumer named by its id
@@ -73,6 +74,45 @@ pub struct DrainRecord {
     /// The router whose API set it.
     #[serde(default)]
     pub by: String,
+}
+
+/// Operator weight override of one edge, as stored in the KV bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WeightRecord {
+    /// The weight that replaces the configured `edges[].weight`; `None` restores it.
+    pub weight: Option<u32>,
+    /// When it was set (Unix ms).
+    pub at_ms: u64,
+    /// The router whose API set it.
+    #[serde(default)]
+    pub by: String,
+}
+
+/// The largest weight override the admin API takes.
+pub const MAX_WEIGHT: u32 = 1_000_000;
+
+/// The KV key of an edge's weight override.
+pub fn weight_key(edge: &str) -> String {
+    format!("weight.{edge}")
+}
+
+/// What a KV key of the operator-state bucket is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorKey<'a> {
+    /// `drain.<edge>`.
+    Drain(&'a str),
+    /// `weight.<edge>`.
+    Weight(&'a str),
+}
+
+/// Parse a key written by [`drain_key`] or [`weight_key`]; `None` for anything else.
+pub fn parse_operator_key(key: &str) -> Option<OperatorKey<'_>> {
+    if let Some(e) = edge_of_drain_key(key) {
+        return Some(OperatorKey::Drain(e));
+    }
+    key.strip_prefix("weight.")
+        .filter(|e| !e.is_empty())
+        .map(OperatorKey::Weight)
 }
 
 /// The KV key of an edge's drain state.
@@ -202,6 +242,16 @@ mod tests {
         assert_eq!(parse_report_subject("cdn.reportsx.eu.e1"), None);
         assert_eq!(edge_of_drain_key(&drain_key("use1")), Some("use1"));
         assert_eq!(edge_of_drain_key("drain."), None);
+        assert_eq!(
+            parse_operator_key(&weight_key("use1")),
+            Some(OperatorKey::Weight("use1"))
+        );
+        assert_eq!(
+            parse_operator_key(&drain_key("use1")),
+            Some(OperatorKey::Drain("use1"))
+        );
+        assert_eq!(parse_operator_key("weight."), None);
+        assert_eq!(parse_operator_key("other.use1"), None);
         assert_eq!(consumer_name("a.b"), "edge-a_b");
     }
 }

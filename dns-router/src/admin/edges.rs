@@ -1,5 +1,5 @@
 //! `GET /api/v1/edges`, `GET /api/v1/edges/{id}`, `POST /api/v1/edges/{id}/drain` and
-//! `/undrain`.
+//! `/undrain`, `POST /api/v1/edges/{id}/weight`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -8,11 +8,11 @@ use serde_json::{json, Value};
 
 use cdn_shared::config::router::RouterConfig;
 
-use cdn_shared::access::Need;
 use crate::health::state::Event;
 use crate::health::HealthError;
+use cdn_shared::access::Need;
 
-use super::auth::{audit, authorize};
+use super::auth::{audit, authorize, read_body};
 use super::{AdminContext, ApiError, ApiResult};
 
 /// One edge as the API shows it.
@@ -24,7 +24,10 @@ struct EdgeOut<'a> {
     ipv6: &'a [std::net::Ipv6Addr],
     probe_url: String,
     admin_url: Option<&'a str>,
+    /// The configured weight.
     weight: u32,
+    /// What selection uses: the operator override (`weight_override`) when set, else `weight`.
+    effective_weight: u32,
     disabled: bool,
     /// `up`, `down`, `unknown`.
     state: &'static str,
@@ -54,6 +57,7 @@ fn edge_json(
         probe_url: entry.probe_url(),
         admin_url: entry.admin_url.as_deref(),
         weight: entry.weight,
+        effective_weight: health.weight_override.unwrap_or(entry.weight),
         disabled: entry.disabled,
         state: health.health.as_str(),
         health,
@@ -123,4 +127,56 @@ pub(super) async fn undrain(
     id: web::Path<String>,
 ) -> ApiResult {
     set_drain(req, ctx, &id, false).await
+}
+
+/// The body of `POST /api/v1/edges/{id}/weight`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightBody {
+    /// The override (1..=1000000); `null` restores the configured weight.
+    weight: Option<u32>,
+}
+
+/// `POST /api/v1/edges/{id}/weight` with `{"weight": N}` (or `null`): override the edge's
+/// configured weight among equally ranked edges. With `[bus]` it is written to the KV bucket
+/// (every router applies it; 503 when it cannot be written); without, it changes this router
+/// only, until it restarts.
+pub(super) async fn set_weight(
+    req: HttpRequest,
+    ctx: web::Data<AdminContext>,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> ApiResult {
+    let who = authorize(&req, &ctx, Need::Operate)?;
+    let body = read_body(&req, payload, &ctx).await?;
+    let WeightBody { weight } = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "bad weight JSON (want {{\"weight\": 1..={} or null}}): {e}",
+            cdn_shared::bus::MAX_WEIGHT
+        ))
+    })?;
+    if weight.is_some_and(|w| !crate::bus::valid_weight(w)) {
+        return Err(ApiError::bad_request(format!(
+            "`weight` must be in 1..={} (or null to restore the configured weight)",
+            cdn_shared::bus::MAX_WEIGHT
+        )));
+    }
+    if !ctx.health.view().edges.contains_key(id.as_str()) {
+        return Err(HealthError::UnknownEdge(id.to_string()).into());
+    }
+    if let Some(bus) = &ctx.bus {
+        // Recorded in the KV bucket (every router applies it) before it is applied here.
+        bus.put_weight(&id, weight).await?;
+    }
+    ctx.health
+        .event(&id, Event::Weight(weight), cdn_shared::unix_ms())?;
+    audit(
+        &who,
+        &req,
+        "weight",
+        &format!("edge {id} weight={weight:?}"),
+    );
+    let config = ctx.config.load();
+    let view = ctx.health.view();
+    Ok(HttpResponse::Ok().json(edge_json(&config, &view, &id)?))
 }

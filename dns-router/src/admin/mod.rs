@@ -11,13 +11,14 @@
 //! | GET | `/api/v1/services` | services with their pool and the edges the DNS decision chooses now for a client in each region |
 //! | GET | `/api/v1/explain?name=&client=&ecs=&type=` | how a query would be answered (the decision DNS runs: records, rcode, TTL, ECS scope, and the service trace); `client` defaults to the caller's address, `type` to `A` |
 //! | POST | `/api/v1/edges/{id}/drain`, `/undrain` | operator drain (token; 404 unknown edge) |
+//! | POST | `/api/v1/edges/{id}/weight` | `{"weight": 1..=1000000}` overrides the configured weight, `{"weight": null}` restores it (token; 400 out of range; 404 unknown edge) |
 //! | POST | `/api/v1/reports` | an edge's `HealthReport` (token) |
 //! | POST | `/api/v1/reload` | re-read the config file (token; 400 with the config error) |
 //! | POST | `/api/v1/purge` | fan the purge body out to every edge's `admin_url` (token) |
 //!
 //! Access (`access.rs`): one header spelling, `Authorization: Bearer <token>`; reads (edges,
 //! services, explain, metrics) are open per `admin.read_access` (default: loopback clients) or
-//! need a `read`/`operate` token; drain, undrain, reload and purge need an `operate` token;
+//! need a `read`/`operate` token; drain, undrain, weight, reload and purge need an `operate` token;
 //! reports need the `report` token of the edge they name (403 for another edge). 401 when the
 //! token is missing or wrong, 403 when its role does not allow the call or no token is configured.
 //! The deprecated single `admin.token` acts as an `operate` token that may report as any edge.
@@ -34,8 +35,9 @@
 //! `{"edge":..,"ok":false,"skipped":true,"error":"skipped: no admin_url"}`. Status 200 when
 //! every edge with an `admin_url` acknowledged, else 502 (same body, plus `error`).
 //!
-//! With `[bus]` (see [`crate::bus`]): drain/undrain are written to the KV bucket first (503
-//! when it cannot be written), and a purge is published to the purge stream: 200 once stored,
+//! With `[bus]` (see [`crate::bus`]): drain/undrain and weight overrides are written to the KV
+//! bucket first (503 when it cannot be written; every router applies them), and a purge is
+//! published to the purge stream: 200 once stored,
 //! `{"stored":true,"seq":..,"results":[{"edge":..,"ok":true,"purged":..,"ms":..}],
 //! "pending":[edges not heard from within bus.purge_ack_timeout],"ms":..}`, 503 when the
 //! stream does not store it.
@@ -66,13 +68,13 @@ use serde_json::json;
 
 use cdn_shared::shutdown::Shutdown;
 
-use cdn_shared::access::Need;
 use crate::health::HealthError;
 use crate::live::Live;
 use crate::metrics::names;
+use cdn_shared::access::Need;
 
 use auth::authorize;
-use edges::{drain, get_edge, list_edges, undrain};
+use edges::{drain, get_edge, list_edges, set_weight, undrain};
 use purge::purge;
 use reload::reload;
 use reports::reports;
@@ -221,6 +223,7 @@ pub fn app(
         .route("/api/v1/edges/{id}", web::get().to(get_edge))
         .route("/api/v1/edges/{id}/drain", web::post().to(drain))
         .route("/api/v1/edges/{id}/undrain", web::post().to(undrain))
+        .route("/api/v1/edges/{id}/weight", web::post().to(set_weight))
         .route("/api/v1/services", web::get().to(services))
         .route("/api/v1/explain", web::get().to(explain))
         .route("/api/v1/reports", web::post().to(reports))

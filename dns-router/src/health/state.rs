@@ -80,6 +80,9 @@ pub enum Event {
     Drain,
     /// Operator undrain.
     Undrain,
+    /// Operator weight override (`POST /api/v1/edges/{id}/weight`): `Some(w)` replaces the
+    /// configured weight in selection, `None` restores it.
+    Weight(Option<u32>),
     /// Periodic staleness check.
     Tick,
 }
@@ -149,6 +152,9 @@ pub struct EdgeHealth {
     pub failures: u32,
     /// Reason of the latest probe failure.
     pub probe_failure: Option<ProbeFailure>,
+    /// Operator weight override: replaces the configured `edges[].weight` among equally
+    /// ranked edges while set.
+    pub weight_override: Option<u32>,
 }
 
 impl EdgeHealth {
@@ -171,12 +177,18 @@ impl EdgeHealth {
             successes: 0,
             failures: 0,
             probe_failure: None,
+            weight_override: None,
         }
     }
 
     /// The fields selection depends on; a change here bumps the view's generation.
-    pub fn selection_key(&self) -> (Health, bool, bool) {
-        (self.health, self.draining, self.overloaded)
+    pub fn selection_key(&self) -> (Health, bool, bool, Option<u32>) {
+        (
+            self.health,
+            self.draining,
+            self.overloaded,
+            self.weight_override,
+        )
     }
 }
 
@@ -272,6 +284,7 @@ pub fn apply(prev: &EdgeHealth, event: Event, now_ms: u64, cfg: &HealthSection) 
         }
         Event::Drain => e.manual_drain = true,
         Event::Undrain => e.manual_drain = false,
+        Event::Weight(w) => e.weight_override = w,
         Event::Tick => {
             let max_age = cfg.report_max_age.as_millis() as u64;
             if let Some(at) = e.last_report_received_ms {
@@ -933,6 +946,20 @@ mod tests {
         s.event("b", Event::Drain, 3).unwrap();
         assert_eq!(s.view().generation, g0 + 2);
         assert!(s.view().edges["b"].draining);
+        // A weight override changes selection (new generation); setting it again does not.
+        s.event("a", Event::Weight(Some(5)), 4).unwrap();
+        assert_eq!(s.view().generation, g0 + 3);
+        assert_eq!(s.view().edges["a"].weight_override, Some(5));
+        s.event("a", Event::Weight(Some(5)), 5).unwrap();
+        assert_eq!(s.view().generation, g0 + 3);
+        s.event("a", Event::Weight(None), 6).unwrap();
+        assert_eq!(s.view().generation, g0 + 4);
+        assert_eq!(s.view().edges["a"].weight_override, None);
+        assert_eq!(
+            s.view().edges["a"].reason,
+            Reason::ProbeOk,
+            "weight is no reason"
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! `[bus]`: the fleet bus (NATS JetStream), shared by the router and the edge schemas.
 //!
 //! Without `[bus]` nothing changes: reports are pushed over HTTP, purges fan out over HTTP and
-//! drains stay in each router's memory (the single-machine default). With it, purges go
-//! through a JetStream stream (a durable consumer per edge), operator state (drains) through a
-//! JetStream key-value bucket, and reports through `cdn.reports.<region>.<edge>` subjects
+//! drains and weight overrides stay in each router's memory (the single-machine default). With
+//! it, purges go through a JetStream stream (a durable consumer per edge), operator state
+//! (drains, weight overrides) through a JetStream key-value bucket, and reports through `cdn.reports.<region>.<edge>` subjects
 //! (see [`crate::bus`] for the wire contract).
 
 use std::path::PathBuf;
@@ -49,7 +49,8 @@ pub struct BusSection {
     /// edge down for longer treats its whole cache as stale when it returns). Default `7d`.
     #[serde(with = "humantime_serde")]
     pub purge_retention: Duration,
-    /// The JetStream key-value bucket of operator state (drains). Default `cdn_operator`.
+    /// The JetStream key-value bucket of operator state (drains, weight overrides). Default
+    /// `cdn_operator`.
     pub kv_bucket: String,
     /// Replicas of the purge stream and the bucket when a router (or edge) creates them:
     /// 3 on a 3-node NATS cluster, so one node down loses nothing. 1..=5. Default 1.
