@@ -259,13 +259,14 @@ pub fn edge_toml(
         "[lifecycle]\nshutdown_grace = {}\n",
         dur(spec.shutdown_grace)
     );
+    // The demo's header rules for www: CORS open to any origin, and which edge served.
+    let www_rules = "cors = { allow_origins = [\"*\"] }\n\
+                     headers = { response_set = { \"X-Served-By\" = \"$edge_id\" } }\n";
     let _ = writeln!(
         t,
-        "[[hosts]]\nname = {}\norigin = {}\ncompress = {{}}\n{}{}",
+        "[[hosts]]\nname = {}\norigin = {}\ncompress = {{}}\n{www_rules}{}",
         q(SERVICE),
         q(origin),
-        // The demo's header rules for www: CORS open to any origin, and which edge served.
-        "cors = { allow_origins = [\"*\"] }\nheaders = { response_set = { \"X-Served-By\" = \"$edge_id\" } }\n",
         spec.host_extra
     );
     t.push_str(&spec.edge_extra);
