@@ -1,10 +1,16 @@
 //! Issue 7 §4, drain: the router's drain API and SIGTERM on the edge both take the edge out
 //! of the answers before it stops serving, and requests in flight on it complete.
+//!
+//! Both tests run in both modes (issue 15 point 6): direct HTTP (the default: the drain stays in
+//! the router, the edge pushes its draining report over HTTP) and the fleet bus (`_on_the_bus`:
+//! the drain goes through the KV bucket, the report over the edge's NATS subject; needs
+//! `nats-server`). In direct mode a drain reaches only the router whose API took it (tested
+//! here); on the bus it reaches every router (`e2e_bus.rs`).
 
 use std::time::{Duration, Instant};
 
-use cdn_tests::fleet::Fleet;
-use cdn_tests::harness::{eventually_every, http, scaled};
+use cdn_tests::fleet::{Fleet, FleetSpec, SERVICE};
+use cdn_tests::harness::{always, eventually_every, http, scaled};
 use cdn_tests::origin::Object;
 use serde_json::json;
 
@@ -12,7 +18,16 @@ const US: &str = "8.8.8.0/24";
 
 #[test]
 fn the_router_drain_api_moves_clients_at_once_and_undrain_brings_them_back() {
-    Fleet::builder().run(|fleet| {
+    drain_api(Fleet::builder());
+}
+
+#[test]
+fn the_router_drain_api_moves_clients_at_once_and_undrain_brings_them_back_on_the_bus() {
+    drain_api(Fleet::builder().bus_nats());
+}
+
+fn drain_api(spec: FleetSpec) {
+    spec.run(|fleet| {
         fleet.wait_all_up(Duration::from_secs(10))?;
         let us = fleet.edge("us-east");
         let eu = fleet.edge("eu-west").ip();
@@ -72,7 +87,16 @@ fn the_router_drain_api_moves_clients_at_once_and_undrain_brings_them_back() {
 
 #[test]
 fn sigterm_leaves_the_answers_before_the_edge_stops_and_in_flight_requests_complete() {
-    Fleet::builder().run(|fleet| {
+    sigterm(Fleet::builder());
+}
+
+#[test]
+fn sigterm_leaves_the_answers_before_the_edge_stops_and_in_flight_requests_complete_on_the_bus() {
+    sigterm(Fleet::builder().bus_nats());
+}
+
+fn sigterm(spec: FleetSpec) {
+    spec.run(|fleet| {
         fleet.wait_all_up(Duration::from_secs(10))?;
         let us = fleet.edge("us-east").ip();
         let eu = fleet.edge("eu-west").ip();
@@ -137,6 +161,35 @@ fn sigterm_leaves_the_answers_before_the_edge_stops_and_in_flight_requests_compl
 
         let clean = fleet.wait_edge_exit("us-east", Duration::from_secs(10))?;
         assert!(clean, "the edge exits 0 after draining");
+        Ok(())
+    });
+}
+
+/// The direct mode's documented limit: a drain lives in the router whose API took it.
+#[test]
+fn in_direct_mode_a_drain_reaches_only_the_router_that_took_it() {
+    Fleet::builder().routers(2).run(|fleet| {
+        fleet.wait_all_up(Duration::from_secs(10))?;
+        let (us_id, us_ip) = {
+            let us = fleet.edge("us-east");
+            (us.id().to_string(), us.ip())
+        };
+        let r = fleet.admin_post(0, &format!("/api/v1/edges/{us_id}/drain"), &json!({}))?;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(!fleet.resolve_via(0, SERVICE, Some(US))?.contains(&us_ip));
+        always(
+            "router 1 still answers the edge drained on router 0",
+            Duration::from_millis(1500),
+            Duration::from_millis(100),
+            || {
+                let a = fleet.resolve_via(1, SERVICE, Some(US))?;
+                anyhow::ensure!(a == [us_ip], "router 1 answers {a:?}");
+                Ok(())
+            },
+        )?;
+        // And a restart forgets it.
+        fleet.restart_router(0)?;
+        assert_eq!(fleet.resolve_via(0, SERVICE, Some(US))?, vec![us_ip]);
         Ok(())
     });
 }

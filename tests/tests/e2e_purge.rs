@@ -1,10 +1,16 @@
 //! Issue 7 §5, fleet purge: `POST /api/v1/purge` on the router reaches every edge (by URL,
 //! prefix or tag; hard or soft), the response lists each edge's result, an edge that is down
 //! is reported as failed, and purge-to-all-acknowledged time is measured.
+//!
+//! The URL, prefix/tag and soft purge tests run in both modes (issue 15 point 6): direct HTTP
+//! fan-out (the default) and the fleet bus (`_on_the_bus`: the purge goes through the NATS
+//! stream and the edges' acknowledgements; needs `nats-server`). What differs between the modes
+//! (an edge that is down: `failed` here, `pending` and applied later on the bus) is tested in
+//! each mode's own file (`e2e_bus.rs` for the bus).
 
 use std::time::{Duration, Instant};
 
-use cdn_tests::fleet::{EdgeNode, Fleet, SERVICE};
+use cdn_tests::fleet::{EdgeNode, Fleet, FleetSpec, SERVICE};
 use cdn_tests::harness::eventually;
 use serde_json::{json, Value};
 
@@ -27,6 +33,13 @@ fn purge(fleet: &Fleet, body: Value) -> anyhow::Result<(u16, Value)> {
     Ok((r.status, r.json()?))
 }
 
+/// Both modes answer 200 with a result per edge; on the bus nothing may be left pending.
+fn check_all_applied(v: &Value) {
+    if v.get("stored").is_some() {
+        assert_eq!(v["pending"], json!([]), "edges pending on the bus: {v}");
+    }
+}
+
 /// `results[]` entry for edge `id`.
 fn result_for<'a>(v: &'a Value, id: &str) -> &'a Value {
     v["results"]
@@ -37,7 +50,16 @@ fn result_for<'a>(v: &'a Value, id: &str) -> &'a Value {
 
 #[test]
 fn a_url_purge_reaches_every_edge_and_the_next_fetch_is_a_miss() {
-    Fleet::builder().run(|fleet| {
+    url_purge(Fleet::builder());
+}
+
+#[test]
+fn a_url_purge_reaches_every_edge_and_the_next_fetch_is_a_miss_on_the_bus() {
+    url_purge(Fleet::builder().bus_nats());
+}
+
+fn url_purge(spec: FleetSpec) {
+    spec.run(|fleet| {
         let path = "/obj/1k/purge-me";
         for e in fleet.edges() {
             warm(e, path)?;
@@ -46,6 +68,7 @@ fn a_url_purge_reaches_every_edge_and_the_next_fetch_is_a_miss() {
 
         let (status, v) = purge(fleet, json!({"urls": [format!("http://{SERVICE}{path}")]}))?;
         assert_eq!(status, 200, "{v}");
+        check_all_applied(&v);
         assert_eq!(v["results"].as_array().map(Vec::len), Some(3), "{v}");
         for e in fleet.edges() {
             let r = result_for(&v, e.id());
@@ -75,53 +98,70 @@ fn a_url_purge_reaches_every_edge_and_the_next_fetch_is_a_miss() {
 
 #[test]
 fn prefix_and_tag_purges_remove_only_what_they_name() {
-    Fleet::builder()
-        .only_regions(&["us-east", "eu-west"])
-        .run(|fleet| {
-            let us = fleet.edge("us-east");
-            for p in [
-                "/obj/1k/dir/a",
-                "/obj/1k/dir/b",
-                "/obj/1k/other",
-                "/obj/1k/t1?tag=red",
-                "/obj/1k/t2?tag=blue,green",
-            ] {
-                warm(us, p)?;
-            }
+    prefix_and_tag(Fleet::builder());
+}
 
-            let (status, v) = purge(
-                fleet,
-                json!({"prefixes": [format!("{SERVICE}/obj/1k/dir/")]}),
-            )?;
-            assert_eq!(status, 200, "{v}");
-            assert_eq!(result_for(&v, "use1")["purged"], 2, "{v}");
-            assert_eq!(result_for(&v, "euw1")["purged"], 0, "{v}");
-            assert!(!us.get("/obj/1k/dir/a")?.is_hit());
-            assert!(!us.get("/obj/1k/dir/b")?.is_hit());
-            assert!(us.get("/obj/1k/other")?.is_hit(), "outside the prefix");
+#[test]
+fn prefix_and_tag_purges_remove_only_what_they_name_on_the_bus() {
+    prefix_and_tag(Fleet::builder().bus_nats());
+}
 
-            let (status, v) = purge(fleet, json!({"tags": ["red"]}))?;
-            assert_eq!(status, 200, "{v}");
-            assert_eq!(result_for(&v, "use1")["purged"], 1, "{v}");
-            assert!(!us.get("/obj/1k/t1?tag=red")?.is_hit());
-            assert!(
-                us.get("/obj/1k/t2?tag=blue,green")?.is_hit(),
-                "other tags stay"
-            );
+fn prefix_and_tag(spec: FleetSpec) {
+    spec.only_regions(&["us-east", "eu-west"]).run(|fleet| {
+        let us = fleet.edge("us-east");
+        for p in [
+            "/obj/1k/dir/a",
+            "/obj/1k/dir/b",
+            "/obj/1k/other",
+            "/obj/1k/t1?tag=red",
+            "/obj/1k/t2?tag=blue,green",
+        ] {
+            warm(us, p)?;
+        }
 
-            let (status, v) = purge(fleet, json!({"tags": ["green"]}))?;
-            assert_eq!(status, 200, "{v}");
-            assert_eq!(result_for(&v, "use1")["purged"], 1, "{v}");
+        let (status, v) = purge(
+            fleet,
+            json!({"prefixes": [format!("{SERVICE}/obj/1k/dir/")]}),
+        )?;
+        assert_eq!(status, 200, "{v}");
+        check_all_applied(&v);
+        assert_eq!(result_for(&v, "use1")["purged"], 2, "{v}");
+        assert_eq!(result_for(&v, "euw1")["purged"], 0, "{v}");
+        assert!(!us.get("/obj/1k/dir/a")?.is_hit());
+        assert!(!us.get("/obj/1k/dir/b")?.is_hit());
+        assert!(us.get("/obj/1k/other")?.is_hit(), "outside the prefix");
 
-            let (status, v) = purge(fleet, json!({"urls": [], "prefixes": [], "tags": []}))?;
-            assert_eq!(status, 400, "an empty purge is refused: {v}");
-            Ok(())
-        });
+        let (status, v) = purge(fleet, json!({"tags": ["red"]}))?;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(result_for(&v, "use1")["purged"], 1, "{v}");
+        assert!(!us.get("/obj/1k/t1?tag=red")?.is_hit());
+        assert!(
+            us.get("/obj/1k/t2?tag=blue,green")?.is_hit(),
+            "other tags stay"
+        );
+
+        let (status, v) = purge(fleet, json!({"tags": ["green"]}))?;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(result_for(&v, "use1")["purged"], 1, "{v}");
+
+        let (status, v) = purge(fleet, json!({"urls": [], "prefixes": [], "tags": []}))?;
+        assert_eq!(status, 400, "an empty purge is refused: {v}");
+        Ok(())
+    });
 }
 
 #[test]
 fn a_soft_purge_revalidates_instead_of_refetching() {
-    Fleet::builder().only_regions(&["us-east"]).run(|fleet| {
+    soft_purge(Fleet::builder());
+}
+
+#[test]
+fn a_soft_purge_revalidates_instead_of_refetching_on_the_bus() {
+    soft_purge(Fleet::builder().bus_nats());
+}
+
+fn soft_purge(spec: FleetSpec) {
+    spec.only_regions(&["us-east"]).run(|fleet| {
         let us = fleet.edge("us-east");
         let path = "/obj/64k/soft";
         warm(us, path)?;
@@ -132,6 +172,7 @@ fn a_soft_purge_revalidates_instead_of_refetching() {
             json!({"urls": [format!("http://{SERVICE}{path}")], "soft": true}),
         )?;
         assert_eq!(status, 200, "{v}");
+        check_all_applied(&v);
         assert_eq!(result_for(&v, "use1")["purged"], 1, "{v}");
 
         let r = us.get(path)?;

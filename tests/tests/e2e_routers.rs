@@ -2,10 +2,13 @@
 //! identically (both probe, edges report to both); killing one leaves the other answering;
 //! a restarted router has every edge's state back within one probe interval because the
 //! edges re-report.
+//!
+//! Both tests also run on the fleet bus (`_on_the_bus`, issue 15 point 6): reports then arrive
+//! over the edges' NATS subjects instead of HTTP pushes (needs `nats-server`).
 
 use std::time::{Duration, Instant};
 
-use cdn_tests::fleet::{spec, Fleet, SERVICE};
+use cdn_tests::fleet::{spec, Fleet, FleetSpec, SERVICE};
 use cdn_tests::harness::{eventually, eventually_every, scaled};
 
 const SUBNETS: &[&str] = &[
@@ -47,7 +50,16 @@ fn has_probed(fleet: &Fleet, router: usize, edge: &str) -> anyhow::Result<()> {
 
 #[test]
 fn two_routers_agree_and_either_survives_the_other() {
-    Fleet::builder().routers(2).run(|fleet| {
+    two_routers(Fleet::builder());
+}
+
+#[test]
+fn two_routers_agree_and_either_survives_the_other_on_the_bus() {
+    two_routers(Fleet::builder().bus_nats());
+}
+
+fn two_routers(spec: FleetSpec) {
+    spec.routers(2).run(|fleet| {
         fleet.wait_all_up(Duration::from_secs(10))?;
         for i in 0..2 {
             for e in fleet.edges() {
@@ -116,7 +128,16 @@ fn two_routers_agree_and_either_survives_the_other() {
 
 #[test]
 fn a_restarted_router_has_the_edge_state_back_within_one_probe_interval() {
-    Fleet::builder().routers(2).run(|fleet| {
+    restarted_router(Fleet::builder());
+}
+
+#[test]
+fn a_restarted_router_has_the_edge_state_back_within_one_probe_interval_on_the_bus() {
+    restarted_router(Fleet::builder().bus_nats());
+}
+
+fn restarted_router(spec: FleetSpec) {
+    spec.routers(2).run(|fleet| {
         fleet.wait_all_up(Duration::from_secs(10))?;
         let dns_before = fleet.router(0).dns_udp;
 
