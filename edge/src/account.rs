@@ -65,6 +65,15 @@ pub(crate) fn finish(
     metrics::counter!(m::REQUESTS, "cache" => label, "status" => status_label(resp.status()))
         .increment(1);
     metrics::counter!(m::RESPONSE_BYTES).increment(bytes);
+    // Per host: the configured name (bounded by the config), `other` for unknown hosts.
+    let host = host_of(req);
+    let host_label: metrics::SharedString = match shared.hosts.get(host.as_str()) {
+        Some(&i) => shared.routes[i].name.clone().into(),
+        None => "other".into(),
+    };
+    metrics::counter!(m::HOST_REQUESTS, "host" => host_label.clone(), "cache" => label)
+        .increment(1);
+    metrics::counter!(m::HOST_RESPONSE_BYTES, "host" => host_label).increment(bytes);
     if shared.access_log.enabled() {
         let hs = req.headers();
         let text =
@@ -77,7 +86,7 @@ pub(crate) fn finish(
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             method: req.method().to_string(),
-            host: host_of(req),
+            host,
             path: pq.to_string(),
             proto: format!("{:?}", req.version()),
             status: resp.status().as_u16(),

@@ -289,7 +289,24 @@ pub async fn run(
             hosts.insert(a.to_ascii_lowercase(), i);
         }
     }
-    let store = Store::open(&config.cache).await?;
+    // Hosts with a share of their own (`[hosts.cache]`) get a partition each.
+    let shares: Vec<cache::store::HostShare> = config
+        .hosts
+        .iter()
+        .filter_map(|h| {
+            h.cache.as_ref().map(|c| cache::store::HostShare {
+                host: h.name.to_ascii_lowercase(),
+                memory: c.memory.as_u64(),
+                disk: c.disk.as_u64(),
+            })
+        })
+        .collect();
+    let store = Store::open_partitioned(
+        &config.cache,
+        cache::store::Placement::for_config(&config.cache),
+        &shares,
+    )
+    .await?;
     let index = match &config.cache.disk_path {
         Some(dir) => purge::Index::open(dir, purge::IndexOptions::default())
             .map_err(|e| EdgeError::Io(format!("purge index in {}: {e}", dir.display())))?,
@@ -442,6 +459,10 @@ pub async fn run(
         lifecycle.clone(),
         Arc::new(move || {
             let s = stats_store.stats();
+            for (host, hs) in stats_store.host_stats() {
+                ::metrics::gauge!(metrics::HOST_CACHE_MEMORY_BYTES, "host" => host)
+                    .set(hs.memory_bytes as f64);
+            }
             report::CacheStats {
                 objects: stats_index.len() as u64,
                 memory_bytes: s.memory_bytes,

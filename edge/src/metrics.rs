@@ -33,6 +33,9 @@
 //! | `cdn_edge_compress_bytes_out_total` | counter | `encoding` | encoded bytes produced (in/out = the compression ratio) |
 //! | `cdn_edge_tenant_refusals_total` | counter | `host` (configured names), `reason` (rate_limited, geo_country, geo_cidr, geo_unknown, cors_origin, cors_method, cors_headers, signature_missing, signature_malformed, signature_unknown_key, signature_expired, signature_invalid, signature_outside_prefix) | requests a host's rules refused |
 //! | `cdn_edge_cors_preflights_total` | counter | `host` | CORS preflights answered at the edge |
+//! | `cdn_edge_host_requests_total` | counter | `host` (configured names, `other` for unknown hosts), `cache` (as `cdn_edge_requests_total`) | client responses per host |
+//! | `cdn_edge_host_response_bytes_total` | counter | `host` | body bytes sent per host |
+//! | `cdn_edge_host_cache_memory_bytes` | gauge | `host` (hosts with `[hosts.cache]`) | memory tier usage of the host's own partition |
 //! | `cdn_edge_origin_queue_timeouts_total` | counter | `host` | misses refused (503) after waiting `origin_queue_timeout` for a `max_origin_requests` slot |
 //! | `cdn_edge_tls_handshakes_total` | counter | `cert` (`default` or the host's configured name) | TLS handshakes that chose a certificate (full handshakes; resumed sessions are not counted) |
 //! | `cdn_edge_pop_fetches_total` | counter | `via` (peer, shield), `result` (ok, error, timeout) | fills sent to a PoP member or a shield member (`[cluster]`); a failure moves on to the next member, then the origin |
@@ -96,6 +99,12 @@ pub const COMPRESS_BYTES_IN: &str = "cdn_edge_compress_bytes_in_total";
 pub const COMPRESS_BYTES_OUT: &str = "cdn_edge_compress_bytes_out_total";
 /// Requests refused by a host's tenant rules, labels `host` and `reason`.
 pub const TENANT_REFUSALS: &str = "cdn_edge_tenant_refusals_total";
+/// Client responses per host, labels `host` and `cache`.
+pub const HOST_REQUESTS: &str = "cdn_edge_host_requests_total";
+/// Body bytes sent per host, label `host`.
+pub const HOST_RESPONSE_BYTES: &str = "cdn_edge_host_response_bytes_total";
+/// Memory usage of a host's own cache partition, label `host`.
+pub const HOST_CACHE_MEMORY_BYTES: &str = "cdn_edge_host_cache_memory_bytes";
 /// CORS preflights answered at the edge, label `host`.
 pub const CORS_PREFLIGHTS: &str = "cdn_edge_cors_preflights_total";
 /// Misses refused after waiting for an origin slot, label `host`.
@@ -178,6 +187,12 @@ fn describe() {
     describe_counter!(COMPRESS_BYTES_OUT, Unit::Bytes, "Encoded bytes produced");
     describe_counter!(TENANT_REFUSALS, "Requests refused by a host's rules");
     describe_counter!(CORS_PREFLIGHTS, "CORS preflights answered at the edge");
+    describe_counter!(HOST_REQUESTS, "Client responses per host");
+    describe_counter!(HOST_RESPONSE_BYTES, "Body bytes sent per host");
+    metrics::describe_gauge!(
+        HOST_CACHE_MEMORY_BYTES,
+        "Memory tier usage of a host's own cache partition"
+    );
     describe_counter!(
         ORIGIN_QUEUE_TIMEOUTS,
         "Misses refused after waiting for an origin slot"

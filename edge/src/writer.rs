@@ -56,7 +56,7 @@ impl StoreWriter {
                         self.put_chunk(&mut crcs, data, len);
                         // Chunks kept on disk only become readable after foyer's flush:
                         // keep two chunks of frames for readers just behind the fill.
-                        let keep = if self.store.disk_only(len) {
+                        let keep = if self.store.disk_only(&self.primary, len) {
                             2 * cs as u64
                         } else {
                             0

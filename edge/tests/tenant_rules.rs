@@ -412,3 +412,64 @@ fn bad_tenant_config_names_the_key() {
         assert!(err.contains(key), "{host}: expected `{key}` in: {err}");
     }
 }
+
+#[test]
+fn a_host_with_its_own_cache_share_keeps_its_working_set() {
+    let o = Origin::start(|r, _| {
+        OriginResp::new(
+            200,
+            &[("cache-control", "max-age=600")],
+            vec![b'x'; 64 * 1024 + r.path.len()],
+        )
+    });
+    // `example.test` shares [cache] (4 MiB) with `noisy.test` and `bystander.test`;
+    // `isolated.test` has 4 MiB of its own.
+    let extra = format!(
+        r#"
+[[hosts]]
+name = "isolated.test"
+origin = "{0}"
+cache = {{ memory = "4 MiB" }}
+[[hosts]]
+name = "noisy.test"
+origin = "{0}"
+[[hosts]]
+name = "bystander.test"
+origin = "{0}"
+"#,
+        o.url()
+    );
+    let toml =
+        edge_toml(&o, "", "", "").replace("memory = \"32 MiB\"", "memory = \"4 MiB\"") + &extra;
+    let e = EdgeProcess::start(&toml);
+    let fetch = |host: &str, path: &str| {
+        request(e.http, "GET", path, &[("host", host)], b"")
+            .expect("edge answers")
+            .x_cache()
+            .to_string()
+    };
+    for i in 0..8 {
+        assert_eq!(fetch("isolated.test", &format!("/w/{i}")), "MISS");
+        assert_eq!(fetch("bystander.test", &format!("/w/{i}")), "MISS");
+    }
+    // A long tail on the shared partition: 20 MiB through 4 MiB.
+    for i in 0..320 {
+        fetch("noisy.test", &format!("/tail/{i}"));
+    }
+    let isolated_hits = (0..8)
+        .filter(|i| fetch("isolated.test", &format!("/w/{i}")) == "HIT")
+        .count();
+    let bystander_hits = (0..8)
+        .filter(|i| fetch("bystander.test", &format!("/w/{i}")) == "HIT")
+        .count();
+    assert_eq!(isolated_hits, 8, "the isolated host's working set survived");
+    assert!(
+        bystander_hits < 8,
+        "without a share the tail evicts (control): {bystander_hits} hits"
+    );
+    let m = metrics(&e);
+    assert!(
+        m.contains("cdn_edge_host_requests_total{host=\"isolated.test\",cache=\"hit\"} 8"),
+        "{m}"
+    );
+}

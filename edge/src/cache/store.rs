@@ -117,16 +117,42 @@ impl Placement {
     }
 }
 
+/// One partition of the cache: a foyer hybrid cache with its own memory and disk budget.
+/// Partition 0 holds every host without a share of its own (`[cache]`'s sizes); each host with
+/// `[hosts.cache]` has its own, so its working set cannot be evicted by another host's tail.
+struct Part {
+    cache: HybridCache<String, Entry>,
+    disk_capacity: u64,
+    memory_capacity: u64,
+}
+
+/// A host's own share of the cache (`[hosts.cache]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostShare {
+    /// The host's configured name (lower case): the host part of its cache keys.
+    pub host: String,
+    /// Memory tier bytes.
+    pub memory: u64,
+    /// Disk tier bytes (0: memory only). Stored under `<disk_path>/hosts/<host>`.
+    pub disk: u64,
+}
+
 /// The cache.
 pub struct Store {
     placement: Placement,
     hits: Arc<HitCounts>,
-    cache: HybridCache<String, Entry>,
+    parts: Vec<Part>,
+    /// Host name → index in `parts` (hosts with a share of their own).
+    by_host: std::collections::HashMap<String, usize>,
     runtime: Option<tokio::runtime::Runtime>,
     hook: OnceLock<Arc<dyn IndexHook>>,
     chunk_size: usize,
-    disk_capacity: u64,
-    memory_capacity: u64,
+}
+
+/// The host part of a cache key (`scheme://host/path…`), if it has one.
+fn key_host(key: &str) -> Option<&str> {
+    let rest = &key[key.find("://")? + 3..];
+    Some(&rest[..rest.find('/').unwrap_or(rest.len())])
 }
 
 impl std::fmt::Debug for Store {
@@ -153,6 +179,16 @@ impl Store {
         cfg: &CacheSection,
         placement: Placement,
     ) -> Result<Arc<Store>, EdgeError> {
+        Store::open_partitioned(cfg, placement, &[]).await
+    }
+
+    /// [`Store::open`] with a partition of its own for each host in `shares` (its memory and
+    /// disk budget; the disk tier in `<disk_path>/hosts/<host>`), all on one runtime.
+    pub async fn open_partitioned(
+        cfg: &CacheSection,
+        placement: Placement,
+        shares: &[HostShare],
+    ) -> Result<Arc<Store>, EdgeError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("foyer")
@@ -163,26 +199,63 @@ impl Store {
         let placement2 = placement.clone();
         let hits = Arc::new(HitCounts::default());
         let hits2 = hits.clone();
-        let handle = runtime.handle().clone();
-        let cache = runtime
-            .spawn(async move { build(&cfg2, &placement2, hits2, handle).await })
-            .await
-            .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?
-            .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?;
+        let mut cfgs = vec![cfg2];
+        for s in shares {
+            let mut c = cfg.clone();
+            c.memory = bytesize::ByteSize::b(s.memory);
+            c.disk = bytesize::ByteSize::b(s.disk);
+            c.disk_path = match (&cfg.disk_path, s.disk) {
+                (Some(dir), d) if d > 0 => Some(dir.join("hosts").join(&s.host)),
+                _ => None,
+            };
+            cfgs.push(c);
+        }
+        let mut parts = Vec::with_capacity(cfgs.len());
+        for c in cfgs {
+            let handle = runtime.handle().clone();
+            let (c2, p2, h2) = (c.clone(), placement2.clone(), hits2.clone());
+            let cache = runtime
+                .spawn(async move { build(&c2, &p2, h2, handle).await })
+                .await
+                .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?
+                .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?;
+            parts.push(Part {
+                cache,
+                disk_capacity: if c.disk_path.is_some() {
+                    c.disk.as_u64()
+                } else {
+                    0
+                },
+                memory_capacity: c.memory.as_u64(),
+            });
+        }
+        let by_host = shares
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.host.clone(), i + 1))
+            .collect();
         Ok(Arc::new(Store {
             placement,
             hits,
-            cache,
+            parts,
+            by_host,
             runtime: Some(runtime),
             hook: OnceLock::new(),
             chunk_size: cfg.chunk_size.as_u64() as usize,
-            disk_capacity: if cfg.disk_path.is_some() {
-                cfg.disk.as_u64()
-            } else {
-                0
-            },
-            memory_capacity: cfg.memory.as_u64(),
         }))
+    }
+
+    /// The partition `key` lives in.
+    fn part(&self, key: &str) -> &Part {
+        let i = if self.by_host.is_empty() {
+            0
+        } else {
+            key_host(key)
+                .and_then(|h| self.by_host.get(h))
+                .copied()
+                .unwrap_or(0)
+        };
+        &self.parts[i]
     }
 
     /// Install the purge index hook (once).
@@ -198,12 +271,13 @@ impl Store {
     /// Look a key up (memory, then disk). A disk entry that fails its checksum is removed
     /// and reported as a miss.
     pub async fn get(&self, key: &str) -> Option<Entry> {
-        match self.cache.get(key).await {
+        let cache = &self.part(key).cache;
+        match cache.get(key).await {
             Ok(Some(e)) => Some(e.value().clone()),
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(key, error = %e, "cache entry unreadable; dropped");
-                self.cache.remove(key);
+                cache.remove(key);
                 None
             }
         }
@@ -219,11 +293,12 @@ impl Store {
                 return;
             }
         }
+        let part = self.part(key);
         let mut props = HybridCacheProperties::default();
-        if self.low_priority(&meta.body) {
+        if self.low_priority(part, &meta.body) {
             props = props.with_hint(Hint::Low);
         }
-        if let (true, Body::Inline { data, .. }) = (self.disk_capacity > 0, &meta.body) {
+        if let (true, Body::Inline { data, .. }) = (part.disk_capacity > 0, &meta.body) {
             let len = data.len() as u64;
             if len >= self.placement.disk_only_from {
                 props = props.with_location(Location::OnDisk);
@@ -231,7 +306,7 @@ impl Store {
                 props = props.with_location(Location::InMem);
             }
         }
-        self.cache
+        part.cache
             .insert_with_properties(key.to_string(), Entry::Object(meta), props);
     }
 
@@ -240,8 +315,8 @@ impl Store {
     /// foyer's LRU evicts low-priority entries first, so under pressure the memory tier keeps
     /// many small objects rather than a few large ones (more request hits per byte; the large
     /// ones stay readable from disk, and a disk hit brings one back with normal priority).
-    fn low_priority(&self, body: &Body) -> bool {
-        self.disk_capacity > 0
+    fn low_priority(&self, part: &Part, body: &Body) -> bool {
+        part.disk_capacity > 0
             && matches!(body, Body::Inline { .. })
             && body.len() >= self.placement.low_hint_from
     }
@@ -249,24 +324,27 @@ impl Store {
     /// Second-hit admission ([`Placement::second_hit_from`]) of a body of `len` bytes under
     /// `key`: counts the attempt, true when it is to be stored.
     fn admit(&self, key: &str, len: u64) -> bool {
-        if self.disk_capacity == 0 || len < self.placement.second_hit_from {
+        let part = self.part(key);
+        if part.disk_capacity == 0 || len < self.placement.second_hit_from {
             return true;
         }
-        let hash = std::hash::BuildHasher::hash_one(&**self.cache.memory().hash_builder(), key);
+        let hash = std::hash::BuildHasher::hash_one(&**part.cache.memory().hash_builder(), key);
         self.hits.hit(hash) >= 2
     }
 
     /// Whether `key` is in the memory tier now (the simulator's tier accounting).
     pub fn in_memory(&self, key: &str) -> bool {
-        self.cache.memory().contains(key)
+        self.part(key).cache.memory().contains(key)
     }
 
     /// Wait until foyer's disk writes queued so far are flushed (the simulator calls it so a
     /// replay faster than real time does not drop disk writes a real server would make).
     pub async fn settle(&self) {
         if let Some(rt) = &self.runtime {
-            let cache = self.cache.clone();
-            let _ = rt.spawn(async move { cache.storage().wait().await }).await;
+            for p in &self.parts {
+                let cache = p.cache.clone();
+                let _ = rt.spawn(async move { cache.storage().wait().await }).await;
+            }
         }
     }
 
@@ -280,7 +358,9 @@ impl Store {
 
     /// Store a Vary variant list under a primary key.
     pub fn put_vary(&self, key: &str, names: Arc<Vec<String>>) {
-        self.cache.insert(key.to_string(), Entry::Vary(names));
+        self.part(key)
+            .cache
+            .insert(key.to_string(), Entry::Vary(names));
     }
 
     /// Whether an object of `len` bytes is written with its chunks on disk only. With a disk
@@ -288,15 +368,17 @@ impl Store {
     /// object's meta entry) is: the memory tier holds meta entries, small bodies and large
     /// bodies requested again, so a long tail of large one-hit objects does not wash it out
     /// (request hit ratio under Zipf), and a cold stream of a huge object does not grow memory.
-    pub fn disk_only(&self, len: u64) -> bool {
-        self.disk_capacity > 0 && (len >= self.chunk_size as u64 || len > self.memory_capacity / 8)
+    pub fn disk_only(&self, key: &str, len: u64) -> bool {
+        let p = self.part(key);
+        p.disk_capacity > 0 && (len >= self.chunk_size as u64 || len > p.memory_capacity / 8)
     }
 
     /// Whether chunks of an object of `len` bytes stay out of memory even when read (objects
     /// above 1/8 of the memory tier, with a disk tier). Chunks of smaller disk-only objects
     /// are copied into memory on their [`PROMOTE_AFTER`]-th hit (see [`super::hot`]).
-    fn never_in_memory(&self, len: u64) -> bool {
-        self.disk_capacity > 0 && len > self.memory_capacity / 8
+    fn never_in_memory(&self, key: &str, len: u64) -> bool {
+        let p = self.part(key);
+        p.disk_capacity > 0 && len > p.memory_capacity / 8
     }
 
     /// Store one chunk of an object of (at least) `object_len` bytes.
@@ -304,14 +386,15 @@ impl Store {
         if !self.admit(&key, object_len) {
             return;
         }
-        if self.disk_only(object_len) {
-            self.cache.insert_with_properties(
+        let cache = &self.part(&key).cache;
+        if self.disk_only(&key, object_len) {
+            cache.insert_with_properties(
                 key,
                 Entry::Chunk(chunk),
                 HybridCacheProperties::default().with_location(Location::OnDisk),
             );
         } else {
-            self.cache.insert(key, Entry::Chunk(chunk));
+            cache.insert(key, Entry::Chunk(chunk));
         }
     }
 
@@ -325,12 +408,12 @@ impl Store {
         expect_crc: Option<u32>,
         object_len: Option<u64>,
     ) -> Option<Chunk> {
-        let promote = !object_len.is_some_and(|l| self.never_in_memory(l));
+        let promote = !object_len.is_some_and(|l| self.never_in_memory(key, l));
         let got = self.get_counted(key, promote).await;
         match got {
             Some(Entry::Chunk(c)) if expect_crc.is_none_or(|crc| c.crc == crc) => Some(c),
             Some(_) => {
-                self.cache.remove(key);
+                self.part(key).cache.remove(key);
                 None
             }
             None => None,
@@ -340,17 +423,18 @@ impl Store {
     /// Look a key up in memory, then on disk, counting the hit; with `promote`, a disk hit
     /// is copied into memory (not written again) once the key has [`PROMOTE_AFTER`] hits.
     async fn get_counted(&self, key: &str, promote: bool) -> Option<Entry> {
-        if let Some(e) = self.cache.memory().get(key) {
+        let part = self.part(key);
+        if let Some(e) = part.cache.memory().get(key) {
             self.hits.hit(e.hash());
             return Some(e.value().clone());
         }
-        if self.disk_capacity == 0 {
+        if part.disk_capacity == 0 {
             return None;
         }
         let v = self.load_disk(key).await?;
-        let hash = std::hash::BuildHasher::hash_one(&**self.cache.memory().hash_builder(), key);
+        let hash = std::hash::BuildHasher::hash_one(&**part.cache.memory().hash_builder(), key);
         if self.hits.hit(hash) >= self.placement.promote_after && promote {
-            self.cache.memory().insert(key.to_string(), v.clone());
+            part.cache.memory().insert(key.to_string(), v.clone());
         }
         Some(v)
     }
@@ -359,7 +443,7 @@ impl Store {
     /// the memory tier.
     async fn load_disk(&self, key: &str) -> Option<Entry> {
         let rt = self.runtime.as_ref()?;
-        let cache = self.cache.clone();
+        let cache = self.part(key).cache.clone();
         let k = key.to_string();
         match rt
             .spawn(async move { cache.storage().load(&k).await })
@@ -370,7 +454,7 @@ impl Store {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => {
                 tracing::warn!(key, error = %e, "cache entry unreadable; dropped");
-                self.cache.remove(key);
+                self.part(key).cache.remove(key);
                 None
             }
             Err(_) => None,
@@ -379,7 +463,7 @@ impl Store {
 
     /// Hard purge: delete the entry under `key` (its chunks become unreachable and age out).
     pub fn remove(&self, key: &str) {
-        self.cache.remove(key);
+        self.part(key).cache.remove(key);
         if let Some(h) = self.hook.get() {
             h.forget(key);
         }
@@ -392,7 +476,8 @@ impl Store {
             Some(Entry::Object(m)) => {
                 let mut m = (*m).clone();
                 m.invalidated = true;
-                self.cache
+                self.part(key)
+                    .cache
                     .insert(key.to_string(), Entry::Object(Arc::new(m)));
                 true
             }
@@ -400,21 +485,45 @@ impl Store {
         }
     }
 
-    /// Figures for reports.
+    /// Figures for reports: every partition together.
     pub fn stats(&self) -> StoreStats {
-        StoreStats {
-            memory_bytes: self.cache.memory().usage() as u64,
-            memory_capacity: self.cache.memory().capacity() as u64,
-            disk_bytes: 0,
-            disk_capacity: self.disk_capacity,
+        let mut s = StoreStats::default();
+        for p in &self.parts {
+            let one = Self::part_stats(p);
+            s.memory_bytes += one.memory_bytes;
+            s.memory_capacity += one.memory_capacity;
+            s.disk_capacity += one.disk_capacity;
         }
+        s
+    }
+
+    fn part_stats(p: &Part) -> StoreStats {
+        StoreStats {
+            memory_bytes: p.cache.memory().usage() as u64,
+            memory_capacity: p.cache.memory().capacity() as u64,
+            disk_bytes: 0,
+            disk_capacity: p.disk_capacity,
+        }
+    }
+
+    /// Figures of each host with a share of its own (`[hosts.cache]`), by host name.
+    pub fn host_stats(&self) -> Vec<(String, StoreStats)> {
+        let mut v: Vec<(String, StoreStats)> = self
+            .by_host
+            .iter()
+            .map(|(h, &i)| (h.clone(), Self::part_stats(&self.parts[i])))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// Flush and close the cache (waits for pending disk writes).
     pub async fn close(&self) {
         if let Some(rt) = &self.runtime {
-            let cache = self.cache.clone();
-            let _ = rt.spawn(async move { cache.close().await }).await;
+            for p in &self.parts {
+                let cache = p.cache.clone();
+                let _ = rt.spawn(async move { cache.close().await }).await;
+            }
         }
     }
 }
@@ -543,16 +652,22 @@ mod tests {
         let len = 128 * 1024;
         let key = chunk_key("k", 1, 0);
         store.put_chunk(key.clone(), chunk(64 * 1024), len);
-        assert!(!store.cache.memory().contains(&key), "written to disk only");
+        assert!(
+            !store.parts[0].cache.memory().contains(&key),
+            "written to disk only"
+        );
         for i in 1..PROMOTE_AFTER {
             assert!(store.get_chunk(&key, None, Some(len)).await.is_some());
             assert!(
-                !store.cache.memory().contains(&key),
+                !store.parts[0].cache.memory().contains(&key),
                 "in memory after {i} hits"
             );
         }
         assert!(store.get_chunk(&key, None, Some(len)).await.is_some());
-        assert!(store.cache.memory().contains(&key), "hot chunk promoted");
+        assert!(
+            store.parts[0].cache.memory().contains(&key),
+            "hot chunk promoted"
+        );
 
         // An object above memory/8 never enters memory, however hot.
         let big = 3 * 1024 * 1024;
@@ -561,7 +676,7 @@ mod tests {
         for _ in 0..2 * PROMOTE_AFTER as usize {
             assert!(store.get_chunk(&key, None, Some(big)).await.is_some());
         }
-        assert!(!store.cache.memory().contains(&key));
+        assert!(!store.parts[0].cache.memory().contains(&key));
         store.close().await;
     }
 
@@ -592,7 +707,13 @@ mod tests {
     }
 
     fn hint_of(store: &Store, key: &str) -> Hint {
-        store.cache.memory().get(key).unwrap().properties().hint()
+        store.parts[0]
+            .cache
+            .memory()
+            .get(key)
+            .unwrap()
+            .properties()
+            .hint()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -664,5 +785,47 @@ mod tests {
         assert!(store.get_chunk(&key, None, Some(1000)).await.is_some());
         assert!(store.get_chunk("missing", None, Some(1000)).await.is_none());
         store.close().await;
+    }
+
+    #[test]
+    fn keys_route_to_their_host_partition() {
+        assert_eq!(key_host("https://a.example/x?y"), Some("a.example"));
+        assert_eq!(key_host("http://a.example"), Some("a.example"));
+        assert_eq!(
+            key_host("http://a.example/x\n#chunk:1:2"),
+            Some("a.example")
+        );
+        assert_eq!(key_host("no-scheme"), None);
+    }
+
+    #[tokio::test]
+    async fn a_host_share_is_its_own_partition() {
+        let cfg = CacheSection {
+            memory: ByteSize::mib(1),
+            ..CacheSection::default()
+        };
+        let shares = [HostShare {
+            host: "own.test".into(),
+            memory: 2 * 1024 * 1024,
+            disk: 0,
+        }];
+        let store = Store::open_partitioned(&cfg, Placement::for_config(&cfg), &shares)
+            .await
+            .unwrap();
+        assert_eq!(store.parts.len(), 2);
+        store.put_object("http://own.test/a", object(16));
+        store.put_object("http://other.test/a", object(16));
+        assert!(store.parts[1].cache.memory().contains("http://own.test/a"));
+        assert!(!store.parts[0].cache.memory().contains("http://own.test/a"));
+        assert!(store.parts[0]
+            .cache
+            .memory()
+            .contains("http://other.test/a"));
+        assert!(store.get("http://own.test/a").await.is_some());
+        store.remove("http://own.test/a");
+        assert!(store.get("http://own.test/a").await.is_none());
+        let s = store.stats();
+        assert_eq!(s.memory_capacity, 3 * 1024 * 1024);
+        assert_eq!(store.host_stats()[0].0, "own.test");
     }
 }

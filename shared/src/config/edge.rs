@@ -362,6 +362,9 @@ pub struct HostConfig {
     /// CORS answered at the edge (`[hosts.cors]`).
     #[serde(default)]
     pub cors: Option<super::tenant::Cors>,
+    /// The host's own share of the cache (`[hosts.cache]`).
+    #[serde(default)]
+    pub cache: Option<super::tenant::HostCache>,
     /// Compression of uncompressed text-like responses (`[hosts.compress]`; present = on).
     #[serde(default)]
     pub compress: Option<super::compress::Compress>,
@@ -553,6 +556,28 @@ impl Validate for EdgeConfig {
                 &format!("{key}.origin_queue_timeout"),
                 h.origin_queue_timeout,
             )?;
+            if let Some(share) = &h.cache {
+                if share.memory.as_u64() < 1024 * 1024 {
+                    return Err(ConfigError::new(
+                        format!("{key}.cache.memory"),
+                        "must be at least 1 MiB",
+                    ));
+                }
+                if share.disk.as_u64() > 0 {
+                    if self.cache.disk_path.is_none() {
+                        return Err(ConfigError::new(
+                            format!("{key}.cache.disk"),
+                            "needs cache.disk_path (the host's tier is a directory under it)",
+                        ));
+                    }
+                    if share.disk.as_u64() < 4 * self.cache.chunk_size.as_u64() {
+                        return Err(ConfigError::new(
+                            format!("{key}.cache.disk"),
+                            "must hold at least four chunks",
+                        ));
+                    }
+                }
+            }
             super::tenant::validate_host(
                 &key,
                 h.signed_urls.as_ref(),

@@ -162,6 +162,21 @@ fn yes() -> bool {
     true
 }
 
+/// `[hosts.cache]`: the host's own share of the cache (tenant isolation). The host's objects
+/// live in a partition of this size, apart from every other host's (which share `[cache]`'s
+/// sizes), so another host's long tail cannot evict this host's working set, nor this host's
+/// the others'.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostCache {
+    /// Memory tier of the host's partition (at least 1 MiB).
+    pub memory: bytesize::ByteSize,
+    /// Disk tier of the host's partition, under `<cache.disk_path>/hosts/<name>` (needs
+    /// `cache.disk_path`). Default 0: memory only.
+    #[serde(default)]
+    pub disk: bytesize::ByteSize,
+}
+
 /// `[geo]` on the edge: where the countries of geo rules come from.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
