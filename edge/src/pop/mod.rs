@@ -290,14 +290,11 @@ impl Pop {
                     .collect()
             })
             .unwrap_or_default();
-        route::route(
-            key_hash,
-            hop,
-            self.me,
-            &pop,
-            &shields,
-            self.cfg.load_epsilon,
-        )
+        let bound = ring::Bound {
+            epsilon: self.cfg.load_epsilon,
+            floor: self.cfg.load_floor,
+        };
+        route::route(key_hash, hop, self.me, &pop, &shields, bound)
     }
 
     /// The member a target names.

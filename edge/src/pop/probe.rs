@@ -1,5 +1,5 @@
 //! Membership health and load: every `cluster.probe_interval` this edge measures its own load
-//! (requests/s since the last tick, from the load meter) and probes every other member of its
+//! (requests/s over the last second or more, from the load meter) and probes every other member of its
 //! PoP and of the shield regions with `GET http://<address>/healthz` (`Host:
 //! pop-probe.invalid`, which no edge serves, so the client listener answers its health): 200
 //! within `cluster.probe_timeout` is a success and its `CDN-Pop-Load` the member's load.
@@ -16,6 +16,9 @@ use cdn_shared::shutdown::Shutdown;
 
 use super::{Member, Pop, CDN_POP_LOAD};
 use crate::load::LoadMeter;
+
+/// Shortest window the own load (requests/s) is measured over.
+const LOAD_WINDOW_S: f64 = 1.0;
 
 /// Start the probe loop.
 pub fn spawn(
@@ -42,14 +45,15 @@ async fn run(pop: Arc<Pop>, load: Arc<LoadMeter>, shutdown: Shutdown) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // Own load: requests/s over the last second or more (shorter windows are noise).
         let now = Instant::now();
         let n = load.requests_total();
         let secs = now.duration_since(prev.0).as_secs_f64();
-        if secs > 0.0 {
+        if secs >= LOAD_WINDOW_S {
             pop.myself()
                 .set_load(n.saturating_sub(prev.1) as f64 / secs);
+            prev = (now, n);
         }
-        prev = (now, n);
         let members: Vec<&Member> = pop.others().collect();
         let results =
             futures_util::future::join_all(members.iter().map(|m| probe(&client, m))).await;

@@ -10,8 +10,10 @@
 //!
 //! Bounded load: with loads `l` (requests/s) and weights `w`, a member is *full* when
 //! `l(m) > ceil((1 + ε) · w(m) · Σl / Σw)` (the paper's capacity, ceiling included, so idle
-//! PoPs are never considered full). The key goes to the first member of its order that is
-//! not full; when all are full, to its plain owner.
+//! PoPs are never considered full), and never below `floor · w(m)` (`cluster.load_floor`: at
+//! low rates load figures are noise, and members acting on noise would disagree about owners).
+//! The key goes to the first member of its order that is not full; when all are full, to its
+//! plain owner.
 
 /// A stable 64-bit hash of bytes (FNV-1a, then the splitmix64 finaliser): the same in every
 /// process and on every machine, so every member computes the same owners.
@@ -65,24 +67,33 @@ pub fn order(key_hash: u64, nodes: &[Node]) -> Vec<usize> {
     v.into_iter().map(|(_, _, i)| i).collect()
 }
 
+/// The bounded-load knobs: ε and the floor (requests/s per unit of weight).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    /// ε: a member is full above (1 + ε) × its share of the total load.
+    pub epsilon: f64,
+    /// Never full below `floor × weight`.
+    pub floor: f64,
+}
+
 /// Is `node` above its bounded-load capacity, given the totals of the healthy members?
-pub fn full(node: &Node, total_load: f64, total_weight: f64, epsilon: f64) -> bool {
+pub fn full(node: &Node, total_load: f64, total_weight: f64, b: Bound) -> bool {
     if total_weight <= 0.0 || !total_load.is_finite() || !node.load.is_finite() {
         return false;
     }
-    let cap = ((1.0 + epsilon) * node.weight * total_load / total_weight).ceil();
-    node.load > cap
+    let cap = ((1.0 + b.epsilon) * node.weight * total_load / total_weight).ceil();
+    node.load > cap.max(b.floor * node.weight)
 }
 
 /// The preference list for a key: healthy members, the owner first — the first member of the
 /// rendezvous order that is not [`full`] (or the plain owner when all are) — then the others
 /// in rendezvous order (the fallbacks when the owner fails).
-pub fn preference(key_hash: u64, nodes: &[Node], epsilon: f64) -> Vec<usize> {
+pub fn preference(key_hash: u64, nodes: &[Node], b: Bound) -> Vec<usize> {
     let mut ord = order(key_hash, nodes);
     let (tl, tw) = ord.iter().fold((0.0, 0.0), |(l, w), &i| {
         (l + nodes[i].load.max(0.0), w + nodes[i].weight)
     });
-    if let Some(pos) = ord.iter().position(|&i| !full(&nodes[i], tl, tw, epsilon)) {
+    if let Some(pos) = ord.iter().position(|&i| !full(&nodes[i], tl, tw, b)) {
         let owner = ord.remove(pos);
         ord.insert(0, owner);
     }
@@ -105,8 +116,13 @@ mod tests {
             .collect()
     }
 
+    const B: Bound = Bound {
+        epsilon: 0.25,
+        floor: 0.0,
+    };
+
     fn owner(key: u64, ns: &[Node]) -> Option<u64> {
-        preference(key, ns, 0.25).first().map(|&i| ns[i].id_hash)
+        preference(key, ns, B).first().map(|&i| ns[i].id_hash)
     }
 
     #[test]
@@ -123,7 +139,7 @@ mod tests {
         ns[2].weight = 2.0;
         let mut count = [0usize; 3];
         for k in 0..40_000u64 {
-            count[preference(hash(&k.to_le_bytes()), &ns, 0.25)[0]] += 1;
+            count[preference(hash(&k.to_le_bytes()), &ns, B)[0]] += 1;
         }
         // Expected 10000 / 10000 / 20000.
         for (i, want) in [10_000.0, 10_000.0, 20_000.0].iter().enumerate() {
@@ -137,14 +153,14 @@ mod tests {
         let mut ns = nodes(3);
         ns[1].up = false;
         for k in 0..1000u64 {
-            let p = preference(hash(&k.to_le_bytes()), &ns, 0.25);
+            let p = preference(hash(&k.to_le_bytes()), &ns, B);
             assert_eq!(p.len(), 2);
             assert!(!p.contains(&1));
         }
         for n in &mut ns {
             n.up = false;
         }
-        assert!(preference(1, &ns, 0.25).is_empty());
+        assert!(preference(1, &ns, B).is_empty());
     }
 
     #[test]
@@ -157,19 +173,19 @@ mod tests {
         ns[first].load = 100.0;
         ns[second].load = 10.0;
         ns[ord[2]].load = 10.0;
-        let p = preference(key, &ns, 0.25);
+        let p = preference(key, &ns, B);
         assert_eq!(p[0], second);
         assert_eq!(p[1], first, "the full owner stays a fallback");
         // At 50 it is not full.
         ns[first].load = 50.0;
         ns[second].load = 35.0;
         ns[ord[2]].load = 35.0;
-        assert_eq!(preference(key, &ns, 0.25)[0], first);
+        assert_eq!(preference(key, &ns, B)[0], first);
         // Everyone full is impossible (the average bounds it), but an idle PoP never is.
         for n in &mut ns {
             n.load = 0.0;
         }
-        assert_eq!(preference(key, &ns, 0.25)[0], first);
+        assert_eq!(preference(key, &ns, B)[0], first);
     }
 
     #[test]
@@ -181,12 +197,17 @@ mod tests {
             load,
         };
         // total 5 over weight 3: cap = ceil(1.25 × 5/3) = 3.
-        assert!(!full(&n(3.0, 1.0), 5.0, 3.0, 0.25));
-        assert!(full(&n(4.0, 1.0), 5.0, 3.0, 0.25));
+        assert!(!full(&n(3.0, 1.0), 5.0, 3.0, B));
+        assert!(full(&n(4.0, 1.0), 5.0, 3.0, B));
         // Weight 2 doubles the capacity: ceil(1.25 × 2 × 5/3) = 5.
-        assert!(!full(&n(4.0, 2.0), 5.0, 3.0, 0.25));
-        assert!(!full(&n(f64::NAN, 1.0), 5.0, 3.0, 0.25));
-        assert!(!full(&n(9.0, 1.0), 9.0, 0.0, 0.25));
+        assert!(!full(&n(4.0, 2.0), 5.0, 3.0, B));
+        assert!(!full(&n(f64::NAN, 1.0), 5.0, 3.0, B));
+        assert!(!full(&n(9.0, 1.0), 9.0, 0.0, B));
+        // The floor: 40 of a total 60 over 3 is full (cap 25), not with a floor of 50.
+        assert!(full(&n(40.0, 1.0), 60.0, 3.0, B));
+        let floor = Bound { floor: 50.0, ..B };
+        assert!(!full(&n(40.0, 1.0), 60.0, 3.0, floor));
+        assert!(full(&n(51.0, 1.0), 60.0, 3.0, floor));
     }
 
     proptest! {
@@ -227,8 +248,8 @@ mod tests {
             let a = nodes(n);
             let mut b = a.clone();
             b.rotate_left(rot % n);
-            let oa: Vec<u64> = preference(k, &a, 0.25).iter().map(|&i| a[i].id_hash).collect();
-            let ob: Vec<u64> = preference(k, &b, 0.25).iter().map(|&i| b[i].id_hash).collect();
+            let oa: Vec<u64> = preference(k, &a, B).iter().map(|&i| a[i].id_hash).collect();
+            let ob: Vec<u64> = preference(k, &b, B).iter().map(|&i| b[i].id_hash).collect();
             prop_assert_eq!(oa, ob);
         }
     }

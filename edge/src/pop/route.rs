@@ -12,7 +12,7 @@
 //!   [`MAX_SHIELDS`].
 //! * Then the origin.
 
-use super::ring::{self, Node};
+use super::ring::{self, Bound, Node};
 
 /// Peers tried before filling ourselves.
 pub const MAX_PEERS: usize = 2;
@@ -65,12 +65,12 @@ pub fn route(
     me: usize,
     pop: &[Node],
     shields: &[(usize, Vec<Node>)],
-    epsilon: f64,
+    bound: Bound,
 ) -> Route {
     let mut targets = Vec::new();
     let mut owner_is_me = true;
     if hop.is_none() {
-        let pref = ring::preference(key_hash, pop, epsilon);
+        let pref = ring::preference(key_hash, pop, bound);
         owner_is_me = pref.first() == Some(&me);
         targets.extend(
             pref.iter()
@@ -85,7 +85,7 @@ pub fn route(
             if n == MAX_SHIELDS {
                 break;
             }
-            if let Some(&m) = ring::preference(key_hash, nodes, epsilon).first() {
+            if let Some(&m) = ring::preference(key_hash, nodes, bound).first() {
                 targets.push(Target::Shield(*region, m));
                 n += 1;
             }
@@ -101,6 +101,11 @@ pub fn route(
 mod tests {
     use super::*;
     use crate::pop::ring::hash;
+
+    const B: Bound = Bound {
+        epsilon: 0.25,
+        floor: 0.0,
+    };
 
     fn nodes(prefix: &str, n: usize) -> Vec<Node> {
         (0..n)
@@ -125,7 +130,7 @@ mod tests {
     fn the_owner_fills_itself() {
         let pop = nodes("e", 3);
         let k = key_with_order(&pop, &[1, 0, 2]);
-        let r = route(k, None, 1, &pop, &[], 0.25);
+        let r = route(k, None, 1, &pop, &[], B);
         assert_eq!(r.targets, vec![]);
         assert!(r.owner_is_me);
     }
@@ -135,10 +140,10 @@ mod tests {
         let pop = nodes("e", 3);
         let k = key_with_order(&pop, &[1, 0, 2]);
         assert_eq!(
-            route(k, None, 0, &pop, &[], 0.25).targets,
+            route(k, None, 0, &pop, &[], B).targets,
             vec![Target::Peer(1)]
         );
-        let r = route(k, None, 2, &pop, &[], 0.25);
+        let r = route(k, None, 2, &pop, &[], B);
         assert_eq!(r.targets, vec![Target::Peer(1), Target::Peer(0)]);
         assert!(!r.owner_is_me);
     }
@@ -148,11 +153,11 @@ mod tests {
         let pop = nodes("e", 3);
         let k = key_with_order(&pop, &[1, 0, 2]);
         let shields = vec![(0, nodes("s", 2))];
-        let r = route(k, Some(Hop::Peer), 0, &pop, &shields, 0.25);
+        let r = route(k, Some(Hop::Peer), 0, &pop, &shields, B);
         assert!(r.targets.iter().all(|t| matches!(t, Target::Shield(..))));
         assert_eq!(r.targets.len(), 1);
         // A shield request goes to the origin.
-        let r = route(k, Some(Hop::Shield), 0, &pop, &shields, 0.25);
+        let r = route(k, Some(Hop::Shield), 0, &pop, &shields, B);
         assert!(r.targets.is_empty());
     }
 
@@ -163,11 +168,11 @@ mod tests {
         let b = nodes("b", 2);
         let c = nodes("c", 1);
         let k = hash(b"/x");
-        let owner_a = ring::preference(k, &a, 0.25)[0];
-        let owner_b = ring::preference(k, &b, 0.25)[0];
+        let owner_a = ring::preference(k, &a, B)[0];
+        let owner_b = ring::preference(k, &b, B)[0];
         let shields = vec![(0, a.clone()), (1, b.clone()), (2, c.clone())];
         assert_eq!(
-            route(k, None, 0, &pop, &shields, 0.25).targets,
+            route(k, None, 0, &pop, &shields, B).targets,
             vec![Target::Shield(0, owner_a), Target::Shield(1, owner_b)]
         );
         for n in &mut a {
@@ -175,7 +180,7 @@ mod tests {
         }
         let shields = vec![(0, a), (1, b), (2, c)];
         assert_eq!(
-            route(k, None, 0, &pop, &shields, 0.25).targets,
+            route(k, None, 0, &pop, &shields, B).targets,
             vec![Target::Shield(1, owner_b), Target::Shield(2, 0)]
         );
     }
@@ -185,7 +190,7 @@ mod tests {
         let mut pop = nodes("e", 3);
         let k = key_with_order(&pop, &[1, 0, 2]);
         pop[1].up = false;
-        let r = route(k, None, 2, &pop, &[], 0.25);
+        let r = route(k, None, 2, &pop, &[], B);
         assert_eq!(r.targets, vec![Target::Peer(0)]);
     }
 }

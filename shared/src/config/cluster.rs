@@ -75,6 +75,10 @@ pub struct ClusterSection {
     /// Bounded load (ε): an owner whose load is above (1 + ε) × the PoP average gets its keys
     /// placed on the next member. Default 0.25; 0 < ε ≤ 10.
     pub load_epsilon: f64,
+    /// Below this load (requests/s, per unit of weight) a member is never considered above
+    /// its bound: at low rates the members' load figures are noise (probes included), and
+    /// acting on noise would make members disagree about owners. Default 100; ≥ 0.
+    pub load_floor: f64,
 }
 
 impl Default for ClusterSection {
@@ -93,6 +97,7 @@ impl Default for ClusterSection {
             replicate_after: 2,
             popularity_window: 100_000,
             load_epsilon: 0.25,
+            load_floor: 100.0,
         }
     }
 }
@@ -204,6 +209,12 @@ impl ClusterSection {
             return Err(ConfigError::new(
                 "cluster.load_epsilon",
                 "must be in (0, 10]",
+            ));
+        }
+        if !(self.load_floor.is_finite() && self.load_floor >= 0.0) {
+            return Err(ConfigError::new(
+                "cluster.load_floor",
+                "must be a number ≥ 0",
             ));
         }
         for (i, r) in self.regions.iter().enumerate() {
@@ -328,6 +339,7 @@ mod tests {
                 "cluster.popularity_window",
             ),
             (Box::new(|c| c.load_epsilon = 0.0), "cluster.load_epsilon"),
+            (Box::new(|c| c.load_floor = -1.0), "cluster.load_floor"),
             (
                 Box::new(|c| c.load_epsilon = f64::NAN),
                 "cluster.load_epsilon",
