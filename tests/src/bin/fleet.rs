@@ -80,6 +80,16 @@ struct Args {
     /// (3 survives one node down; the stream and bucket get 3 replicas).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5))]
     nats_nodes: u16,
+    /// Edges per region, on 127.0.R.1 … 127.0.R.N (same ports), clustered into a point of
+    /// presence: each key has one owner among them (peer fills).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    edges_per_region: u16,
+    /// No `[cluster]`: the edges of a region fill from the origin alone (for comparison).
+    #[arg(long)]
+    no_cluster: bool,
+    /// The www host's shield region: edges of the other regions fill their misses through it.
+    #[arg(long, value_name = "REGION")]
+    shield: Option<String>,
 }
 
 /// `--bus`.
@@ -139,8 +149,17 @@ fn main() -> anyhow::Result<()> {
         } else {
             Echo::Problems
         },
+        edges_per_region: usize::from(args.edges_per_region),
+        no_cluster: args.no_cluster,
+        shield: args.shield.clone(),
         ..FleetSpec::default()
     };
+    if let Some(s) = &args.shield {
+        anyhow::ensure!(
+            spec.regions.iter().any(|r| &r.name == s),
+            "--shield `{s}`: unknown region (us-east, eu-west, ap-northeast)"
+        );
+    }
     for r in &mut spec.regions {
         r.http_port = args.edge_port;
         r.admin_port = args.edge_admin_port;
@@ -305,6 +324,48 @@ fn print_tour(fleet: &Fleet, args: &Args) {
         ca = fleet.ca_path().display(),
         login = cdn_tests::fleet::tls::HTTPS_ONLY_HOST,
     ));
+    if cdn_tests::fleet::pop::clustered(fleet.spec()) {
+        pop_tour(fleet, &mut out);
+    }
     out.push_str("\nCtrl-C stops everything.\n");
     println!("{out}");
+}
+
+/// The PoP / shield step of the tour (with `--edges-per-region` > 1 or `--shield`).
+fn pop_tour(fleet: &Fleet, out: &mut String) {
+    let origin = fleet.origin().addr();
+    let curl = |e: &cdn_tests::fleet::EdgeNode, path: &str| {
+        format!(
+            "curl -s -o /dev/null -D - --resolve {SERVICE}:{p}:{ip} http://{SERVICE}:{p}{path} | grep -iE '^cache-status|^via'",
+            p = e.http_addr().port(),
+            ip = e.ip(),
+        )
+    };
+    let stats = format!("curl -s http://{origin}/_stats | grep -o '\"/obj/1k/pop\":[0-9]*'");
+    let us: Vec<&cdn_tests::fleet::EdgeNode> = fleet
+        .edges()
+        .iter()
+        .filter(|e| e.region() == "us-east")
+        .collect();
+    if us.len() > 1 {
+        out.push_str("\n8. A point of presence: the us-east edges share one cache (fwd=peer: filled from the key's owner, whose id leads Via); the origin sees one request:\n");
+        for e in &us {
+            out.push_str(&format!("   {}\n", curl(e, "/obj/1k/pop")));
+        }
+        out.push_str(&format!("   {stats}      # \"/obj/1k/pop\":1\n"));
+    }
+    if let Some(s) = &fleet.spec().shield {
+        out.push_str(&format!(
+            "\n9. Tiered caching: www's misses elsewhere fill through the {s} PoP (fwd=shield); three regions, one origin request:\n"
+        ));
+        for region in ["us-east", "eu-west", "ap-northeast"] {
+            out.push_str(&format!(
+                "   {}\n",
+                curl(fleet.edge(region), "/obj/1k/pop-tier")
+            ));
+        }
+        out.push_str(&format!(
+            "   curl -s http://{origin}/_stats | grep -o '\"/obj/1k/pop-tier\":[0-9]*'      # \"/obj/1k/pop-tier\":1\n"
+        ));
+    }
 }

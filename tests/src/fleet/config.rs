@@ -197,7 +197,8 @@ pub fn edge_toml(
     routers: &[String],
     cache_dir: Option<&Path>,
 ) -> String {
-    let region = spec.regions.iter().find(|r| r.edge_id == e.id);
+    let slots = super::pop::edge_slots(spec);
+    let region = slots.iter().find(|r| r.edge_id == e.id);
     let mut t = String::new();
     let _ = writeln!(
         t,

@@ -20,6 +20,7 @@
 //! addresses) → edges (configured to report to every router) → wait `ready`.
 
 pub mod config;
+pub mod pop;
 pub mod spec;
 pub mod tls;
 
@@ -215,7 +216,7 @@ impl FleetSpec {
                 password: bus_password(ROUTER_BUS_USER),
                 edge: None,
             }];
-            for r in &spec.regions {
+            for r in &pop::edge_slots(&spec) {
                 let (user, password) = edge_bus_credentials(&r.edge_id);
                 users.push(BusUser {
                     user,
@@ -259,7 +260,7 @@ impl FleetSpec {
             None
         };
         let mut edges = Vec::new();
-        for r in &spec.regions {
+        for r in &pop::edge_slots(&spec) {
             let (http, http_res) = reserve(r.ip, r.http_port)
                 .with_context(|| format!("reserving the HTTP port of edge {}", r.edge_id))?;
             let (admin, admin_res) = reserve(r.ip, r.admin_port)
@@ -348,6 +349,7 @@ impl FleetSpec {
                 e.cache_dir.as_deref(),
             );
             let text = text
+                + &pop::cluster_toml(&fleet.spec, &e.plan, &plans)
                 + &fleet.edge_bus_toml(&e.plan)
                 + &config::tenant_hosts_toml(&origin_url, &signing_key, &geo_map, &|h| {
                     demo_tls.host_line(h)
@@ -436,7 +438,11 @@ impl Fleet {
     fn spawn_edge(&self, i: usize) -> anyhow::Result<Process> {
         let e = &self.edges[i];
         Process::spawn_with(
-            &format!("edge-{}", e.plan.region),
+            &if self.spec.edges_per_region > 1 {
+                format!("edge-{}", e.plan.id)
+            } else {
+                format!("edge-{}", e.plan.region)
+            },
             &self.edge_bin,
             &[
                 "--config".into(),

@@ -290,6 +290,16 @@ pub struct FleetSpec {
     /// TOML lines added inside the `[bus]` section of every router and edge (e.g.
     /// `purge_ack_timeout = "1s"`).
     pub bus_extra: String,
+    /// Edges per region, on `127.0.R.1` … `127.0.R.N` (ids `use1`, `use2`, …; see
+    /// [`super::pop::edge_slots`]). Default 1.
+    pub edges_per_region: usize,
+    /// Leave `[cluster]` out even with several edges per region (each edge fills alone).
+    /// Default false.
+    pub no_cluster: bool,
+    /// The `www` host's shield region (`[[cluster.shields]]`). Default none.
+    pub shield: Option<String>,
+    /// TOML lines added inside every edge's `[cluster]` (e.g. `replicate_after = 1`).
+    pub cluster_extra: String,
 }
 
 impl Default for FleetSpec {
@@ -321,6 +331,10 @@ impl Default for FleetSpec {
             bus: false,
             nats_nodes: 1,
             bus_extra: String::new(),
+            edges_per_region: 1,
+            no_cluster: false,
+            shield: None,
+            cluster_extra: String::new(),
         }
     }
 }
@@ -336,6 +350,12 @@ impl FleetSpec {
     /// Run on the NATS bus (see [`FleetSpec::bus`]).
     pub fn bus_nats(mut self) -> Self {
         self.bus = true;
+        self
+    }
+
+    /// Run `n` edges per region, clustered into a PoP (see [`FleetSpec::edges_per_region`]).
+    pub fn edges_per_region(mut self, n: usize) -> Self {
+        self.edges_per_region = n.max(1);
         self
     }
 
