@@ -313,6 +313,18 @@ pub async fn run(
         None => purge::Index::in_memory(),
     };
     store.set_index_hook(index.clone());
+    // The index follows what the cache holds (purge/collect.rs).
+    let gc_stop = Shutdown::new();
+    {
+        let gc_store = store.clone();
+        purge::collect::spawn(
+            index.clone(),
+            move |k| gc_store.contains(k),
+            purge::collect::CollectOptions::default(),
+            gc_stop.clone(),
+        )
+        .map_err(|e| EdgeError::Io(format!("purge index collector: {e}")))?;
+    }
     index.set_aliases(config.hosts.iter().flat_map(|h| {
         h.aliases
             .iter()
@@ -495,6 +507,7 @@ pub async fn run(
         let _ = t.await;
     }
     reporter_stop.cancel();
+    gc_stop.cancel();
     if let Some(t) = cert_reload {
         let _ = t.await;
     }

@@ -30,6 +30,9 @@ pub trait IndexHook: Send + Sync {
     fn record(&self, key: &str, url: &str, tags: &[String]);
     /// The object under `key` was removed.
     fn forget(&self, key: &str);
+    /// `key` was read from the cache holding `url`/`tags`: index it if it is not (an object
+    /// whose index record was lost in a crash becomes purgeable again). Default: nothing.
+    fn ensure(&self, _key: &str, _url: &str, _tags: &[String]) {}
     /// May `key`, a Vary variant of `url`, be stored when at most `max` variants per URL are?
     /// (It may when it is already one of them.) Default: yes.
     fn admits_variant(&self, _url: &str, _key: &str, _max: usize) -> bool {
@@ -273,7 +276,12 @@ impl Store {
     pub async fn get(&self, key: &str) -> Option<Entry> {
         let cache = &self.part(key).cache;
         match cache.get(key).await {
-            Ok(Some(e)) => Some(e.value().clone()),
+            Ok(Some(e)) => {
+                if let (Entry::Object(m), Some(h)) = (e.value(), self.hook.get()) {
+                    h.ensure(key, &m.url, &m.tags);
+                }
+                Some(e.value().clone())
+            }
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(key, error = %e, "cache entry unreadable; dropped");
@@ -330,6 +338,12 @@ impl Store {
         }
         let hash = std::hash::BuildHasher::hash_one(&**part.cache.memory().hash_builder(), key);
         self.hits.hit(hash) >= 2
+    }
+
+    /// Whether the cache holds `key` (memory, or the disk tier's index; no I/O). May say yes
+    /// for a key whose hash collides with a stored one. The purge index collector's question.
+    pub fn contains(&self, key: &str) -> bool {
+        self.part(key).cache.contains(key)
     }
 
     /// Whether `key` is in the memory tier now (the simulator's tier accounting).

@@ -435,6 +435,47 @@ impl Index {
             .unwrap_or_default()
     }
 
+    /// Up to `max` indexed keys after `cursor` (`(host, url)`, exclusive; `None` = from the
+    /// start), in (host, url) order, and the cursor to continue from (`None` at the end). The
+    /// collector ([`super::collect`]) walks the index with it, a batch at a time.
+    pub fn scan(
+        &self,
+        cursor: Option<&(String, String)>,
+        max: usize,
+    ) -> (Vec<String>, Option<(String, String)>) {
+        use std::ops::Bound;
+        let mut hosts: Vec<Arc<str>> = self.maps.by_host.iter().map(|e| e.key().clone()).collect();
+        hosts.sort();
+        let start = match cursor {
+            None => 0,
+            Some((h, _)) => hosts.partition_point(|x| &**x < h.as_str()),
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        for host in &hosts[start..] {
+            let Some(tree) = self.maps.by_host.get(host) else {
+                continue;
+            };
+            let lower = match cursor {
+                Some((h, u)) if h.as_str() == &**host => Bound::Excluded(u.as_str()),
+                _ => Bound::Unbounded,
+            };
+            for (url, ks) in tree.range::<str, _>((lower, Bound::Unbounded)) {
+                out.extend(ks.iter().map(|k| k.to_string()));
+                last = Some((host.to_string(), url.to_string()));
+                if out.len() >= max {
+                    return (out, last);
+                }
+            }
+        }
+        (out, None)
+    }
+
+    /// Whether `key` is indexed.
+    pub fn contains(&self, key: &str) -> bool {
+        self.maps.by_key.contains_key(key)
+    }
+
     /// Flush and fsync the log (shutdown, tests). Returns once the writer has caught up.
     pub fn sync(&self) {
         if let Some(tx) = &self.log {

@@ -201,6 +201,9 @@ pub fn open_append(path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// Longest time a written record waits for its fsync.
+pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Messages to the writer thread.
 #[derive(Debug)]
 pub enum Msg {
@@ -243,7 +246,27 @@ pub fn writer_loop(
     };
     let mut buf = Vec::with_capacity(256);
     let mut failed = false;
-    while let Ok(first) = rx.recv() {
+    // Records reach the disk (fsync) within SYNC_EVERY of being written.
+    let mut dirty_since: Option<std::time::Instant> = None;
+    loop {
+        let first = match dirty_since {
+            None => match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+            Some(t) => {
+                let left = SYNC_EVERY.saturating_sub(t.elapsed());
+                match rx.recv_timeout(left) {
+                    Ok(m) => m,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let _ = w.flush().and_then(|_| w.get_ref().sync_data());
+                        dirty_since = None;
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
@@ -257,9 +280,11 @@ pub fn writer_loop(
                         }
                     }
                     file_records += 1;
+                    dirty_since.get_or_insert_with(std::time::Instant::now);
                 }
                 Msg::Sync(ack) => {
                     let _ = w.flush().and_then(|_| w.get_ref().sync_data());
+                    dirty_since = None;
                     let _ = ack.send(());
                 }
             }
@@ -287,7 +312,7 @@ pub fn writer_loop(
             }
         }
     }
-    let _ = w.flush();
+    let _ = w.flush().and_then(|_| w.get_ref().sync_data());
 }
 
 #[cfg(test)]

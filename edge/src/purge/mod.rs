@@ -40,6 +40,7 @@
 //! Tags come from the origin's `Surrogate-Key` (space-separated) and `Cache-Tag`
 //! (comma-separated) response headers ([`tags_from_headers`]).
 
+pub mod collect;
 pub mod index;
 pub mod log;
 
@@ -80,6 +81,11 @@ impl crate::cache::store::IndexHook for Index {
     }
     fn forget(&self, key: &str) {
         Index::forget(self, key)
+    }
+    fn ensure(&self, key: &str, url: &str, tags: &[String]) {
+        if !self.contains(key) {
+            Index::record(self, key, url, tags)
+        }
     }
     fn admits_variant(&self, url: &str, key: &str, max: usize) -> bool {
         Index::admits_variant(self, url, key, max)
