@@ -451,7 +451,6 @@ impl Index {
             Some((h, _)) => hosts.partition_point(|x| &**x < h.as_str()),
         };
         let mut out = Vec::new();
-        let mut last = None;
         for host in &hosts[start..] {
             let Some(tree) = self.maps.by_host.get(host) else {
                 continue;
@@ -462,9 +461,8 @@ impl Index {
             };
             for (url, ks) in tree.range::<str, _>((lower, Bound::Unbounded)) {
                 out.extend(ks.iter().map(|k| k.to_string()));
-                last = Some((host.to_string(), url.to_string()));
                 if out.len() >= max {
-                    return (out, last);
+                    return (out, Some((host.to_string(), url.to_string())));
                 }
             }
         }
