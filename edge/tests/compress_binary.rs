@@ -146,7 +146,7 @@ fn js(n: usize, seed: u64) -> Vec<u8> {
             3 => b".",
             _ => b" ",
         });
-        if (x >> 40) % 5 == 0 {
+        if (x >> 40).is_multiple_of(5) {
             out.extend_from_slice(format!("{}", (x >> 48) % 1000).as_bytes());
         }
     }
