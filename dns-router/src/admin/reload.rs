@@ -3,8 +3,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use cdn_shared::access::Need;
 use crate::live::ReloadError;
+use cdn_shared::access::Need;
 
 use super::auth::{audit, authorize};
 use super::{AdminContext, ApiError, ApiResult};

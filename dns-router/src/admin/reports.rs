@@ -4,9 +4,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use cdn_shared::access::Need;
 use crate::health::ingest::{ingest, IngestError};
 use crate::metrics::names;
+use cdn_shared::access::Need;
 
 use super::auth::{authorize, client_of, read_body};
 use super::{AdminContext, ApiError, ApiResult};

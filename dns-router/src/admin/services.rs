@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use cdn_geo::model::{ClientLocation, LocationSource};
 
-use cdn_shared::access::Need;
 use crate::decide::{decide, Client};
 use crate::wire::rtype;
+use cdn_shared::access::Need;
 
 use super::auth::authorize;
 use super::{AdminContext, ApiError, ApiResult};
