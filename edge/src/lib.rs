@@ -21,6 +21,9 @@
 //! * [`follow`]: join the in-flight fill: lead, or follow the leader (one retry).
 //! * [`fill`]: the in-flight table (leader/followers, wait timeout, leader dropped ⇒ retry).
 //! * [`lead`]: the leader's origin fetch (conditional when revalidating) and what it publishes.
+//! * [`pop`]: with `[cluster]`, where a fill goes — the key's owner in this PoP (rendezvous
+//!   hashing with bounded load), a shield PoP, then the origin (`pop::fetch`, called by
+//!   [`lead`] and [`pass`]); health/load probes of the members; Flow 4 in ARCHITECTURE.md.
 //! * [`origin`]: per-worker awc clients with timeouts and rustls.
 //! * [`interim`]: origin connections (TLS included) that drop 1xx interim responses before awc
 //!   reads them.
@@ -58,7 +61,8 @@
 //!   fwd-status=<origin status>[; stored][; collapsed][; ttl=N][; detail=…]` where reason is
 //!   `uri-miss` (nothing stored), `vary-miss` (another variant stored), `stale` (revalidated,
 //!   or stale served on error with `detail=stale-if-error`), `bypass` (unsafe method passed
-//!   through) or `request` (errors / unshared responses). `collapsed` = this request rode on
+//!   through), `request` (errors / unshared responses), `peer` (filled from the key's owner in
+//!   the PoP) or `shield` (filled from the host's shield PoP). `collapsed` = this request rode on
 //!   another request's origin fetch. `detail` on a miss that was not stored names why
 //!   (`no-store`, `private`, `set-cookie`, `authorization`, `no-freshness`, `too-large`, …).
 //! * `X-Cache: HIT | MISS | STALE | REVALIDATED | BYPASS`.
