@@ -502,3 +502,66 @@ fn a_purge_through_the_router_reaches_the_copies_on_every_member() {
     assert_eq!(pop.origin_count(path), 2);
     drop(router);
 }
+
+#[test]
+fn a_cold_object_asked_of_every_member_at_once_costs_one_origin_fetch() {
+    let pop = Pop::plan(&[("eu", 3)], None, "replicate_after = 2\nload_floor = 1e9").start_all();
+    let path = "/obj/64k/burst?delay_ms=500";
+    let got: Vec<http::Reply> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..18)
+            .map(|k| {
+                let pop = &pop;
+                s.spawn(move || pop.get(k % 3, path))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &got {
+        assert_eq!(r.status, 200, "{}", cs(r));
+        assert_eq!(r.body.len(), 64 * 1024);
+    }
+    assert_eq!(pop.origin_count(path), 1, "the owner's fill serves the PoP");
+}
+
+#[test]
+fn a_dead_owner_is_skipped_and_a_peer_5xx_lets_stale_if_error_answer() {
+    let mut pop =
+        Pop::plan(&[("eu", 3)], None, "replicate_after = 1\nload_floor = 1e9").start_all();
+    // Member 0 keeps a copy (replicate_after = 1) that may be served stale on error for 60 s.
+    let (path, o) = not_owned_by_first(
+        &pop,
+        "/obj/1k/sie?cc=public,%20max-age=1,%20stale-if-error=60&k=",
+    );
+    assert_eq!(pop.get(0, &path).status, 200);
+    // The owner forgets it and the origin fails: the owner answers 5xx, which member 0 treats
+    // as an origin error: its stale copy.
+    let r = http::post(pop.members[o].admin, "/api/v1/purge")
+        .bearer(TOKEN)
+        .json(&json!({"urls": [format!("http://{WWW}{path}")]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    pop.origin
+        .state()
+        .set_fail(Some(cdn_tests::origin::FailMode::Unavailable));
+    let r = eventually("stale from member 0", Duration::from_secs(5), || {
+        let r = pop.get(0, &path);
+        anyhow::ensure!(r.status == 200, "{} {}", r.status, cs(&r));
+        anyhow::ensure!(cs(&r).contains("stale-if-error"), "{}", cs(&r));
+        Ok(r)
+    })
+    .unwrap();
+    assert_eq!(r.body.len(), 1024);
+    pop.origin.state().set_fail(None);
+    // The owner killed: its keys are filled by the next member or the asker, at once.
+    let id = pop.members[o].id.clone();
+    pop.members[o].proc.as_mut().unwrap().kill();
+    for k in 0..6 {
+        let p = format!("/obj/1k/dead-{k}");
+        for i in (0..3).filter(|&i| i != o) {
+            let r = pop.get(i, &p);
+            assert_eq!(r.status, 200, "{}", cs(&r));
+            assert_ne!(owner(&r, &pop.members[i].id), id);
+        }
+    }
+}
