@@ -322,6 +322,11 @@ fn the_owner_killed_mid_stream_the_client_gets_every_byte() {
         let want = http::get(pop.origin.addr(), &path).send().unwrap().body;
         assert_eq!(body.len(), want.len(), "every byte arrived");
         assert!(body == want, "the same bytes as the origin's");
+        let metrics = http::get(pop.members[0].admin, "/metrics").send().unwrap().text();
+        assert!(
+            metrics.contains("cdn_edge_pop_resumes_total{result=\"ok\"} 1"),
+            "the rest came from the origin: {metrics}"
+        );
         return;
     }
     panic!("member 0 owned every key");
