@@ -305,7 +305,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: Vec<(Box<dyn Fn(&mut ClusterSection)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut ClusterSection)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|c| c.members.clear()), "cluster.members"),
             (Box::new(|c| c.secret = "short".into()), "cluster.secret"),
             (
