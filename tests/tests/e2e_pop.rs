@@ -322,7 +322,10 @@ fn the_owner_killed_mid_stream_the_client_gets_every_byte() {
         let want = http::get(pop.origin.addr(), &path).send().unwrap().body;
         assert_eq!(body.len(), want.len(), "every byte arrived");
         assert!(body == want, "the same bytes as the origin's");
-        let metrics = http::get(pop.members[0].admin, "/metrics").send().unwrap().text();
+        let metrics = http::get(pop.members[0].admin, "/metrics")
+            .send()
+            .unwrap()
+            .text();
         assert!(
             metrics.contains("cdn_edge_pop_resumes_total{result=\"ok\"} 1"),
             "the rest came from the origin: {metrics}"
@@ -568,5 +571,47 @@ fn a_dead_owner_is_skipped_and_a_peer_5xx_lets_stale_if_error_answer() {
             assert_eq!(r.status, 200, "{}", cs(&r));
             assert_ne!(owner(&r, &pop.members[i].id), id);
         }
+    }
+}
+
+#[test]
+fn a_bad_cluster_section_exits_64_naming_the_key() {
+    let pop = Pop::plan(&[("eu", 2)], Some("eu"), "");
+    let good = std::fs::read_to_string(&pop.members[0].config).unwrap();
+    let run = |text: &str| {
+        let file = pop._dir.path().join("check.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(binary("edge").unwrap())
+            .args(["--check-config", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    assert_eq!(run(&good).0, Some(0), "{}", run(&good).1);
+    for (from, to, key) in [
+        ("fall = 3", "fall = 0", "cluster.fall"),
+        (
+            "secret = \"pop-test-secret-0123456789\"",
+            "secret = \"short\"",
+            "cluster.secret",
+        ),
+        (
+            "[cluster]\n",
+            "[cluster]\nload_epsilon = -1.0\n",
+            "cluster.load_epsilon",
+        ),
+        (
+            "regions = [\"eu\"]",
+            "regions = [\"mars\"]",
+            "cluster.shields[0].regions[0]",
+        ),
+    ] {
+        assert!(good.contains(from), "{from}");
+        let (code, out) = run(&good.replacen(from, to, 1));
+        assert_eq!(code, Some(64), "{key}: {out}");
+        assert!(out.contains(key), "{key}: {out}");
     }
 }
