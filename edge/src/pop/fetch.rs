@@ -277,6 +277,8 @@ fn resume_stream(
                     return Some((Ok(b), Some((frames, sent, resume))));
                 }
                 None if resume.as_ref().is_none_or(|r| sent >= r.total) => return None,
+                // Every byte arrived: an error after the last one changes nothing.
+                Some(Err(_)) if resume.as_ref().is_some_and(|r| sent >= r.total) => return None,
                 broken => {
                     let Some(r) = resume.take() else {
                         let e = match broken {
