@@ -78,6 +78,9 @@ pub struct StreamHead {
     /// What a PoP member asking for the object also gets (tags, `Surrogate-Control`:
     /// [`crate::pop::answer::peer_headers`]).
     pub peer_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The leader's `Cache-Status` forward reason (`fwd=peer` when it filled from a peer), for
+    /// the followers' `Cache-Status`.
+    pub fwd: crate::headers::Fwd,
 }
 
 #[derive(Debug)]
@@ -404,6 +407,7 @@ mod tests {
             ttl_s: 1,
             age_s: 0,
             peer_headers: vec![],
+            fwd: crate::headers::Fwd::UriMiss,
         };
         leader.publish(FillHead::Streaming(Arc::new(head)));
         let f = leader.fill().clone();

@@ -59,7 +59,12 @@ pub(crate) async fn fill(
                         continue;
                     }
                 }
-                let mut o = Outcome::forward(XCache::Miss, fwd);
+                // The leader's reason when it says where the fill came from (fwd=peer|shield).
+                let f = match h.fwd {
+                    Fwd::Peer | Fwd::Shield => h.fwd,
+                    _ => fwd,
+                };
+                let mut o = Outcome::forward(XCache::Miss, f);
                 o.fwd_status = Some(h.status);
                 o.stored = true;
                 o.collapsed = true;

@@ -280,6 +280,7 @@ fn store_and_stream(
         ttl_s: policy::ttl_s(&fr, template.initial_age_ms),
         age_s: template.initial_age_ms / 1000,
         peer_headers: crate::pop::answer::peer_headers(&template.tags, &fr),
+        fwd,
     });
     leader.publish(FillHead::Streaming(head.clone()));
     let fill = leader.fill().clone();

@@ -615,3 +615,28 @@ fn a_bad_cluster_section_exits_64_naming_the_key() {
         assert!(out.contains(key), "{key}: {out}");
     }
 }
+
+#[test]
+fn requests_collapsed_on_a_peer_fill_say_fwd_peer() {
+    let pop = Pop::plan(&[("eu", 3)], None, "replicate_after = 1\nload_floor = 1e9").start_all();
+    for k in 0..16 {
+        let path = format!("/obj/8k/collapse-{k}?delay_ms=400");
+        let got: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..6)
+                .map(|_| {
+                    let (pop, path) = (&pop, &path);
+                    s.spawn(move || cs(&pop.get(0, path)))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        if got.iter().all(|c| !c.contains("fwd=peer")) {
+            continue; // member 0 owns this key
+        }
+        assert!(got.iter().all(|c| c.contains("fwd=peer")), "{got:?}");
+        assert!(got.iter().any(|c| c.contains("collapsed")), "{got:?}");
+        assert_eq!(pop.origin_count(&path), 1);
+        return;
+    }
+    panic!("member 0 owned every key");
+}
