@@ -335,6 +335,7 @@ def purge_cmd(args):
     log(f"uptime before: {before}")
     origin, origin_url = start_origin()
     per_mode = {"direct": [], "nats": []}
+    per_round = []
     errors = []
     started = time.monotonic()
     for r in range(args.rounds):
@@ -342,6 +343,8 @@ def purge_cmd(args):
             rows, errs = purge_round(args, mode, r, origin_url)
             per_mode[mode] += rows
             errors += [f"{mode} round {r}: {e}" for e in errs]
+            per_round.append({"mode": mode, "round": r, "loadavg_after": os.getloadavg(),
+                              "wall": summary([row["wall"] for row in rows])})
             log(f"{mode} round {r}: {len(rows)} purges, {len(errs)} errors; "
                 f"load {os.getloadavg()}")
     after = uptime()
@@ -349,7 +352,8 @@ def purge_cmd(args):
     origin.shutdown()
     result = {"uptime_before": before, "uptime_after": after, "edges": args.edges,
               "purges_per_round": args.purges, "rounds": args.rounds,
-              "seconds": round(time.monotonic() - started, 1), "errors": errors}
+              "seconds": round(time.monotonic() - started, 1), "errors": errors,
+              "per_round": per_round}
     for mode, rows in per_mode.items():
         result[mode] = {k: summary([row[k] for row in rows if row[k] is not None])
                         for k in ("wall", "router", "slowest_edge", "fastest_edge")}
@@ -387,11 +391,14 @@ class Publisher:
             self.sock.sendall(data)
 
     def read(self):
-        for line in self.rfile:
-            if line.startswith(b"PING"):
-                self.send(b"PONG\r\n")
-            elif line.startswith(b"-ERR"):
-                self.errors.append(line.decode().strip())
+        try:
+            for line in self.rfile:
+                if line.startswith(b"PING"):
+                    self.send(b"PONG\r\n")
+                elif line.startswith(b"-ERR"):
+                    self.errors.append(line.decode().strip())
+        except OSError:
+            pass  # the server stopped (end of the run)
 
     def publish(self, subject, payload):
         self.send(f"PUB {subject} {len(payload)}\r\n".encode() + payload + b"\r\n")
