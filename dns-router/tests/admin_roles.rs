@@ -87,6 +87,25 @@ async fn each_role_does_what_it_may_and_nothing_else() {
     )
     .await;
     assert_eq!(s, 200);
+    // Weight overrides: the same rule.
+    let weight = "/api/v1/edges/e-east/weight";
+    for (token, status) in [
+        (None, 401),
+        (Some("read-secret-0123456789"), 403),
+        (Some("east-secret-0123456789"), 403),
+        (Some("op-secret-0123456789"), 200),
+    ] {
+        let (s, v) = http(
+            f.addr,
+            "POST",
+            weight,
+            token,
+            Some(br#"{"weight": 3}"#.to_vec()),
+        )
+        .await;
+        assert_eq!(s, status, "{token:?}: {v}");
+    }
+    assert_eq!(f.ctx.health.view().edges["e-east"].weight_override, Some(3));
 
     // Reports: the east credential reports as e-east only; operate and read tokens do not report.
     let now = cdn_shared::unix_ms();
