@@ -9,7 +9,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use admin_common::*;
@@ -282,36 +281,8 @@ fn make_cert(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("admin.pem"), dir.join("admin.key"))
 }
 
-/// One HTTPS request to `addr` trusting only `cert`; (status, whole response), or (0, the
-/// error) when the handshake fails.
 fn https(addr: SocketAddr, cert: &Path, request: &str) -> (u16, String) {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
-    let sock = TcpStream::connect(addr).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, sock);
-    if let Err(e) = tls.write_all(request.as_bytes()) {
-        return (0, e.to_string()); // the handshake failed
-    }
-    let mut out = Vec::new();
-    let _ = tls.read_to_end(&mut out);
-    let out = String::from_utf8_lossy(&out).to_string();
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, out)
+    cdn_tests::harness::tls::request_verified(addr, cert, request)
 }
 
 #[test]

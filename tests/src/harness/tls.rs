@@ -160,3 +160,44 @@ impl TlsConn {
         Ok(frame[3])
     }
 }
+
+/// One raw HTTP/1.1 request (`request`, sent as is; say `Connection: close`) over TLS to
+/// `addr` for server name `localhost`, trusting only the PEM certificates in `ca` (a CA or a
+/// self-signed server certificate): (status, whole response), or (0, the error) when the
+/// handshake fails — the certificate is verified, unlike [`TlsConn`].
+pub fn request_verified(addr: SocketAddr, ca: &std::path::Path, request: &str) -> (u16, String) {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap_or_default();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+        let _ = roots.add(c);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg =
+        match ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+            Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
+            Err(e) => return (0, e.to_string()),
+        };
+    let name = ServerName::try_from("localhost").expect("a valid name");
+    let conn = match ClientConnection::new(Arc::new(cfg), name) {
+        Ok(c) => c,
+        Err(e) => return (0, e.to_string()),
+    };
+    let sock = match TcpStream::connect(addr) {
+        Ok(s) => s,
+        Err(e) => return (0, e.to_string()),
+    };
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut tls = StreamOwned::new(conn, sock);
+    if let Err(e) = tls.write_all(request.as_bytes()) {
+        return (0, e.to_string()); // the handshake failed
+    }
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out).to_string();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
