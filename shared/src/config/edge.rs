@@ -440,50 +440,12 @@ impl Validate for EdgeConfig {
                 return Err(ConfigError::new("admin.token", "must not be empty"));
             }
         }
-        for (i, t) in self.admin.tokens.iter().enumerate() {
-            require_ident(&format!("admin.tokens[{i}].name"), &t.name)?;
-            if t.token.trim().is_empty() {
-                return Err(ConfigError::new(
-                    format!("admin.tokens[{i}].token"),
-                    "must not be empty",
-                ));
-            }
-            if self.admin.tokens[..i]
-                .iter()
-                .map(|o| o.token.as_str())
-                .chain(self.admin.token.as_deref())
-                .any(|o| o == t.token)
-            {
-                return Err(ConfigError::new(
-                    format!("admin.tokens[{i}].token"),
-                    "is the same secret as another admin token (each credential must be unique)",
-                ));
-            }
-            if t.role == super::router::AdminRole::Report || t.edge.is_some() {
-                return Err(ConfigError::new(
-                    format!("admin.tokens[{i}].role"),
-                    "the edge's admin takes `read` or `operate` tokens (no `report`, no `edge`)",
-                ));
-            }
-        }
-        require_unique(self.admin.tokens.iter().map(|t| t.name.as_str()), |i| {
-            format!("admin.tokens[{i}].name")
-        })?;
-        match (&self.admin.tls_cert, &self.admin.tls_key) {
-            (Some(_), None) => {
-                return Err(ConfigError::new(
-                    "admin.tls_key",
-                    "must be set when admin.tls_cert is",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::new(
-                    "admin.tls_cert",
-                    "must be set when admin.tls_key is",
-                ))
-            }
-            _ => {}
-        }
+        super::router::check_tokens_and_tls(
+            self.admin.token.as_deref(),
+            &self.admin.tokens,
+            (self.admin.tls_cert.as_ref(), self.admin.tls_key.as_ref()),
+            None,
+        )?;
         let c = &self.cache;
         if c.memory.as_u64() < 1024 * 1024 {
             return Err(ConfigError::new("cache.memory", "must be at least 1 MiB"));

@@ -122,7 +122,26 @@ pub(super) fn check(c: &RouterConfig) -> Result<(), ConfigError> {
     {
         return Err(ConfigError::new("admin.purge_token", "must not be empty"));
     }
-    for (i, t) in c.admin.tokens.iter().enumerate() {
+    let edges: Vec<&str> = c.edges.iter().map(|e| e.id.as_str()).collect();
+    check_tokens_and_tls(
+        c.admin.token.as_deref(),
+        &c.admin.tokens,
+        (c.admin.tls_cert.as_ref(), c.admin.tls_key.as_ref()),
+        Some(&edges),
+    )
+}
+
+/// The `[admin]` token and TLS rules the router's and the edge's admin listeners share:
+/// names are identifiers and unique, secrets non-empty and unique (also against the single
+/// `admin.token`), `tls_cert` and `tls_key` set together. `report_edges`: the `[[edges]]` ids
+/// a `report` token may name; `None` = this listener takes no `report` tokens (the edge's).
+pub(crate) fn check_tokens_and_tls(
+    legacy: Option<&str>,
+    tokens: &[AdminToken],
+    (tls_cert, tls_key): (Option<&PathBuf>, Option<&PathBuf>),
+    report_edges: Option<&[&str]>,
+) -> Result<(), ConfigError> {
+    for (i, t) in tokens.iter().enumerate() {
         require_ident(&format!("admin.tokens[{i}].name"), &t.name)?;
         if t.token.trim().is_empty() {
             return Err(ConfigError::new(
@@ -130,10 +149,10 @@ pub(super) fn check(c: &RouterConfig) -> Result<(), ConfigError> {
                 "must not be empty",
             ));
         }
-        let same = c.admin.tokens[..i]
+        let same = tokens[..i]
             .iter()
             .map(|o| o.token.as_str())
-            .chain(c.admin.token.as_deref())
+            .chain(legacy)
             .any(|o| o == t.token);
         if same {
             return Err(ConfigError::new(
@@ -141,20 +160,26 @@ pub(super) fn check(c: &RouterConfig) -> Result<(), ConfigError> {
                 "is the same secret as another admin token (each credential must be unique)",
             ));
         }
-        match (t.role, &t.edge) {
-            (AdminRole::Report, None) => {
+        match (t.role, &t.edge, report_edges) {
+            (AdminRole::Report, _, None) => {
+                return Err(ConfigError::new(
+                    format!("admin.tokens[{i}].role"),
+                    "this admin listener takes `read` or `operate` tokens only",
+                ))
+            }
+            (AdminRole::Report, None, Some(_)) => {
                 return Err(ConfigError::new(
                     format!("admin.tokens[{i}].edge"),
                     "a `report` token needs the id of the edge it reports as",
                 ))
             }
-            (AdminRole::Report, Some(e)) if !c.edges.iter().any(|x| &x.id == e) => {
+            (AdminRole::Report, Some(e), Some(ids)) if !ids.contains(&e.as_str()) => {
                 return Err(ConfigError::new(
                     format!("admin.tokens[{i}].edge"),
                     format!("unknown edge `{e}`"),
                 ))
             }
-            (AdminRole::Read | AdminRole::Operate, Some(_)) => {
+            (AdminRole::Read | AdminRole::Operate, Some(_), _) => {
                 return Err(ConfigError::new(
                     format!("admin.tokens[{i}].edge"),
                     "only a `report` token names an edge",
@@ -163,10 +188,10 @@ pub(super) fn check(c: &RouterConfig) -> Result<(), ConfigError> {
             _ => {}
         }
     }
-    require_unique(c.admin.tokens.iter().map(|t| t.name.as_str()), |i| {
+    require_unique(tokens.iter().map(|t| t.name.as_str()), |i| {
         format!("admin.tokens[{i}].name")
     })?;
-    match (&c.admin.tls_cert, &c.admin.tls_key) {
+    match (tls_cert, tls_key) {
         (Some(_), None) => {
             return Err(ConfigError::new(
                 "admin.tls_key",
@@ -244,5 +269,27 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.key, "admin.read_access");
+    }
+
+    #[test]
+    fn the_edge_admin_takes_no_report_tokens() {
+        let base = "[edge]\nid = \"e\"\nregion = \"r\"\n[[hosts]]\nname = \"h.test\"\norigin = \"http://127.0.0.1:9\"\n";
+        let ok = format!(
+            "{base}[admin]\ntokens = [{{ name = \"p\", role = \"read\", token = \"x\" }}]\n"
+        );
+        assert!(crate::config::load_str::<crate::config::edge::EdgeConfig>(&ok).is_ok());
+        let report = format!(
+            "{base}[admin]\ntokens = [{{ name = \"p\", role = \"report\", token = \"x\", edge = \"e\" }}]\n"
+        );
+        let e = crate::config::load_str::<crate::config::edge::EdgeConfig>(&report).unwrap_err();
+        assert_eq!(e.key, "admin.tokens[0].role");
+        let dup = format!(
+            "{base}[admin]\ntoken = \"x\"\ntokens = [{{ name = \"p\", role = \"read\", token = \"x\" }}]\n"
+        );
+        let e = crate::config::load_str::<crate::config::edge::EdgeConfig>(&dup).unwrap_err();
+        assert_eq!(e.key, "admin.tokens[0].token");
+        let half = format!("{base}[admin]\ntls_cert = \"c.pem\"\n");
+        let e = crate::config::load_str::<crate::config::edge::EdgeConfig>(&half).unwrap_err();
+        assert_eq!(e.key, "admin.tls_key");
     }
 }

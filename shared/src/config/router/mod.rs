@@ -17,6 +17,7 @@ mod health;
 mod services;
 mod zones;
 
+pub(crate) use admin::check_tokens_and_tls;
 pub use admin::{AdminRole, AdminSection, AdminToken, ReadAccess};
 pub use dns::{CookiesSection, DnsSection, RrlSection};
 pub use edges::EdgeEntry;
