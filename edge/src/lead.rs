@@ -50,16 +50,56 @@ pub(crate) async fn lead(
             }
         }
     }
+    // A range of an object we do not have: fetch only the chunks that cover it (ranged.rs).
+    // Not through the PoP: a peer would answer the range, not the object.
+    let mut whole: Option<OriginResponse> = None;
+    if stale.is_none() && ctx.hop.is_none() {
+        let cs = ctx.store().chunk_size() as u64;
+        if let Some(span) = crate::ranged::wanted(ctx.req.method(), ctx.req.headers(), cs) {
+            let headers = fill_request_headers(&ctx, None);
+            match crate::ranged::fill(&ctx, &store_key, span, headers).await {
+                Ok(crate::ranged::Ranged::Stored(meta)) => {
+                    let now = cdn_shared::unix_ms();
+                    leader.publish(FillHead::Stored {
+                        meta: meta.clone(),
+                        key: store_key.clone(),
+                        how: StoredHow::Found,
+                    });
+                    let mut o = Outcome::forward(XCache::Miss, fwd);
+                    o.fwd_status = Some(206);
+                    o.stored = true;
+                    o.ttl = Some(ttl_of(&meta, now));
+                    o.detail = Some("ranged-fill");
+                    return serve_stored(&ctx, &meta, &store_key, o, now);
+                }
+                Ok(crate::ranged::Ranged::Whole(resp)) => whole = Some(resp),
+                Ok(crate::ranged::Ranged::Fallback(why)) => {
+                    tracing::debug!(key = %store_key, why, "ranged fill not possible; whole-object fill");
+                }
+                Err(e) => {
+                    tracing::info!(key = %store_key, error = %e, "ranged fill failed");
+                    leader.fail(e.clone());
+                    return error_response(&e, &ctx.shared.name);
+                }
+            }
+        }
+    }
     let route = ctx.route().clone();
     let headers = fill_request_headers(&ctx, stale.as_deref());
     let request_time = cdn_shared::unix_ms();
     let t0 = Instant::now();
-    // Origin, or through the PoP: the key's owner, a shield (pop/fetch.rs).
-    let fetched = crate::pop::fetch::fetch(&ctx, Method::GET, headers).await;
-    let (res, fwd) = (fetched.res, fetched.via.fwd(fwd));
-    // A member keeps its copy of a key it does not own only once it is popular here.
-    let keep_copy = fetched.keep_copy || stale.is_some();
-    record_origin(&ctx.req, &res, t0);
+    let (res, fwd, keep_copy) = match whole {
+        // The origin answered the ranged fill with the whole object: fill from that answer.
+        Some(resp) => (Ok(resp), fwd, true),
+        None => {
+            // Origin, or through the PoP: the key's owner, a shield (pop/fetch.rs).
+            let fetched = crate::pop::fetch::fetch(&ctx, Method::GET, headers).await;
+            record_origin(&ctx.req, &fetched.res, t0);
+            // A member keeps its copy of a key it does not own only once it is popular here.
+            let keep = fetched.keep_copy || stale.is_some();
+            (fetched.res, fetched.via.fwd(fwd), keep)
+        }
+    };
     let now = cdn_shared::unix_ms();
     let held = Held::of(stale.as_deref(), now);
     let (resp, facts, length, reply) = match res {

@@ -21,6 +21,7 @@
 //! * [`follow`]: join the in-flight fill: lead, or follow the leader (one retry).
 //! * [`fill`]: the in-flight table (leader/followers, wait timeout, leader dropped ⇒ retry).
 //! * [`lead`]: the leader's origin fetch (conditional when revalidating) and what it publishes.
+//! * [`ranged`]: ranged fills — a range of an object not stored fetches only its chunks.
 //! * [`pop`]: with `[cluster]`, where a fill goes — the key's owner in this PoP (rendezvous
 //!   hashing with bounded load), a shield PoP, then the origin (`pop::fetch`, called by
 //!   [`lead`] and [`pass`]); health/load probes of the members; Flow 4 in ARCHITECTURE.md.
@@ -148,6 +149,7 @@ pub mod pass;
 pub mod plan;
 pub mod pop;
 pub mod purge;
+pub mod ranged;
 pub mod render;
 pub mod report;
 pub mod state;

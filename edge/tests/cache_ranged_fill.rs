@@ -1,0 +1,147 @@
+//! Ranged fills (issue 13 point 4) against the real server: a range of an object that is not
+//! stored fetches only the chunks covering it (a 1-byte range costs one chunk, not the
+//! object); later ranges and the whole object are served from what is stored, the gaps
+//! fetched by `Range` with `If-Match`; an origin without a strong ETag, or one that ignores
+//! ranges, gets the whole-object fill as before.
+
+mod cache_support;
+
+use std::sync::{Arc, Mutex};
+
+use cache_support::*;
+
+const CHUNK: usize = 64 * 1024;
+
+/// Per origin request: its `Range`, its `If-Match`, the body bytes sent.
+type Log = Mutex<Vec<(Option<String>, Option<String>, usize)>>;
+
+fn body() -> bytes::Bytes {
+    (0..16 * CHUNK + 1000)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// An origin serving `body()` with ranges; `etag` on every answer when given. Records the
+/// `Range` and `If-Match` of each request and the body bytes it sent.
+fn origin(etag: Option<&'static str>, honour_ranges: bool) -> (Origin, Arc<Log>) {
+    let log: Arc<Log> = Arc::default();
+    let l2 = log.clone();
+    let b = body();
+    let o = Origin::start(move |r, _| {
+        let mut h: Vec<(&str, String)> = vec![("cache-control", "max-age=600".into())];
+        if let Some(e) = etag {
+            h.push(("etag", e.into()));
+        }
+        let range = r.headers.get("range").cloned();
+        let resp = match (&range, honour_ranges) {
+            (Some(v), true) => {
+                let (a, z) = v.trim_start_matches("bytes=").split_once('-').unwrap();
+                let a: usize = a.parse().unwrap();
+                let z: usize = if z.is_empty() {
+                    b.len() - 1
+                } else {
+                    z.parse().unwrap()
+                };
+                let z = z.min(b.len() - 1);
+                h.push(("content-range", format!("bytes {a}-{z}/{}", b.len())));
+                (206, b.slice(a..=z))
+            }
+            _ => (200, b.clone()),
+        };
+        l2.lock()
+            .unwrap()
+            .push((range, r.headers.get("if-match").cloned(), resp.1.len()));
+        let hv: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        OriginResp::new(resp.0, &hv, resp.1)
+    });
+    (o, log)
+}
+
+fn sent(log: &Log) -> usize {
+    log.lock().unwrap().iter().map(|(_, _, n)| n).sum()
+}
+
+#[test]
+fn a_small_range_fetches_one_chunk_and_the_gaps_fill_later() {
+    let (o, log) = origin(Some("\"v1\""), true);
+    let edge = Edge::start(config(&o.url(), "", ""));
+    let b = body();
+
+    let r = edge.get("/video", &[("range", "bytes=0-0")]);
+    assert_eq!(r.status, 206, "{:?}", r.headers);
+    assert_eq!(r.body, &b[..1]);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 0-0/{}", b.len()).as_str())
+    );
+    assert!(
+        r.cache_status().contains("detail=ranged-fill"),
+        "{}",
+        r.cache_status()
+    );
+    {
+        let l = log.lock().unwrap();
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert_eq!(l[0].0.as_deref(), Some("bytes=0-65535"));
+    }
+    assert_eq!(sent(&log), CHUNK, "one chunk, not the object");
+
+    // A seek further in: that chunk only, fetched with If-Match, then stored.
+    let at = 10 * CHUNK + 17;
+    let r = edge.get("/video", &[("range", &format!("bytes={at}-{}", at + 99))]);
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &b[at..at + 100]);
+    assert_eq!(r.x_cache(), "HIT");
+    {
+        let l = log.lock().unwrap();
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert_eq!(
+            l[1].0.as_deref(),
+            Some(format!("bytes={}-{}", 10 * CHUNK, 11 * CHUNK - 1).as_str())
+        );
+        assert_eq!(l[1].1.as_deref(), Some("\"v1\""));
+    }
+    // The same range again: no origin request.
+    let r = edge.get("/video", &[("range", &format!("bytes={at}-{}", at + 99))]);
+    assert_eq!(r.body, &b[at..at + 100]);
+    assert_eq!(log.lock().unwrap().len(), 2);
+
+    // The whole object: every byte right; only the missing chunks were fetched.
+    let r = edge.get("/video", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), b.len());
+    assert!(r.body == b, "whole body matches");
+    assert_eq!(sent(&log), b.len(), "each byte came from the origin once");
+    let again = log.lock().unwrap().len();
+    assert_eq!(edge.get("/video", &[]).body.len(), b.len());
+    assert_eq!(log.lock().unwrap().len(), again, "now all stored");
+}
+
+#[test]
+fn without_a_strong_etag_or_range_support_the_whole_object_is_filled() {
+    let b = body();
+    for (etag, ranges) in [
+        (None, true),
+        (Some("W/\"weak\""), true),
+        (Some("\"v1\""), false),
+    ] {
+        let (o, log) = origin(etag, ranges);
+        let edge = Edge::start(config(&o.url(), "", ""));
+        let r = edge.get("/f", &[("range", "bytes=5-9")]);
+        assert_eq!(r.status, 206, "{etag:?} {ranges}");
+        assert_eq!(r.body, &b[5..10]);
+        // Stored whole: another range is a hit with no further origin request.
+        let n = log.lock().unwrap().len();
+        let r = edge.get(
+            "/f",
+            &[("range", &format!("bytes={}-{}", 12 * CHUNK, 12 * CHUNK + 3))],
+        );
+        assert_eq!(r.body, &b[12 * CHUNK..12 * CHUNK + 4], "{etag:?} {ranges}");
+        assert_eq!(
+            log.lock().unwrap().len(),
+            n,
+            "{etag:?} {ranges}: whole object stored"
+        );
+    }
+}
