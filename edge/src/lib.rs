@@ -382,6 +382,11 @@ pub async fn run(
         https: https::HttpsPolicy::new(&config, https_port(&config, &listeners)),
         pop: pop.clone(),
     });
+    // HTTP/2 limits (advertised in SETTINGS, enforced by h2; vendored actix-http patch).
+    actix_http::h2::set_h2_limits(
+        config.http.h2_max_concurrent_streams,
+        u32::try_from(config.http.max_header_size.as_u64()).unwrap_or(u32::MAX),
+    );
     let grace = config.lifecycle.shutdown_grace;
     let app_shared = shared.clone();
     let conn_load = load.clone();

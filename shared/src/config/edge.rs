@@ -90,8 +90,12 @@ pub struct HttpSection {
     /// Default `30s`.
     #[serde(with = "humantime_serde")]
     pub send_timeout: Duration,
-    /// Largest request header block; larger → 431. Default 32 KiB.
+    /// Largest request header block; larger → 431. Default 32 KiB. Over HTTP/2 it is also
+    /// the advertised `SETTINGS_MAX_HEADER_LIST_SIZE` (a larger header list resets the stream).
     pub max_header_size: ByteSize,
+    /// HTTP/2: concurrent streams a client may open on one connection
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`; more are refused with `REFUSED_STREAM`). Default 128.
+    pub h2_max_concurrent_streams: u32,
     /// Largest request body passed to the origin; larger → 413. Default 10 MiB.
     pub max_body_size: ByteSize,
     /// Peers whose `X-Forwarded-For` is believed (load balancers in front of the edge): the
@@ -111,6 +115,7 @@ impl Default for HttpSection {
             send_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(60),
             max_header_size: ByteSize::kib(32),
+            h2_max_concurrent_streams: 128,
             max_body_size: ByteSize::mib(10),
             trusted_proxies: Vec::new(),
         }
@@ -423,6 +428,18 @@ impl Validate for EdgeConfig {
             return Err(ConfigError::new(
                 "http.max_connections",
                 "must be at least 1",
+            ));
+        }
+        if self.http.h2_max_concurrent_streams == 0 {
+            return Err(ConfigError::new(
+                "http.h2_max_concurrent_streams",
+                "must be at least 1",
+            ));
+        }
+        if self.http.max_header_size.as_u64() > 16 * 1024 * 1024 {
+            return Err(ConfigError::new(
+                "http.max_header_size",
+                "must be at most 16 MiB",
             ));
         }
         if self.http.max_header_size.as_u64() < 1024 {
