@@ -331,6 +331,7 @@ impl Purger {
 /// entries), soft marks them stale. Returns how many objects were purged.
 pub async fn apply(purge: &PurgeMessage, index: &Index, store: &Store) -> usize {
     let mode = if purge.soft { "soft" } else { "hard" };
+    index.note_purge(purge.at_ms, &purge.urls, &purge.prefixes, &purge.tags);
     let mut keys: HashSet<String> = HashSet::new();
     for u in &purge.urls {
         keys.extend(index.keys_for_url(u));

@@ -2,7 +2,7 @@
 //! point 7): a long tail through a small cache leaves the index about as large as the cache
 //! (`cdn_edge_cache_objects`), evicted objects leave it, cached ones stay purgeable; and an
 //! object whose index record was lost (the log deleted while the edge was down) becomes
-//! purgeable again when it is read.
+//! purgeable again when it is read, or is dropped at that read when a purge named it since.
 
 mod cache_support;
 mod ops_support;
@@ -91,17 +91,14 @@ fn an_object_whose_record_was_lost_is_purgeable_once_read() {
     let cfg = config(&o.url(), &disk);
     let e = EdgeProcess::start(&cfg);
     assert_eq!(get(&e, "/lost").status, 200);
+    assert_eq!(get(&e, "/lost2").status, 200);
     e.sigterm();
     let mut e = e;
     assert!(e.wait_exit(Duration::from_secs(20)).is_some());
     // The index record is lost (as a crash before its fsync would lose it).
     std::fs::remove_file(dir.path().join("purge-index.log")).unwrap();
     let e = EdgeProcess::start(&cfg);
-    assert_eq!(
-        purged(&purge(e.admin, r#"{"urls":["example.test/lost"]}"#)),
-        0
-    );
-    // Read from the disk tier: indexed again, so the purge reaches it.
+    // Read from the disk tier: indexed again, so a purge reaches it.
     assert_eq!(get(&e, "/lost").x_cache(), "HIT");
     assert_eq!(
         purged(&purge(e.admin, r#"{"urls":["example.test/lost"]}"#)),
@@ -109,4 +106,12 @@ fn an_object_whose_record_was_lost_is_purgeable_once_read() {
     );
     assert_ne!(get(&e, "/lost").x_cache(), "HIT");
     assert_eq!(o.count("/lost"), 2);
+    // Purged before it was read again: the purge is remembered (and logged), so the first
+    // read drops the unindexed copy instead of serving it.
+    assert_eq!(
+        purged(&purge(e.admin, r#"{"urls":["example.test/lost2"]}"#)),
+        0
+    );
+    assert_ne!(get(&e, "/lost2").x_cache(), "HIT");
+    assert_eq!(o.count("/lost2"), 2);
 }

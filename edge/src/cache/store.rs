@@ -30,9 +30,12 @@ pub trait IndexHook: Send + Sync {
     fn record(&self, key: &str, url: &str, tags: &[String]);
     /// The object under `key` was removed.
     fn forget(&self, key: &str);
-    /// `key` was read from the cache holding `url`/`tags`: index it if it is not (an object
-    /// whose index record was lost in a crash becomes purgeable again). Default: nothing.
-    fn ensure(&self, _key: &str, _url: &str, _tags: &[String]) {}
+    /// `key` was read from the cache holding `url`/`tags`, stored at `stored_ms`: when the
+    /// index does not know it (its record lost in a crash), index it again — or, when a purge
+    /// since `stored_ms` names it, say `false` so the read treats it as purged. Default: keep.
+    fn ensure(&self, _key: &str, _url: &str, _tags: &[String], _stored_ms: u64) -> bool {
+        true
+    }
     /// May `key`, a Vary variant of `url`, be stored when at most `max` variants per URL are?
     /// (It may when it is already one of them.) Default: yes.
     fn admits_variant(&self, _url: &str, _key: &str, _max: usize) -> bool {
@@ -278,7 +281,11 @@ impl Store {
         match cache.get(key).await {
             Ok(Some(e)) => {
                 if let (Entry::Object(m), Some(h)) = (e.value(), self.hook.get()) {
-                    h.ensure(key, &m.url, &m.tags);
+                    if !h.ensure(key, &m.url, &m.tags, m.response_time_ms) {
+                        tracing::info!(key, "unindexed object purged since it was stored; dropped");
+                        cache.remove(key);
+                        return None;
+                    }
                 }
                 Some(e.value().clone())
             }

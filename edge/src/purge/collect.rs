@@ -170,4 +170,23 @@ mod tests {
         }
         assert!(idx.len() <= 1_000 + 2_000, "index holds {} keys", idx.len());
     }
+
+    #[test]
+    fn remembered_purges_name_unindexed_objects_stored_before_them() {
+        let idx = Index::in_memory();
+        idx.note_purge(
+            1_000,
+            &["http://h.test/a?x=1".into()],
+            &["h.test/dir/".into()],
+            &["t1".into()],
+        );
+        assert!(idx.purged_since("h.test/a?x=1", &[], 999));
+        assert!(
+            !idx.purged_since("h.test/a?x=1", &[], 1_001),
+            "stored after the purge"
+        );
+        assert!(idx.purged_since("h.test/dir/sub/f", &[], 10));
+        assert!(!idx.purged_since("h.test/other", &[], 10));
+        assert!(idx.purged_since("h.test/other", &["t1".into()], 10));
+    }
 }

@@ -98,6 +98,30 @@ struct Maps {
     /// host → (url → keys). URLs include the host so prefix ranges are plain string ranges.
     by_host: DashMap<Arc<str>, HostTree>,
     by_tag: DashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// Recent purge selectors, oldest first, at most [`RECENT_PURGES`] (see
+    /// [`Index::purged_since`]).
+    recent: parking_lot::Mutex<std::collections::VecDeque<Recent>>,
+}
+
+/// Purge selectors remembered at most (≈ 100 B each).
+pub const RECENT_PURGES: usize = 10_000;
+
+/// One remembered purge selector.
+#[derive(Debug, Clone)]
+struct Recent {
+    at_ms: u64,
+    kind: u8,
+    value: String,
+}
+
+impl Recent {
+    fn matches(&self, url: &str, tags: &[String]) -> bool {
+        match self.kind {
+            1 => url == self.value,
+            2 => url.starts_with(self.value.as_str()),
+            _ => tags.iter().any(|t| t.trim() == self.value),
+        }
+    }
 }
 
 /// The URL / prefix / tag index over stored cache keys. Cheap to share (`Arc<Index>`).
@@ -126,6 +150,14 @@ fn host_of(url: &str) -> &str {
 }
 
 impl Maps {
+    fn remember(&self, r: Recent) {
+        let mut q = self.recent.lock();
+        q.push_back(r);
+        while q.len() > RECENT_PURGES {
+            q.pop_front();
+        }
+    }
+
     fn insert_secondary(&self, key: &Arc<str>, e: &Entry) {
         let host = host_of(&e.url);
         let mut tree = match self.by_host.get_mut(host) {
@@ -243,14 +275,21 @@ impl log::Snapshot for Maps {
         self.by_key.len()
     }
     fn records(&self) -> Vec<Op> {
-        self.by_key
+        let mut ops: Vec<Op> = self
+            .by_key
             .iter()
             .map(|r| Op::Record {
                 key: r.key().to_string(),
                 url: r.value().url.to_string(),
                 tags: r.value().tags.iter().map(|t| t.to_string()).collect(),
             })
-            .collect()
+            .collect();
+        ops.extend(self.recent.lock().iter().map(|r| Op::Purge {
+            at_ms: r.at_ms,
+            kind: r.kind,
+            value: r.value.clone(),
+        }));
+        ops
     }
 }
 
@@ -297,6 +336,9 @@ impl Index {
                 }
                 Op::Forget { key } => {
                     maps.forget(&key, None);
+                }
+                Op::Purge { at_ms, kind, value } => {
+                    maps.remember(Recent { at_ms, kind, value });
                 }
             }
         }
@@ -472,6 +514,45 @@ impl Index {
     /// Whether `key` is indexed.
     pub fn contains(&self, key: &str) -> bool {
         self.maps.by_key.contains_key(key)
+    }
+
+    /// Remember the selectors of a purge applied at `at_ms` (persisted in the log; the last
+    /// [`RECENT_PURGES`] are kept), for [`Index::purged_since`].
+    pub fn note_purge(&self, at_ms: u64, urls: &[String], prefixes: &[String], tags: &[String]) {
+        let sel = |kind: u8, v: &String| match kind {
+            3 => Some(v.trim().to_string()),
+            _ => self.selector(v),
+        };
+        let all = urls
+            .iter()
+            .map(|u| (1u8, u))
+            .chain(prefixes.iter().map(|p| (2u8, p)))
+            .chain(tags.iter().map(|t| (3u8, t)));
+        for (kind, v) in all {
+            let Some(value) = sel(kind, v) else { continue };
+            if let Some(tx) = &self.log {
+                let _ = tx.send(Msg::Op(Op::Purge {
+                    at_ms,
+                    kind,
+                    value: value.clone(),
+                }));
+            }
+            self.maps.remember(Recent { at_ms, kind, value });
+        }
+    }
+
+    /// Whether a remembered purge applied after `stored_ms` names `url` (normalised form, as
+    /// stored in an object's meta) or one of `tags`: an object the index did not know (its
+    /// record lost in a crash) that such a purge would have removed.
+    pub fn purged_since(&self, url: &str, tags: &[String], stored_ms: u64) -> bool {
+        let Some(norm) = normalize_url(url) else {
+            return false;
+        };
+        self.maps
+            .recent
+            .lock()
+            .iter()
+            .any(|r| r.at_ms >= stored_ms && r.matches(&norm, tags))
     }
 
     /// Flush and fsync the log (shutdown, tests). Returns once the writer has caught up.

@@ -20,6 +20,7 @@ use std::sync::mpsc;
 const MAGIC: &[u8; 8] = b"CDNPIX01";
 const OP_RECORD: u8 = 1;
 const OP_FORGET: u8 = 2;
+const OP_PURGE: u8 = 3;
 /// Largest payload accepted on replay (guards against a corrupt length field).
 const MAX_PAYLOAD: usize = 1 << 20;
 
@@ -39,6 +40,16 @@ pub enum Op {
     Forget {
         /// Cache key.
         key: String,
+    },
+    /// A purge selector applied at `at_ms` (kept a while: an object whose record was lost and
+    /// that was stored before it is purged when it is next read).
+    Purge {
+        /// When the purge was applied (Unix ms).
+        at_ms: u64,
+        /// 1 URL, 2 prefix, 3 tag.
+        kind: u8,
+        /// The normalised selector.
+        value: String,
     },
 }
 
@@ -63,6 +74,12 @@ pub fn encode(op: &Op, out: &mut Vec<u8>) {
         Op::Forget { key } => {
             p.push(OP_FORGET);
             put_str(&mut p, key);
+        }
+        Op::Purge { at_ms, kind, value } => {
+            p.push(OP_PURGE);
+            p.extend_from_slice(&at_ms.to_le_bytes());
+            p.push(*kind);
+            put_str(&mut p, value);
         }
     }
     out.extend_from_slice(&(p.len() as u32).to_le_bytes());
@@ -108,6 +125,15 @@ fn decode_payload(p: &[u8]) -> Option<Op> {
             Op::Record { key, url, tags }
         }
         OP_FORGET => Op::Forget { key: c.str()? },
+        OP_PURGE => {
+            let at_ms = u64::from_le_bytes(c.take(8)?.try_into().ok()?);
+            let kind = *c.take(1)?.first()?;
+            Op::Purge {
+                at_ms,
+                kind,
+                value: c.str()?,
+            }
+        }
         _ => return None,
     };
     c.0.is_empty().then_some(op)
@@ -333,6 +359,11 @@ mod tests {
             rec("k1", "h/a", &["t1", "t2"]),
             Op::Forget { key: "k1".into() },
             rec("k2", "h/b", &[]),
+            Op::Purge {
+                at_ms: 1_796_000_000_123,
+                kind: 2,
+                value: "h/dir/".into(),
+            },
         ];
         let mut data = Vec::new();
         for op in &ops {
@@ -344,7 +375,7 @@ mod tests {
         // Torn: cut the last record in half.
         let cut = data.len() - 3;
         let (back, good) = decode_all(&data[..cut]);
-        assert_eq!(back.len(), 2);
+        assert_eq!(back.len(), 3);
         assert!(good < cut);
         // Corrupt a byte in the second record: replay stops before it.
         let mut bad = data.clone();

@@ -82,10 +82,15 @@ impl crate::cache::store::IndexHook for Index {
     fn forget(&self, key: &str) {
         Index::forget(self, key)
     }
-    fn ensure(&self, key: &str, url: &str, tags: &[String]) {
-        if !self.contains(key) {
-            Index::record(self, key, url, tags)
+    fn ensure(&self, key: &str, url: &str, tags: &[String], stored_ms: u64) -> bool {
+        if self.contains(key) {
+            return true;
         }
+        if self.purged_since(url, tags, stored_ms) {
+            return false;
+        }
+        Index::record(self, key, url, tags);
+        true
     }
     fn admits_variant(&self, url: &str, key: &str, max: usize) -> bool {
         Index::admits_variant(self, url, key, max)
@@ -131,6 +136,7 @@ pub fn validate(req: &PurgeRequest) -> Result<(), BadPurge> {
 /// each one stale; a hard purge also forgets the keys in the index. Returns the number of keys.
 pub async fn execute(req: &PurgeRequest, index: &Index, target: &dyn PurgeTarget) -> usize {
     let mode = if req.soft { "soft" } else { "hard" };
+    index.note_purge(cdn_shared::unix_ms(), &req.urls, &req.prefixes, &req.tags);
     let mut keys: HashSet<String> = HashSet::new();
     for u in &req.urls {
         metrics::counter!(crate::metrics::PURGES, "kind" => "url", "mode" => mode).increment(1);
