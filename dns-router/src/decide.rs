@@ -6,12 +6,14 @@
 //! `answer::Response`; the service answers come from a [`ServiceAnswers`] source.
 //!
 //! Every path runs it:
-//! * DNS over UDP and TCP (`handler::respond`), whose [`ServiceAnswers`] is the per-thread
-//!   answer cache: it stores results of `route::decide_located` and calls it on a miss;
+//! * DNS over UDP and TCP (`handler::respond`), whose [`ServiceAnswers`] decides with
+//!   `route::pick` (the snapshot's precompiled geo map; per query where the map holds nothing)
+//!   and shares identical answers through the thread's cache;
 //! * [`decide`] — `(snapshot, health view, question, client, ECS) → Decision` — for the admin
 //!   API's explain and services views: it runs [`resolve`] with a [`ServiceAnswers`] that
-//!   calls `route::decide` directly and keeps its trace, then reads the records back from the
-//!   very bytes DNS would send (decoded with hickory-proto). What explain shows is what DNS
+//!   calls `route::decide` (the same precompiled map and the same pick, plus the ranking with
+//!   distances for display) and keeps its trace, then reads the records back from the very
+//!   bytes DNS would send (decoded with hickory-proto). What explain shows is what DNS
 //!   answers, by construction.
 
 use std::net::IpAddr;
@@ -26,7 +28,7 @@ use cdn_geo::model::ClientLocation;
 
 use crate::answer::{OptReply, Rcode, Response, Section, OWNER_QNAME};
 use crate::health::HealthView;
-use crate::route::{self, ClientKey, Decided, ServiceAnswer};
+use crate::route::{self, Decided, ServiceAnswer};
 use crate::snapshot::Snapshot;
 use crate::wire::{class, name_to_wire, rtype, Ecs, Edns, Query, MAX_NAME_LEN};
 use crate::zone::{Lookup, Node, RrSet, Zones};
@@ -334,22 +336,14 @@ impl ServiceAnswers for Direct<'_> {
                 ecs.as_ref(),
                 self.now_ms,
             ),
-            Client::Placed(location) => {
-                let service = &self.snap.services[svc];
-                let key = ClientKey {
-                    addr: location.network.network(),
-                    ecs_prefix: None,
-                };
-                let candidates = route::candidates(self.snap, service, family, self.view);
-                route::decide_located(
-                    self.snap,
-                    svc,
-                    key,
-                    Arc::new(location.clone()),
-                    Arc::new(candidates),
-                    self.now_ms,
-                )
-            }
+            Client::Placed(location) => route::decide_placed(
+                self.snap,
+                self.view,
+                svc,
+                family,
+                location.clone(),
+                self.now_ms,
+            ),
         };
         let answer = Arc::new(route::answer_of(self.snap, svc, family, &decided));
         self.trace = Some(ServiceTrace {

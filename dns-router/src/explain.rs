@@ -83,6 +83,10 @@ pub struct Explain {
     pub ecs_scope: u8,
     /// The selection rule that fired.
     pub rule: Option<&'static str>,
+    /// Whether the service answer came from the precompiled geo map (false: the client was
+    /// located and ranked per query, as for the IPv6 prefixes that alias IPv4 inside the
+    /// database; false too when no service answered).
+    pub precompiled: bool,
     /// Health generation the decision used.
     pub health_generation: u64,
 }
@@ -145,6 +149,7 @@ pub fn explain(
         ttl: None,
         ecs_scope: 0,
         rule: None,
+        precompiled: false,
         health_generation: view.generation,
     };
     let asked = Client::Query {
@@ -182,6 +187,7 @@ fn fill(out: &mut Explain, snap: &Snapshot, d: Decision) {
         out.service = Some(snap.services[t.svc].name.clone());
         out.lookup_address = Some(decided.key.addr);
         out.rule = Some(decided.decision.rule.as_str());
+        out.precompiled = decided.precompiled;
         out.location = Some((*decided.location).clone());
         out.candidates = decided
             .decision

@@ -2,8 +2,9 @@
 //! UDP threads and the TCP tasks. In flow order: `wire::decode` (header, question, OPT/ECS) →
 //! protocol checks (opcode, EDNS version, DNS Cookies, class, meta types) → `decide::resolve`, the one
 //! decision per question (zone dispatch, CNAME chains, static records, negative answers, and
-//! service answers through [`ThreadCache`], keyed by client and dropped when the config epoch
-//! or the health generation changes) → `answer::Response` (ECS echo, OPT, truncation).
+//! service answers: `route::pick` from the snapshot's precompiled geo map, with the pool states
+//! and interned answers of the thread's [`ThreadCache`]) → `answer::Response` (ECS echo, OPT,
+//! truncation).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,13 +13,13 @@ use crate::answer::{header_only, not_implemented, udp_limit, OptReply, Rcode, Re
 use crate::cookies::{CookieOpt, CookieState, SERVER_COOKIE_LEN};
 use crate::decide::{resolve, ServiceAnswers};
 use crate::health::HealthView;
-use crate::route::{answer_of, candidates, client_key, decide_located, ServiceAnswer};
+use crate::route::{
+    self, answer_from, answer_of, client_key, decide_located, PoolState, ServiceAnswer,
+};
 use crate::snapshot::Snapshot;
 use crate::wire::{class, decode, rtype, Decoded, Ecs, Malformed};
 
-pub use crate::answer_cache::{
-    AnswerKey, CacheKey, Candidates, ThreadCache, CLIENT_SLOTS, NET_SLOTS,
-};
+pub use crate::answer_cache::{AnswerKey, ThreadCache, MAX_ANSWERS, TCP_MAX_ANSWERS};
 
 /// Transport a query came over (sets the size limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,8 +169,9 @@ fn simple(qtype: u16, rcode: Rcode) -> Outcome {
     }
 }
 
-/// The service answers of the DNS path: the thread's answer cache, which stores results of
-/// `route::decide_located` and calls it on a miss (it never decides by itself).
+/// The service answers of the DNS path: decided by `route::pick` (the precompiled geo map), or
+/// per query by `route::decide_located` where the map holds nothing; the thread's cache only
+/// keeps the pool states of the health generation and shares identical answers.
 struct Cached<'c, 'a> {
     ctx: Context<'a>,
     cache: &'c mut ThreadCache,
@@ -180,34 +182,42 @@ struct Cached<'c, 'a> {
 impl ServiceAnswers for Cached<'_, '_> {
     fn service_answer(&mut self, svc: usize, rtype: u16) -> Arc<ServiceAnswer> {
         let ctx = self.ctx;
-        let service = &ctx.snap.services[svc];
-        let key = client_key(service, self.resolver, self.ecs.as_ref());
-        self.cache.validate(ctx.snap.epoch, ctx.view.generation);
-        let ck = CacheKey {
-            svc,
-            rtype,
-            addr: key.addr,
-            prefix: key.ecs_prefix.unwrap_or(0),
-            used: key.ecs_prefix.is_some(),
-        };
-        self.cache.answer(
-            ck,
-            || ctx.snap.locator.locate(key.addr),
-            |candidates_by_type, location| {
-                let candidates = candidates_by_type
-                    .entry((svc as u32, rtype))
-                    .or_insert_with(|| Arc::new(candidates(ctx.snap, service, rtype, ctx.view)))
-                    .clone();
-                let d = decide_located(ctx.snap, svc, key, location, candidates, ctx.now_ms);
-                let akey: AnswerKey = (
-                    svc as u32,
-                    rtype,
-                    d.scope,
-                    d.decision.rule as u8,
-                    d.decision.chosen.clone(),
+        let snap = ctx.snap;
+        let key = client_key(&snap.services[svc], self.resolver, self.ecs.as_ref());
+        self.cache.validate(snap.epoch, ctx.view.generation);
+        let (state, mut answers, chosen) = self.cache.parts(route::pool(svc, rtype), || {
+            PoolState::new(snap, svc, rtype, ctx.view, ctx.now_ms)
+        });
+        match route::pick(snap, svc, rtype, &key, state, chosen) {
+            Some((picked, scope)) => answers.intern(
+                AnswerKey::new(svc, rtype, scope, picked.rule, chosen),
+                || {
+                    answer_from(
+                        snap,
+                        svc,
+                        rtype,
+                        &state.candidates,
+                        chosen,
+                        picked.rule,
+                        scope,
+                    )
+                },
+            ),
+            None => {
+                let location = Arc::new(snap.locator.locate(key.addr));
+                let d = decide_located(
+                    snap,
+                    svc,
+                    key,
+                    location,
+                    state.candidates.clone(),
+                    ctx.now_ms,
                 );
-                (akey, answer_of(ctx.snap, svc, rtype, &d))
-            },
-        )
+                answers.intern(
+                    AnswerKey::new(svc, rtype, d.scope, d.decision.rule, &d.decision.chosen),
+                    || answer_of(snap, svc, rtype, &d),
+                )
+            }
+        }
     }
 }

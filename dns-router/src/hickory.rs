@@ -13,9 +13,10 @@
 //! bytes longer). A response hickory cannot decode (never seen; the fuzz target checks that
 //! every response decodes) is answered SERVFAIL and counted so.
 //!
-//! State per connection (the handler is built per connection): the answer cache
-//! ([`ThreadCache`], bounded small: [`TCP_CLIENT_SLOTS`], [`TCP_NET_SLOTS`]) and the metric
-//! handles, as each UDP thread has its own.
+//! State per connection (the handler is built per connection): the pool states and interned
+//! answers ([`ThreadCache::small`]: at most [`crate::handler::TCP_MAX_ANSWERS`] answers, a few KiB
+//! with `dns.tcp_max_connections` connections open) and the metric handles, as each UDP
+//! thread has its own.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -34,14 +35,6 @@ use crate::handler::{respond, Context, Outcome, ThreadCache, Transport};
 use crate::live::Router;
 use crate::querylog::{Entry, QueryLog, Recorder};
 
-/// Client slots of a TCP connection's answer cache (32 bytes each).
-pub const TCP_CLIENT_SLOTS: usize = 256;
-/// Network slots of a TCP connection's answer cache (48 bytes each): with the client slots,
-/// at most about 14 KiB per connection (a UDP thread's cache may grow to 14 MiB; with
-/// `dns.tcp_max_connections` connections open that would be far too much). TCP carries few
-/// queries per connection, so a small cache loses little.
-pub const TCP_NET_SLOTS: usize = 128;
-
 /// Per-connection mutable state.
 #[derive(Debug)]
 struct ConnState {
@@ -52,7 +45,7 @@ struct ConnState {
 impl Default for ConnState {
     fn default() -> Self {
         Self {
-            cache: ThreadCache::with_limits(TCP_CLIENT_SLOTS, TCP_NET_SLOTS),
+            cache: ThreadCache::small(),
             recorder: Recorder::default(),
         }
     }
@@ -161,9 +154,8 @@ impl RouterHandler {
         now_ms: u64,
         started: Instant,
     ) {
-        state
-            .recorder
-            .record(snap, o, started.elapsed().as_secs_f64());
+        state.recorder.record(snap, o, started.elapsed());
+        state.recorder.flush();
         if let Some(l) = &self.log {
             l.log(Entry::new(snap, o, query, peer, Transport::Tcp, now_ms));
         }
@@ -233,8 +225,8 @@ mod tests {
     #[test]
     fn a_connection_cache_is_small() {
         let c = ConnState::default();
-        assert_eq!(c.cache.limits(), (TCP_CLIENT_SLOTS, TCP_NET_SLOTS));
-        assert!(c.cache.max_table_bytes() <= 16 * 1024);
+        assert_eq!(c.cache.max_answers(), crate::handler::TCP_MAX_ANSWERS);
+        assert!(c.cache.max_answers() <= 64);
     }
 
     /// Re-encode parts the way hickory's `ResponseHandle` does (minus the size limit).

@@ -40,6 +40,34 @@ pub struct Router {
     health: Arc<HealthState>,
     base_dir: PathBuf,
     epochs: AtomicU64,
+    precompiler: Arc<Precompiler>,
+}
+
+/// Builds the precompiled geo map of each new snapshot on a thread of its own, one at a time;
+/// a snapshot already replaced by a newer one is skipped.
+#[derive(Debug, Default)]
+struct Precompiler {
+    one_at_a_time: Mutex<()>,
+    /// Epoch of the newest snapshot handed over.
+    latest: AtomicU64,
+}
+
+impl Precompiler {
+    fn start(self: &Arc<Self>, snap: Arc<Snapshot>) {
+        self.latest.fetch_max(snap.epoch, Ordering::SeqCst);
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("geo-precompile".into())
+            .spawn(move || {
+                let _one = me.one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
+                if me.latest.load(Ordering::SeqCst) == snap.epoch {
+                    snap.precompile();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the geo map build; clients are located per query");
+        }
+    }
 }
 
 impl Router {
@@ -53,22 +81,30 @@ impl Router {
         Ok(Router::from_snapshot(snap, base_dir, health))
     }
 
-    /// A router serving `snap` (built by [`build_snapshot`] with epoch 1).
+    /// A router serving `snap` (built by [`build_snapshot`] with epoch 1). Its precompiled geo
+    /// map is built on a thread of its own (until it is attached, clients are located per
+    /// query: same answers).
     pub fn from_snapshot(snap: Snapshot, base_dir: &Path, health: Arc<HealthState>) -> Arc<Router> {
-        Arc::new(Router {
+        let snap = Arc::new(snap);
+        let router = Arc::new(Router {
             epochs: AtomicU64::new(snap.epoch.max(1)),
-            snapshot: ArcSwap::from_pointee(snap),
+            snapshot: ArcSwap::new(snap.clone()),
             health,
             base_dir: base_dir.to_path_buf(),
-        })
+            precompiler: Arc::default(),
+        });
+        router.precompiler.start(snap);
+        router
     }
 
-    /// Replace zones, services and geo data with those of `config` (files re-read). On error
-    /// the old snapshot keeps serving.
+    /// Replace zones, services and geo data with those of `config` (files re-read), then build
+    /// the new snapshot's precompiled geo map on a thread of its own. On error the old snapshot
+    /// keeps serving.
     pub fn reload(&self, config: &RouterConfig) -> Result<(), RouterError> {
         let epoch = self.epochs.fetch_add(1, Ordering::SeqCst) + 1;
-        let snap = build_snapshot(config, &self.base_dir, epoch)?;
-        self.snapshot.store(Arc::new(snap));
+        let snap = Arc::new(build_snapshot(config, &self.base_dir, epoch)?);
+        self.snapshot.store(snap.clone());
+        self.precompiler.start(snap);
         Ok(())
     }
 

@@ -21,7 +21,14 @@
 //! The per-edge gauges are not kept in the recorder: `health::gauges::render_edge_gauges`
 //! writes them from the live health view at scrape time, so they always match the configured edge set (an
 //! edge removed by a reload disappears from the output at once).
+//!
+//! Nor is `cdn_dns_answer_seconds`: it is counted in fixed buckets ([`ANSWER_TIMES`], atomics the
+//! query threads add their per-batch counts to) and written at scrape time by
+//! [`render_answer_times`] in the recorder's text format, because the recorder keeps every
+//! sample until the scrape (an allocation-free but costly push per query).
 
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -60,11 +67,65 @@ pub mod names {
     pub const DNS_TCP_LIMITED: &str = "cdn_dns_tcp_limited_total";
 }
 
-/// Buckets of `cdn_dns_answer_seconds` (10 µs … 100 ms).
-const ANSWER_BUCKETS: &[f64] = &[
+/// Buckets of `cdn_dns_answer_seconds` (10 µs … 100 ms), upper bounds in seconds.
+pub const ANSWER_BUCKETS: [f64; 13] = [
     0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
     0.05, 0.1,
 ];
+
+/// Counts of `cdn_dns_answer_seconds`: one per bucket of [`ANSWER_BUCKETS`] plus `+Inf` (not
+/// cumulative), and the sum in nanoseconds.
+#[derive(Debug)]
+pub struct AnswerTimes {
+    buckets: [AtomicU64; ANSWER_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+/// The process's answer times (every UDP thread and TCP connection adds to it).
+pub static ANSWER_TIMES: AnswerTimes = AnswerTimes {
+    buckets: [const { AtomicU64::new(0) }; ANSWER_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64::new(0),
+};
+
+/// The bucket of an answer time of `nanos` (`le` semantics: the first bound at or above it).
+pub fn answer_bucket(nanos: u64) -> usize {
+    let secs = nanos as f64 / 1e9;
+    ANSWER_BUCKETS
+        .iter()
+        .position(|&le| secs <= le)
+        .unwrap_or(ANSWER_BUCKETS.len())
+}
+
+impl AnswerTimes {
+    /// Add per-bucket counts (by [`answer_bucket`]) and their summed nanoseconds.
+    pub fn add(&self, counts: &[u64; ANSWER_BUCKETS.len() + 1], sum_nanos: u64) {
+        for (cell, &n) in self.buckets.iter().zip(counts) {
+            if n > 0 {
+                cell.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        self.sum_nanos.fetch_add(sum_nanos, Ordering::Relaxed);
+    }
+}
+
+/// Append `cdn_dns_answer_seconds` to a scrape, in the recorder's text format.
+pub fn render_answer_times(text: &mut String) {
+    let t = &ANSWER_TIMES;
+    let name = names::DNS_ANSWER_SECONDS;
+    let _ = writeln!(text, "# HELP {name} Time to build and send a DNS answer.");
+    let _ = writeln!(text, "# TYPE {name} histogram");
+    let mut total = 0u64;
+    for (le, cell) in ANSWER_BUCKETS.iter().zip(&t.buckets) {
+        total += cell.load(Ordering::Relaxed);
+        let _ = writeln!(text, "{name}_bucket{{le=\"{le}\"}} {total}");
+    }
+    total += t.buckets[ANSWER_BUCKETS.len()].load(Ordering::Relaxed);
+    let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let sum = t.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+    let _ = writeln!(text, "{name}_sum {sum}");
+    let _ = writeln!(text, "{name}_count {total}");
+    text.push('\n');
+}
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -74,11 +135,13 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
+            // Histograms recorded through `metrics` (none of the router's own today) get the
+            // answer-time buckets.
             let builder = || {
                 PrometheusBuilder::new()
                     .set_buckets_for_metric(
                         Matcher::Full(names::DNS_ANSWER_SECONDS.into()),
-                        ANSWER_BUCKETS,
+                        &ANSWER_BUCKETS,
                     )
                     .expect("bucket list is non-empty")
             };
@@ -106,13 +169,8 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    use metrics::{describe_counter, describe_histogram, Unit};
+    use metrics::describe_counter;
     describe_counter!(names::DNS_QUERIES, "Answered DNS queries.");
-    describe_histogram!(
-        names::DNS_ANSWER_SECONDS,
-        Unit::Seconds,
-        "Time to build and send a DNS answer."
-    );
     describe_counter!(names::HEALTH_TRANSITIONS, "Edge state changes.");
     describe_counter!(names::REPORTS_INGESTED, "Pushed edge reports by result.");
     describe_counter!(names::PROBE_FAILURES, "Failed health probes.");
@@ -141,15 +199,44 @@ mod tests {
         let b = install();
         metrics::counter!(names::ADMIN_REQUESTS, "endpoint" => "install-test", "status" => "200")
             .increment(2);
-        metrics::histogram!(names::DNS_ANSWER_SECONDS).record(0.0003);
         let mine = "cdn_admin_requests_total{endpoint=\"install-test\",status=\"200\"} 2";
         let text = b.render();
         assert!(text.contains(mine), "{text}");
-        assert!(
-            text.contains("cdn_dns_answer_seconds_bucket{le=\"0.0005\"} "),
-            "{text}"
-        );
         // The first handle renders the same recorder.
         assert!(a.render().contains(mine));
+    }
+
+    #[test]
+    fn answer_times_render_as_a_histogram() {
+        let mut counts = [0u64; ANSWER_BUCKETS.len() + 1];
+        counts[answer_bucket(300_000)] += 1; // 0.3 ms
+        counts[answer_bucket(5)] += 2;
+        counts[answer_bucket(10_000_000_000)] += 1; // 10 s: +Inf only
+        assert_eq!(
+            answer_bucket(10_000),
+            0,
+            "10 µs is in the first bucket (le)"
+        );
+        ANSWER_TIMES.add(&counts, 10_000_300_010);
+        let mut text = String::new();
+        render_answer_times(&mut text);
+        // Other tests record too: check the shape and cumulative order.
+        assert!(
+            text.contains("# TYPE cdn_dns_answer_seconds histogram"),
+            "{text}"
+        );
+        let value = |le: &str| -> u64 {
+            let line = format!("cdn_dns_answer_seconds_bucket{{le=\"{le}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .unwrap_or_else(|| panic!("{line} in {text}"))
+                .parse()
+                .unwrap()
+        };
+        assert!(value("0.00001") >= 2);
+        assert!(value("0.0005") > value("0.00025"));
+        assert!(value("+Inf") > value("0.1"));
+        assert!(text.contains("cdn_dns_answer_seconds_count "));
+        assert!(text.contains("cdn_dns_answer_seconds_sum "));
     }
 }

@@ -1,8 +1,10 @@
 //! Step 5 of a query: count it and, when `dns.query_log` is set, log it.
 //!
 //! * Metrics (names in `crate::metrics::names`): `cdn_dns_queries_total{qtype,rcode,service,
-//!   region}` and `cdn_dns_answer_seconds`. Each thread keeps the counter handles it has used, so
-//!   the hot path is one hash lookup and an atomic add.
+//!   region}` and `cdn_dns_answer_seconds`. Each thread keeps the counter handles it has used
+//!   and counts into them locally: a query is one hash lookup and two additions, and
+//!   [`Recorder::flush`] (after each UDP batch, after each TCP query) hands the counts to the
+//!   shared counters and to `metrics::ANSWER_TIMES`.
 //! * Query log: one JSON object per line (`ts_ms`, `client`, `transport`, `name`, `qtype`,
 //!   `rcode`, `ecs`, `service`, `edges`, `region`, `rule`, `scope`, `tc`), written by a
 //!   dedicated thread from a bounded queue; lines are dropped (and counted in the
@@ -19,21 +21,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
-use metrics::{Counter, Histogram};
+use metrics::Counter;
 use serde::Serialize;
 
 use crate::cookies::CookieState;
 use crate::handler::{Outcome, Transport};
-use crate::metrics::names;
+use crate::metrics::{answer_bucket, names, ANSWER_BUCKETS, ANSWER_TIMES};
 use crate::snapshot::Snapshot;
 
-/// Per-thread metric handles (keyed with foldhash: the keys are a few small integers).
+/// Per-thread metric handles (keyed with foldhash: the keys are a few small integers) and the
+/// counts not yet handed over ([`Recorder::flush`]).
 #[derive(Debug, Default)]
 pub struct Recorder {
-    counters: HashMap<(u8, u16, u32, u32), Counter, foldhash::fast::RandomState>,
-    histogram: Option<Histogram>,
+    /// Counter key → index into `counters_held`.
+    counters: HashMap<(u8, u16, u32, u32), u32, foldhash::fast::RandomState>,
+    /// The counter handles, with the count not yet added to each.
+    counters_held: Vec<(Counter, u64)>,
+    /// Indexes of `counters_held` with a count pending.
+    dirty: Vec<u32>,
+    /// Answer times not yet added to `ANSWER_TIMES`: per bucket, and their sum in ns.
+    times: [u64; ANSWER_BUCKETS.len() + 1],
+    times_nanos: u64,
+    timed: bool,
     /// `cdn_dns_cookies_total{result}` by `CookieState as usize`.
     cookies: [Option<Counter>; 5],
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 impl Recorder {
@@ -42,8 +59,8 @@ impl Recorder {
         Self::default()
     }
 
-    /// Count one answered query and its latency.
-    pub fn record(&mut self, snap: &Snapshot, o: &Outcome, seconds: f64) {
+    /// Count one answered query and its latency (handed over by [`Recorder::flush`]).
+    pub fn record(&mut self, snap: &Snapshot, o: &Outcome, elapsed: Duration) {
         let svc = o.service.map(|s| s as u32).unwrap_or(u32::MAX);
         let region = o
             .answer
@@ -56,9 +73,12 @@ impl Recorder {
         let slot = qtype_slot(o.qtype);
         let key = (slot, o.rcode.code(), svc, region);
         if self.counters.len() > 4096 {
+            self.flush();
             self.counters.clear();
+            self.counters_held.clear();
         }
-        let c = self.counters.entry(key).or_insert_with(|| {
+        let held = &mut self.counters_held;
+        let i = *self.counters.entry(key).or_insert_with(|| {
             let service = snap
                 .services
                 .get(svc as usize)
@@ -69,13 +89,22 @@ impl Recorder {
                 .get(region as usize)
                 .cloned()
                 .unwrap_or_else(|| "-".into());
-            metrics::counter!(names::DNS_QUERIES,
-                "qtype" => slot_label(slot),
-                "rcode" => o.rcode.as_str(),
-                "service" => service,
-                "region" => region)
+            held.push((
+                metrics::counter!(names::DNS_QUERIES,
+                    "qtype" => slot_label(slot),
+                    "rcode" => o.rcode.as_str(),
+                    "service" => service,
+                    "region" => region),
+                0,
+            ));
+            (held.len() - 1) as u32
         });
-        c.increment(1);
+        if let Some(entry) = self.counters_held.get_mut(i as usize) {
+            if entry.1 == 0 {
+                self.dirty.push(i);
+            }
+            entry.1 += 1;
+        }
         if o.cookie != CookieState::None {
             if let Some(slot) = self.cookies.get_mut(o.cookie as usize) {
                 slot.get_or_insert_with(
@@ -84,14 +113,33 @@ impl Recorder {
                 .increment(1);
             }
         }
-        self.histogram
-            .get_or_insert_with(|| metrics::histogram!(names::DNS_ANSWER_SECONDS))
-            .record(seconds);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.times[answer_bucket(nanos)] += 1;
+        self.times_nanos = self.times_nanos.saturating_add(nanos);
+        self.timed = true;
+    }
+
+    /// Hand the counts recorded since the last flush to the shared metrics.
+    pub fn flush(&mut self) {
+        for i in self.dirty.drain(..) {
+            if let Some((counter, pending)) = self.counters_held.get_mut(i as usize) {
+                counter.increment(*pending);
+                *pending = 0;
+            }
+        }
+        if self.timed {
+            ANSWER_TIMES.add(&self.times, self.times_nanos);
+            self.times = [0; ANSWER_BUCKETS.len() + 1];
+            self.times_nanos = 0;
+            self.timed = false;
+        }
     }
 
     /// Forget handles (after a config reload renamed services or regions).
     pub fn reset(&mut self) {
+        self.flush();
         self.counters.clear();
+        self.counters_held.clear();
     }
 }
 

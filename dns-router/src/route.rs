@@ -1,21 +1,28 @@
-//! Step 3 of a query for a CDN hostname: which edges answer. [`decide`] takes the service,
-//! the record type, the resolver address and the ECS option, picks the address that locates
-//! the client ([`client_key`]: RFC 7871 and the service's ECS policy), locates it
-//! (`cdn_geo::locate`), builds the candidates from the live health view ([`candidates`]) and
-//! runs `cdn_geo::select::choose` ([`decide_located`]); [`answer_of`] turns the decision into
-//! the addresses to write. The question-level decision ([`crate::decide`]) calls these for
-//! every service it meets, on every path: the UDP threads through their answer cache (which
-//! stores the results and calls [`decide_located`] on a miss), TCP, explain and the services
-//! view.
+//! Step 3 of a query for a CDN hostname: which edges answer. [`client_key`] picks the address
+//! that locates the client (RFC 7871 and the service's ECS policy); the snapshot's precompiled
+//! geo map ([`cdn_geo::table::RouteTable`], built with the snapshot) gives the network that
+//! decides and the ranked edge list of the service for it; [`decide_ranked`] applies the live
+//! health ([`candidates`], [`Eligibility`]) and picks the first eligible edges; [`answer_of`]
+//! turns the decision into the addresses to write. Where the map holds nothing (the IPv6
+//! prefixes that alias IPv4 inside the database, or a map that could not be built) the client is
+//! located and ranked per query instead ([`decide_located`]: `cdn_geo::locate` and
+//! `cdn_geo::select::choose`), which gives the same answers, only slower.
+//!
+//! Every path runs this: the UDP threads and TCP connections through their answer interner
+//! ([`crate::answer_cache`]: [`pick`] then [`answer_of`] once per distinct answer), explain and
+//! the services view through [`decide`], which also keeps the ranking with distances for display.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use cdn_geo::model::{Candidate, ClientLocation, Decision, Health, Rule};
+use cdn_geo::ranking::{Eligibility, Picked, Ranking};
+use cdn_geo::select::spread_seed;
+use cdn_geo::table::{Hit, RouteTable};
 use cdn_shared::config::router::EcsMode;
 
 use crate::health::HealthView;
-use crate::snapshot::{Service, Snapshot};
+use crate::snapshot::{EdgeInfo, Service, Snapshot};
 use crate::wire::{rtype, Ecs};
 
 /// How the client was located for one query.
@@ -60,6 +67,8 @@ pub struct Decided {
     pub decision: Decision,
     /// ECS scope for the answer.
     pub scope: u8,
+    /// Whether the precompiled map decided (false: located and ranked per query).
+    pub precompiled: bool,
 }
 
 /// Truncate `addr` to its first `prefix` bits.
@@ -110,10 +119,21 @@ pub fn candidates(
     rtype: u16,
     view: &HealthView,
 ) -> Vec<Candidate> {
+    candidates_of(&snap.edges, service, rtype, view)
+}
+
+/// [`candidates`] from the snapshot's edge list (the snapshot build ranks these before the
+/// snapshot exists).
+pub fn candidates_of(
+    edges: &[EdgeInfo],
+    service: &Service,
+    rtype: u16,
+    view: &HealthView,
+) -> Vec<Candidate> {
     service
         .edges
         .iter()
-        .map(|&i| &snap.edges[i])
+        .map(|&i| &edges[i])
         .filter(|e| {
             if rtype == rtype::AAAA {
                 !e.ipv6.is_empty()
@@ -142,9 +162,87 @@ pub fn candidates(
         .collect()
 }
 
-/// Locate the client and choose edges for one service and record type: what every path runs
-/// when a question reaches a service (the UDP threads through [`decide_located`], having
-/// cached the location and candidates).
+/// The pool of (service, record type) in the snapshot's precompiled map.
+pub fn pool(svc: usize, rtype: u16) -> usize {
+    svc * 2 + usize::from(rtype == rtype::AAAA)
+}
+
+/// The ECS scope of an answer: 0 without ECS or when every client gets the same edges, else
+/// the deciding network's length capped by the source prefix (`cdn_geo::ecs::ecs_scope`).
+pub fn scope(key: &ClientKey, network_len: u8, client_dependent: bool) -> u8 {
+    match key.ecs_prefix {
+        Some(p) if client_dependent => network_len.min(p),
+        _ => 0,
+    }
+}
+
+/// The live state of one pool (a service's candidates for one record type), the same for every
+/// client under one health view: the UDP threads build it once per health generation.
+#[derive(Debug, Clone)]
+pub struct PoolState {
+    /// Candidates with their live health.
+    pub candidates: Arc<Vec<Candidate>>,
+    /// Their exclusions.
+    pub eligibility: Eligibility,
+}
+
+impl PoolState {
+    /// The state of service `svc`'s pool for `rtype` under `view` at `now_ms`.
+    pub fn new(snap: &Snapshot, svc: usize, rtype: u16, view: &HealthView, now_ms: u64) -> Self {
+        let service = &snap.services[svc];
+        let candidates = candidates(snap, service, rtype, view);
+        let eligibility = Eligibility::new(&candidates, now_ms, &service.policy);
+        PoolState {
+            candidates: Arc::new(candidates),
+            eligibility,
+        }
+    }
+}
+
+/// The precompiled decision for `key`: the first eligible edges of the service's ranked list
+/// for the client's network, written to `chosen`; with the rule, and the ECS scope. `None`
+/// where the map holds nothing for the address (decide with [`decide_located`] there).
+pub fn pick(
+    snap: &Snapshot,
+    svc: usize,
+    rtype: u16,
+    key: &ClientKey,
+    state: &PoolState,
+    chosen: &mut Vec<usize>,
+) -> Option<(Picked, u8)> {
+    let table = snap.table.get()?;
+    let hit = table.lookup(key.addr)?;
+    let (picked, _) = pick_hit(snap, table, svc, rtype, &hit, state, chosen);
+    Some((
+        picked,
+        scope(key, hit.network.prefix_len(), picked.client_dependent),
+    ))
+}
+
+fn pick_hit<'t>(
+    snap: &Snapshot,
+    table: &'t RouteTable,
+    svc: usize,
+    rtype: u16,
+    hit: &Hit,
+    state: &PoolState,
+    chosen: &mut Vec<usize>,
+) -> (Picked, &'t Ranking) {
+    let ranking = table.ranking(hit.combo, pool(svc, rtype));
+    let network = hit.network;
+    let picked = ranking.decide(
+        &state.candidates,
+        &state.eligibility,
+        &snap.services[svc].policy,
+        || spread_seed(network),
+        chosen,
+    );
+    (picked, ranking)
+}
+
+/// The decision for one service and record type, with everything found on the way (what
+/// explain shows): from the precompiled map when it holds the address (the location is looked
+/// up too, for display), else located and ranked per query.
 pub fn decide(
     snap: &Snapshot,
     view: &HealthView,
@@ -156,12 +254,96 @@ pub fn decide(
 ) -> Decided {
     let key = client_key(&snap.services[svc], resolver, ecs);
     let location = Arc::new(snap.locator.locate(key.addr));
-    let candidates = Arc::new(candidates(snap, &snap.services[svc], rtype, view));
-    decide_located(snap, svc, key, location, candidates, now_ms)
+    let state = PoolState::new(snap, svc, rtype, view, now_ms);
+    let found = snap
+        .table
+        .get()
+        .and_then(|t| Some((t, t.lookup(key.addr)?)));
+    match found {
+        Some((table, hit)) => {
+            let mut chosen = Vec::new();
+            let (picked, ranking) = pick_hit(snap, table, svc, rtype, &hit, &state, &mut chosen);
+            let ranked = ranking.ranked(
+                location.lat,
+                location.lon,
+                &state.candidates,
+                &state.eligibility,
+                &picked,
+            );
+            Decided {
+                key,
+                scope: scope(&key, hit.network.prefix_len(), picked.client_dependent),
+                location,
+                candidates: state.candidates,
+                decision: Decision {
+                    chosen,
+                    ranked,
+                    rule: picked.rule,
+                    client_dependent: picked.client_dependent,
+                },
+                precompiled: true,
+            }
+        }
+        None => decide_located(snap, svc, key, location, state.candidates, now_ms),
+    }
 }
 
-/// [`decide`] for a client already located, over `candidates` already built from
-/// the health view (the UDP threads cache both).
+/// The decision for a client placed without an address (the services view places one client
+/// per region): ranked on the spot with the same code the precompiled map uses.
+pub fn decide_placed(
+    snap: &Snapshot,
+    view: &HealthView,
+    svc: usize,
+    rtype: u16,
+    location: ClientLocation,
+    now_ms: u64,
+) -> Decided {
+    let service = &snap.services[svc];
+    let key = ClientKey {
+        addr: location.network.network(),
+        ecs_prefix: None,
+    };
+    let state = PoolState::new(snap, svc, rtype, view, now_ms);
+    let ranking = Ranking::build(
+        location.lat,
+        location.lon,
+        location.region.as_deref(),
+        &state.candidates,
+        &service.policy,
+    );
+    let mut chosen = Vec::new();
+    let network = location.network;
+    let picked = ranking.decide(
+        &state.candidates,
+        &state.eligibility,
+        &service.policy,
+        || spread_seed(network),
+        &mut chosen,
+    );
+    let ranked = ranking.ranked(
+        location.lat,
+        location.lon,
+        &state.candidates,
+        &state.eligibility,
+        &picked,
+    );
+    Decided {
+        key,
+        location: Arc::new(location),
+        candidates: state.candidates,
+        decision: Decision {
+            chosen,
+            ranked,
+            rule: picked.rule,
+            client_dependent: picked.client_dependent,
+        },
+        scope: 0,
+        precompiled: false,
+    }
+}
+
+/// Locate and rank per query (where the precompiled map holds nothing): `cdn_geo::select::choose`
+/// over `candidates` built from the health view.
 pub fn decide_located(
     snap: &Snapshot,
     svc: usize,
@@ -172,26 +354,49 @@ pub fn decide_located(
 ) -> Decided {
     let service = &snap.services[svc];
     let decision = cdn_geo::select::choose(&location, &candidates, now_ms, &service.policy);
-    let scope = match key.ecs_prefix {
-        Some(p) => cdn_geo::ecs::ecs_scope(&location, &decision, p),
-        None => 0,
-    };
+    let scope = scope(
+        &key,
+        location.network.prefix_len(),
+        decision.client_dependent,
+    );
     Decided {
         key,
         location,
         candidates,
         decision,
         scope,
+        precompiled: false,
     }
 }
 
 /// Turn a decision into the records to write.
 pub fn answer_of(snap: &Snapshot, svc: usize, rtype: u16, d: &Decided) -> ServiceAnswer {
+    answer_from(
+        snap,
+        svc,
+        rtype,
+        &d.candidates,
+        &d.decision.chosen,
+        d.decision.rule,
+        d.scope,
+    )
+}
+
+/// The records to write for the `chosen` candidates (indexes into `candidates`).
+pub fn answer_from(
+    snap: &Snapshot,
+    svc: usize,
+    rtype: u16,
+    candidates: &[Candidate],
+    chosen: &[usize],
+    rule: Rule,
+    scope: u8,
+) -> ServiceAnswer {
     let service = &snap.services[svc];
     let mut addrs = Vec::new();
     let mut edges = Vec::new();
-    for &i in &d.decision.chosen {
-        let c = &d.candidates[i];
+    for &i in chosen {
+        let c = &candidates[i];
         edges.push(c.id.clone());
         if rtype == rtype::AAAA {
             addrs.extend(c.ipv6.iter().map(|a| IpAddr::V6(*a)));
@@ -199,17 +404,15 @@ pub fn answer_of(snap: &Snapshot, svc: usize, rtype: u16, d: &Decided) -> Servic
             addrs.extend(c.ipv4.iter().map(|a| IpAddr::V4(*a)));
         }
     }
-    let region = d.decision.chosen.first().and_then(|&i| {
-        snap.regions
-            .iter()
-            .position(|r| *r == d.candidates[i].region)
-    });
+    let region = chosen
+        .first()
+        .and_then(|&i| snap.regions.iter().position(|r| *r == candidates[i].region));
     ServiceAnswer {
         rtype,
         ttl: service.ttl,
         addrs,
-        scope: d.scope,
-        rule: d.decision.rule,
+        scope,
+        rule,
         region,
         edges,
     }

@@ -1,21 +1,35 @@
 //! Step 0, before any query: the routing snapshot. [`build_snapshot`] turns a validated config
 //! into everything a query needs (zones, services with their pools and policies, edges,
-//! regions, the client locator with its network map and MaxMind database), checking record
-//! data and geo files on the way. A snapshot is immutable; the live state
-//! ([`crate::live::Router`]) swaps it whole on reload.
+//! regions, the client locator with its network map and MaxMind database, and the precompiled
+//! geo map of every service's pools: [`cdn_geo::table::RouteTable`]), checking record data and
+//! geo files on the way. A snapshot is immutable; the live state ([`crate::live::Router`]) swaps
+//! it whole on reload.
+//!
+//! The precompiled map is attached to a snapshot after it is built ([`Snapshot::precompile`],
+//! run by [`crate::live::Router`] on a thread of its own right after the snapshot is swapped
+//! in): building it walks every network of the database once (a few seconds and some tens of MB
+//! for GeoLite2 City: figures in `docs/bench/dns.md`), and until it is attached the snapshot
+//! locates and ranks each client per query, which gives the same answers. The table is attached
+//! atomically, once ([`OnceLock`]): a query sees either no table or the whole one.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
+use std::sync::OnceLock;
+
 use ipnet::IpNet;
 
 use cdn_geo::locate::{GeoDb, Locator, NetworkMap, Place, RegionPoint};
-use cdn_geo::model::{AllDown, Policy};
+use cdn_geo::model::{AllDown, Candidate, Policy};
+use cdn_geo::table::{Pool, RouteTable};
 use cdn_shared::config::router::{AllDownMode, EcsMode, RouterConfig, RrlSection, ServiceConfig};
 use cdn_shared::config::ConfigError;
 
 use crate::cookies::ServerCookies;
+use crate::health::HealthView;
+use crate::route;
+use crate::wire::rtype;
 use crate::zone::Zones;
 
 /// One edge as configured.
@@ -71,8 +85,13 @@ pub struct Snapshot {
     pub edges: Vec<EdgeInfo>,
     /// Region names (metrics label of an answer).
     pub regions: Vec<String>,
-    /// Client locator.
+    /// Client locator (never swapped: a new one comes with a new snapshot).
     pub locator: Locator,
+    /// The precompiled geo map of the locator for every service's pools
+    /// (`route::pool(svc, rtype)`), once [`Snapshot::precompile`] has attached it; empty before
+    /// that and when it could not be built (then every client is located and ranked per query).
+    /// Set at most once: reading it is one atomic load.
+    pub table: OnceLock<RouteTable>,
     /// Our EDNS UDP payload size.
     pub udp_payload_size: u16,
     /// Response-rate limiting (`dns.rrl`; the UDP threads take it on each new epoch).
@@ -182,7 +201,7 @@ pub fn build_snapshot(
             }
         })
         .collect();
-    let services = config
+    let services: Vec<Service> = config
         .services
         .iter()
         .map(|s| service(config, s, &edges))
@@ -194,6 +213,7 @@ pub fn build_snapshot(
         edges,
         regions,
         locator,
+        table: OnceLock::new(),
         udp_payload_size: config.dns.udp_payload_size,
         rrl: config.dns.rrl.clone(),
         cookies: config
@@ -202,6 +222,72 @@ pub fn build_snapshot(
             .enabled
             .then(|| ServerCookies::new(config.dns.cookies.secret_rotation.as_secs())),
     })
+}
+
+impl Snapshot {
+    /// Build the precompiled geo map of this snapshot and attach it (blocking: run it off the
+    /// query threads). A map that cannot be built is logged and left out; the snapshot then
+    /// keeps deciding per query. Returns whether a map is attached (a second call builds
+    /// nothing).
+    pub fn precompile(&self) -> bool {
+        if self.table.get().is_some() {
+            return true;
+        }
+        match build_table(self.epoch, &self.locator, &self.services, &self.edges) {
+            Some(table) => {
+                let _ = self.table.set(table);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Precompile `locator` for the pools of `services` (A and AAAA each, at `route::pool`). A map
+/// that cannot be built is logged.
+fn build_table(
+    epoch: u64,
+    locator: &Locator,
+    services: &[Service],
+    edges: &[EdgeInfo],
+) -> Option<RouteTable> {
+    let static_view = HealthView::default();
+    let candidates: Vec<Vec<Candidate>> = services
+        .iter()
+        .flat_map(|s| {
+            [rtype::A, rtype::AAAA].map(|t| route::candidates_of(edges, s, t, &static_view))
+        })
+        .collect();
+    let pools: Vec<Pool<'_>> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Pool {
+            candidates: c,
+            policy: &services[i / 2].policy,
+        })
+        .collect();
+    match RouteTable::build(locator, &pools) {
+        Ok(table) => {
+            let s = table.stats();
+            tracing::info!(
+                epoch,
+                build_ms = s.build_time.as_millis() as u64,
+                bytes = s.bytes,
+                networks = s.networks,
+                v4_ranges = s.v4_ranges,
+                v6_ranges = s.v6_ranges,
+                places = s.places,
+                rankings = s.rankings,
+                "geo map precompiled"
+            );
+            Some(table)
+        }
+        Err(e) => {
+            tracing::warn!(epoch, error = %e,
+                "geo map not precompiled; clients are located per query");
+            None
+        }
+    }
 }
 
 fn service(config: &RouterConfig, s: &ServiceConfig, edges: &[EdgeInfo]) -> Service {

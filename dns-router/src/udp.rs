@@ -5,7 +5,8 @@
 //! cache (`handler::ThreadCache`) and metric handles. A batch is answered under one config
 //! snapshot, health view and wall-clock reading; the answer time of each query
 //! (`cdn_dns_answer_seconds`) is the monotonic time since the previous answer of the batch
-//! ended (one clock reading per query). The batched calls come from `nix`'s safe wrappers
+//! ended (one clock reading per query). The batch's counts go to the shared metrics once, at
+//! its end (`querylog::Recorder::flush`). The batched calls come from `nix`'s safe wrappers
 //! (this crate forbids `unsafe`).
 //!
 //! After an answer is written, response-rate limiting (`rrl.rs`, the thread's own bucket
@@ -100,6 +101,20 @@ impl Answerer {
             view: &view,
             now_ms: cdn_shared::unix_ms(),
         };
+        // Touch the batch's geo map entries in one tight loop: their cache misses overlap
+        // there instead of stalling each answer in turn.
+        if let Some(table) = snap.table.get() {
+            let mut addrs = [std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED); BATCH];
+            let mut n = 0;
+            for (i, &(len, _)) in received.iter().enumerate().take(BATCH) {
+                if let Some(addr) = crate::wire::peek_ecs(&bufs[i][..len.min(MAX_QUERY)]) {
+                    addrs[n] = addr;
+                    n += 1;
+                }
+            }
+            let touched = addrs[..n].iter().fold(0u32, |t, &a| t ^ table.touch(a));
+            std::hint::black_box(touched);
+        }
         let mut started = Instant::now();
         for (i, &(len, src)) in received.iter().enumerate() {
             let Some(src) = src else { continue };
@@ -127,7 +142,7 @@ impl Answerer {
             }
             let done = Instant::now();
             self.recorder
-                .record(&snap, &outcome, done.duration_since(started).as_secs_f64());
+                .record(&snap, &outcome, done.duration_since(started));
             started = done;
             if let Some(l) = &self.log {
                 l.log(Entry::new(
@@ -142,6 +157,7 @@ impl Answerer {
             ready.push(i);
             dests.push(Some(SockaddrStorage::from(src)));
         }
+        self.recorder.flush();
     }
 }
 

@@ -329,6 +329,53 @@ fn decode_opt(p: &[u8], rr: &RrView) -> Result<Edns, Malformed> {
     Ok(edns)
 }
 
+/// The Client Subnet address of a query packet, read without decoding the rest (the UDP loop
+/// uses it to bring the geo map's entries of a whole batch into the cache before answering
+/// it); `None` when the packet has none or is not a plain query. Not a validation: `decode`
+/// decides what the packet is.
+pub fn peek_ecs(p: &[u8]) -> Option<IpAddr> {
+    if p.len() < HEADER_LEN {
+        return None;
+    }
+    let an = u16_at(p, 6).ok()? as usize;
+    let ns = u16_at(p, 8).ok()? as usize;
+    let ar = u16_at(p, 10).ok()?;
+    let mut at = HEADER_LEN;
+    loop {
+        let l = *p.get(at)? as usize;
+        if l & 0xc0 != 0 {
+            return None;
+        }
+        at += 1 + l;
+        if l == 0 {
+            break;
+        }
+    }
+    at += 4;
+    for _ in 0..an + ns {
+        at = skip_rr(p, at).ok()?.0;
+    }
+    for _ in 0..ar {
+        let (next, rr) = skip_rr(p, at).ok()?;
+        if rr.rtype == rtype::OPT {
+            let rdata = p.get(rr.rdata_start..rr.rdata_start + rr.rdata_len)?;
+            let mut o = 0usize;
+            while o + 4 <= rdata.len() {
+                let code = u16_at(rdata, o).ok()?;
+                let len = u16_at(rdata, o + 2).ok()? as usize;
+                let data = rdata.get(o + 4..o + 4 + len)?;
+                if code == OPT_ECS {
+                    return decode_ecs(data).ok().map(|e| e.addr);
+                }
+                o += 4 + len;
+            }
+            return None;
+        }
+        at = next;
+    }
+    None
+}
+
 /// Validate a Client Subnet option body (RFC 7871 §6): known family, prefix within the
 /// family, ADDRESS exactly ceil(prefix/8) bytes, no bits set beyond the prefix.
 pub fn decode_ecs(data: &[u8]) -> Result<Ecs, Malformed> {
@@ -519,6 +566,34 @@ mod tests {
         }
         long.push(0);
         assert!(decode(&query(&long, 1, &[], 0)).is_err());
+    }
+
+    #[test]
+    fn peek_ecs_finds_what_decode_finds() {
+        let with = |o: &[u8]| query(b"\x03www\x00", 1, &opt(o, 0), 1);
+        for (p, want) in [
+            (with(&ecs_opt(1, 24, &[192, 0, 2])), Some("192.0.2.0")),
+            (
+                with(&ecs_opt(2, 48, &[0x20, 1, 0xd, 0xb8, 0, 1])),
+                Some("2001:db8:1::"),
+            ),
+            (with(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]), None),
+            (query(b"\x00", 1, &[], 0), None),
+            (with(&ecs_opt(1, 23, &[192, 0, 3])), None),
+        ] {
+            assert_eq!(peek_ecs(&p), want.map(|w| w.parse::<IpAddr>().unwrap()));
+            if let Some(w) = want {
+                let Ok(Decoded::Query(q)) = decode(&p) else {
+                    panic!()
+                };
+                assert_eq!(q.edns.unwrap().ecs.unwrap().addr.to_string(), w);
+            }
+        }
+        // Never panics on cut packets.
+        let p = with(&ecs_opt(2, 56, &[0x20, 1, 0xd, 0xb8, 0, 1, 2]));
+        for n in 0..p.len() {
+            let _ = peek_ecs(&p[..n]);
+        }
     }
 
     #[test]

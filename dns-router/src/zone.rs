@@ -65,8 +65,9 @@ pub struct Zone {
     pub name: String,
     /// Apex in lowercase wire form.
     pub apex: Vec<u8>,
-    /// Every name in the zone (empty non-terminals included), keyed by lowercase wire name.
-    pub nodes: HashMap<Box<[u8]>, Node>,
+    /// Every name in the zone (empty non-terminals included), keyed by lowercase wire name
+    /// (foldhash, seeded per process: looked up for every query).
+    pub nodes: HashMap<Box<[u8]>, Node, foldhash::fast::RandomState>,
     /// The SOA record for negative answers (RFC 2308 §3): owner written in full, TTL =
     /// min(SOA TTL, MINIMUM).
     pub negative_soa: Vec<u8>,
@@ -355,7 +356,7 @@ fn build_zone(i: usize, zc: &ZoneConfig) -> Result<Zone, ConfigError> {
     let mut z = Zone {
         name: format!("{apex_str}."),
         apex: apex.clone(),
-        nodes: HashMap::new(),
+        nodes: HashMap::default(),
         negative_soa: Vec::new(),
         has_cuts: false,
     };

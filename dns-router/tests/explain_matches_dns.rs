@@ -241,6 +241,18 @@ fn explain_gives_the_answer_dns_gives() {
             assert!(Instant::now() < deadline, "edges not up: {v}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // The precompiled geo map is built beside the first snapshot: compare once it is
+        // attached, so that what is compared is the map's answers.
+        let deadline = Instant::now() + cdn_tests::harness::scaled(Duration::from_secs(60));
+        loop {
+            let v = explain(s.admin, "www.cdn.example.test", RecordType::A, Some("81.2.69.0/24"))
+                .await;
+            if v["precompiled"] == true {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the geo map was not attached: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
 
         let mut compared = 0usize;
         let mut equal = 0usize;
@@ -248,6 +260,7 @@ fn explain_gives_the_answer_dns_gives() {
         let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
         let mut addresses = std::collections::BTreeSet::new();
         let mut sources: BTreeMap<String, usize> = BTreeMap::new();
+        let mut precompiled = 0usize;
         for ecs in prefixes(db.is_some()) {
             for name in NAMES {
                 for rtype in [RecordType::A, RecordType::AAAA] {
@@ -266,6 +279,9 @@ fn explain_gives_the_answer_dns_gives() {
                         *outcomes
                             .entry(after["outcome"].as_str().unwrap_or("?").to_string())
                             .or_default() += 1;
+                        if after["precompiled"] == true {
+                            precompiled += 1;
+                        }
                         if let Some(src) = after["location"]["source"].as_str() {
                             *sources.entry(src.to_string()).or_default() += 1;
                         }
@@ -288,7 +304,7 @@ fn explain_gives_the_answer_dns_gives() {
             }
         }
         eprintln!(
-            "explain vs DNS: {equal} of {compared} equal (GeoLite2 {}); outcomes {outcomes:?}; located by {sources:?}",
+            "explain vs DNS: {equal} of {compared} equal (GeoLite2 {}; {precompiled} service answers from the precompiled map); outcomes {outcomes:?}; located by {sources:?}",
             if db.is_some() { "loaded" } else { "absent" }
         );
         assert!(
@@ -319,6 +335,10 @@ fn explain_gives_the_answer_dns_gives() {
                 "no client located by the database: {sources:?}"
             );
         }
+        assert!(
+            precompiled > 0,
+            "no service answer came from the precompiled map"
+        );
         let edge_addresses = ["\"192.0.2.10\"", "\"192.0.2.20\"", "\"192.0.2.30\""];
         assert!(
             edge_addresses.iter().all(|a| addresses.contains(*a)),

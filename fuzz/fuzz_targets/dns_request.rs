@@ -59,6 +59,8 @@ fn snapshot() -> &'static (Snapshot, HealthView) {
     S.get_or_init(|| {
         let config = cdn_shared::config::load_str(CONFIG).expect("fuzz config");
         let snap = build_snapshot(&config, Path::new("."), 1).expect("snapshot");
+        // Service answers come from the precompiled geo map, as in the running router.
+        assert!(snap.precompile(), "geo map");
         (snap, HealthView::default())
     })
 }

@@ -23,6 +23,11 @@
 //! The router must call [`ecs_scope`] with the location it got from locating
 //! `ecs_subnet(..).addr()` in the option's own family; an IPv4-mapped IPv6 ECS address is
 //! located as IPv4, so pass its IPv4 source prefix (`source - 96`) and add 96 back.
+//!
+//! With the precompiled map ([`crate::table`]) the same rule applies to the block the map
+//! reports instead of `location.network`: a block holds that network and only addresses that are
+//! ranked the same way (so they get the same answer under any health state), and it is exactly
+//! that network when a ranking has tie groups (the weighted spread is seeded by the network).
 
 use std::net::IpAddr;
 

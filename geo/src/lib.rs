@@ -14,7 +14,14 @@
 //!    staleness) → ranked (great-circle distance, ordered backups) → decided (N answers,
 //!    weighted spread among equal ranks seeded by the client network, all-down policy), giving a
 //!    [`model::Decision`].
-//! 4. [`reload`] — [`reload::FileWatch`] / [`reload::FileStamp`]: notice a changed database or
+//! 4. [`ranking`] — the static half of `choose`: [`ranking::Ranking::build`] ranks a pool for a
+//!    place once (distance, ordered backups, tie groups), [`ranking::Ranking::decide`] applies the
+//!    live exclusions and picks the same answer `choose` would.
+//! 5. [`table`] — the precompiled geo map: [`table::RouteTable::build`] walks every network of
+//!    the database and the map once, ranks each distinct place once per pool and merges
+//!    neighbouring networks that rank alike; [`table::RouteTable::lookup`] gives an address's
+//!    rankings and the block that decides (its ECS scope).
+//! 6. [`reload`] — [`reload::FileWatch`] / [`reload::FileStamp`]: notice a changed database or
 //!    network map file, so the caller can reload it (a bad new file keeps the old one).
 //!
 //! [`model`] holds the data types that flow between these steps; [`error`] the crate's errors.
@@ -37,8 +44,10 @@ pub mod ecs;
 pub mod error;
 pub mod locate;
 pub mod model;
+pub mod ranking;
 pub mod reload;
 pub mod select;
+pub mod table;
 pub mod testdata;
 
 pub use error::{EcsError, GeoError};

@@ -171,7 +171,7 @@ pub fn choose(
     let home = if policy.backups.is_empty() {
         ""
     } else {
-        home_region(client, edges, &ranked)
+        home_region(client.region.as_deref(), edges, &ranked)
     };
     let backups = policy
         .backups
@@ -224,7 +224,7 @@ pub fn choose(
 
 /// Distances from one point, computed once per distinct edge location (edges of a region
 /// share its coordinates). Remembers the last [`MEMO`] locations.
-struct DistanceMemo {
+pub(crate) struct DistanceMemo {
     origin: Point,
     seen: [(u64, u64, f64); MEMO],
     len: usize,
@@ -234,7 +234,7 @@ struct DistanceMemo {
 const MEMO: usize = 8;
 
 impl DistanceMemo {
-    fn new(lat: f64, lon: f64) -> DistanceMemo {
+    pub(crate) fn new(lat: f64, lon: f64) -> DistanceMemo {
         DistanceMemo {
             origin: Point::new(lat, lon),
             seen: [(0, 0, 0.0); MEMO],
@@ -243,7 +243,7 @@ impl DistanceMemo {
         }
     }
 
-    fn get(&mut self, lat: f64, lon: f64) -> f64 {
+    pub(crate) fn get(&mut self, lat: f64, lon: f64) -> f64 {
         let (a, b) = (lat.to_bits(), lon.to_bits());
         if let Some(&(_, _, d)) = self.seen[..self.len]
             .iter()
@@ -261,8 +261,12 @@ impl DistanceMemo {
 
 /// The client's region if the map/default placed it in one the pool has; else the region of
 /// the nearest non-disabled candidate (any candidate if all are disabled).
-fn home_region<'a>(client: &ClientLocation, edges: &'a [Candidate], ranked: &[Ranked]) -> &'a str {
-    if let Some(own) = client.region.as_deref() {
+pub(crate) fn home_region<'a>(
+    own_region: Option<&str>,
+    edges: &'a [Candidate],
+    ranked: &[Ranked],
+) -> &'a str {
+    if let Some(own) = own_region {
         if let Some(e) = edges.iter().find(|e| e.region == own) {
             return &e.region;
         }
@@ -281,7 +285,7 @@ fn home_region<'a>(client: &ClientLocation, edges: &'a [Candidate], ranked: &[Ra
 /// whole metres (26 bits, up to 67,000 km: "equal rank" means the same metre), position in the
 /// candidate slice (low 22 bits) as the deterministic tie-break. `key >> 22` identifies a tie
 /// group.
-fn sort_key(r: &Ranked, tiers: Option<&[u32]>) -> u64 {
+pub(crate) fn sort_key(r: &Ranked, tiers: Option<&[u32]>) -> u64 {
     let tier = u64::from(tiers.map_or(0, |t| t[r.index]).min(0xffff));
     // distances are finite and non-negative (≤ ~20,040 km): +0.5 then truncate rounds
     let metres = ((r.distance_km * 1000.0 + 0.5) as u64).min((1 << 26) - 1);
@@ -349,11 +353,11 @@ fn pick(
 }
 
 /// Tie groups up to this size are scored in a stack buffer.
-const SMALL_GROUP: usize = 16;
+pub(crate) const SMALL_GROUP: usize = 16;
 
 /// Weighted rendezvous (highest random weight) score: `weight / -ln(u)` with `u` in (0, 1)
 /// hashed from the client's network and the edge id. Higher wins.
-fn rendezvous_score(seed: u64, edge: &Candidate) -> f64 {
+pub(crate) fn rendezvous_score(seed: u64, edge: &Candidate) -> f64 {
     let h = mix(fnv1a(seed, edge.id.as_bytes()));
     // 53 random bits → u in (0, 1), never 0 or 1.
     let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
@@ -363,13 +367,21 @@ fn rendezvous_score(seed: u64, edge: &Candidate) -> f64 {
 /// A stable seed from the client's network (address and length). Stable across processes and
 /// builds, so every router instance spreads the same way.
 fn network_seed(client: &ClientLocation) -> u64 {
-    let (bytes, len): ([u8; 16], u8) = match client.network {
+    spread_seed(client.network)
+}
+
+/// The seed of the weighted spread among equally ranked edges for clients located by
+/// `network` (its address and length): what [`choose`] uses, for callers that rank without a
+/// [`ClientLocation`] (see [`crate::ranking`]).
+pub fn spread_seed(network: ipnet::IpNet) -> u64 {
+    let (bytes, len): ([u8; 16], u8) = match network {
         ipnet::IpNet::V4(n) => {
             let mut b = [0u8; 16];
             b[..4].copy_from_slice(&n.network().octets());
             (b, n.prefix_len())
         }
-        ipnet::IpNet::V6(n) => (n.network().octets(), 128 + n.prefix_len()),
+        // 128 + length, modulo 256 (a /128 gives 0, as it always has in release builds).
+        ipnet::IpNet::V6(n) => (n.network().octets(), 128u8.wrapping_add(n.prefix_len())),
     };
     mix(fnv1a(fnv1a(0xcbf2_9ce4_8422_2325, &bytes), &[len]))
 }

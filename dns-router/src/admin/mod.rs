@@ -329,6 +329,7 @@ async fn metrics_text(
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body({
             let mut text = recorder.render();
+            crate::metrics::render_answer_times(&mut text);
             crate::health::gauges::render_edge_gauges(&ctx.health.view(), &mut text);
             text
         }))

@@ -195,6 +195,11 @@ impl GeoDb {
         &self.reader.metadata().database_type
     }
 
+    /// The database's IP version (4: IPv4 only; 6: both).
+    pub(crate) fn ip_version(&self) -> u16 {
+        self.reader.metadata().ip_version
+    }
+
     /// Build time, Unix seconds.
     pub fn build_epoch(&self) -> u64 {
         self.reader.metadata().build_epoch
@@ -271,6 +276,78 @@ impl GeoDb {
             }
         }
         Ok(GeoLookup { network, hit })
+    }
+}
+
+/// What the database says about one of its networks, as [`GeoDb::for_each_network`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum NetworkData {
+    /// A record with a usable place (what [`GeoDb::lookup`] returns as the hit).
+    Place {
+        /// Dense number of the record among those visited so far (0, 1, 2… in order of first
+        /// appearance), so callers can keep per-record results in a vector.
+        record: u32,
+        /// Latitude.
+        lat: f64,
+        /// Longitude.
+        lon: f64,
+    },
+    /// No record, or a record without a usable place: the lookup finds the network, no hit.
+    NoPlace,
+    /// The record does not decode: the lookup fails (callers treat the address as not placed
+    /// by the database at all).
+    Corrupt,
+}
+
+impl GeoDb {
+    /// Visit every network of the search tree once, in address order within each family, with
+    /// what [`GeoDb::lookup`] would find for any address in it: `visit(start, len, data)`, with
+    /// IPv4 networks (the IPv4 subtree) as [`IpAddr::V4`] starts and the rest of the IPv6 tree
+    /// as [`IpAddr::V6`] starts.
+    /// Networks without data are included. Not visited (the caller must not assume anything
+    /// there): the IPv6 prefixes that alias the IPv4 subtree (`::/96`, `::ffff:0:0/96`, and
+    /// e.g. `2001::/32`, `2002::/16` when the database has those aliases), the IPv4 space of an
+    /// IPv6 database without an IPv4 subtree, and the IPv6 space of an IPv4 database. Each
+    /// distinct record is decoded once. An error means the tree itself is corrupt.
+    pub(crate) fn for_each_network(
+        &self,
+        mut visit: impl FnMut(IpAddr, u8, NetworkData),
+    ) -> Result<(), GeoError> {
+        let invalid = |e: maxminddb::MaxMindDbError| GeoError::InvalidDb {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let options = maxminddb::WithinOptions::default().include_networks_without_data();
+        let mut decoded: std::collections::HashMap<usize, NetworkData> =
+            std::collections::HashMap::new();
+        let mut records = 0u32;
+        for item in self.reader.networks(options).map_err(invalid)? {
+            let result = item.map_err(invalid)?;
+            let network = result.network().map_err(invalid)?;
+            let data =
+                match result.offset() {
+                    None => NetworkData::NoPlace,
+                    Some(offset) => *decoded.entry(offset).or_insert_with(|| {
+                        match result.decode::<Record<'_>>() {
+                            Ok(Some(record)) => match record.place() {
+                                Some(hit) => {
+                                    records += 1;
+                                    NetworkData::Place {
+                                        record: records - 1,
+                                        lat: hit.lat,
+                                        lon: hit.lon,
+                                    }
+                                }
+                                None => NetworkData::NoPlace,
+                            },
+                            Ok(None) => NetworkData::NoPlace,
+                            Err(_) => NetworkData::Corrupt,
+                        }
+                    }),
+                };
+            visit(network.ip(), network.prefix(), data);
+        }
+        Ok(())
     }
 }
 
