@@ -28,9 +28,7 @@
 //! the decision orders a group's eligible edges by weighted rendezvous score.
 
 use crate::model::{AllDown, Candidate, Exclusion, Policy, Ranked, Rule};
-use crate::select::{
-    exclusion, home_region, rendezvous_score, sort_key, DistanceMemo, SMALL_GROUP,
-};
+use crate::select::{exclusion, home_region, rendezvous_score, sort_key, DistanceMemo};
 
 /// One candidate's place in an order: its index in the candidate slice and its tie group
 /// (groups are numbered in rank order; equal numbers are adjacent).
@@ -338,21 +336,7 @@ fn pick(
                 .filter(|&i| ok(i))
                 .map(|i| (rendezvous_score(seed, &edges[i]), i));
             let room = answers - chosen.len();
-            let by_score =
-                |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-            if ok_count <= SMALL_GROUP {
-                let mut buf = [(0.0f64, 0usize); SMALL_GROUP];
-                for (slot, item) in buf.iter_mut().zip(scores) {
-                    *slot = item;
-                }
-                let scored = &mut buf[..ok_count];
-                scored.sort_unstable_by(by_score);
-                chosen.extend(scored.iter().take(room).map(|&(_, i)| i));
-            } else {
-                let mut scored: Vec<(f64, usize)> = scores.collect();
-                scored.sort_unstable_by(by_score);
-                chosen.extend(scored.iter().take(room).map(|&(_, i)| i));
-            }
+            crate::select::take_top_scored(scores, ok_count, room, chosen);
         }
         start = end;
     }

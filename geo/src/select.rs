@@ -330,22 +330,7 @@ fn pick(
                 .filter(|r| ok(r))
                 .map(|r| (rendezvous_score(seed, &edges[r.index]), r.index));
             let room = answers - chosen.len();
-            let by_score =
-                |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-            // Small groups (the usual case: a few edges per region) stay on the stack.
-            if ok_count <= SMALL_GROUP {
-                let mut buf = [(0.0f64, 0usize); SMALL_GROUP];
-                for (slot, item) in buf.iter_mut().zip(scores) {
-                    *slot = item;
-                }
-                let scored = &mut buf[..ok_count];
-                scored.sort_unstable_by(by_score);
-                chosen.extend(scored.iter().take(room).map(|&(_, i)| i));
-            } else {
-                let mut scored: Vec<(f64, usize)> = scores.collect();
-                scored.sort_unstable_by(by_score);
-                chosen.extend(scored.iter().take(room).map(|&(_, i)| i));
-            }
+            take_top_scored(scores, ok_count, room, &mut chosen);
         }
         start = end;
     }
@@ -353,7 +338,7 @@ fn pick(
 }
 
 /// Tie groups up to this size are scored in a stack buffer.
-pub(crate) const SMALL_GROUP: usize = 16;
+const SMALL_GROUP: usize = 16;
 
 /// Weighted rendezvous (highest random weight) score: `weight / -ln(u)` with `u` in (0, 1)
 /// hashed from the client's network and the edge id. Higher wins.
@@ -399,6 +384,31 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// Append to `chosen` the `room` best of `scores` (`ok_count` of them) by rendezvous score,
+/// highest first, ties by index. Small groups (the usual case: a few edges per region) are
+/// sorted on the stack. Shared by [`choose`] and [`crate::ranking::Ranking::decide`].
+pub(crate) fn take_top_scored(
+    scores: impl Iterator<Item = (f64, usize)>,
+    ok_count: usize,
+    room: usize,
+    chosen: &mut Vec<usize>,
+) {
+    let by_score = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    if ok_count <= SMALL_GROUP {
+        let mut buf = [(0.0f64, 0usize); SMALL_GROUP];
+        for (slot, item) in buf.iter_mut().zip(scores) {
+            *slot = item;
+        }
+        let scored = &mut buf[..ok_count];
+        scored.sort_unstable_by(by_score);
+        chosen.extend(scored.iter().take(room).map(|&(_, i)| i));
+    } else {
+        let mut scored: Vec<(f64, usize)> = scores.collect();
+        scored.sort_unstable_by(by_score);
+        chosen.extend(scored.iter().take(room).map(|&(_, i)| i));
+    }
 }
 
 #[cfg(test)]
