@@ -13,6 +13,9 @@
 #   stale:           only the stale-if-error scenario, edge only.
 #   hot:             only the hot-hit throughput runs (HOT_ROUNDS, default 3).
 #   longtail:        only the long-tail Zipf run (LT_ROUNDS, LT_WARM, LT_DUR as in quick).
+#   coalesce:        only the 200-client cold burst (CO_ROUNDS, default 3; CO_CLIENTS, default 200).
+#   stalled:         RSS while STALLED_N (200) clients request one cached 1 MiB object and read
+#                    nothing (scripts/stalled-clients.py), for the edge and nginx-cache.
 #   cpu:             server CPU per hot hit (µs of user+system time of the target's processes
 #                    per request) for nginx-static, $TARGETS and the edge: CPU_ROUNDS (default 5)
 #                    interleaved runs of CPU_DUR seconds (default 3) per size in CPU_SIZES
@@ -31,7 +34,7 @@ BENCH=${BENCH:-/work/shared/bench/http}
 RUN=${RUN:-/tmp/httpbench/run}
 MODE=${1:-quick}
 EDGE_BIN=${EDGE_BIN:-$ROOT/target/release/edge}
-TARGETS=${TARGETS:-nginx-cache,varnish-malloc}
+TARGETS=${TARGETS-nginx-cache,varnish-malloc}  # TARGETS= (empty): the edge alone
 # PORT_SHIFT=N: run a copy of the yardstick with every port moved up by N (e.g. 600 when a
 # test fleet holds 18080); default 0 = the yardstick as is.
 SHIFT=${PORT_SHIFT:-0}
@@ -194,11 +197,28 @@ rss)
     rss_stream ;;
 hot)
     ./servers.sh origin start 2>/dev/null || true
-    python3 bench.py hot --targets "nginx-static,$TARGETS,edge" --rounds "${HOT_ROUNDS:-3}" --dur "${HOT_DUR:-5}"
+    python3 bench.py hot --targets "nginx-static,${TARGETS:+$TARGETS,}edge" --rounds "${HOT_ROUNDS:-3}" --dur "${HOT_DUR:-5}"
     stop_all ;;
 longtail)
     ./servers.sh edge wipe
-    python3 bench.py longtail --targets "$TARGETS,edge" --rounds "${LT_ROUNDS:-1}" --warm "${LT_WARM:-10}" --dur "${LT_DUR:-20}"
+    python3 bench.py longtail --targets "${TARGETS:+$TARGETS,}edge" --rounds "${LT_ROUNDS:-1}" --warm "${LT_WARM:-10}" --dur "${LT_DUR:-20}"
+    stop_all ;;
+stalled)
+    ./servers.sh edge wipe
+    ./servers.sh origin start 2>/dev/null || true
+    for t in edge nginx-cache; do
+        ./servers.sh "$t" start >/dev/null
+        sleep 1
+        echo -n "$t "
+        python3 "$ROOT/scripts/stalled-clients.py" "$(python3 -c "import bench; print(bench.addr('$t'))")" \
+            "$(cat "$RUN/$t.pidf")" "${STALLED_N:-200}" | tee -a "$RESULTS_DIR/stalled.txt"
+        ./servers.sh "$t" stop >/dev/null
+    done
+    ;;
+coalesce)
+    ./servers.sh edge wipe
+    ./servers.sh origin start 2>/dev/null || true
+    python3 bench.py coalesce --targets "${TARGETS:+$TARGETS,}edge" --rounds "${CO_ROUNDS:-3}" --clients "${CO_CLIENTS:-200}"
     stop_all ;;
 stale)
     ./servers.sh origin start 2>/dev/null || true
@@ -209,19 +229,19 @@ full)
 quick)
     ./servers.sh edge wipe
     ./servers.sh origin start 2>/dev/null || true
-    python3 bench.py hot --targets "nginx-static,$TARGETS,edge" --rounds "${HOT_ROUNDS:-1}" --dur "${HOT_DUR:-5}"
+    python3 bench.py hot --targets "nginx-static,${TARGETS:+$TARGETS,}edge" --rounds "${HOT_ROUNDS:-1}" --dur "${HOT_DUR:-5}"
     stop_all
-    python3 bench.py coalesce --targets "$TARGETS,edge" --rounds "${CO_ROUNDS:-2}"
+    python3 bench.py coalesce --targets "${TARGETS:+$TARGETS,}edge" --rounds "${CO_ROUNDS:-2}"
     python3 bench.py stale --targets "edge"
     stop_all
     ./servers.sh edge wipe
-    python3 bench.py longtail --targets "$TARGETS,edge" --rounds "${LT_ROUNDS:-1}" --warm "${LT_WARM:-10}" --dur "${LT_DUR:-20}"
+    python3 bench.py longtail --targets "${TARGETS:+$TARGETS,}edge" --rounds "${LT_ROUNDS:-1}" --warm "${LT_WARM:-10}" --dur "${LT_DUR:-20}"
     stop_all
     python3 bench.py restart --targets edge --settle "${RESTART_SETTLE:-2}" --wait "${RESTART_WAIT:-5}"
     stop_all
     rss_stream
     ;;
-*) echo "usage: $0 [quick|full|rss|stale|hot|longtail|cpu]" >&2; exit 2 ;;
+*) echo "usage: $0 [quick|full|rss|stale|hot|longtail|coalesce|stalled|cpu]" >&2; exit 2 ;;
 esac
 
 python3 bench.py report --out "$RESULTS_DIR/tables.md"

@@ -3,6 +3,10 @@
 //! write) or failed its checksum — the origin, by `Range`, verified against the stored CRC
 //! and written back. Wrong bytes are never served: a mismatch ends the stream with an error
 //! (the client sees a truncated response) and drops the object.
+//!
+//! Bodies go to the HTTP layer in pieces of at most [`PIECE`] bytes (slices of the stored
+//! bytes, not copies): actix-http copies each piece into the connection's write buffer, so a
+//! 1 MiB body handed over whole would hold a second 1 MiB per connection while it is sent.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -50,11 +54,47 @@ pub struct BodySource {
     pub refetch: Option<Refetch>,
 }
 
+/// Largest piece of a body handed to the HTTP layer at once.
+pub const PIECE: usize = 64 * 1024;
+
+/// A stored body sent in [`PIECE`]-sized slices (zero-copy), with its length announced.
+pub struct Pieces(pub Bytes);
+
+impl actix_web::body::MessageBody for Pieces {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Sized(self.0.len() as u64)
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        let b = &mut self.get_mut().0;
+        if b.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let n = b.len().min(PIECE);
+        std::task::Poll::Ready(Some(Ok(b.split_to(n))))
+    }
+
+    fn try_into_bytes(self) -> Result<Bytes, Self> {
+        if self.0.len() <= PIECE {
+            Ok(self.0)
+        } else {
+            Err(self)
+        }
+    }
+}
+
 struct Cursor {
     src: BodySource,
     pos: u64,
     end: Option<u64>,
     failed: bool,
+    /// The rest of the last chunk read (served in pieces before reading the next).
+    pending: Bytes,
 }
 
 /// Stream bytes `[start, end)` (`end = None`: to the end of the object).
@@ -70,6 +110,7 @@ pub fn body_stream(
             pos: start,
             end,
             failed: false,
+            pending: Bytes::new(),
         },
         |mut c| async move {
             if c.failed {
@@ -91,6 +132,10 @@ async fn next(c: &mut Cursor) -> Result<Option<Bytes>, EdgeError> {
     loop {
         if c.end.is_some_and(|e| c.pos >= e) {
             return Ok(None);
+        }
+        if !c.pending.is_empty() {
+            let b = std::mem::take(&mut c.pending);
+            return Ok(Some(take(b, c)));
         }
         let cs = c.src.chunk_size;
         let expected_crc = if let Some(fill) = &c.src.fill {
@@ -139,12 +184,17 @@ async fn next(c: &mut Cursor) -> Result<Option<Bytes>, EdgeError> {
     }
 }
 
+/// The next piece of `b` (at most [`PIECE`] bytes, not past the end); the rest is kept in
+/// `c.pending`.
 fn take(mut b: Bytes, c: &mut Cursor) -> Bytes {
     if let Some(e) = c.end {
-        let left = (e - c.pos) as usize;
+        let left = usize::try_from(e.saturating_sub(c.pos)).unwrap_or(usize::MAX);
         if b.len() > left {
             b.truncate(left);
         }
+    }
+    if b.len() > PIECE {
+        c.pending = b.split_off(PIECE);
     }
     c.pos += b.len() as u64;
     b
@@ -230,4 +280,35 @@ async fn refetch_range(rf: &Refetch, start: u64, end: u64, total: u64) -> Result
         return Err(EdgeError::OriginBroken("range refetch too short".into()));
     }
     Ok(buf.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::{BodySize, MessageBody};
+
+    #[actix_web::test]
+    async fn pieces_are_slices_of_at_most_a_piece() {
+        let data = Bytes::from((0..(2 * PIECE + 10)).map(|i| i as u8).collect::<Vec<_>>());
+        let mut body = Pieces(data.clone());
+        assert_eq!(body.size(), BodySize::Sized(data.len() as u64));
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        while let Some(p) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_next(cx)).await
+        {
+            let p = p.unwrap();
+            sizes.push(p.len());
+            got.extend_from_slice(&p);
+        }
+        assert_eq!(sizes, vec![PIECE, PIECE, 10]);
+        assert_eq!(got, data);
+        assert!(Pieces(Bytes::from_static(b"small"))
+            .try_into_bytes()
+            .is_ok());
+        assert!(
+            Pieces(data).try_into_bytes().is_err(),
+            "a large body is not handed over whole"
+        );
+    }
 }

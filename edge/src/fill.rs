@@ -314,6 +314,20 @@ impl Leader {
         self.fill.bump();
     }
 
+    /// Bytes `[start, start + data.len())` were copied into `data` (the stored chunk or body):
+    /// frames that lie wholly inside that span are replaced by `data`, so the fill's readers
+    /// share the stored copy and the fill does not hold the body twice.
+    pub fn share_stored(&self, start: u64, data: &Bytes) {
+        let end = start.saturating_add(data.len() as u64);
+        let mut st = self.fill.state.lock();
+        let inside = |(off, b): &(u64, Bytes)| *off >= start && off + b.len() as u64 <= end;
+        let Some(first) = st.frames.iter().position(inside) else {
+            return;
+        };
+        st.frames.retain(|f| !inside(f));
+        st.frames.insert(first, (start, data.clone()));
+    }
+
     /// The next chunk was stored with `crc`, so the body is stored up to `stored_upto`:
     /// frames ending more than `keep_behind` bytes below that may be dropped (readers that
     /// far behind read the stored chunks).
@@ -388,6 +402,41 @@ mod tests {
         ));
         // Non-streaming heads leave the table.
         assert!(!fills.contains("k"));
+    }
+
+    #[tokio::test]
+    async fn readers_share_the_stored_copy() {
+        let fills = Fills::new(10);
+        let Join::Leader(leader) = fills.join("k").unwrap() else {
+            panic!()
+        };
+        let f = leader.fill().clone();
+        leader.push(Bytes::from_static(b"ab"));
+        leader.push(Bytes::from_static(b"cdef"));
+        leader.push(Bytes::from_static(b"gh"));
+        // Bytes 0..6 stored (one copy): the two frames inside become that copy; "gh" stays.
+        let stored = Bytes::from(b"abcdef".to_vec());
+        leader.share_stored(0, &stored);
+        {
+            let st = f.state.lock();
+            let offs: Vec<(u64, usize)> = st.frames.iter().map(|(o, b)| (*o, b.len())).collect();
+            assert_eq!(offs, vec![(0, 6), (6, 2)]);
+            assert_eq!(
+                st.frames[0].1.as_ptr(),
+                stored.as_ptr(),
+                "the stored allocation"
+            );
+        }
+        for (pos, want) in [(0, &b"abcdef"[..]), (3, b"def"), (6, b"gh")] {
+            match f.read_at(pos, 4) {
+                Read::Data(b) => assert_eq!(&b[..], want),
+                other => panic!("{other:?}"),
+            }
+        }
+        // A span no frame lies wholly inside changes nothing.
+        leader.share_stored(5, &Bytes::from_static(b"fg"));
+        assert_eq!(f.state.lock().frames.len(), 2);
+        leader.finish(8);
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use bytes::Bytes;
 
-use crate::body::{body_stream, BodySource, Refetch};
+use crate::body::{body_stream, BodySource, Pieces, Refetch};
 use crate::cache::meta::{Body, ObjectMeta};
 use crate::cache::policy;
 use crate::context::Ctx;
@@ -204,7 +204,7 @@ pub(crate) fn serve_stored(
         return b.no_chunking(e - a).body(empty_body());
     }
     match &m.body {
-        Body::Inline { data, .. } => b.body(data.slice(plan::span(a, e, data.len()))),
+        Body::Inline { data, .. } => b.body(Pieces(data.slice(plan::span(a, e, data.len())))),
         Body::Chunked {
             object_id,
             chunk_size,

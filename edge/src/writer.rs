@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::cache::meta::{Body, Chunk, ObjectMeta};
 use crate::cache::store::{chunk_key, Store};
@@ -32,7 +32,12 @@ impl StoreWriter {
     pub(crate) async fn run(self, leader: Leader, mut resp: OriginResponse) {
         let h = &self.head;
         let cs = h.chunk_size as usize;
-        let mut buf = BytesMut::new();
+        // The body is kept as the origin's frames (shared with the fill's readers, not a
+        // second copy while the fill runs) and copied once, at a chunk's end or the body's
+        // end, into an allocation of exactly its length: a stored body never keeps a larger
+        // buffer (a frame's read buffer, a doubling `BytesMut`) alive in the memory tier.
+        let mut parts: Vec<Bytes> = Vec::new();
+        let mut have: usize = 0;
         let mut crcs: Vec<u32> = Vec::new();
         let mut total: u64 = 0;
         loop {
@@ -48,10 +53,18 @@ impl StoreWriter {
                         return;
                     };
                     total = t;
-                    buf.extend_from_slice(&b);
-                    leader.push(b);
-                    while buf.len() >= cs {
-                        let data = buf.split_to(cs).freeze();
+                    leader.push(b.clone());
+                    let mut rest = b;
+                    while !rest.is_empty() {
+                        let take = cs.saturating_sub(have).min(rest.len());
+                        parts.push(rest.split_to(take));
+                        have += take;
+                        if have < cs {
+                            continue;
+                        }
+                        let data = concat(&mut parts, &mut have);
+                        let stored = (crcs.len() as u64 + 1).saturating_mul(cs as u64);
+                        leader.share_stored(stored.saturating_sub(cs as u64), &data);
                         let len = h.length.unwrap_or(total);
                         self.put_chunk(&mut crcs, data, len);
                         // Chunks kept on disk only become readable after foyer's flush:
@@ -61,11 +74,7 @@ impl StoreWriter {
                         } else {
                             0
                         };
-                        leader.chunk_stored(
-                            *crcs.last().unwrap_or(&0),
-                            crcs.len() as u64 * cs as u64,
-                            keep,
-                        );
+                        leader.chunk_stored(*crcs.last().unwrap_or(&0), stored, keep);
                     }
                 }
                 Ok(None) => break,
@@ -83,14 +92,17 @@ impl StoreWriter {
             return;
         }
         let body = if crcs.is_empty() {
-            let data = buf.freeze();
+            let data = concat(&mut parts, &mut have);
+            leader.share_stored(0, &data);
             Body::Inline {
                 crc: crc32fast::hash(&data),
                 data,
             }
         } else {
-            if !buf.is_empty() {
-                self.put_chunk(&mut crcs, buf.freeze(), total);
+            if have > 0 {
+                let data = concat(&mut parts, &mut have);
+                leader.share_stored(total.saturating_sub(data.len() as u64), &data);
+                self.put_chunk(&mut crcs, data, total);
             }
             Body::Chunked {
                 len: total,
@@ -113,5 +125,35 @@ impl StoreWriter {
         let key = chunk_key(&self.head.store_key, self.head.object_id, crcs.len() as u64);
         self.store.put_chunk(key, Chunk { crc, data }, object_len);
         crcs.push(crc);
+    }
+}
+
+/// The `have` bytes of `parts`, copied into one allocation of exactly that length; empties
+/// both.
+fn concat(parts: &mut Vec<Bytes>, have: &mut usize) -> Bytes {
+    let mut v = Vec::with_capacity(*have);
+    for p in parts.drain(..) {
+        v.extend_from_slice(&p);
+    }
+    *have = 0;
+    Bytes::from(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concat_copies_into_an_exact_allocation() {
+        let big = Bytes::from(vec![1u8; 64 * 1024]);
+        let mut parts = vec![big.slice(..10), Bytes::from_static(b"abc")];
+        let mut have = 13;
+        let b = concat(&mut parts, &mut have);
+        assert_eq!(b.len(), 13);
+        assert_eq!(&b[10..], b"abc");
+        assert!(parts.is_empty());
+        assert_eq!(have, 0);
+        let v: Vec<u8> = b.into();
+        assert_eq!(v.capacity(), 13, "not the 64 KiB the slice came from");
     }
 }
