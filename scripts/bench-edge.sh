@@ -24,7 +24,8 @@
 #
 # env: BENCH (yardstick dir, default /work/shared/bench/http), RUN (scratch, /tmp/httpbench/run),
 #      RESULTS_DIR (default $RUN/results-edge), EDGE_BIN (default target/release/edge; built if
-#      missing), TARGETS (baselines, default nginx-cache,varnish-malloc).
+#      missing), TARGETS (baselines, default nginx-cache,varnish-malloc; empty: the edge alone),
+#      EDGE_CACHE_EXTRA (lines added to the edge's [cache], e.g. 'disk_reinsert_hits = 1').
 # The edge listens on 127.0.0.1:18130 (admin 18131) with 128 MiB memory + 128 MiB disk, like
 # the baselines' 128 MiB limit. Every process is started and stopped by the yardstick's
 # servers.sh by recorded PID. `uptime` is printed before and after (the machine may be shared).
@@ -74,6 +75,7 @@ memory = "128 MiB"
 disk_path = "$RUN/edge-cache"
 disk = "128 MiB"
 fill_wait_timeout = "15s"
+${EDGE_CACHE_EXTRA:-}
 [lifecycle]
 shutdown_grace = "2s"
 [[hosts]]

@@ -20,7 +20,9 @@ use foyer::{
     StorageFilterCondition, StorageFilterResult,
 };
 
-use super::hot::{HitCounts, PROMOTE_AFTER};
+use super::hot::HitCounts;
+#[cfg(test)]
+use super::hot::PROMOTE_AFTER;
 use super::meta::{Body, Chunk, Entry, ObjectMeta};
 use crate::error::EdgeError;
 
@@ -112,9 +114,9 @@ impl Placement {
             low_hint_from: cfg.chunk_size.as_u64() / 16,
             disk_only_from: u64::MAX,
             memory_only_below: 0,
-            promote_after: PROMOTE_AFTER,
+            promote_after: cfg.promote_after.max(1),
             second_hit_from: u64::MAX,
-            disk_reinsert_hits: 0,
+            disk_reinsert_hits: cfg.disk_reinsert_hits,
             disk_block_size: None,
             memory_eviction: MemoryEviction::Lru,
             disk_fifo_probation: 0.1,
@@ -153,7 +155,13 @@ pub struct Store {
     runtime: Option<tokio::runtime::Runtime>,
     hook: OnceLock<Arc<dyn IndexHook>>,
     chunk_size: usize,
+    /// Disk reads in flight: each holds a buffer of its entry's size (a chunk), so their
+    /// number is bounded ([`DISK_READS`]); further reads wait for a slot before allocating.
+    disk_reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most disk reads in flight per store.
+pub const DISK_READS: usize = 32;
 
 /// The host part of a cache key (`scheme://host/path…`), if it has one.
 fn key_host(key: &str) -> Option<&str> {
@@ -248,6 +256,7 @@ impl Store {
             runtime: Some(runtime),
             hook: OnceLock::new(),
             chunk_size: cfg.chunk_size.as_u64() as usize,
+            disk_reads: Arc::new(tokio::sync::Semaphore::new(DISK_READS)),
         }))
     }
 
@@ -278,6 +287,11 @@ impl Store {
     /// and reported as a miss.
     pub async fn get(&self, key: &str) -> Option<Entry> {
         let cache = &self.part(key).cache;
+        // A lookup that goes to disk takes a disk-read slot (see `disk_reads`).
+        let _slot = match cache.memory().contains(key) {
+            true => None,
+            false => self.disk_reads.acquire().await.ok(),
+        };
         match cache.get(key).await {
             Ok(Some(e)) => {
                 if let (Entry::Object(m), Some(h)) = (e.value(), self.hook.get()) {
@@ -466,8 +480,13 @@ impl Store {
         let rt = self.runtime.as_ref()?;
         let cache = self.part(key).cache.clone();
         let k = key.to_string();
+        let slots = self.disk_reads.clone();
         match rt
-            .spawn(async move { cache.storage().load(&k).await })
+            .spawn(async move {
+                // Held until the read is done, even when the request that asked is gone.
+                let _slot = slots.acquire_owned().await;
+                cache.storage().load(&k).await
+            })
             .await
         {
             Ok(Ok(Load::Entry { value, .. })) => Some(value),
@@ -634,7 +653,7 @@ struct HotEnough {
 
 impl StorageFilterCondition for HotEnough {
     fn filter(&self, _: &Arc<Statistics>, hash: u64, _: usize) -> StorageFilterResult {
-        if self.hits.count(hash) >= self.min {
+        if self.hits.count(hash) >= self.min.max(1) {
             StorageFilterResult::Admit
         } else {
             StorageFilterResult::Reject

@@ -211,6 +211,14 @@ pub struct CacheSection {
     /// stored (`Cache-Status: detail=too-many-variants`,
     /// `cdn_edge_vary_variants_refused_total`). Default 32.
     pub max_vary_variants: usize,
+    /// With a disk tier: a stored chunk that was hit at least this many times (recently) is
+    /// written again when its disk block is reclaimed, instead of being dropped (the disk
+    /// tier keeps its hot objects like a CLOCK instead of forgetting them FIFO). 0 = off.
+    /// Default 0.
+    pub disk_reinsert_hits: u8,
+    /// With a disk tier: a chunk kept on disk only is copied into memory on this hit.
+    /// 1..=255; 255 = (almost) never. Default 32.
+    pub promote_after: u8,
 }
 
 impl Default for CacheSection {
@@ -226,6 +234,8 @@ impl Default for CacheSection {
             fill_wait_timeout: Duration::from_secs(10),
             max_inflight_fills: 1024,
             max_vary_variants: 32,
+            disk_reinsert_hits: 0,
+            promote_after: 32,
         }
     }
 }
@@ -487,6 +497,12 @@ impl Validate for EdgeConfig {
             ));
         }
         require_positive("cache.fill_wait_timeout", c.fill_wait_timeout)?;
+        if c.promote_after == 0 {
+            return Err(ConfigError::new(
+                "cache.promote_after",
+                "must be 1..=255 (the hit that copies a disk-only chunk into memory)",
+            ));
+        }
         if c.max_inflight_fills == 0 {
             return Err(ConfigError::new(
                 "cache.max_inflight_fills",
@@ -593,5 +609,31 @@ impl Validate for EdgeConfig {
         require_unique(names.iter().copied(), |_| "hosts".to_string())
             .map_err(|e| ConfigError::new("hosts[].name", e.message))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::load_str;
+
+    #[test]
+    fn cache_policy_keys_parse_and_promote_after_zero_is_refused() {
+        let base = "[edge]\nid = \"e1\"\nregion = \"eu-west\"\n[[hosts]]\nname = \"a.test\"\norigin = \"http://127.0.0.1:1\"\n";
+        let c: EdgeConfig = load_str(base).unwrap();
+        assert_eq!((c.cache.disk_reinsert_hits, c.cache.promote_after), (0, 32));
+        let c: EdgeConfig = load_str(&format!(
+            "{base}[cache]\ndisk_reinsert_hits = 1\npromote_after = 255\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.cache.disk_reinsert_hits, c.cache.promote_after),
+            (1, 255)
+        );
+        let e = load_str::<EdgeConfig>(&format!("{base}[cache]\npromote_after = 0\n")).unwrap_err();
+        assert!(e.to_string().contains("cache.promote_after"), "{e}");
+        let e =
+            load_str::<EdgeConfig>(&format!("{base}[cache]\npromote_after = 300\n")).unwrap_err();
+        assert!(e.to_string().contains("promote_after"), "{e}");
     }
 }
