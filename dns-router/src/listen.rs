@@ -51,10 +51,22 @@ pub fn udp_threads(config: &RouterConfig) -> usize {
     }
 }
 
-fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+/// Largest `dns.udp_payload_size` with which IPv4 answers are sent with DF set: 1232 bytes of
+/// DNS plus 28 of headers fit every link's MTU (RFC 9715's fragment-free size).
+pub const DF_PAYLOAD_MAX: u16 = 1232;
+
+fn udp_socket(addr: SocketAddr, set_df: bool) -> std::io::Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
+    } else if set_df {
+        // IPv4 answers never fragmented (RFC 9715; BIND sets DF too): DF set, and the path
+        // MTU that spoofed ICMP could lower ignored (IP_PMTUDISC_PROBE). A DF datagram carries
+        // IP ID 0 (RFC 6864), which spares the kernel its per-packet ID hash.
+        rustix::net::sockopt::set_ip_mtu_discover(
+            &s,
+            rustix::net::sockopt::Ipv4PathMtuDiscovery::PROBE,
+        )?;
     }
     s.set_reuse_port(true)?;
     // Room for bursts while the thread is busy; the kernel caps it at rmem_max.
@@ -74,11 +86,12 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(s.into())
 }
 
-fn bind_dns(addr: SocketAddr, threads: usize) -> Result<DnsSockets, RouterError> {
+fn bind_dns(addr: SocketAddr, threads: usize, set_df: bool) -> Result<DnsSockets, RouterError> {
     let attempts = if addr.port() == 0 { 8 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let first = udp_socket(addr).map_err(|e| RouterError::io(format!("bind udp {addr}"), e))?;
+        let first =
+            udp_socket(addr, set_df).map_err(|e| RouterError::io(format!("bind udp {addr}"), e))?;
         let bound = first
             .local_addr()
             .map_err(|e| RouterError::io(format!("bind udp {addr}"), e))?;
@@ -87,7 +100,7 @@ fn bind_dns(addr: SocketAddr, threads: usize) -> Result<DnsSockets, RouterError>
                 let mut udp = vec![first];
                 for _ in 1..threads {
                     udp.push(
-                        udp_socket(bound)
+                        udp_socket(bound, set_df)
                             .map_err(|e| RouterError::io(format!("bind udp {bound}"), e))?,
                     );
                 }
@@ -105,9 +118,10 @@ fn bind_dns(addr: SocketAddr, threads: usize) -> Result<DnsSockets, RouterError>
 /// Bind every socket of `config` and log the `listening` lines.
 pub fn bind(config: &RouterConfig) -> Result<Sockets, RouterError> {
     let threads = udp_threads(config);
+    let set_df = config.dns.udp_payload_size <= DF_PAYLOAD_MAX;
     let mut dns = Vec::new();
     for &addr in &config.dns.listen {
-        let s = bind_dns(addr, threads)?;
+        let s = bind_dns(addr, threads, set_df)?;
         listening(Proto::Udp, "dns", s.addr());
         let tcp_addr = s
             .tcp
@@ -123,4 +137,19 @@ pub fn bind(config: &RouterConfig) -> Result<Sockets, RouterError> {
         .map_err(|e| RouterError::io("admin address", e))?;
     listening(Proto::Http, "admin", admin_addr);
     Ok(Sockets { dns, admin })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::net::sockopt::{ip_mtu_discover, Ipv4PathMtuDiscovery};
+
+    #[test]
+    fn ipv4_answers_are_sent_with_df_when_asked() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let s = udp_socket(addr, true).unwrap();
+        assert_eq!(ip_mtu_discover(&s).unwrap(), Ipv4PathMtuDiscovery::PROBE);
+        let s = udp_socket(addr, false).unwrap();
+        assert_ne!(ip_mtu_discover(&s).unwrap(), Ipv4PathMtuDiscovery::PROBE);
+    }
 }
