@@ -25,7 +25,8 @@
 # env: BENCH (yardstick dir, default /work/shared/bench/http), RUN (scratch, /tmp/httpbench/run),
 #      RESULTS_DIR (default $RUN/results-edge), EDGE_BIN (default target/release/edge; built if
 #      missing), TARGETS (baselines, default nginx-cache,varnish-malloc; empty: the edge alone),
-#      EDGE_CACHE_EXTRA (lines added to the edge's [cache], e.g. 'disk_reinsert_hits = 1').
+#      EDGE_CACHE_EXTRA (lines added to the edge's [cache], e.g. 'disk_reinsert_hits = 1'),
+#      EDGE_MALLOC_MMAP_THRESHOLD (131072, as the deploy units set it; empty: glibc's default).
 # The edge listens on 127.0.0.1:18130 (admin 18131) with 128 MiB memory + 128 MiB disk, like
 # the baselines' 128 MiB limit. Every process is started and stopped by the yardstick's
 # servers.sh by recorded PID. `uptime` is printed before and after (the machine may be shared).
@@ -93,7 +94,13 @@ TOML
 "$EDGE_BIN" --config "$RUN/edge.toml" --check-config >/dev/null
 
 export EDGE_ADDR=127.0.0.1:$((18130 + SHIFT))
-export EDGE_START="exec $EDGE_BIN --config $RUN/edge.toml --log-level warn"
+# Started as the deploy units start it (deploy/systemd/cdn-edge.service): glibc's mmap
+# threshold pinned at 128 KiB. EDGE_MALLOC_MMAP_THRESHOLD= (empty) runs it with glibc's default.
+malloc_env=""
+if [ -n "${EDGE_MALLOC_MMAP_THRESHOLD-131072}" ]; then
+    malloc_env="env MALLOC_MMAP_THRESHOLD_=${EDGE_MALLOC_MMAP_THRESHOLD-131072}"
+fi
+export EDGE_START="exec $malloc_env $EDGE_BIN --config $RUN/edge.toml --log-level warn"
 export EDGE_WIPE="rm -rf $RUN/edge-cache"
 
 # The yardstick uses fixed ports; refuse to run next to something else holding them.

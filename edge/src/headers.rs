@@ -110,6 +110,10 @@ pub fn connection_listed(h: &HeaderMap) -> Vec<String> {
 /// Headers of an origin response as replayed to clients (and stored): hop-by-hop,
 /// `Surrogate-Control`, `Surrogate-Key`, `Cache-Tag`, `Age` (recomputed), `Content-Length`
 /// (set from the body) removed; `Set-Cookie` removed when `keep_set_cookie` is false.
+///
+/// Names and values are copied: the HTTP client parses them as slices of its read buffer, so
+/// a stored header would otherwise keep that whole buffer (8 KiB and more, often with body
+/// bytes in it) alive for as long as the object stays cached.
 pub fn response_headers(h: &HeaderMap, keep_set_cookie: bool) -> Vec<(HeaderName, HeaderValue)> {
     let listed = connection_listed(h);
     h.iter()
@@ -122,8 +126,24 @@ pub fn response_headers(h: &HeaderMap, keep_set_cookie: bool) -> Vec<(HeaderName
                 && **n != header::CONTENT_LENGTH
                 && (keep_set_cookie || **n != header::SET_COOKIE)
         })
-        .map(|(n, v)| (n.clone(), v.clone()))
+        .map(|(n, v)| (detach_name(n), detach_value(v)))
         .collect()
+}
+
+/// `n` in storage of its own (standard names are static: no copy).
+fn detach_name(n: &HeaderName) -> HeaderName {
+    HeaderName::from_bytes(n.as_str().as_bytes()).unwrap_or_else(|_| n.clone())
+}
+
+/// `v` in an allocation of its own length.
+fn detach_value(v: &HeaderValue) -> HeaderValue {
+    match HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(v.as_bytes())) {
+        Ok(mut c) => {
+            c.set_sensitive(v.is_sensitive());
+            c
+        }
+        Err(_) => v.clone(),
+    }
 }
 
 /// A `Content-Length` value: ASCII digits (surrounding whitespace allowed) that fit in a

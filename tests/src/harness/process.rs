@@ -220,6 +220,9 @@ impl Process {
                 cmd.env_remove(k);
             }
         }
+        // As the deploy units run them (deploy/systemd/cdn-edge.service): glibc's mmap
+        // threshold pinned, so freed large bodies go back to the system.
+        cmd.env("MALLOC_MMAP_THRESHOLD_", "131072");
         cmd.args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
