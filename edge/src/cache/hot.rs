@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 
 /// Hits after which a disk-only chunk is copied into memory.
-pub const PROMOTE_AFTER: u8 = 32;
+pub const PROMOTE_AFTER: u8 = 128;
 /// Number of counters (a power of two).
 const SLOTS: usize = 1 << 16;
 /// All counters are halved after this many hits.

@@ -663,6 +663,13 @@ impl StorageFilterCondition for HotEnough {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_config_default_is_the_documented_promotion_hit() {
+        let c = CacheSection::default();
+        assert_eq!(c.promote_after, PROMOTE_AFTER);
+        assert_eq!(Placement::for_config(&c).promote_after, PROMOTE_AFTER);
+    }
+
     use bytes::Bytes;
     use bytesize::ByteSize;
 

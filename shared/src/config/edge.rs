@@ -214,10 +214,10 @@ pub struct CacheSection {
     /// With a disk tier: a stored chunk that was hit at least this many times (recently) is
     /// written again when its disk block is reclaimed, instead of being dropped (the disk
     /// tier keeps its hot objects like a CLOCK instead of forgetting them FIFO). 0 = off.
-    /// Default 0.
+    /// Default 1.
     pub disk_reinsert_hits: u8,
     /// With a disk tier: a chunk kept on disk only is copied into memory on this hit.
-    /// 1..=255; 255 = (almost) never. Default 32.
+    /// 1..=255; 255 = (almost) never. Default 128.
     pub promote_after: u8,
 }
 
@@ -234,8 +234,8 @@ impl Default for CacheSection {
             fill_wait_timeout: Duration::from_secs(10),
             max_inflight_fills: 1024,
             max_vary_variants: 32,
-            disk_reinsert_hits: 0,
-            promote_after: 32,
+            disk_reinsert_hits: 1,
+            promote_after: 128,
         }
     }
 }
@@ -621,7 +621,10 @@ mod tests {
     fn cache_policy_keys_parse_and_promote_after_zero_is_refused() {
         let base = "[edge]\nid = \"e1\"\nregion = \"eu-west\"\n[[hosts]]\nname = \"a.test\"\norigin = \"http://127.0.0.1:1\"\n";
         let c: EdgeConfig = load_str(base).unwrap();
-        assert_eq!((c.cache.disk_reinsert_hits, c.cache.promote_after), (0, 32));
+        assert_eq!(
+            (c.cache.disk_reinsert_hits, c.cache.promote_after),
+            (1, 128)
+        );
         let c: EdgeConfig = load_str(&format!(
             "{base}[cache]\ndisk_reinsert_hits = 1\npromote_after = 255\n"
         ))
