@@ -263,24 +263,20 @@ pub fn decide(
         Some((table, hit)) => {
             let mut chosen = Vec::new();
             let (picked, ranking) = pick_hit(snap, table, svc, rtype, &hit, &state, &mut chosen);
-            let ranked = ranking.ranked(
+            let decision = ranking.decision(
                 location.lat,
                 location.lon,
                 &state.candidates,
                 &state.eligibility,
                 &picked,
+                chosen,
             );
             Decided {
                 key,
                 scope: scope(&key, hit.network.prefix_len(), picked.client_dependent),
                 location,
                 candidates: state.candidates,
-                decision: Decision {
-                    chosen,
-                    ranked,
-                    rule: picked.rule,
-                    client_dependent: picked.client_dependent,
-                },
+                decision,
                 precompiled: true,
             }
         }
@@ -320,23 +316,19 @@ pub fn decide_placed(
         || spread_seed(network),
         &mut chosen,
     );
-    let ranked = ranking.ranked(
+    let decision = ranking.decision(
         location.lat,
         location.lon,
         &state.candidates,
         &state.eligibility,
         &picked,
+        chosen,
     );
     Decided {
         key,
         location: Arc::new(location),
         candidates: state.candidates,
-        decision: Decision {
-            chosen,
-            ranked,
-            rule: picked.rule,
-            client_dependent: picked.client_dependent,
-        },
+        decision,
         scope: 0,
         precompiled: false,
     }

@@ -27,7 +27,7 @@
 //! Edges of equal rank (same tier and same metre: in practice, one region) form a tie group;
 //! the decision orders a group's eligible edges by weighted rendezvous score.
 
-use crate::model::{AllDown, Candidate, Exclusion, Policy, Ranked, Rule};
+use crate::model::{AllDown, Candidate, Decision, Exclusion, Policy, Ranked, Rule};
 use crate::select::{exclusion, home_region, rendezvous_score, sort_key, DistanceMemo};
 
 /// One candidate's place in an order: its index in the candidate slice and its tie group
@@ -239,6 +239,25 @@ impl Ranking {
         }
     }
 
+    /// The whole [`Decision`] for what [`Ranking::decide`] `picked` (and left in `chosen`): the
+    /// chosen edges, the rule, and the ranked list explain shows.
+    pub fn decision(
+        &self,
+        lat: f64,
+        lon: f64,
+        edges: &[Candidate],
+        live: &Eligibility,
+        picked: &Picked,
+        chosen: Vec<usize>,
+    ) -> Decision {
+        Decision {
+            ranked: self.ranked(lat, lon, edges, live, picked),
+            chosen,
+            rule: picked.rule,
+            client_dependent: picked.client_dependent,
+        }
+    }
+
     /// The ranking a decision used, as `Decision::ranked` shows it: every candidate in rank
     /// order with its distance from (`lat`, `lon`) (computed here, for display) and its
     /// exclusion.
@@ -348,24 +367,8 @@ mod tests {
 
     use super::*;
     use crate::model::{ClientLocation, Health, LocationSource};
+    use crate::select::tests::edge;
     use crate::select::{choose, spread_seed};
-
-    fn edge(id: &str, region: &str, lat: f64, lon: f64) -> Candidate {
-        Candidate {
-            id: id.into(),
-            region: region.into(),
-            lat,
-            lon,
-            ipv4: vec![],
-            ipv6: vec![],
-            weight: 1,
-            health: Health::Up,
-            draining: false,
-            overloaded: false,
-            disabled: false,
-            last_seen_ms: Some(1_000),
-        }
-    }
 
     fn client(lat: f64, lon: f64, region: Option<&str>, network: &str) -> ClientLocation {
         ClientLocation {

@@ -412,7 +412,7 @@ pub(crate) fn take_top_scored(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashMap;
 
     use super::*;
