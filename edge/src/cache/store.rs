@@ -155,12 +155,12 @@ pub struct Store {
     runtime: Option<tokio::runtime::Runtime>,
     hook: OnceLock<Arc<dyn IndexHook>>,
     chunk_size: usize,
-    /// Disk reads in flight: each holds a buffer of its entry's size (a chunk), so their
-    /// number is bounded ([`DISK_READS`]); further reads wait for a slot before allocating.
+    /// Chunk reads from disk in flight: each holds a chunk-sized buffer, so their number is
+    /// bounded ([`DISK_READS`]); further reads wait for a slot before allocating.
     disk_reads: Arc<tokio::sync::Semaphore>,
 }
 
-/// Most disk reads in flight per store.
+/// Most chunk reads from disk in flight per store.
 pub const DISK_READS: usize = 32;
 
 /// The host part of a cache key (`scheme://host/path…`), if it has one.
@@ -287,11 +287,6 @@ impl Store {
     /// and reported as a miss.
     pub async fn get(&self, key: &str) -> Option<Entry> {
         let cache = &self.part(key).cache;
-        // A lookup that goes to disk takes a disk-read slot (see `disk_reads`).
-        let _slot = match cache.memory().contains(key) {
-            true => None,
-            false => self.disk_reads.acquire().await.ok(),
-        };
         match cache.get(key).await {
             Ok(Some(e)) => {
                 if let (Entry::Object(m), Some(h)) = (e.value(), self.hook.get()) {
