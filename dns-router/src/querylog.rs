@@ -24,17 +24,23 @@ use hickory_proto::rr::RecordType;
 use metrics::Counter;
 use serde::Serialize;
 
+use crate::answer::Rcode;
 use crate::cookies::CookieState;
 use crate::handler::{Outcome, Transport};
 use crate::metrics::{answer_bucket, names, ANSWER_BUCKETS, ANSWER_TIMES};
 use crate::snapshot::Snapshot;
+
+/// `cdn_dns_queries_total`'s labels as indexes: QTYPE slot, rcode, service, region.
+type CounterKey = (u8, u16, u32, u32);
 
 /// Per-thread metric handles (keyed with foldhash: the keys are a few small integers) and the
 /// counts not yet handed over ([`Recorder::flush`]).
 #[derive(Debug, Default)]
 pub struct Recorder {
     /// Counter key → index into `counters_held`.
-    counters: HashMap<(u8, u16, u32, u32), u32, foldhash::fast::RandomState>,
+    counters: HashMap<CounterKey, u32, foldhash::fast::RandomState>,
+    /// The last key counted and its index (consecutive queries mostly share one).
+    last: Option<(CounterKey, u32)>,
     /// The counter handles, with the count not yet added to each.
     counters_held: Vec<(Counter, u64)>,
     /// Indexes of `counters_held` with a count pending.
@@ -61,6 +67,12 @@ impl Recorder {
 
     /// Count one answered query and its latency (handed over by [`Recorder::flush`]).
     pub fn record(&mut self, snap: &Snapshot, o: &Outcome, elapsed: Duration) {
+        self.count(snap, o);
+        self.time(1, elapsed);
+    }
+
+    /// Count one answered query (its latency goes separately, [`Recorder::time`]).
+    pub fn count(&mut self, snap: &Snapshot, o: &Outcome) {
         let svc = o.service.map(|s| s as u32).unwrap_or(u32::MAX);
         let region = o
             .answer
@@ -72,11 +84,46 @@ impl Recorder {
         // would otherwise churn this table (and the series it names).
         let slot = qtype_slot(o.qtype);
         let key = (slot, o.rcode.code(), svc, region);
+        let i = match self.last {
+            Some((k, i)) if k == key => i,
+            _ => self.index(snap, key, o.rcode),
+        };
+        if let Some(entry) = self.counters_held.get_mut(i as usize) {
+            if entry.1 == 0 {
+                self.dirty.push(i);
+            }
+            entry.1 += 1;
+        }
+        if o.cookie != CookieState::None {
+            if let Some(slot) = self.cookies.get_mut(o.cookie as usize) {
+                slot.get_or_insert_with(
+                    || metrics::counter!(names::DNS_COOKIES, "result" => o.cookie.as_str()),
+                )
+                .increment(1);
+            }
+        }
+    }
+
+    /// `n` answers that took `elapsed` each.
+    pub fn time(&mut self, n: u64, elapsed: Duration) {
+        if n == 0 {
+            return;
+        }
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.times[answer_bucket(nanos)] += n;
+        self.times_nanos = self.times_nanos.saturating_add(nanos.saturating_mul(n));
+        self.timed = true;
+    }
+
+    /// The index in `counters_held` of `key` (a handle made on first use), remembered as the
+    /// last key.
+    fn index(&mut self, snap: &Snapshot, key: CounterKey, rcode: Rcode) -> u32 {
         if self.counters.len() > 4096 {
             self.flush();
             self.counters.clear();
             self.counters_held.clear();
         }
+        let (slot, _, svc, region) = key;
         let held = &mut self.counters_held;
         let i = *self.counters.entry(key).or_insert_with(|| {
             let service = snap
@@ -92,31 +139,15 @@ impl Recorder {
             held.push((
                 metrics::counter!(names::DNS_QUERIES,
                     "qtype" => slot_label(slot),
-                    "rcode" => o.rcode.as_str(),
+                    "rcode" => rcode.as_str(),
                     "service" => service,
                     "region" => region),
                 0,
             ));
             (held.len() - 1) as u32
         });
-        if let Some(entry) = self.counters_held.get_mut(i as usize) {
-            if entry.1 == 0 {
-                self.dirty.push(i);
-            }
-            entry.1 += 1;
-        }
-        if o.cookie != CookieState::None {
-            if let Some(slot) = self.cookies.get_mut(o.cookie as usize) {
-                slot.get_or_insert_with(
-                    || metrics::counter!(names::DNS_COOKIES, "result" => o.cookie.as_str()),
-                )
-                .increment(1);
-            }
-        }
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.times[answer_bucket(nanos)] += 1;
-        self.times_nanos = self.times_nanos.saturating_add(nanos);
-        self.timed = true;
+        self.last = Some((key, i));
+        i
     }
 
     /// Hand the counts recorded since the last flush to the shared metrics.
@@ -140,6 +171,7 @@ impl Recorder {
         self.flush();
         self.counters.clear();
         self.counters_held.clear();
+        self.last = None;
     }
 }
 
@@ -346,6 +378,66 @@ fn writer(rx: Receiver<Entry>, mut out: BufWriter<std::fs::File>, dropped: Arc<A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn outcome(qtype: u16, rcode: Rcode) -> Outcome {
+        Outcome {
+            qtype,
+            rcode,
+            service: None,
+            answer: None,
+            truncated: false,
+            cookie: CookieState::None,
+        }
+    }
+
+    #[test]
+    fn counts_by_key_and_times_batches() {
+        let config = cdn_shared::config::load_str(
+            r#"
+            [[regions]]
+            name = "east"
+            lat = 39.0
+            lon = -77.5
+            [geo]
+            default_region = "east"
+            [[edges]]
+            id = "e"
+            region = "east"
+            ipv4 = ["192.0.2.1"]
+            [[zones]]
+            name = "cdn.test"
+            ns = ["ns1.cdn.test"]
+            "#,
+        )
+        .unwrap();
+        let snap = crate::snapshot::build_snapshot(&config, std::path::Path::new("."), 1).unwrap();
+        let mut r = Recorder::new();
+        let a = outcome(1, Rcode::NoError);
+        let nx = outcome(1, Rcode::NxDomain);
+        let aaaa = outcome(28, Rcode::NoError);
+        for o in [&a, &a, &nx, &a, &aaaa, &aaaa, &nx] {
+            r.count(&snap, o);
+        }
+        // One handle per key, in first-use order, each with its own pending count.
+        let pending: Vec<u64> = r.counters_held.iter().map(|(_, n)| *n).collect();
+        assert_eq!(pending, vec![3, 2, 2]);
+        assert_eq!(r.dirty, vec![0, 1, 2]);
+        // A batch of 5 answers that took 30 µs: 5 observations in one bucket, 150 µs in all.
+        r.time(5, Duration::from_micros(30));
+        r.time(0, Duration::from_secs(1));
+        assert_eq!(r.times.iter().sum::<u64>(), 5);
+        assert_eq!(r.times[answer_bucket(30_000)], 5);
+        assert_eq!(r.times_nanos, 150_000);
+        r.flush();
+        assert!(r.dirty.is_empty());
+        assert!(r.counters_held.iter().all(|(_, n)| *n == 0));
+        assert_eq!(r.times.iter().sum::<u64>(), 0);
+        // After a reset the memo does not point into the emptied table.
+        r.reset();
+        r.count(&snap, &a);
+        assert_eq!(r.counters_held.len(), 1);
+        assert_eq!(r.counters_held[0].1, 1);
+    }
 
     #[test]
     fn qtype_label_is_bounded() {

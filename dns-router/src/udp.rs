@@ -3,18 +3,20 @@
 //! queued: `MSG_WAITFORONE`), answers each into its own reused buffer, and sends the batch back
 //! with one `sendmmsg`. No task hop, no channel, no lock; each thread keeps its own answer
 //! cache (`handler::ThreadCache`) and metric handles. A batch is answered under one config
-//! snapshot, health view and wall-clock reading; the answer time of each query
-//! (`cdn_dns_answer_seconds`) is the monotonic time since the previous answer of the batch
-//! ended (one clock reading per query). The batch's counts go to the shared metrics once, at
-//! its end (`querylog::Recorder::flush`). The batched calls come from `nix`'s safe wrappers
-//! (this crate forbids `unsafe`).
+//! snapshot, health view and wall-clock reading; the answer time of each of its queries
+//! (`cdn_dns_answer_seconds`) is the batch's: from the start of its answering to the end of
+//! the `sendmmsg` that sent it (what the client waits for once the query is read; two clock
+//! readings per batch). The batch's counts go to the shared metrics once, at its end
+//! (`querylog::Recorder::flush`). The batched calls come from `nix`'s safe wrappers (this
+//! crate forbids `unsafe`), with the socket family's own address type (16 bytes for IPv4
+//! rather than a 128-byte `sockaddr_storage` per message).
 //!
 //! After an answer is written, response-rate limiting (`rrl.rs`, the thread's own bucket
 //! table) decides whether it is sent, dropped, or sent as an empty TC=1 answer ("slip").
 //!
 //! The socket has a short read timeout so the thread notices shutdown.
 
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
+    recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, SockaddrIn6,
+    SockaddrLike,
 };
 use std::io::{IoSlice, IoSliceMut};
 
@@ -57,12 +60,22 @@ pub fn spawn(
         .spawn(move || serve(socket, router, log, shutdown))
 }
 
-fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = a.as_sockaddr_in() {
-        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+/// The address type of one socket family, as `nix` reads and writes it.
+trait Peer: SockaddrLike + Copy {
+    /// The address's IP.
+    fn peer_ip(&self) -> IpAddr;
+}
+
+impl Peer for SockaddrIn {
+    fn peer_ip(&self) -> IpAddr {
+        IpAddr::V4(self.ip())
     }
-    a.as_sockaddr_in6()
-        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+}
+
+impl Peer for SockaddrIn6 {
+    fn peer_ip(&self) -> IpAddr {
+        IpAddr::V6(self.ip())
+    }
 }
 
 /// Per-thread state of the answering side of the loop.
@@ -81,13 +94,13 @@ impl Answerer {
     /// view and wall-clock reading serve the whole batch (the queries arrived together); each
     /// query's answer time is measured from the end of the previous one (one monotonic clock
     /// reading per query).
-    fn answer_batch(
+    fn answer_batch<S: Peer>(
         &mut self,
-        received: &[(usize, Option<SocketAddr>)],
+        received: &[(usize, Option<S>)],
         bufs: &[Vec<u8>],
         outs: &mut [Vec<u8>],
         ready: &mut Vec<usize>,
-        dests: &mut Vec<Option<SockaddrStorage>>,
+        dests: &mut Vec<Option<S>>,
     ) {
         let snap = self.router.snapshot();
         if snap.epoch != self.epoch {
@@ -115,60 +128,65 @@ impl Answerer {
             let touched = addrs[..n].iter().fold(0u32, |t, &a| t ^ table.touch(a));
             std::hint::black_box(touched);
         }
-        let mut started = Instant::now();
-        for (i, &(len, src)) in received.iter().enumerate() {
-            let Some(src) = src else { continue };
+        for (i, &(len, peer)) in received.iter().enumerate() {
+            let Some(peer) = peer else { continue };
+            let src = peer.peer_ip();
             let packet = &bufs[i][..len.min(MAX_QUERY)];
             let out = &mut outs[i];
-            let Some(mut outcome) =
-                respond(ctx, &mut self.cache, packet, src.ip(), Transport::Udp, out)
+            let Some(mut outcome) = respond(ctx, &mut self.cache, packet, src, Transport::Udp, out)
             else {
                 continue;
             };
             // A valid server cookie proves the source address: never limited.
             if self.rrl.enabled() && outcome.cookie != CookieState::Valid {
                 let class = rrl::classify(outcome.rcode, outcome.service, out);
-                match self.rrl.check(src.ip(), class, ctx.now_ms) {
+                match self.rrl.check(src, class, ctx.now_ms) {
                     Verdict::Send => {}
-                    Verdict::Drop => {
-                        started = Instant::now();
-                        continue;
-                    }
+                    Verdict::Drop => continue,
                     Verdict::Slip => {
                         rrl::slip_in_place(out);
                         outcome.truncated = true;
                     }
                 }
             }
-            let done = Instant::now();
-            self.recorder
-                .record(&snap, &outcome, done.duration_since(started));
-            started = done;
+            self.recorder.count(&snap, &outcome);
             if let Some(l) = &self.log {
                 l.log(Entry::new(
                     &snap,
                     &outcome,
                     packet,
-                    src.ip(),
+                    src,
                     Transport::Udp,
                     ctx.now_ms,
                 ));
             }
             ready.push(i);
-            dests.push(Some(SockaddrStorage::from(src)));
+            dests.push(Some(peer));
         }
-        self.recorder.flush();
     }
 }
 
 fn serve(socket: UdpSocket, router: Arc<Router>, log: Option<QueryLog>, shutdown: Shutdown) {
+    match socket.local_addr() {
+        Ok(SocketAddr::V6(_)) => serve_as::<SockaddrIn6>(socket, router, log, shutdown),
+        _ => serve_as::<SockaddrIn>(socket, router, log, shutdown),
+    }
+}
+
+/// [`serve`] with the socket family's address type `S`.
+fn serve_as<S: Peer>(
+    socket: UdpSocket,
+    router: Arc<Router>,
+    log: Option<QueryLog>,
+    shutdown: Shutdown,
+) {
     let fd = socket.as_raw_fd();
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; MAX_QUERY]).collect();
     let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(1232)).collect();
-    let mut rx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut tx = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-    let mut received: Vec<(usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
-    let mut dests: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
+    let mut rx = MultiHeaders::<S>::preallocate(BATCH, None);
+    let mut tx = MultiHeaders::<S>::preallocate(BATCH, None);
+    let mut received: Vec<(usize, Option<S>)> = Vec::with_capacity(BATCH);
+    let mut dests: Vec<Option<S>> = Vec::with_capacity(BATCH);
     let mut ready: Vec<usize> = Vec::with_capacity(BATCH);
     let rrl = RateLimiter::new(&router.snapshot().rrl);
     let mut a = Answerer {
@@ -189,7 +207,7 @@ fn serve(socket: UdpSocket, router: Arc<Router>, log: Option<QueryLog>, shutdown
             match recvmmsg(fd, &mut rx, iovs.iter_mut(), MsgFlags::MSG_WAITFORONE, None) {
                 Ok(msgs) => {
                     for m in msgs {
-                        received.push((m.bytes, m.address.as_ref().and_then(to_std)));
+                        received.push((m.bytes, m.address));
                     }
                 }
                 Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
@@ -201,19 +219,22 @@ fn serve(socket: UdpSocket, router: Arc<Router>, log: Option<QueryLog>, shutdown
         }
         ready.clear();
         dests.clear();
+        let started = Instant::now();
         a.answer_batch(&received, &bufs, &mut outs, &mut ready, &mut dests);
         send_all(fd, &mut tx, &outs, &ready, &dests);
+        a.recorder.time(ready.len() as u64, started.elapsed());
+        a.recorder.flush();
     }
 }
 
 /// Send the answers `ready` (indexes into `outs`) to `dests`, retrying the remainder when the
 /// kernel takes only part of the batch.
-fn send_all(
+fn send_all<S: Peer>(
     fd: std::os::fd::RawFd,
-    tx: &mut MultiHeaders<SockaddrStorage>,
+    tx: &mut MultiHeaders<S>,
     outs: &[Vec<u8>],
     ready: &[usize],
-    dests: &[Option<SockaddrStorage>],
+    dests: &[Option<S>],
 ) {
     let mut from = 0usize;
     let mut attempts = 0;

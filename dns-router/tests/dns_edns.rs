@@ -47,6 +47,29 @@ fn opt_only_when_asked_with_our_payload_size() {
     assert!(r.edns.is_some());
 }
 
+/// The UDP fast path over IPv6 (its own socket address type): answers, with ECS, and the
+/// answer goes back to the querying address.
+#[test]
+fn answers_over_ipv6_udp() {
+    let (up, _) = healthy_edge();
+    let text = config_text(&up, &up, &up)
+        .replace(r#"listen = ["127.0.0.1:0"]"#, r#"listen = ["[::1]:0"]"#);
+    assert!(text.contains("[::1]:0"), "config has the DNS listener");
+    let s = Server::start(&text);
+    assert!(s.dns.is_ipv6());
+    let r = udp(
+        s.dns,
+        &with_edns(
+            query("www.cdn.example.test", RecordType::A),
+            Some("81.2.69.0/24"),
+        ),
+    );
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert!(!addrs(&r).is_empty(), "an edge is answered over IPv6");
+    let r = udp(s.dns, &query("static.cdn.example.test", RecordType::A));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+}
+
 #[test]
 fn badvers_two_opts_and_unknown_options() {
     let s = server();

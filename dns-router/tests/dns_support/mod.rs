@@ -265,7 +265,12 @@ pub fn with_edns(mut m: Message, ecs: Option<&str>) -> Message {
 
 /// Send over UDP and wait for the answer with the same id.
 pub fn try_udp(addr: SocketAddr, packet: &[u8], timeout: Duration) -> Option<Vec<u8>> {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = if addr.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    let s = UdpSocket::bind(local).unwrap();
     s.set_read_timeout(Some(timeout)).unwrap();
     s.send_to(packet, addr).unwrap();
     let mut buf = vec![0u8; 65535];

@@ -84,6 +84,10 @@ struct Args {
     /// Placement: bodies ≥ this many bytes are stored on their second request only (`off`).
     #[arg(long)]
     second_hit_from: Option<String>,
+    /// Placement: hits of inline bodies ≥ this many bytes are counted (for disk reinsertion)
+    /// (`off`)
+    #[arg(long)]
+    count_inline_from: Option<String>,
     /// Placement: reinsert disk entries with at least this many hits when their block is
     /// reclaimed (0: off).
     #[arg(long)]
@@ -209,6 +213,7 @@ fn real_main() -> Result<(), String> {
     p.low_hint_from = bytes_or_off(&a.low_hint_from, p.low_hint_from)?;
     p.disk_only_from = bytes_or_off(&a.disk_only_from, p.disk_only_from)?;
     p.second_hit_from = bytes_or_off(&a.second_hit_from, p.second_hit_from)?;
+    p.count_inline_from = bytes_or_off(&a.count_inline_from, p.count_inline_from)?;
     p.disk_reinsert_hits = a.disk_reinsert_hits.unwrap_or(p.disk_reinsert_hits);
     p.disk_block_size = a.disk_block_kib.map(|k| k * 1024).or(p.disk_block_size);
     p.memory_only_below = a.memory_only_below.unwrap_or(p.memory_only_below);
@@ -256,6 +261,18 @@ fn real_main() -> Result<(), String> {
         t.disk_lookups,
         pct(t.disk_found_bytes, t.disk_lookup_bytes)
     );
+    for c in &out.by_size {
+        let r = &c.ratios;
+        println!(
+            "  objects of at most {} KiB: {} requests, request hit {:.3} (limit {:.3}), byte hit {:.3}, origin {} MiB",
+            c.size >> 10,
+            r.requests,
+            r.hit_ratio(),
+            1.0 - pct(c.first, r.requests),
+            r.byte_hit_ratio(),
+            r.origin_bytes >> 20
+        );
+    }
     println!(
         "  memory tier at the end {} MiB; replay wall time {:.1} s",
         out.memory_used >> 20,

@@ -95,6 +95,9 @@ pub struct Placement {
     /// counted hits (disk chunks, see [`super::hot`]) are written again instead of dropped
     /// (foyer's reinsertion filter; 0: none, the server's — it cost RSS in session 2).
     pub disk_reinsert_hits: u8,
+    /// Hits of inline bodies of at least this many bytes are counted like chunk hits (so
+    /// they count for disk reinsertion); `u64::MAX`: never (only chunks are counted).
+    pub count_inline_from: u64,
     /// foyer's disk block size, bytes (`None`: the server's rule in `build`: 4 chunks within
     /// 16–64 MiB, at most disk/16).
     pub disk_block_size: Option<usize>,
@@ -117,6 +120,7 @@ impl Placement {
             promote_after: cfg.promote_after.max(1),
             second_hit_from: u64::MAX,
             disk_reinsert_hits: cfg.disk_reinsert_hits,
+            count_inline_from: u64::MAX,
             disk_block_size: None,
             memory_eviction: MemoryEviction::Lru,
             disk_fifo_probation: 0.1,
@@ -289,6 +293,13 @@ impl Store {
         let cache = &self.part(key).cache;
         match cache.get(key).await {
             Ok(Some(e)) => {
+                if let Entry::Object(m) = e.value() {
+                    if let Body::Inline { data, .. } = &m.body {
+                        if data.len() as u64 >= self.placement.count_inline_from {
+                            self.hits.hit(e.hash());
+                        }
+                    }
+                }
                 if let (Entry::Object(m), Some(h)) = (e.value(), self.hook.get()) {
                     if !h.ensure(key, &m.url, &m.tags, m.response_time_ms) {
                         tracing::info!(key, "unindexed object purged since it was stored; dropped");

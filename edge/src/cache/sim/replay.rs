@@ -70,7 +70,7 @@ pub struct Tiers {
 }
 
 /// The outcome of a replay.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     /// Client-visible ratios (a request is a hit when it needed no origin request).
     pub ratios: Ratios,
@@ -83,6 +83,21 @@ pub struct Outcome {
     /// Process RSS before the store was opened, at the end of the replay (store still open)
     /// and its peak (bytes; `None` without procfs).
     pub rss: Option<(u64, u64, u64)>,
+    /// The measured requests by body size class, smallest first.
+    pub by_size: Vec<SizeClass>,
+}
+
+/// The measured requests of one body size class.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SizeClass {
+    /// The class: bodies longer than half this and at most this long (a power of two; the
+    /// first class also holds everything shorter than 1 KiB).
+    pub size: u64,
+    /// Their ratios.
+    pub ratios: Ratios,
+    /// Of them, first requests of their object in the trace (misses for any cache: the
+    /// class's compulsory misses).
+    pub first: u64,
 }
 
 /// Bodies of `len` zero bytes, each its own allocation (as a fill's bytes from the origin
@@ -119,10 +134,13 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
     let bodies = Bodies::new(cs);
     let mut ratios = Ratios::default();
     let mut tiers = Tiers::default();
+    let mut by_size: std::collections::BTreeMap<u64, SizeClass> = Default::default();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut next_id: u64 = 1;
     let mut stored_before: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let t0_ms: u64 = 1_800_000_000_000;
     for (i, r) in trace.iter().enumerate() {
+        let first = seen.insert(r.key.as_str());
         let now_ms = t0_ms + (i as f64 * 1000.0 / cfg.rate.max(1e-9)) as u64;
         let mut t = Tiers::default();
         let meta_in_memory = store.in_memory(&r.key);
@@ -238,11 +256,19 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
             }
         }
         if i >= warm {
-            ratios.requests += 1;
-            ratios.bytes += r.size;
-            ratios.origin_bytes += origin;
+            let size = r.size.max(1024).next_power_of_two();
+            let class = by_size.entry(size).or_insert(SizeClass {
+                size,
+                ..Default::default()
+            });
+            class.first += u64::from(first);
+            for x in [&mut ratios, &mut class.ratios] {
+                x.requests += 1;
+                x.bytes += r.size;
+                x.origin_bytes += origin;
+                x.hits += u64::from(origin == 0);
+            }
             if origin == 0 {
-                ratios.hits += 1;
                 if from_disk {
                     t.disk_requests = 1;
                 } else {
@@ -264,6 +290,7 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
         memory_used,
         wall,
         rss,
+        by_size: by_size.into_values().collect(),
     })
 }
 
