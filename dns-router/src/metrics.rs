@@ -4,7 +4,7 @@
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
 //! | `cdn_dns_queries_total` | counter | `qtype`, `rcode`, `service`, `region` | answered DNS queries (`qtype`: `querylog::QTYPE_LABELS` or `other`) |
-//! | `cdn_dns_answer_seconds` | histogram | | time to build and send an answer |
+//! | `cdn_dns_answer_seconds` | histogram | | time to build and send an answer (UDP: its batch's, from answering the first query to the end of the `sendmmsg`) |
 //! | `cdn_health_transitions_total` | counter | `edge`, `to` | state changes; `to` is `up`, `down`, `unknown`, `draining`, `serving`, `overloaded`, `not_overloaded` |
 //! | `cdn_reports_ingested_total` | counter | `result` | pushed reports: `accepted`, `stale`, `out_of_order`, `future`, `bad_version`, `unknown_edge`, `region_mismatch`, `bad_json`, `unauthorized` |
 //! | `cdn_probe_failures_total` | counter | `edge`, `reason` | failed probes (`probe_timeout`, `http_<code>`, `connect_refused`, `connect_error`, `bad_response`, `tls_handshake`, `tls_cert_untrusted`, `tls_cert_expired`, `tls_cert_name`, `tls_cert`, `tls_config`) |
