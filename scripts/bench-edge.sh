@@ -175,10 +175,11 @@ cpu_mode() {
     ./servers.sh origin start 2>/dev/null || true
     for t in $ts; do ./servers.sh "$t" start >/dev/null; done
     sleep 2
-    # Warm: 40 requests per object (the edge moves a disk chunk into memory on its 32nd hit).
+    # Warm: CPU_WARM (140) requests per object (the edge moves a disk chunk into memory on its
+    # 128th hit, `[cache] promote_after`), so every size is measured as a hot hit from memory.
     for t in $ts; do
         [ "$t" = nginx-static ] && continue
-        for size in ${CPU_SIZES//,/ }; do for i in $(seq 0 15); do for r in $(seq 40); do
+        for size in ${CPU_SIZES//,/ }; do for i in $(seq 0 15); do for r in $(seq "${CPU_WARM:-140}"); do
             echo "url=http://$(./servers.sh "$t" addr)/obj/$size/hot$i"; echo "output=/dev/null"
         done; done; done > "$RUN/cpu-warm.cfg"
         curl -s -K "$RUN/cpu-warm.cfg"

@@ -291,7 +291,13 @@ impl Store {
     /// and reported as a miss.
     pub async fn get(&self, key: &str) -> Option<Entry> {
         let cache = &self.part(key).cache;
-        match cache.get(key).await {
+        // A memory hit straight from the memory tier: foyer's hybrid `get` prepares for a disk
+        // load on every call (a shared context, a clock reading, a span).
+        let found = match cache.memory().get(key) {
+            Some(e) => Ok(Some(e)),
+            None => cache.get(key).await,
+        };
+        match found {
             Ok(Some(e)) => {
                 if let Entry::Object(m) = e.value() {
                     if let Body::Inline { data, .. } = &m.body {
