@@ -146,6 +146,14 @@ impl Decoder for Codec {
     }
 }
 
+impl Codec {
+    /// cdn: account for a body chunk of `len` bytes written to the I/O stream directly
+    /// (see `TransferEncoding::encode_unframed`).
+    pub(crate) fn encode_chunk_unframed(&mut self, len: usize) -> Option<usize> {
+        self.encoder.encode_chunk_unframed(len)
+    }
+}
+
 impl Encoder<Message<(Response<()>, BodySize)>> for Codec {
     type Error = io::Error;
 

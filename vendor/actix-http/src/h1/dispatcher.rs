@@ -11,7 +11,7 @@ use std::{
 use actix_codec::{Framed, FramedParts};
 use actix_service::Service;
 use bitflags::bitflags;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_core::ready;
 use pin_project_lite::pin_project;
 use tokio::{
@@ -192,8 +192,29 @@ pin_project! {
         // True if backing allocation of `write_buf` needs to be released.
         write_buf_needs_reset: bool,
 
+        // cdn: a large body chunk written to the I/O stream after `write_buf`, as it is (not
+        // copied into `write_buf`; see `DIRECT_BODY_MIN`).
+        write_body: Option<Bytes>,
+
         codec: Codec,
     }
+}
+
+/// cdn: body chunks of at least this many bytes (with a Content-Length or close-delimited
+/// body) are written from their own buffer after `write_buf` (one vectored write where the
+/// I/O stream supports it) instead of being copied into `write_buf` first.
+const DIRECT_BODY_MIN: usize = 16 * 1024;
+
+/// cdn: `write_buf`, after moving a body chunk still waiting to be written directly into it,
+/// so what is appended next goes out after that chunk.
+fn write_buf_after_body<'a>(
+    write_buf: &'a mut BytesMut,
+    write_body: &mut Option<Bytes>,
+) -> &'a mut BytesMut {
+    if let Some(body) = write_body.take() {
+        write_buf.extend_from_slice(&body);
+    }
+    write_buf
 }
 
 enum DispatcherMessage {
@@ -308,6 +329,7 @@ where
                     write_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
                     h1_write_buffer_size: config.h1_write_buffer_size(),
                     write_buf_needs_reset: false,
+                    write_body: None,
                     codec: Codec::new(config),
                 },
             },
@@ -364,6 +386,7 @@ where
             write_buf,
             h1_write_buffer_size,
             write_buf_needs_reset,
+            write_body,
             ..
         } = self.project();
         let mut io = Pin::new(io.as_mut().unwrap());
@@ -382,13 +405,27 @@ where
         let mut written = 0;
 
         while written < len {
-            match io.as_mut().poll_write(cx, &write_buf[written..])? {
+            // cdn: the buffer and the body chunk after it in one write where supported.
+            let res = match write_body.as_ref() {
+                Some(body) if io.is_write_vectored() => io.as_mut().poll_write_vectored(
+                    cx,
+                    &[io::IoSlice::new(&write_buf[written..]), io::IoSlice::new(body)],
+                )?,
+                _ => io.as_mut().poll_write(cx, &write_buf[written..])?,
+            };
+            match res {
                 Poll::Ready(0) => {
                     error!("write zero; closing");
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::WriteZero, "")));
                 }
 
-                Poll::Ready(n) => written += n,
+                Poll::Ready(n) => {
+                    let from_buf = n.min(len - written);
+                    written += from_buf;
+                    if let Some(body) = write_body.as_mut() {
+                        body.advance((n - from_buf).min(body.len()));
+                    }
+                }
 
                 Poll::Pending => {
                     write_buf.advance(written);
@@ -403,6 +440,22 @@ where
             *write_buf_needs_reset = false;
         } else {
             write_buf.clear();
+        }
+
+        // cdn: then the body chunk written directly.
+        while let Some(body) = write_body.as_mut() {
+            if body.is_empty() {
+                *write_body = None;
+                break;
+            }
+            match io.as_mut().poll_write(cx, body)? {
+                Poll::Ready(0) => {
+                    error!("write zero; closing");
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::WriteZero, "")));
+                }
+                Poll::Ready(n) => body.advance(n.min(body.len())),
+                Poll::Pending => return Poll::Pending,
+            }
         }
 
         // flush the I/O and check if get blocked
@@ -477,7 +530,10 @@ where
         let size = body.size();
 
         this.codec
-            .encode(Message::Item((res, size)), this.write_buf)
+            .encode(
+                Message::Item((res, size)),
+                write_buf_after_body(this.write_buf, this.write_body),
+            )
             .map_err(|err| {
                 if let Some(mut payload) = this.payload.take() {
                     payload.set_error(PayloadError::Incomplete(None));
@@ -590,8 +646,8 @@ where
     }
 
     fn send_continue(self: Pin<&mut Self>) {
-        self.project()
-            .write_buf
+        let this = self.project();
+        write_buf_after_body(this.write_buf, this.write_body)
             .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
 
@@ -681,11 +737,26 @@ where
                 }
 
                 StateProj::SendPayload { mut body } => {
+                    // cdn: a body chunk written directly goes out before anything else.
+                    if this.write_body.is_some() {
+                        return Ok(PollResponse::DrainWriteBuf);
+                    }
+
                     // keep populate writer buffer until buffer size limit hit,
                     // get blocked or finished.
                     while this.write_buf.len() < *this.h1_write_buffer_size {
                         match body.as_mut().poll_next(cx) {
-                            Poll::Ready(Some(Ok(item))) => {
+                            Poll::Ready(Some(Ok(mut item))) => {
+                                // cdn: a large chunk is written from its own buffer.
+                                if item.len() >= DIRECT_BODY_MIN {
+                                    if let Some(n) = this.codec.encode_chunk_unframed(item.len()) {
+                                        item.truncate(n);
+                                        if !item.is_empty() {
+                                            *this.write_body = Some(item);
+                                        }
+                                        return Ok(PollResponse::DrainWriteBuf);
+                                    }
+                                }
                                 this.codec
                                     .encode(Message::Chunk(Some(item)), this.write_buf)?;
                             }
@@ -738,6 +809,11 @@ where
 
                 StateProj::SendErrorPayload { mut body } => {
                     // TODO: de-dupe impl with SendPayload
+
+                    // cdn: a body chunk written directly goes out before anything else.
+                    if this.write_body.is_some() {
+                        return Ok(PollResponse::DrainWriteBuf);
+                    }
 
                     // keep populate writer buffer until buffer size limit hit,
                     // get blocked or finished.
@@ -802,7 +878,7 @@ where
                         // expect resolved. write continue to buffer and set InnerDispatcher state
                         // to service call.
                         Poll::Ready(Ok(req)) => {
-                            this.write_buf
+                            write_buf_after_body(this.write_buf, this.write_body)
                                 .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                             let fut = this.flow.service.call(req);
                             this.state.set(State::ServiceCall { fut });
@@ -1282,7 +1358,7 @@ where
             mem::take(this.codec),
             mem::take(this.read_buf),
         );
-        parts.write_buf = mem::take(this.write_buf);
+        parts.write_buf = mem::take(write_buf_after_body(this.write_buf, this.write_body));
         let framed = Framed::from_parts(parts);
         this.flow.upgrade.as_ref().unwrap().call((req, framed))
     }
@@ -1461,7 +1537,8 @@ where
                     }
 
                     // keep-alive and stream errors
-                    if state_is_none && inner_p.write_buf.is_empty() {
+                    if state_is_none && inner_p.write_buf.is_empty() && inner_p.write_body.is_none()
+                    {
                         if let Some(err) = inner_p.error.take() {
                             error!("stream error: {}", &err);
                             return Poll::Ready(Err(err));

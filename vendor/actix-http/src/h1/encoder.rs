@@ -359,6 +359,11 @@ impl<T: MessageType> MessageEncoder<T> {
         self.te.encode_eof(buf)
     }
 
+    /// cdn: see [`TransferEncoding::encode_unframed`].
+    pub fn encode_chunk_unframed(&mut self, len: usize) -> Option<usize> {
+        self.te.encode_unframed(len)
+    }
+
     /// Encode message.
     pub fn encode(
         &mut self,
@@ -486,6 +491,23 @@ impl TransferEncoding {
                 } else {
                     Ok(true)
                 }
+            }
+        }
+    }
+
+    /// cdn: account for a body chunk of `len` bytes that is written to the I/O stream as it is
+    /// (not copied through [`encode`](Self::encode)): how many of its leading bytes are body
+    /// (`encode` drops what lies beyond a Content-Length, or everything for an empty body),
+    /// or `None` when this encoding frames chunks (chunked) and the chunk must be encoded.
+    #[inline]
+    pub fn encode_unframed(&mut self, len: usize) -> Option<usize> {
+        match self.kind {
+            TransferEncodingKind::Eof => Some(len),
+            TransferEncodingKind::Chunked(_) => None,
+            TransferEncodingKind::Length(ref mut remaining) => {
+                let n = cmp::min(*remaining, len as u64);
+                *remaining -= n;
+                Some(n as usize)
             }
         }
     }
