@@ -32,6 +32,9 @@ struct Member {
     admin: SocketAddr,
     config: PathBuf,
     proc: Option<Process>,
+    /// The listeners that hold `http` and `admin` until the edge is first started (so no
+    /// other test's listener takes them meanwhile).
+    held: Vec<TcpListener>,
 }
 
 /// Edges in regions, with one demo origin.
@@ -43,8 +46,14 @@ struct Pop {
 
 /// A free loopback port (held until the edge binds it: a race only with other tests).
 fn free() -> SocketAddr {
+    hold().0
+}
+
+/// A free loopback port and the listener that holds it: drop it just before the process that
+/// is to bind the port starts.
+fn hold() -> (SocketAddr, TcpListener) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    (l.local_addr().unwrap(), l)
 }
 
 fn members_toml(ms: &[&Member]) -> String {
@@ -65,13 +74,15 @@ impl Pop {
         for (r, n) in regions {
             for i in 1..=*n {
                 let id = format!("{r}{i}");
+                let ((http, h), (admin, a)) = (hold(), hold());
                 members.push(Member {
                     config: dir.path().join(format!("{id}.toml")),
                     id,
                     region: r.to_string(),
-                    http: free(),
-                    admin: free(),
+                    http,
+                    admin,
                     proc: None,
+                    held: vec![h, a],
                 });
             }
         }
@@ -114,6 +125,7 @@ impl Pop {
 
     fn start(&mut self, i: usize) {
         let m = &mut self.members[i];
+        m.held.clear();
         let mut p = Process::spawn(
             &m.id,
             &binary("edge").unwrap(),
