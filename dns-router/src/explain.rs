@@ -211,12 +211,14 @@ fn fill(out: &mut Explain, snap: &Snapshot, d: Decision) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use hickory_proto::rr::RecordType;
     use std::path::Path;
 
-    fn snapshot() -> Snapshot {
+    /// A snapshot of two regions with one edge each, a zone and a service (other modules'
+    /// tests use it too).
+    pub(crate) fn snapshot() -> Snapshot {
         let config = cdn_shared::config::load_str(
             r#"
             [[regions]]

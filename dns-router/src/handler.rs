@@ -158,7 +158,8 @@ pub fn respond(
     })
 }
 
-fn simple(qtype: u16, rcode: Rcode) -> Outcome {
+/// The outcome of a query answered without a service (header-only, errors, zone data).
+pub(crate) fn simple(qtype: u16, rcode: Rcode) -> Outcome {
     Outcome {
         qtype,
         rcode,

@@ -378,43 +378,15 @@ fn writer(rx: Receiver<Entry>, mut out: BufWriter<std::fs::File>, dropped: Arc<A
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn outcome(qtype: u16, rcode: Rcode) -> Outcome {
-        Outcome {
-            qtype,
-            rcode,
-            service: None,
-            answer: None,
-            truncated: false,
-            cookie: CookieState::None,
-        }
-    }
+    use crate::handler::simple;
 
     #[test]
     fn counts_by_key_and_times_batches() {
-        let config = cdn_shared::config::load_str(
-            r#"
-            [[regions]]
-            name = "east"
-            lat = 39.0
-            lon = -77.5
-            [geo]
-            default_region = "east"
-            [[edges]]
-            id = "e"
-            region = "east"
-            ipv4 = ["192.0.2.1"]
-            [[zones]]
-            name = "cdn.test"
-            ns = ["ns1.cdn.test"]
-            "#,
-        )
-        .unwrap();
-        let snap = crate::snapshot::build_snapshot(&config, std::path::Path::new("."), 1).unwrap();
+        let snap = crate::explain::tests::snapshot();
         let mut r = Recorder::new();
-        let a = outcome(1, Rcode::NoError);
-        let nx = outcome(1, Rcode::NxDomain);
-        let aaaa = outcome(28, Rcode::NoError);
+        let a = simple(1, Rcode::NoError);
+        let nx = simple(1, Rcode::NxDomain);
+        let aaaa = simple(28, Rcode::NoError);
         for o in [&a, &a, &nx, &a, &aaaa, &aaaa, &nx] {
             r.count(&snap, o);
         }
