@@ -55,8 +55,17 @@ fn make_cert(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 fn https_listener_and_https_origin_with_extra_ca() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = make_cert(dir.path());
-    let origin =
-        Origin::start(|_, _| OriginResp::new(200, &[("cache-control", "max-age=60")], "over tls"));
+    // `/big` is long enough for the HTTPS listener's direct body writes (pieces ≥ 16 KiB
+    // written from their own buffer, not through a vectored write under TLS).
+    let big: Vec<u8> = (0..300 * 1024 + 5).map(|i: u32| (i % 251) as u8).collect();
+    let big2 = big.clone();
+    let origin = Origin::start(move |req, _| {
+        if req.path == "/big" {
+            OriginResp::new(200, &[("cache-control", "max-age=60")], big2.clone())
+        } else {
+            OriginResp::new(200, &[("cache-control", "max-age=60")], "over tls")
+        }
+    });
 
     // Edge A: HTTPS listener in front of the plain origin.
     let mut a = config(&origin.url(), "", "");
@@ -94,6 +103,12 @@ fn https_listener_and_https_origin_with_extra_ca() {
     );
     assert_eq!(edge_b.get("/t", &[]).x_cache(), "HIT");
     assert_eq!(origin.count("/t"), 1);
+    // A large body over TLS, filled by B from A and then a hit on both.
+    for _ in 0..2 {
+        let r = edge_b.get("/big", &[]);
+        assert_eq!(r.status, 200);
+        assert!(r.body == big, "the 300 KiB body arrives intact over TLS");
+    }
 
     // Without the CA the origin certificate is rejected (502, nothing served).
     let mut c = config(&format!("https://{https}"), "", "");
