@@ -91,9 +91,8 @@ struct Answerer {
 impl Answerer {
     /// Answer the `received` batch (lengths and sources of `bufs`) into `outs`; the indexes of
     /// the answers to send go to `ready`, their destinations to `dests`. One snapshot, health
-    /// view and wall-clock reading serve the whole batch (the queries arrived together); each
-    /// query's answer time is measured from the end of the previous one (one monotonic clock
-    /// reading per query).
+    /// view and wall-clock reading serve the whole batch (the queries arrived together). Each
+    /// answer is counted here; the batch's time is recorded by the caller once it is sent.
     fn answer_batch<S: Peer>(
         &mut self,
         received: &[(usize, Option<S>)],

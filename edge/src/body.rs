@@ -5,8 +5,10 @@
 //! (the client sees a truncated response) and drops the object.
 //!
 //! Bodies go to the HTTP layer in pieces of at most [`PIECE`] bytes (slices of the stored
-//! bytes, not copies): actix-http copies each piece into the connection's write buffer, so a
-//! 1 MiB body handed over whole would hold a second 1 MiB per connection while it is sent.
+//! bytes, not copies). Over HTTP/1.1 the vendored actix-http writes a piece of 16 KiB or
+//! more from its own buffer (smaller pieces and chunked bodies are copied into the
+//! connection's write buffer), so a connection that stops reading holds a slice of the stored
+//! body, never a copy of the whole of it.
 
 use std::rc::Rc;
 use std::sync::Arc;

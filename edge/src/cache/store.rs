@@ -93,7 +93,7 @@ pub struct Placement {
     pub second_hit_from: u64,
     /// With a disk tier, when foyer reclaims a disk block, entries with at least this many
     /// counted hits (disk chunks, see [`super::hot`]) are written again instead of dropped
-    /// (foyer's reinsertion filter; 0: none, the server's — it cost RSS in session 2).
+    /// (foyer's reinsertion filter; 0: none). Server: `[cache] disk_reinsert_hits` (1).
     pub disk_reinsert_hits: u8,
     /// Hits of inline bodies of at least this many bytes are counted like chunk hits (so
     /// they count for disk reinsertion); `u64::MAX`: never (only chunks are counted).
@@ -300,10 +300,10 @@ impl Store {
         match found {
             Ok(Some(e)) => {
                 if let Entry::Object(m) = e.value() {
-                    if let Body::Inline { data, .. } = &m.body {
-                        if data.len() as u64 >= self.placement.count_inline_from {
-                            self.hits.hit(e.hash());
-                        }
+                    if matches!(&m.body, Body::Inline { data, .. }
+                        if data.len() as u64 >= self.placement.count_inline_from)
+                    {
+                        self.hits.hit(e.hash());
                     }
                 }
                 if let (Entry::Object(m), Some(h)) = (e.value(), self.hook.get()) {
