@@ -72,6 +72,10 @@ struct Args {
     /// Only the LRU/Belady/limit references (no replay through the store).
     #[arg(long)]
     offline_only: bool,
+    /// Also print greedy-dual references (priority = frequency / size^alpha, aged) for these
+    /// exponents, comma-separated (0: LFU, 1: GDSF), with known and with counted frequencies.
+    #[arg(long, value_delimiter = ',')]
+    gd_alpha: Vec<f64>,
     /// Placement: inline bodies ≥ this many bytes enter memory with the low hint (`off`).
     #[arg(long)]
     low_hint_from: Option<String>,
@@ -194,6 +198,20 @@ fn real_main() -> Result<(), String> {
         &offline::belady(&reqs, warm, ref_cap),
     );
     line("LRU", &offline::lru(&reqs, warm, ref_cap));
+    for &alpha in &a.gd_alpha {
+        if !(0.0..=4.0).contains(&alpha) {
+            return Err(format!("--gd-alpha {alpha}: expected 0..=4"));
+        }
+        for (f, name) in [
+            (offline::Frequency::Known, "known"),
+            (offline::Frequency::Counted, "counted"),
+        ] {
+            line(
+                &format!("greedy-dual a={alpha} ({name} freq)"),
+                &offline::greedy_dual(&reqs, warm, ref_cap, alpha, f),
+            );
+        }
+    }
     if a.offline_only {
         return Ok(());
     }

@@ -1,9 +1,11 @@
 //! The cache simulator (issue 18, point 2): replays a request trace through the real cache
 //! core ([`replay`]: the edge's [`Store`](super::store::Store) over foyer, memory + disk tiers
 //! in a temporary directory, the same chunking and placement as the server, a virtual clock)
-//! and, for the same trace and capacity, through two reference models ([`offline`]): LRU by
-//! bytes and Belady (evict the object used furthest in the future; needs the whole trace),
-//! plus the compulsory-miss limit (every object seen before is a hit).
+//! and, for the same trace and capacity, through reference models ([`offline`]): LRU by
+//! bytes, Belady (evict the object used furthest in the future; needs the whole trace),
+//! greedy-dual by frequency / size^alpha (`--gd-alpha`; LFU at 0, GDSF at 1) with frequencies
+//! known in advance or counted online, plus the compulsory-miss limit (every object seen
+//! before is a hit).
 //!
 //! Traces ([`trace`]): the yardstick's Zipf generator (`lua/zipf.lua`: same object count,
 //! rank → id mapping, sizes by id; a seeded generator of our own, so the draws are not wrk's)
