@@ -26,7 +26,9 @@
 #      RESULTS_DIR (default $RUN/results-edge), EDGE_BIN (default target/release/edge; built if
 #      missing), TARGETS (baselines, default nginx-cache,varnish-malloc; empty: the edge alone),
 #      EDGE_CACHE_EXTRA (lines added to the edge's [cache], e.g. 'disk_reinsert_hits = 1'),
-#      EDGE_MALLOC_MMAP_THRESHOLD (131072, as the deploy units set it; empty: glibc's default).
+#      EDGE_MALLOC_MMAP_THRESHOLD (131072, as the deploy units set it; empty: glibc's default),
+#      EDGE_ACCESS_LOG (a file: the edge writes its JSON access log there, e.g. to replay the
+#      long tail it served with `cache-sim --trace log:FILE`).
 # The edge listens on 127.0.0.1:18130 (admin 18131) with 128 MiB memory + 128 MiB disk, like
 # the baselines' 128 MiB limit. Every process is started and stopped by the yardstick's
 # servers.sh by recorded PID. `uptime` is printed before and after (the machine may be shared).
@@ -79,6 +81,7 @@ fill_wait_timeout = "15s"
 ${EDGE_CACHE_EXTRA:-}
 [lifecycle]
 shutdown_grace = "2s"
+$(if [ -n "${EDGE_ACCESS_LOG:-}" ]; then printf '[access_log]\nenabled = true\npath = "%s"\nformat = "json"\n' "$EDGE_ACCESS_LOG"; fi)
 [[hosts]]
 name = "localhost"
 origin = "http://127.0.0.1:$((18140 + SHIFT))"

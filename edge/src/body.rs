@@ -228,6 +228,7 @@ async fn read_chunk(src: &BodySource, idx: u64, crc: Option<u32>) -> Result<Byte
         ));
     }
     tracing::info!(key = %src.key, idx, "chunk refetched from origin");
+    metrics::counter!(crate::metrics::CHUNK_REFETCHES).increment(1);
     src.store.put_chunk(
         key,
         Chunk {

@@ -149,6 +149,14 @@ async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
         }
     };
     match (plan::plan(look), meta) {
+        (Plan::Hit, Some(m)) if crate::render::body_gone(&ctx, &m, &store_key) => {
+            metrics::counter!(crate::metrics::BODY_REFILLS).increment(1);
+            mark(
+                &ctx.clone(),
+                fill(ctx, store_key, None, Fwd::UriMiss).await,
+                identity,
+            )
+        }
         (Plan::Hit, Some(m)) => {
             let ttl = ttl_of(&m, now);
             serve_hit(&ctx, &m, &store_key, Outcome::hit(ttl), now, identity).await

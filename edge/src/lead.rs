@@ -40,7 +40,9 @@ pub(crate) async fn lead(
         if let Some(Entry::Object(m)) = ctx.store().get(&store_key).await {
             let now = cdn_shared::unix_ms();
             let age = policy::current_age_ms(m.initial_age_ms, m.response_time_ms, now);
-            if policy::classify(&m.freshness, age, m.invalidated) == Class::Fresh {
+            if policy::classify(&m.freshness, age, m.invalidated) == Class::Fresh
+                && !crate::render::body_gone(&ctx, &m, &store_key)
+            {
                 leader.publish(FillHead::Stored {
                     meta: m.clone(),
                     key: store_key.clone(),

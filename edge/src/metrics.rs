@@ -41,12 +41,18 @@
 //! | `cdn_edge_pop_fetches_total` | counter | `via` (peer, shield), `result` (ok, error, timeout) | fills sent to a PoP member or a shield member (`[cluster]`); a failure moves on to the next member, then the origin |
 //! | `cdn_edge_pop_resumes_total` | counter | `result` (ok, error) | peer bodies that broke off and were completed from the origin by `Range` |
 //! | `cdn_edge_pop_member_up` | gauge | `member` | 1 while a PoP or shield member answers its probes |
+//! | `cdn_edge_body_refills_total` | counter | | fresh hits whose body had left the cache while the object's meta entry stayed (bodies of at most 16 chunks), filled again from the origin as misses (`X-Cache: MISS`, coalesced) |
+//! | `cdn_edge_chunk_refetches_total` | counter | | chunks refetched from the origin by `Range` while serving a stored object (range requests, longer bodies, a chunk that failed its CRC) |
 //! | `cdn_edge_tls_reloads_total` | counter | `result` (ok, failed) | certificate reloads (SIGHUP, or files changed on disk); `failed` = a file did not load and the old certificates keep serving |
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+/// Fresh hits whose body had left the cache, filled again as misses.
+pub const BODY_REFILLS: &str = "cdn_edge_body_refills_total";
+/// Chunks refetched from the origin by range while serving a stored object.
+pub const CHUNK_REFETCHES: &str = "cdn_edge_chunk_refetches_total";
 /// Client responses, labels `cache` and `status`.
 pub const REQUESTS: &str = "cdn_edge_requests_total";
 /// Body bytes sent to clients.
@@ -162,6 +168,14 @@ fn describe() {
     describe_counter!(FILL_WAITS, "Requests that waited on an in-flight fill");
     describe_histogram!(FILL_WAIT_SECONDS, Unit::Seconds, "Time waiting on a fill");
     describe_counter!(COALESCED, "Followers served from a coalesced fill");
+    describe_counter!(
+        BODY_REFILLS,
+        "Fresh hits whose body had left the cache (meta entry still stored), filled again as misses"
+    );
+    describe_counter!(
+        CHUNK_REFETCHES,
+        "Chunks refetched from the origin by range while serving a stored object"
+    );
     describe_counter!(PURGES, "Purge selectors handled");
     describe_counter!(
         PURGED_OBJECTS,

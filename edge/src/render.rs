@@ -174,6 +174,18 @@ fn with_range(b: &mut actix_web::HttpResponseBuilder, code: u16, a: u64, e: u64,
     }
 }
 
+/// Whether a fresh stored object is to be filled again, whole, because its body has left the
+/// cache while its meta entry stayed: its first chunk is gone
+/// ([`Store::chunk_gone`](crate::cache::store::Store::chunk_gone)). Only for a `GET` of the
+/// whole object: a `HEAD` needs no body, and a range request keeps the object's other stored
+/// chunks (a ranged fill stores only some) and refetches the missing ones by range.
+pub(crate) fn body_gone(ctx: &Ctx, m: &ObjectMeta, key: &str) -> bool {
+    matches!(m.body, Body::Chunked { .. })
+        && !ctx.head
+        && !ctx.req.headers().contains_key(header::RANGE)
+        && ctx.store().chunk_gone(key, m, 0, cdn_shared::unix_ms())
+}
+
 /// Serve a stored object (inline body, or chunks read back by range).
 pub(crate) fn serve_stored(
     ctx: &Ctx,

@@ -145,14 +145,44 @@ fn line(name: &str, r: &Ratios) {
     );
 }
 
-fn load(a: &Args) -> Result<(Vec<Request>, usize), String> {
+/// The trace, its warm-up length, and (for a log) what the recording server answered from cache.
+type Loaded = (Vec<Request>, usize, Option<Vec<Option<bool>>>);
+
+/// The recording server's own figures over the measured lines (lines with a cache status).
+fn recorded_line(reqs: &[Request], rec: &[Option<bool>]) {
+    let mut r = Ratios::default();
+    let mut unknown = 0u64;
+    for (q, hit) in reqs.iter().zip(rec) {
+        let Some(hit) = *hit else {
+            unknown += 1;
+            continue;
+        };
+        r.requests += 1;
+        r.bytes += q.size;
+        if hit {
+            r.hits += 1;
+        } else {
+            r.origin_bytes += q.size;
+        }
+    }
+    line("recorded (the logging server)", &r);
+    if unknown > 0 {
+        println!("  {unknown} measured lines without a hit/miss cache status not counted");
+    }
+}
+
+fn load(a: &Args) -> Result<Loaded, String> {
     if let Some(path) = a.trace.strip_prefix("log:") {
         let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
-        let (reqs, skipped) =
+        let log =
             trace::access_log(std::io::BufReader::new(f)).map_err(|e| format!("{path}: {e}"))?;
-        eprintln!("{path}: {} requests, {skipped} lines skipped", reqs.len());
-        let warm = a.warm.min(reqs.len());
-        return Ok((reqs, warm));
+        eprintln!(
+            "{path}: {} requests, {} lines skipped",
+            log.requests.len(),
+            log.skipped
+        );
+        let warm = a.warm.min(log.requests.len());
+        return Ok((log.requests, warm, Some(log.recorded)));
     }
     if a.trace != "zipf" {
         return Err(format!("unknown trace {}", a.trace));
@@ -160,7 +190,7 @@ fn load(a: &Args) -> Result<(Vec<Request>, usize), String> {
     let z = trace::Zipf::new(a.n, a.s, "");
     let mut reqs = z.trace(a.warm_seed, a.streams, a.warm);
     reqs.extend(z.trace(a.seed, a.streams, a.requests));
-    Ok((reqs, a.warm))
+    Ok((reqs, a.warm, None))
 }
 
 fn main() -> ExitCode {
@@ -175,7 +205,7 @@ fn main() -> ExitCode {
 
 fn real_main() -> Result<(), String> {
     let a = Args::parse();
-    let (reqs, warm) = load(&a)?;
+    let (reqs, warm, recorded) = load(&a)?;
     let mib = 1u64 << 20;
     let ref_cap = a.ref_mib.unwrap_or(a.memory_mib + a.disk_mib) * mib;
     println!(
@@ -189,6 +219,9 @@ fn real_main() -> Result<(), String> {
         a.chunk_kib,
         ref_cap / mib
     );
+    if let Some(rec) = &recorded {
+        recorded_line(&reqs[warm..], &rec[warm..]);
+    }
     line(
         "limit (every object seen before)",
         &offline::infinite(&reqs, warm),
@@ -264,12 +297,13 @@ fn real_main() -> Result<(), String> {
     let t = &out.tiers;
     let pct = |x: u64, y: u64| if y == 0 { 0.0 } else { x as f64 / y as f64 };
     println!(
-        "  served from memory {} requests / {} MiB, with disk reads {} requests / {} MiB; origin requests {} ({} chunk refetches)",
+        "  served from memory {} requests / {} MiB, with disk reads {} requests / {} MiB; origin requests {} ({} refills of bodies gone, {} chunk refetches)",
         t.memory_requests,
         t.memory_bytes >> 20,
         t.disk_requests,
         t.disk_bytes >> 20,
         t.origin_requests,
+        t.refills,
         t.refetches
     );
     println!(

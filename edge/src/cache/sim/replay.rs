@@ -1,9 +1,10 @@
 //! Replay a trace through the edge's real cache core: [`Store`] (foyer, memory + disk tiers,
 //! the given [`Placement`]) driven like the request path drives it. A request looks its key
 //! up (`Store::get`); a fresh inline body is a hit; a chunked body reads every chunk with
-//! `Store::get_chunk` (CRC checked, counted, promoted as the server promotes them) and a
-//! missing chunk is refetched from the "origin" and written back (`Store::put_chunk`), as
-//! `cache/chunks.rs` does; a miss (or an expired entry) is filled as `writer.rs` fills: chunks
+//! `Store::get_chunk` (CRC checked, counted, promoted as the server promotes them); an object
+//! whose first chunk has left the cache is filled again whole (`Store::chunk_gone`, as the
+//! request handler does) and a later missing chunk is refetched from the "origin" and written
+//! back (`Store::put_chunk`), as `body.rs` does; a miss (or an expired entry) is filled as `writer.rs` fills: chunks
 //! of `chunk_size` written first, then the meta entry (`Store::put_object`).
 //!
 //! The clock is virtual: request `i` arrives at `i / rate` seconds; objects carry
@@ -65,8 +66,12 @@ pub struct Tiers {
     pub disk_found_bytes: u64,
     /// Origin requests (whole-object fills plus chunk refetches).
     pub origin_requests: u64,
-    /// Chunk refetches (chunk missing although its object's meta entry was found).
+    /// Chunk refetches by range (a chunk after the first missing, its object's meta entry
+    /// found; only bodies of more than `REFILL_MAX_CHUNKS` chunks).
     pub refetches: u64,
+    /// Fresh objects whose body had left the cache (first chunk gone, meta entry found),
+    /// filled again whole as the server does ([`Store::chunk_gone`]); counted in the misses.
+    pub refills: u64,
 }
 
 /// The outcome of a replay.
@@ -151,6 +156,14 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
             }
             _ => None,
         };
+        // handler.rs: a fresh object whose body has left the cache is filled again whole.
+        let found = match found {
+            Some(m) if store.chunk_gone(&r.key, &m, 0, now_ms) => {
+                t.refills += 1;
+                None
+            }
+            f => f,
+        };
         let inline_len = match found.as_deref().map(|m| &m.body) {
             Some(Body::Inline { data, .. }) => data.len() as u64,
             _ => 0,
@@ -198,7 +211,7 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
                             t.disk_bytes += c.data.len() as u64;
                         }
                         None => {
-                            // chunks.rs: refetch by Range, verify, write back.
+                            // body.rs: refetch by Range, verify, write back.
                             t.refetches += 1;
                             t.origin_requests += 1;
                             origin += clen;
@@ -305,6 +318,7 @@ fn add(a: &mut Tiers, b: &Tiers) {
     a.disk_found_bytes += b.disk_found_bytes;
     a.origin_requests += b.origin_requests;
     a.refetches += b.refetches;
+    a.refills += b.refills;
 }
 
 /// The meta entry the edge stores for the yardstick origin's response (its headers, so the

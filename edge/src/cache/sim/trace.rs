@@ -103,23 +103,45 @@ impl SplitMix {
     }
 }
 
+/// An edge access log read as a trace.
+#[derive(Debug, Default)]
+pub struct AccessLog {
+    /// The requests, in log order.
+    pub requests: Vec<Request>,
+    /// Per request, whether the server that wrote the log answered it from its cache
+    /// (`HIT`, `STALE`: yes; `MISS`, `REVALIDATED`: no; anything else: unknown).
+    pub recorded: Vec<Option<bool>>,
+    /// Lines skipped.
+    pub skipped: u64,
+}
+
 /// Requests of an edge access log (`[access_log]`, `json` or `combined`, detected per line):
 /// GET responses with status 200 and a known body length (`bytes` > 0), keyed by host + path
 /// (`combined` lines carry no host: path only). Other lines (HEAD, 206, 304, errors, lines
 /// that do not parse) are skipped and counted.
-pub fn access_log(r: impl BufRead) -> std::io::Result<(Vec<Request>, u64)> {
-    let mut out = Vec::new();
-    let mut skipped = 0;
+pub fn access_log(r: impl BufRead) -> std::io::Result<AccessLog> {
+    let mut out = AccessLog::default();
     for line in r.lines() {
         match parse_line(&line?) {
-            Some(req) => out.push(req),
-            None => skipped += 1,
+            Some((req, hit)) => {
+                out.requests.push(req);
+                out.recorded.push(hit);
+            }
+            None => out.skipped += 1,
         }
     }
-    Ok((out, skipped))
+    Ok(out)
 }
 
-fn parse_line(line: &str) -> Option<Request> {
+fn outcome(cache: &str) -> Option<bool> {
+    match cache {
+        "HIT" | "STALE" => Some(true),
+        "MISS" | "REVALIDATED" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_line(line: &str) -> Option<(Request, Option<bool>)> {
     let line = line.trim();
     if line.starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
@@ -129,10 +151,14 @@ fn parse_line(line: &str) -> Option<Request> {
         let size = v.get("bytes")?.as_u64().filter(|&b| b > 0)?;
         let host = v.get("host").and_then(|h| h.as_str()).unwrap_or("");
         let path = v.get("path")?.as_str()?;
-        return Some(Request {
-            key: format!("{host}{path}"),
-            size,
-        });
+        let hit = v.get("cache").and_then(|c| c.as_str()).and_then(outcome);
+        return Some((
+            Request {
+                key: format!("{host}{path}"),
+                size,
+            },
+            hit,
+        ));
     }
     // combined: `addr - - [date] "GET /a HTTP/1.1" 200 1024 "-" "ua" HIT 0.420 -`
     let (_, rest) = line.split_once('"')?;
@@ -147,10 +173,16 @@ fn parse_line(line: &str) -> Option<Request> {
         return None;
     }
     let size = f.next()?.parse::<u64>().ok().filter(|&b| b > 0)?;
-    Some(Request {
-        key: path.to_string(),
-        size,
-    })
+    // The line ends with the cache status, ms and origin ms (the user agent before them may
+    // hold escaped quotes, so count from the end).
+    let hit = line.split_whitespace().rev().nth(2).and_then(outcome);
+    Some((
+        Request {
+            key: path.to_string(),
+            size,
+        },
+        hit,
+    ))
 }
 
 #[cfg(test)]
@@ -189,9 +221,10 @@ mod tests {
             "127.0.0.1 - - [22/Nov/2026:01:02:03 +0000] \"GET /c HTTP/1.1\" 206 10 \"-\" \"curl/8\" HIT 0.100 -\n",
             "garbage\n",
         );
-        let (reqs, skipped) = access_log(log.as_bytes()).unwrap();
+        let log = access_log(log.as_bytes()).unwrap();
+        assert_eq!(log.recorded, vec![Some(true), Some(false)]);
         assert_eq!(
-            reqs,
+            log.requests,
             vec![
                 Request {
                     key: "cdn.example/a?b=1".into(),
@@ -203,6 +236,6 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(skipped, 3);
+        assert_eq!(log.skipped, 3);
     }
 }

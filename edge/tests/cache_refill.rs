@@ -1,0 +1,103 @@
+//! A fresh object whose body has left the cache while its meta entry stayed (the disk tier
+//! reclaimed its chunks; the memory tier still holds the small meta entry) is a miss: filled
+//! again whole from the origin, labelled `MISS`, counted in `cdn_edge_body_refills_total` —
+//! not a "hit" whose body the origin sends chunk by chunk by `Range`. A range request still
+//! refetches only the chunk it needs.
+
+mod cache_support;
+use std::time::Duration;
+
+use cache_support::*;
+
+const LEN: usize = 128 * 1024; // two 64 KiB chunks
+
+fn seed(path: &str) -> u8 {
+    path.bytes()
+        .fold(7u8, |a, b| a.wrapping_mul(31).wrapping_add(b))
+}
+
+#[test]
+fn a_body_gone_from_the_cache_is_refilled_as_a_miss() {
+    // Objects in this test are seconds old; the server's grace for unflushed writes is longer.
+    cdn_edge::cache::store::set_write_grace_ms(0);
+    let origin = Origin::start(|r, _| {
+        let body = body_of(LEN, seed(&r.path));
+        if let Some(range) = r.headers.get("range") {
+            let (a, b) = range.trim_start_matches("bytes=").split_once('-').unwrap();
+            let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+            let cr = format!("bytes {a}-{b}/{LEN}");
+            return OriginResp::new(206, &[("content-range", cr.as_str())], body[a..=b].to_vec());
+        }
+        OriginResp::new(200, &[("cache-control", "max-age=600")], body)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin.url(), "", "");
+    cfg.cache.disk_path = Some(dir.path().to_path_buf());
+    cfg.cache.disk = bytesize::ByteSize::mib(4);
+    let e = Edge::start(cfg);
+
+    // 64 objects of two disk-only chunks: 8 MiB through a 4 MiB disk FIFO. The first ones'
+    // chunks are reclaimed; their meta entries stay in the 64 MiB memory tier.
+    for i in 0..64 {
+        let p = format!("/o{i}");
+        let r = e.get(&p, &[]);
+        assert_eq!(r.x_cache(), "MISS", "{p}");
+        assert!(r.body == body_of(LEN, seed(&p)), "{p}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    let r = e.get("/o0", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.x_cache(),
+        "MISS",
+        "a body fetched from the origin is not a hit"
+    );
+    assert!(
+        r.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        r.cache_status()
+    );
+    assert!(r.body == body_of(LEN, seed("/o0")));
+    let asked = origin.requests("/o0");
+    assert_eq!(asked.len(), 2, "filled once, then once again");
+    assert!(
+        asked.iter().all(|q| !q.headers.contains_key("range")),
+        "the whole object is fetched, not chunks by range"
+    );
+
+    // Stored again: a hit with no further origin request.
+    std::thread::sleep(Duration::from_millis(300));
+    let r = e.get("/o0", &[]);
+    assert_eq!(r.x_cache(), "HIT");
+    assert!(r.body == body_of(LEN, seed("/o0")));
+    assert_eq!(origin.requests("/o0").len(), 2);
+
+    // A range request keeps the stored object (a ranged fill stores only some chunks) and
+    // refetches the chunk it needs by range.
+    let r = e.get("/o2", &[("range", "bytes=10-19")]);
+    assert_eq!(r.status, 206);
+    assert!(r.body == body_of(LEN, seed("/o2"))[10..20]);
+    let asked = origin.requests("/o2");
+    assert_eq!(asked.len(), 2);
+    assert_eq!(
+        asked[1].headers.get("range").map(String::as_str),
+        Some("bytes=0-65535")
+    );
+
+    // A HEAD needs no body: still answered from the meta entry.
+    let r = e.req("HEAD", "/o1", &[], b"");
+    assert_eq!(r.x_cache(), "HIT");
+    assert_eq!(origin.requests("/o1").len(), 1);
+
+    let m = request(e.admin, "GET", "/metrics", &[("host", "admin")], b"").unwrap();
+    let text = String::from_utf8_lossy(&m.body);
+    let refills: u64 = text
+        .lines()
+        .find(|l| l.starts_with("cdn_edge_body_refills_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(refills >= 1, "refills counted: {text}");
+    e.stop();
+}
