@@ -105,7 +105,7 @@
 //!   of varying request headers).
 //! * A body that left the cache before its entry (the disk tier reclaimed the chunks, the
 //!   meta entry is still in memory): a whole-object `GET` whose first chunk is gone (bodies of
-//!   at most 16 chunks, received more than 10 s ago) is a miss, filled again whole and
+//!   at most 16 chunks) is a miss, filled again whole and
 //!   coalesced (`render::body_gone`, `Store::chunk_gone`; `cdn_edge_body_refills_total`).
 //!   Range requests, `HEAD` and longer bodies refetch only the chunks they read.
 //! * Integrity: every stored body byte range carries a CRC32 checked when an entry is loaded

@@ -183,7 +183,7 @@ pub(crate) fn body_gone(ctx: &Ctx, m: &ObjectMeta, key: &str) -> bool {
     matches!(m.body, Body::Chunked { .. })
         && !ctx.head
         && !ctx.req.headers().contains_key(header::RANGE)
-        && ctx.store().chunk_gone(key, m, 0, cdn_shared::unix_ms())
+        && ctx.store().chunk_gone(key, m, 0)
 }
 
 /// Serve a stored object (inline body, or chunks read back by range).

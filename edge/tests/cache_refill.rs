@@ -18,8 +18,6 @@ fn seed(path: &str) -> u8 {
 
 #[test]
 fn a_body_gone_from_the_cache_is_refilled_as_a_miss() {
-    // Objects in this test are seconds old; the server's grace for unflushed writes is longer.
-    cdn_edge::cache::store::set_write_grace_ms(0);
     let origin = Origin::start(|r, _| {
         let body = body_of(LEN, seed(&r.path));
         if let Some(range) = r.headers.get("range") {

@@ -185,19 +185,6 @@ impl std::fmt::Debug for Store {
 /// as misses ([`Store::chunk_gone`]); longer ones refetch missing chunks by range.
 pub const REFILL_MAX_CHUNKS: u64 = 16;
 
-/// How long after an object was received its chunks are taken to be stored although the disk
-/// tier's index does not show them yet ([`Store::chunk_gone`]), by default.
-pub const WRITE_GRACE_MS: u64 = 10_000;
-
-static WRITE_GRACE: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(WRITE_GRACE_MS);
-
-/// Set the process's write grace (tests that cannot wait [`WRITE_GRACE_MS`]).
-#[doc(hidden)]
-pub fn set_write_grace_ms(ms: u64) {
-    WRITE_GRACE.store(ms, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// Key of chunk `idx` of the object stored under `key` with id `object_id`.
 pub fn chunk_key(key: &str, object_id: u64, idx: u64) -> String {
     format!("{key}\n#chunk:{object_id:016x}:{idx}")
@@ -403,14 +390,10 @@ impl Store {
     /// that arrives meanwhile — rather than answered as a hit whose body comes from the origin
     /// chunk by chunk (a chunk written with its object leaves the disk tier with it). Longer
     /// bodies and inline ones are never "gone": a missing chunk of a long body is refetched by
-    /// range as it is read. Nor is an object received less than [`WRITE_GRACE_MS`] before
-    /// `now_ms`: foyer indexes a disk write only once it is flushed, so a chunk still queued
-    /// would look gone.
-    pub fn chunk_gone(&self, key: &str, meta: &ObjectMeta, idx: u64, now_ms: u64) -> bool {
-        let grace = WRITE_GRACE.load(std::sync::atomic::Ordering::Relaxed);
-        if now_ms.saturating_sub(meta.response_time_ms) < grace {
-            return false;
-        }
+    /// range as it is read. (foyer indexes a disk write once it is flushed, so a chunk still
+    /// in its write queue looks gone too; a read of it would miss as well, and a refill costs
+    /// the origin what a range refetch would. Measured: no refills in a hot-object run.)
+    pub fn chunk_gone(&self, key: &str, meta: &ObjectMeta, idx: u64) -> bool {
         match &meta.body {
             Body::Chunked {
                 object_id, crcs, ..
@@ -818,7 +801,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn a_body_is_gone_when_its_chunk_left_after_the_write_grace() {
+    async fn a_body_is_gone_when_its_chunk_left() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = CacheSection {
             memory: ByteSize::mib(16),
@@ -830,7 +813,6 @@ mod tests {
         let store = Store::open(&cfg).await.unwrap();
         let chunked = |n: usize| {
             let mut m = (*object(0)).clone();
-            m.response_time_ms = 1_000;
             m.body = Body::Chunked {
                 len: n as u64 * 65_536,
                 chunk_size: 65_536,
@@ -840,22 +822,17 @@ mod tests {
             m
         };
         let (two, long) = (chunked(2), chunked(REFILL_MAX_CHUNKS as usize + 1));
-        let later = 1_000 + WRITE_GRACE_MS;
         // Chunk 0 stored, chunk 1 not.
         store.put_chunk(chunk_key("k", 9, 0), chunk(65_536), 2 * 65_536);
         store.settle().await;
-        assert!(!store.chunk_gone("k", &two, 0, later));
-        assert!(store.chunk_gone("k", &two, 1, later));
+        assert!(!store.chunk_gone("k", &two, 0));
+        assert!(store.chunk_gone("k", &two, 1));
+        assert!(!store.chunk_gone("k", &two, 2), "no such chunk");
         assert!(
-            !store.chunk_gone("k", &two, 1, later - 1),
-            "within the write grace"
-        );
-        assert!(!store.chunk_gone("k", &two, 2, later), "no such chunk");
-        assert!(
-            !store.chunk_gone("k", &long, 1, later),
+            !store.chunk_gone("k", &long, 1),
             "long bodies refetch chunks by range"
         );
-        assert!(!store.chunk_gone("k", &object(10), 0, later), "inline body");
+        assert!(!store.chunk_gone("k", &object(10), 0), "inline body");
         store.close().await;
     }
 

@@ -158,7 +158,7 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
         };
         // handler.rs: a fresh object whose body has left the cache is filled again whole.
         let found = match found {
-            Some(m) if store.chunk_gone(&r.key, &m, 0, now_ms) => {
+            Some(m) if store.chunk_gone(&r.key, &m, 0) => {
                 t.refills += 1;
                 None
             }
