@@ -140,6 +140,15 @@ fn mark(ctx: &Ctx, resp: HttpResponse, identity: bool) -> HttpResponse {
 async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
     let now = cdn_shared::unix_ms();
     let (meta, store_key, fwd) = ctx.lookup().await;
+    // A stored object whose body has left the cache is a miss, fresh or not: its body comes
+    // from the origin either way (a revalidation's 304 would not bring it back).
+    let meta = match meta {
+        Some(m) if crate::render::body_gone(&ctx, &m, &store_key) => {
+            metrics::counter!(crate::metrics::BODY_REFILLS).increment(1);
+            None
+        }
+        m => m,
+    };
     let look = match &meta {
         None if fwd == Fwd::VaryMiss => Lookup::VaryMiss,
         None => Lookup::Miss,
@@ -149,14 +158,6 @@ async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
         }
     };
     match (plan::plan(look), meta) {
-        (Plan::Hit, Some(m)) if crate::render::body_gone(&ctx, &m, &store_key) => {
-            metrics::counter!(crate::metrics::BODY_REFILLS).increment(1);
-            mark(
-                &ctx.clone(),
-                fill(ctx, store_key, None, Fwd::UriMiss).await,
-                identity,
-            )
-        }
         (Plan::Hit, Some(m)) => {
             let ttl = ttl_of(&m, now);
             serve_hit(&ctx, &m, &store_key, Outcome::hit(ttl), now, identity).await

@@ -41,7 +41,7 @@
 //! | `cdn_edge_pop_fetches_total` | counter | `via` (peer, shield), `result` (ok, error, timeout) | fills sent to a PoP member or a shield member (`[cluster]`); a failure moves on to the next member, then the origin |
 //! | `cdn_edge_pop_resumes_total` | counter | `result` (ok, error) | peer bodies that broke off and were completed from the origin by `Range` |
 //! | `cdn_edge_pop_member_up` | gauge | `member` | 1 while a PoP or shield member answers its probes |
-//! | `cdn_edge_body_refills_total` | counter | | fresh hits whose body had left the cache while the object's meta entry stayed (bodies of at most 16 chunks), filled again from the origin as misses (`X-Cache: MISS`, coalesced) |
+//! | `cdn_edge_body_refills_total` | counter | | whole-object GETs of a stored object whose body had left the cache while its meta entry stayed (bodies of at most 16 chunks), filled again from the origin as misses (`X-Cache: MISS`, coalesced) |
 //! | `cdn_edge_chunk_refetches_total` | counter | | chunks refetched from the origin by `Range` while serving a stored object (range requests, longer bodies, a chunk that failed its CRC) |
 //! | `cdn_edge_tls_reloads_total` | counter | `result` (ok, failed) | certificate reloads (SIGHUP, or files changed on disk); `failed` = a file did not load and the old certificates keep serving |
 
@@ -49,7 +49,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Fresh hits whose body had left the cache, filled again as misses.
+/// Requests for a stored object whose body had left the cache, filled again as misses.
 pub const BODY_REFILLS: &str = "cdn_edge_body_refills_total";
 /// Chunks refetched from the origin by range while serving a stored object.
 pub const CHUNK_REFETCHES: &str = "cdn_edge_chunk_refetches_total";
@@ -170,7 +170,7 @@ fn describe() {
     describe_counter!(COALESCED, "Followers served from a coalesced fill");
     describe_counter!(
         BODY_REFILLS,
-        "Fresh hits whose body had left the cache (meta entry still stored), filled again as misses"
+        "Requests for a stored object whose body had left the cache (meta entry still stored), filled again as misses"
     );
     describe_counter!(
         CHUNK_REFETCHES,

@@ -174,7 +174,7 @@ fn with_range(b: &mut actix_web::HttpResponseBuilder, code: u16, a: u64, e: u64,
     }
 }
 
-/// Whether a fresh stored object is to be filled again, whole, because its body has left the
+/// Whether a stored object is to be filled again, whole, because its body has left the
 /// cache while its meta entry stayed: its first chunk is gone
 /// ([`Store::chunk_gone`](crate::cache::store::Store::chunk_gone)). Only for a `GET` of the
 /// whole object: a `HEAD` needs no body, and a range request keeps the object's other stored

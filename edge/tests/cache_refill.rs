@@ -26,7 +26,13 @@ fn a_body_gone_from_the_cache_is_refilled_as_a_miss() {
             let cr = format!("bytes {a}-{b}/{LEN}");
             return OriginResp::new(206, &[("content-range", cr.as_str())], body[a..=b].to_vec());
         }
-        OriginResp::new(200, &[("cache-control", "max-age=600")], body)
+        // /s…: stored, then stale at once (revalidated with If-None-Match on the next request).
+        let cc = if r.path.starts_with("/s") {
+            "max-age=0"
+        } else {
+            "max-age=600"
+        };
+        OriginResp::new(200, &[("cache-control", cc), ("etag", "\"v1\"")], body)
     });
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&origin.url(), "", "");
@@ -34,6 +40,8 @@ fn a_body_gone_from_the_cache_is_refilled_as_a_miss() {
     cfg.cache.disk = bytesize::ByteSize::mib(4);
     let e = Edge::start(cfg);
 
+    let r = e.get("/s0", &[]);
+    assert_eq!(r.x_cache(), "MISS");
     // 64 objects of two disk-only chunks: 8 MiB through a 4 MiB disk FIFO. The first ones'
     // chunks are reclaimed; their meta entries stay in the 64 MiB memory tier.
     for i in 0..64 {
@@ -70,6 +78,19 @@ fn a_body_gone_from_the_cache_is_refilled_as_a_miss() {
     assert_eq!(r.x_cache(), "HIT");
     assert!(r.body == body_of(LEN, seed("/o0")));
     assert_eq!(origin.requests("/o0").len(), 2);
+
+    // Stale with its body gone: fetched whole, not revalidated (a 304 would not bring the body
+    // back) and not refetched by range.
+    let r = e.get("/s0", &[]);
+    assert_eq!(r.x_cache(), "MISS");
+    assert!(r.body == body_of(LEN, seed("/s0")));
+    let asked = origin.requests("/s0");
+    assert_eq!(asked.len(), 2, "stored once, then fetched once again");
+    assert!(
+        !asked[1].headers.contains_key("if-none-match") && !asked[1].headers.contains_key("range"),
+        "{:?}",
+        asked[1].headers
+    );
 
     // A range request keeps the stored object (a ranged fill stores only some chunks) and
     // refetches the chunk it needs by range.
