@@ -105,6 +105,17 @@ pub fn body_stream(
     start: u64,
     end: Option<u64>,
 ) -> impl Stream<Item = Result<Bytes, EdgeError>> {
+    body_stream_primed(src, start, end, Bytes::new())
+}
+
+/// [`body_stream`] whose first bytes, from `start` on, were already read (`first`: a chunk
+/// read before the response was answered).
+pub fn body_stream_primed(
+    src: BodySource,
+    start: u64,
+    end: Option<u64>,
+    first: Bytes,
+) -> impl Stream<Item = Result<Bytes, EdgeError>> {
     let end = end.or(src.len);
     futures_util::stream::unfold(
         Cursor {
@@ -112,7 +123,7 @@ pub fn body_stream(
             pos: start,
             end,
             failed: false,
-            pending: Bytes::new(),
+            pending: first,
         },
         |mut c| async move {
             if c.failed {

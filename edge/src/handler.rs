@@ -28,6 +28,7 @@ use crate::limits;
 use crate::pass::pass;
 use crate::plan::{self, Lookup, Plan};
 use crate::render::ttl_of;
+use crate::render::FirstChunk;
 use crate::state::{Local, Shared};
 
 /// The actix handler for every client request: limits, then the request path, then load,
@@ -112,7 +113,8 @@ async fn cached(ctx: Ctx) -> HttpResponse {
     cached_inner(ctx, false).await
 }
 
-/// Serve a stored object: compressed per `[hosts.compress]`, or as stored for a peer.
+/// Serve a stored object: compressed per `[hosts.compress]`, or as stored for a peer (with its
+/// first chunk when it was read already).
 async fn serve_hit(
     ctx: &Ctx,
     m: &std::sync::Arc<crate::cache::meta::ObjectMeta>,
@@ -120,11 +122,12 @@ async fn serve_hit(
     o: Outcome,
     now: u64,
     identity: bool,
+    first: Option<bytes::Bytes>,
 ) -> HttpResponse {
     if identity {
-        crate::render::serve_stored(ctx, m, key, o, now)
+        crate::render::serve_stored_primed(ctx, m, key, o, now, first)
     } else {
-        compress::serve(ctx, m, key, o, now).await
+        compress::serve(ctx, m, key, o, now, first).await
     }
 }
 
@@ -142,12 +145,16 @@ async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
     let (meta, store_key, fwd) = ctx.lookup().await;
     // A stored object whose body has left the cache is a miss, fresh or not: its body comes
     // from the origin either way (a revalidation's 304 would not bring it back).
-    let meta = match meta {
-        Some(m) if crate::render::body_gone(&ctx, &m, &store_key) => {
-            metrics::counter!(crate::metrics::BODY_REFILLS).increment(1);
-            None
-        }
-        m => m,
+    let (meta, first) = match meta {
+        Some(m) => match crate::render::first_chunk(&ctx, &m, &store_key).await {
+            FirstChunk::Gone => {
+                metrics::counter!(crate::metrics::BODY_REFILLS).increment(1);
+                (None, None)
+            }
+            FirstChunk::Read(b) => (Some(m), Some(b)),
+            FirstChunk::NotRead => (Some(m), None),
+        },
+        None => (None, None),
     };
     let look = match &meta {
         None if fwd == Fwd::VaryMiss => Lookup::VaryMiss,
@@ -160,7 +167,16 @@ async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
     match (plan::plan(look), meta) {
         (Plan::Hit, Some(m)) => {
             let ttl = ttl_of(&m, now);
-            serve_hit(&ctx, &m, &store_key, Outcome::hit(ttl), now, identity).await
+            serve_hit(
+                &ctx,
+                &m,
+                &store_key,
+                Outcome::hit(ttl),
+                now,
+                identity,
+                first,
+            )
+            .await
         }
         (Plan::ServeStaleAndRefresh, Some(m)) => {
             if let Ok(Join::Leader(l)) = ctx.shared.fills.join(&store_key) {
@@ -173,7 +189,7 @@ async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
             let mut o = Outcome::hit(ttl_of(&m, now));
             o.x_cache = XCache::Stale;
             o.detail = Some("stale-while-revalidate");
-            serve_hit(&ctx, &m, &store_key, o, now, identity).await
+            serve_hit(&ctx, &m, &store_key, o, now, identity, first).await
         }
         (Plan::Revalidate, Some(m)) => {
             let c = ctx.clone();

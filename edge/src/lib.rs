@@ -104,9 +104,9 @@
 //!   stored; a response that varies is stored per variant (the primary key holds the list
 //!   of varying request headers).
 //! * A body that left the cache before its entry (the disk tier reclaimed the chunks, the
-//!   meta entry is still in memory): a whole-object `GET` whose first chunk is gone (bodies of
-//!   at most 16 chunks) is a miss, filled again whole and
-//!   coalesced (`render::body_gone`, `Store::chunk_gone`; `cdn_edge_body_refills_total`).
+//!   meta entry is still in memory): for a whole-object `GET` of a body of at most 16 chunks
+//!   the first chunk is read before answering; gone or corrupt, the request is a miss, filled
+//!   again whole and coalesced (`render::first_chunk`; `cdn_edge_body_refills_total`).
 //!   Range requests, `HEAD` and longer bodies refetch only the chunks they read.
 //! * Integrity: every stored body byte range carries a CRC32 checked when an entry is loaded
 //!   from disk (foyer checks its own entry checksum too); a chunk that is missing or fails

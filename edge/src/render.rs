@@ -11,7 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use bytes::Bytes;
 
-use crate::body::{body_stream, BodySource, Pieces, Refetch};
+use crate::body::{body_stream, body_stream_primed, BodySource, Pieces, Refetch};
 use crate::cache::meta::{Body, ObjectMeta};
 use crate::cache::policy;
 use crate::context::Ctx;
@@ -174,16 +174,62 @@ fn with_range(b: &mut actix_web::HttpResponseBuilder, code: u16, a: u64, e: u64,
     }
 }
 
-/// Whether a stored object is to be filled again, whole, because its body has left the
-/// cache while its meta entry stayed: its first chunk is gone
-/// ([`Store::chunk_gone`](crate::cache::store::Store::chunk_gone)). Only for a `GET` of the
-/// whole object: a `HEAD` needs no body, and a range request keeps the object's other stored
-/// chunks (a ranged fill stores only some) and refetches the missing ones by range.
-pub(crate) fn body_gone(ctx: &Ctx, m: &ObjectMeta, key: &str) -> bool {
-    matches!(m.body, Body::Chunked { .. })
+/// Whether a request for the stored object `m` needs its whole body read from the chunks: a
+/// `GET` without `Range` or validators of a chunked body of at most
+/// [`REFILL_MAX_CHUNKS`](crate::cache::store::REFILL_MAX_CHUNKS) chunks. A `HEAD` (and most
+/// conditional requests: `304`) needs no body, and a range request keeps the object's other
+/// stored chunks (a ranged fill stores only some) and refetches missing ones by range.
+fn whole_body_wanted(ctx: &Ctx, m: &ObjectMeta) -> bool {
+    let h = ctx.req.headers();
+    matches!(&m.body, Body::Chunked { crcs, .. }
+        if crcs.len() as u64 <= crate::cache::store::REFILL_MAX_CHUNKS)
         && !ctx.head
-        && !ctx.req.headers().contains_key(header::RANGE)
-        && ctx.store().chunk_gone(key, m, 0)
+        && !h.contains_key(header::RANGE)
+        && !h.contains_key(header::IF_NONE_MATCH)
+        && !h.contains_key(header::IF_MODIFIED_SINCE)
+}
+
+/// Whether a stored object is to be filled again, whole, because its body has left the
+/// cache while its meta entry stayed: its first chunk is no longer indexed
+/// ([`Store::chunk_gone`](crate::cache::store::Store::chunk_gone); no I/O). See
+/// [`first_chunk`], which reads it.
+pub(crate) fn body_gone(ctx: &Ctx, m: &ObjectMeta, key: &str) -> bool {
+    whole_body_wanted(ctx, m) && ctx.store().chunk_gone(key, m, 0)
+}
+
+/// The first chunk of a stored object, read before answering.
+pub(crate) enum FirstChunk {
+    /// Not a whole-object `GET` of a short chunked body: nothing read.
+    NotRead,
+    /// Read (CRC checked): the response's body starts with it.
+    Read(Bytes),
+    /// Missing or corrupt: the body has left the cache, the request is a miss.
+    Gone,
+}
+
+/// Read the first chunk of `m` (stored under `key`) when the request wants the whole body
+/// ([`whole_body_wanted`]), before the response is answered: a body that has left the cache
+/// (its chunk reclaimed while the meta entry stayed, or unreadable) is then filled again as a
+/// miss instead of being answered as a hit whose bytes come from the origin by range.
+pub(crate) async fn first_chunk(ctx: &Ctx, m: &ObjectMeta, key: &str) -> FirstChunk {
+    let Body::Chunked {
+        object_id, crcs, ..
+    } = &m.body
+    else {
+        return FirstChunk::NotRead;
+    };
+    if !whole_body_wanted(ctx, m) {
+        return FirstChunk::NotRead;
+    }
+    let ckey = crate::cache::store::chunk_key(key, *object_id, 0);
+    match ctx
+        .store()
+        .get_chunk(&ckey, crcs.first().copied(), Some(m.body.len()))
+        .await
+    {
+        Some(c) => FirstChunk::Read(c.data),
+        None => FirstChunk::Gone,
+    }
 }
 
 /// Serve a stored object (inline body, or chunks read back by range).
@@ -193,6 +239,18 @@ pub(crate) fn serve_stored(
     key: &str,
     o: Outcome,
     now: u64,
+) -> HttpResponse {
+    serve_stored_primed(ctx, m, key, o, now, None)
+}
+
+/// [`serve_stored`] with the object's first chunk already read ([`first_chunk`]).
+pub(crate) fn serve_stored_primed(
+    ctx: &Ctx,
+    m: &Arc<ObjectMeta>,
+    key: &str,
+    o: Outcome,
+    now: u64,
+    first: Option<Bytes>,
 ) -> HttpResponse {
     let age_s = policy::current_age_ms(m.initial_age_ms, m.response_time_ms, now) / 1000;
     let len = m.body.len();
@@ -232,7 +290,13 @@ pub(crate) fn serve_stored(
                 fill: None,
                 refetch: Some(refetch(ctx, m.header(&header::ETAG))),
             };
-            b.body(SizedStream::new(e - a, body_stream(src, a, Some(e))))
+            match first {
+                Some(first) if a == 0 => b.body(SizedStream::new(
+                    e,
+                    body_stream_primed(src, 0, Some(e), first),
+                )),
+                _ => b.body(SizedStream::new(e - a, body_stream(src, a, Some(e)))),
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Persistence: the disk cache survives a restart (hits with no origin fetch), and a chunk
-//! corrupted on disk is detected by its checksum, refetched from the origin by range, and
-//! never served.
+//! corrupted on disk is detected by its checksum and never served: refetched from the origin
+//! by range, or — the first chunk of a whole-object request — the object is a miss, filled
+//! again whole.
 
 mod cache_support;
 use std::time::Duration;
@@ -114,6 +115,45 @@ fn corrupted_chunk_on_disk_is_refetched_never_served() {
     assert!(e2.get("/obj", &[]).body == big);
     assert!(wait_until(Duration::from_millis(200), || true));
     assert_eq!(origin.seen.lock().unwrap().len(), n);
+}
+
+#[test]
+fn corrupted_first_chunk_is_a_miss_filled_again_whole() {
+    let big = body_of(400_000, 9);
+    let b2 = big.clone();
+    let origin = Origin::start(move |_, _| {
+        OriginResp::new(
+            200,
+            &[("cache-control", "max-age=600"), ("etag", "\"c1\"")],
+            b2.clone(),
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let e1 = Edge::start(disk_config(&origin, dir.path()));
+    assert!(e1.get("/obj", &[]).body == big);
+    e1.stop();
+
+    // Flip one byte inside chunk 0 (bytes 0..65536) wherever foyer put it on disk.
+    let needle = &big[1_000..1_064];
+    let mut corrupted = 0;
+    for entry in walk(dir.path()) {
+        let mut data = std::fs::read(&entry).unwrap();
+        if let Some(pos) = data.windows(needle.len()).position(|w| w == needle) {
+            data[pos + 10] ^= 0xff;
+            std::fs::write(&entry, &data).unwrap();
+            corrupted += 1;
+        }
+    }
+    assert!(corrupted >= 1, "chunk bytes found on disk");
+
+    let e2 = Edge::start(disk_config(&origin, dir.path()));
+    let r = e2.get("/obj", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.x_cache(), "MISS", "the body came from the origin");
+    assert!(r.body == big, "the corrupted byte is never served");
+    let asked = origin.requests("/obj");
+    assert_eq!(asked.len(), 2);
+    assert!(!asked[1].headers.contains_key("range"), "fetched whole");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -51,7 +51,7 @@ use crate::cache::meta::{Body, Entry, ObjectMeta};
 use crate::context::Ctx;
 use crate::headers::Outcome;
 use crate::metrics;
-use crate::render::serve_stored;
+use crate::render::{serve_stored, serve_stored_primed};
 
 /// Compressions running at once (per process); a hit that would start one more gets identity.
 pub const MAX_COMPRESSING: usize = 64;
@@ -150,23 +150,25 @@ pub fn accept_encoding(h: &HeaderMap) -> Option<Cow<'_, str>> {
 
 /// Serve a stored object for a hit: the encoded variant the client asks for (compressed and
 /// stored on first use), else the object as [`render::serve_stored`](crate::render) does,
-/// with `Vary: Accept-Encoding` when it is compressible.
+/// with `Vary: Accept-Encoding` when it is compressible. `first`: the object's first chunk when
+/// the caller read it already (used when the object is served as stored).
 pub(crate) async fn serve(
     ctx: &Ctx,
     m: &Arc<ObjectMeta>,
     key: &str,
     o: Outcome,
     now: u64,
+    first: Option<Bytes>,
 ) -> HttpResponse {
     let cfg = ctx.route().cfg.compress.as_ref();
     let ae = accept_encoding(ctx.end_to_end());
     let d = decide(cfg, m.status, &m.headers, m.body.len(), ae.as_deref());
     match (d, cfg) {
-        (Decision::AsIs, _) | (_, None) => serve_stored(ctx, m, key, o, now),
-        (Decision::Identity, _) => with_vary(serve_stored(ctx, m, key, o, now)),
+        (Decision::AsIs, _) | (_, None) => serve_stored_primed(ctx, m, key, o, now, first),
+        (Decision::Identity, _) => with_vary(serve_stored_primed(ctx, m, key, o, now, first)),
         (Decision::Encode(enc), Some(cfg)) => match variant(ctx, cfg, m, key, enc).await {
             Some((vkey, v)) => serve_stored(ctx, &v, &vkey, o, now),
-            None => with_vary(serve_stored(ctx, m, key, o, now)),
+            None => with_vary(serve_stored_primed(ctx, m, key, o, now, first)),
         },
     }
 }

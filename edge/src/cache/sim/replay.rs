@@ -2,8 +2,8 @@
 //! the given [`Placement`]) driven like the request path drives it. A request looks its key
 //! up (`Store::get`); a fresh inline body is a hit; a chunked body reads every chunk with
 //! `Store::get_chunk` (CRC checked, counted, promoted as the server promotes them); an object
-//! whose first chunk has left the cache is filled again whole (`Store::chunk_gone`, as the
-//! request handler does) and a later missing chunk is refetched from the "origin" and written
+//! whose first chunk cannot be read is filled again whole (as the request handler does,
+//! `render::first_chunk`) and a later missing chunk is refetched from the "origin" and written
 //! back (`Store::put_chunk`), as `body.rs` does; a miss (or an expired entry) is filled as `writer.rs` fills: chunks
 //! of `chunk_size` written first, then the meta entry (`Store::put_object`).
 //!
@@ -24,7 +24,7 @@ use bytes::Bytes;
 use super::{Ratios, Request};
 use crate::cache::meta::{Body, Chunk, Entry, ObjectMeta};
 use crate::cache::policy::{self, Class, Freshness, FreshnessSource};
-use crate::cache::store::{chunk_key, Placement, Store};
+use crate::cache::store::{chunk_key, Placement, Store, REFILL_MAX_CHUNKS};
 use crate::error::EdgeError;
 use cdn_shared::config::edge::CacheSection;
 
@@ -69,8 +69,8 @@ pub struct Tiers {
     /// Chunk refetches by range (a chunk after the first missing, its object's meta entry
     /// found; only bodies of more than `REFILL_MAX_CHUNKS` chunks).
     pub refetches: u64,
-    /// Fresh objects whose body had left the cache (first chunk gone, meta entry found),
-    /// filled again whole as the server does ([`Store::chunk_gone`]); counted in the misses.
+    /// Fresh objects whose body had left the cache (first chunk unreadable, meta entry found),
+    /// filled again whole as the server does; counted in the misses.
     pub refills: u64,
 }
 
@@ -156,13 +156,37 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
             }
             _ => None,
         };
-        // handler.rs: a fresh object whose body has left the cache is filled again whole.
+        // handler.rs (render::first_chunk): the first chunk of a short chunked body is read
+        // before answering; when it is gone the object is filled again whole.
+        let mut read0: Option<(bool, Option<Chunk>)> = None;
         let found = match found {
-            Some(m) if store.chunk_gone(&r.key, &m, 0) => {
-                t.refills += 1;
-                None
-            }
-            f => f,
+            Some(m) => match &m.body {
+                Body::Chunked {
+                    len,
+                    object_id,
+                    crcs,
+                    ..
+                } if crcs.len() as u64 <= REFILL_MAX_CHUNKS => {
+                    let key = chunk_key(&r.key, *object_id, 0);
+                    let mem = store.in_memory(&key);
+                    let got = store
+                        .get_chunk(&key, crcs.first().copied(), Some(*len))
+                        .await;
+                    if got.is_none() {
+                        t.refills += 1;
+                        if !mem {
+                            t.disk_lookups += 1;
+                            t.disk_lookup_bytes += cs.min(*len);
+                        }
+                        None
+                    } else {
+                        read0 = Some((mem, got));
+                        Some(m)
+                    }
+                }
+                _ => Some(m),
+            },
+            None => None,
         };
         let inline_len = match found.as_deref().map(|m| &m.body) {
             Some(Body::Inline { data, .. }) => data.len() as u64,
@@ -197,12 +221,18 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
                     let idx = idx as u64;
                     let clen = ccs.min(len - idx * ccs);
                     let key = chunk_key(&r.key, *object_id, idx);
-                    let mem = store.in_memory(&key);
+                    let (mem, got) = match read0.take() {
+                        Some(read) if idx == 0 => read,
+                        _ => {
+                            let mem = store.in_memory(&key);
+                            (mem, store.get_chunk(&key, Some(crc), Some(*len)).await)
+                        }
+                    };
                     if !mem {
                         t.disk_lookups += 1;
                         t.disk_lookup_bytes += clen;
                     }
-                    match store.get_chunk(&key, Some(crc), Some(*len)).await {
+                    match got {
                         Some(c) if mem => t.memory_bytes += c.data.len() as u64,
                         Some(c) => {
                             from_disk = true;
