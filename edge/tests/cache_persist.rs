@@ -83,16 +83,10 @@ fn corrupted_chunk_on_disk_is_refetched_never_served() {
 
     // Flip one byte inside chunk 2 (bytes 131072..196608) wherever foyer put it on disk.
     let needle = &big[140_000..140_064];
-    let mut corrupted = 0;
-    for entry in walk(dir.path()) {
-        let mut data = std::fs::read(&entry).unwrap();
-        if let Some(pos) = data.windows(needle.len()).position(|w| w == needle) {
-            data[pos + 10] ^= 0xff;
-            std::fs::write(&entry, &data).unwrap();
-            corrupted += 1;
-        }
-    }
-    assert!(corrupted >= 1, "chunk bytes found on disk");
+    assert!(
+        corrupt(dir.path(), needle) >= 1,
+        "chunk bytes found on disk"
+    );
 
     let e2 = Edge::start(disk_config(&origin, dir.path()));
     let r = e2.get("/obj", &[]);
@@ -135,16 +129,10 @@ fn corrupted_first_chunk_is_a_miss_filled_again_whole() {
 
     // Flip one byte inside chunk 0 (bytes 0..65536) wherever foyer put it on disk.
     let needle = &big[1_000..1_064];
-    let mut corrupted = 0;
-    for entry in walk(dir.path()) {
-        let mut data = std::fs::read(&entry).unwrap();
-        if let Some(pos) = data.windows(needle.len()).position(|w| w == needle) {
-            data[pos + 10] ^= 0xff;
-            std::fs::write(&entry, &data).unwrap();
-            corrupted += 1;
-        }
-    }
-    assert!(corrupted >= 1, "chunk bytes found on disk");
+    assert!(
+        corrupt(dir.path(), needle) >= 1,
+        "chunk bytes found on disk"
+    );
 
     let e2 = Edge::start(disk_config(&origin, dir.path()));
     let r = e2.get("/obj", &[]);
@@ -154,6 +142,20 @@ fn corrupted_first_chunk_is_a_miss_filled_again_whole() {
     let asked = origin.requests("/obj");
     assert_eq!(asked.len(), 2);
     assert!(!asked[1].headers.contains_key("range"), "fetched whole");
+}
+
+/// Flip one byte just after `needle` in every file under `dir` that holds it; how many did.
+fn corrupt(dir: &std::path::Path, needle: &[u8]) -> usize {
+    let mut corrupted = 0;
+    for entry in walk(dir) {
+        let mut data = std::fs::read(&entry).unwrap();
+        if let Some(pos) = data.windows(needle.len()).position(|w| w == needle) {
+            data[pos + 10] ^= 0xff;
+            std::fs::write(&entry, &data).unwrap();
+            corrupted += 1;
+        }
+    }
+    corrupted
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

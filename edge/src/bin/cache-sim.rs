@@ -157,13 +157,7 @@ fn recorded_line(reqs: &[Request], rec: &[Option<bool>]) {
             unknown += 1;
             continue;
         };
-        r.requests += 1;
-        r.bytes += q.size;
-        if hit {
-            r.hits += 1;
-        } else {
-            r.origin_bytes += q.size;
-        }
+        r.count(q.size, hit);
     }
     line("recorded (the logging server)", &r);
     if unknown > 0 {

@@ -713,6 +713,18 @@ mod tests {
     use super::*;
     use crate::cache::policy::{Freshness, FreshnessSource};
 
+    /// A store of 16 MiB memory + 64 MiB disk in `dir`, chunks of 64 KiB.
+    async fn small_disk_store(dir: &tempfile::TempDir) -> Arc<Store> {
+        let cfg = CacheSection {
+            memory: ByteSize::mib(16),
+            disk_path: Some(dir.path().to_path_buf()),
+            disk: ByteSize::mib(64),
+            chunk_size: ByteSize::kib(64),
+            ..Default::default()
+        };
+        Store::open(&cfg).await.unwrap()
+    }
+
     fn chunk(n: usize) -> Chunk {
         let data = Bytes::from(vec![7u8; n]);
         Chunk {
@@ -724,14 +736,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn disk_only_chunks_enter_memory_only_when_hot() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = CacheSection {
-            memory: ByteSize::mib(16),
-            disk_path: Some(dir.path().to_path_buf()),
-            disk: ByteSize::mib(64),
-            chunk_size: ByteSize::kib(64),
-            ..Default::default()
-        };
-        let store = Store::open(&cfg).await.unwrap();
+        let store = small_disk_store(&dir).await;
         // An object of two chunks (≤ memory/8): disk-only, promoted on its PROMOTE_AFTER-th hit.
         let len = 128 * 1024;
         let key = chunk_key("k", 1, 0);
@@ -803,14 +808,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn a_body_is_gone_when_its_chunk_left() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = CacheSection {
-            memory: ByteSize::mib(16),
-            disk_path: Some(dir.path().to_path_buf()),
-            disk: ByteSize::mib(64),
-            chunk_size: ByteSize::kib(64),
-            ..Default::default()
-        };
-        let store = Store::open(&cfg).await.unwrap();
+        let store = small_disk_store(&dir).await;
         let chunked = |n: usize| {
             let mut m = (*object(0)).clone();
             m.body = Body::Chunked {

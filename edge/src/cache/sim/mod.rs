@@ -41,6 +41,17 @@ pub struct Ratios {
 }
 
 impl Ratios {
+    /// Count one request of `size` bytes, a hit or not.
+    pub fn count(&mut self, size: u64, hit: bool) {
+        self.requests += 1;
+        self.bytes += size;
+        if hit {
+            self.hits += 1;
+        } else {
+            self.origin_bytes += size;
+        }
+    }
+
     /// Request hit ratio.
     pub fn hit_ratio(&self) -> f64 {
         ratio(self.hits, self.requests)

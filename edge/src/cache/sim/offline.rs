@@ -25,13 +25,7 @@ fn intern(trace: &[Request]) -> (Vec<u32>, usize) {
 }
 
 fn count(out: &mut Ratios, r: &Request, hit: bool) {
-    out.requests += 1;
-    out.bytes += r.size;
-    if hit {
-        out.hits += 1;
-    } else {
-        out.origin_bytes += r.size;
-    }
+    out.count(r.size, hit);
 }
 
 /// Objects a model holds, ordered by a rank (last use for LRU, next use for Belady).
