@@ -76,19 +76,8 @@ fn corrupted_chunk_on_disk_is_refetched_never_served() {
             b2.clone(),
         )
     });
-    let dir = tempfile::tempdir().unwrap();
-    let e1 = Edge::start(disk_config(&origin, dir.path()));
-    assert!(e1.get("/obj", &[]).body == big);
-    e1.stop();
-
-    // Flip one byte inside chunk 2 (bytes 131072..196608) wherever foyer put it on disk.
-    let needle = &big[140_000..140_064];
-    assert!(
-        corrupt(dir.path(), needle) >= 1,
-        "chunk bytes found on disk"
-    );
-
-    let e2 = Edge::start(disk_config(&origin, dir.path()));
+    // One byte flipped inside chunk 2 (bytes 131072..196608).
+    let (_dir, e2) = stored_then_corrupted(&origin, &big, 140_000);
     let r = e2.get("/obj", &[]);
     assert_eq!(r.status, 200);
     assert!(!r.truncated);
@@ -122,19 +111,8 @@ fn corrupted_first_chunk_is_a_miss_filled_again_whole() {
             b2.clone(),
         )
     });
-    let dir = tempfile::tempdir().unwrap();
-    let e1 = Edge::start(disk_config(&origin, dir.path()));
-    assert!(e1.get("/obj", &[]).body == big);
-    e1.stop();
-
-    // Flip one byte inside chunk 0 (bytes 0..65536) wherever foyer put it on disk.
-    let needle = &big[1_000..1_064];
-    assert!(
-        corrupt(dir.path(), needle) >= 1,
-        "chunk bytes found on disk"
-    );
-
-    let e2 = Edge::start(disk_config(&origin, dir.path()));
+    // One byte flipped inside chunk 0 (bytes 0..65536).
+    let (_dir, e2) = stored_then_corrupted(&origin, &big, 1_000);
     let r = e2.get("/obj", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.x_cache(), "MISS", "the body came from the origin");
@@ -144,10 +122,16 @@ fn corrupted_first_chunk_is_a_miss_filled_again_whole() {
     assert!(!asked[1].headers.contains_key("range"), "fetched whole");
 }
 
-/// Flip one byte just after `needle` in every file under `dir` that holds it; how many did.
-fn corrupt(dir: &std::path::Path, needle: &[u8]) -> usize {
+/// Store `/obj` (`big`) through an edge with a disk cache, stop it, flip the byte at offset
+/// `at + 10` of the body wherever foyer put it on disk, and start a second edge on that cache.
+fn stored_then_corrupted(origin: &Origin, big: &[u8], at: usize) -> (tempfile::TempDir, Edge) {
+    let dir = tempfile::tempdir().unwrap();
+    let e1 = Edge::start(disk_config(origin, dir.path()));
+    assert!(e1.get("/obj", &[]).body == big);
+    e1.stop();
+    let needle = &big[at..at + 64];
     let mut corrupted = 0;
-    for entry in walk(dir) {
+    for entry in walk(dir.path()) {
         let mut data = std::fs::read(&entry).unwrap();
         if let Some(pos) = data.windows(needle.len()).position(|w| w == needle) {
             data[pos + 10] ^= 0xff;
@@ -155,7 +139,9 @@ fn corrupt(dir: &std::path::Path, needle: &[u8]) -> usize {
             corrupted += 1;
         }
     }
-    corrupted
+    assert!(corrupted >= 1, "chunk bytes found on disk");
+    let e2 = Edge::start(disk_config(origin, dir.path()));
+    (dir, e2)
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
