@@ -143,19 +143,6 @@ fn mark(ctx: &Ctx, resp: HttpResponse, identity: bool) -> HttpResponse {
 async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
     let now = cdn_shared::unix_ms();
     let (meta, store_key, fwd) = ctx.lookup().await;
-    // A stored object whose body has left the cache is a miss, fresh or not: its body comes
-    // from the origin either way (a revalidation's 304 would not bring it back).
-    let (meta, first) = match meta {
-        Some(m) => match crate::render::first_chunk(&ctx, &m, &store_key).await {
-            FirstChunk::Gone => {
-                metrics::counter!(crate::metrics::BODY_REFILLS).increment(1);
-                (None, None)
-            }
-            FirstChunk::Read(b) => (Some(m), Some(b)),
-            FirstChunk::NotRead => (Some(m), None),
-        },
-        None => (None, None),
-    };
     let look = match &meta {
         None if fwd == Fwd::VaryMiss => Lookup::VaryMiss,
         None => Lookup::Miss,
@@ -164,7 +151,29 @@ async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
             Lookup::Found(policy::classify(&m.freshness, age, m.invalidated))
         }
     };
-    match (plan::plan(look), meta) {
+    let plan = plan::plan(look);
+    // A stored object whose body has left the cache is a miss, fresh or not: its body comes
+    // from the origin either way (a revalidation's 304 would not bring it back). An answer
+    // from the store reads the first chunk now (the body starts with it); a revalidation only
+    // asks the disk index, so a 304 does not read it twice.
+    let first = match (&plan, &meta) {
+        (Plan::Hit | Plan::ServeStaleAndRefresh, Some(m)) => {
+            crate::render::first_chunk(&ctx, m, &store_key).await
+        }
+        (Plan::Revalidate, Some(m)) if crate::render::body_gone(&ctx, m, &store_key) => {
+            FirstChunk::Gone
+        }
+        _ => FirstChunk::NotRead,
+    };
+    let (meta, first) = match first {
+        FirstChunk::Gone => {
+            metrics::counter!(crate::metrics::BODY_REFILLS).increment(1);
+            (None, None)
+        }
+        FirstChunk::Read(b) => (meta, Some(b)),
+        FirstChunk::NotRead => (meta, None),
+    };
+    match (plan, meta) {
         (Plan::Hit, Some(m)) => {
             let ttl = ttl_of(&m, now);
             serve_hit(
