@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cdn_edge::cache::sim::{offline, replay, trace, Ratios, Request};
+use cdn_edge::cache::sim::{offline, replay, trace, Ratios, Request, Tally};
 use cdn_edge::cache::store::{MemoryEviction, Placement};
 use cdn_shared::config::edge::CacheSection;
 use clap::{Parser, ValueEnum};
@@ -72,6 +72,9 @@ struct Args {
     /// Only the LRU/Belady/limit references (no replay through the store).
     #[arg(long)]
     offline_only: bool,
+    /// Also print every model's request hit ratio by size class.
+    #[arg(long)]
+    classes: bool,
     /// Also print greedy-dual references (priority = frequency / size^alpha, aged) for these
     /// exponents, comma-separated (0: LFU, 1: GDSF), with known and with counted frequencies.
     #[arg(long, value_delimiter = ',')]
@@ -216,15 +219,17 @@ fn real_main() -> Result<(), String> {
     if let Some(rec) = &recorded {
         recorded_line(&reqs[warm..], &rec[warm..]);
     }
-    line(
-        "limit (every object seen before)",
-        &offline::infinite(&reqs, warm),
-    );
-    line(
-        "Belady (furthest next use)",
-        &offline::belady(&reqs, warm, ref_cap),
-    );
-    line("LRU", &offline::lru(&reqs, warm, ref_cap));
+    // (short name for the class table, tally)
+    let mut models: Vec<(String, Tally)> = Vec::new();
+    let limit = offline::infinite(&reqs, warm);
+    line("limit (every object seen before)", &limit.all);
+    models.push(("limit".into(), limit));
+    let belady = offline::belady(&reqs, warm, ref_cap);
+    line("Belady (furthest next use)", &belady.all);
+    models.push(("Belady".into(), belady));
+    let lru = offline::lru(&reqs, warm, ref_cap);
+    line("LRU", &lru.all);
+    models.push(("LRU".into(), lru));
     for &alpha in &a.gd_alpha {
         if !(0.0..=4.0).contains(&alpha) {
             return Err(format!("--gd-alpha {alpha}: expected 0..=4"));
@@ -233,13 +238,15 @@ fn real_main() -> Result<(), String> {
             (offline::Frequency::Known, "known"),
             (offline::Frequency::Counted, "counted"),
         ] {
-            line(
-                &format!("greedy-dual a={alpha} ({name} freq)"),
-                &offline::greedy_dual(&reqs, warm, ref_cap, alpha, f),
-            );
+            let t = offline::greedy_dual(&reqs, warm, ref_cap, alpha, f);
+            line(&format!("greedy-dual a={alpha} ({name} freq)"), &t.all);
+            models.push((format!("GD{alpha}/{name}"), t));
         }
     }
     if a.offline_only {
+        if a.classes {
+            classes(&models);
+        }
         return Ok(());
     }
 
@@ -332,5 +339,36 @@ fn real_main() -> Result<(), String> {
             peak >> 20
         );
     }
+    if a.classes {
+        let mut edge = Tally {
+            all: out.ratios,
+            ..Default::default()
+        };
+        for c in &out.by_size {
+            edge.by_size.insert(c.size, c.ratios);
+        }
+        models.push((a.label.clone(), edge));
+        classes(&models);
+    }
     Ok(())
+}
+
+/// Request hit ratio of every model by size class, one row per class.
+fn classes(models: &[(String, Tally)]) {
+    let mut head = format!("{:<10} {:>9}", "class", "requests");
+    for (name, _) in models {
+        head.push_str(&format!(" {name:>16}"));
+    }
+    println!("request hit ratio by size class:\n{head}");
+    let Some((_, first)) = models.first() else {
+        return;
+    };
+    for (&class, r) in &first.by_size {
+        let mut row = format!("<= {:>4} KiB {:>9}", class >> 10, r.requests);
+        for (_, t) in models {
+            let h = t.by_size.get(&class).map_or(0.0, |r| r.hit_ratio());
+            row.push_str(&format!(" {h:>16.3}"));
+        }
+        println!("{row}");
+    }
 }

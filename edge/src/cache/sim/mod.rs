@@ -27,6 +27,33 @@ pub struct Request {
     pub size: u64,
 }
 
+/// A body length's size class: the smallest power of two at least as large (1 KiB at least).
+pub fn size_class(size: u64) -> u64 {
+    size.max(1024)
+        .checked_next_power_of_two()
+        .unwrap_or(u64::MAX)
+}
+
+/// Hit counts overall and by [`size_class`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Every counted request.
+    pub all: Ratios,
+    /// By size class, smallest first.
+    pub by_size: std::collections::BTreeMap<u64, Ratios>,
+}
+
+impl Tally {
+    /// Count one request of `size` bytes, a hit or not.
+    pub fn count(&mut self, size: u64, hit: bool) {
+        self.all.count(size, hit);
+        self.by_size
+            .entry(size_class(size))
+            .or_default()
+            .count(size, hit);
+    }
+}
+
 /// Hit counts of one replay (measured part only).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ratios {

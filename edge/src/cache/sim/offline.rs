@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{Ratios, Request};
+use super::{Request, Tally};
 
 /// Object ids (dense) for every request of `trace`, and the number of objects.
 fn intern(trace: &[Request]) -> (Vec<u32>, usize) {
@@ -24,7 +24,7 @@ fn intern(trace: &[Request]) -> (Vec<u32>, usize) {
     (seq, ids.len())
 }
 
-fn count(out: &mut Ratios, r: &Request, hit: bool) {
+fn count(out: &mut Tally, r: &Request, hit: bool) {
     out.count(r.size, hit);
 }
 
@@ -83,10 +83,10 @@ impl Held {
 }
 
 /// LRU by bytes.
-pub fn lru(trace: &[Request], warm: usize, capacity: u64) -> Ratios {
+pub fn lru(trace: &[Request], warm: usize, capacity: u64) -> Tally {
     let (seq, n) = intern(trace);
     let mut held = Held::new(n);
-    let mut out = Ratios::default();
+    let mut out = Tally::default();
     for (i, (r, &id)) in trace.iter().zip(&seq).enumerate() {
         let hit = match held.take(id) {
             Some(size) => {
@@ -108,7 +108,7 @@ pub fn lru(trace: &[Request], warm: usize, capacity: u64) -> Ratios {
 }
 
 /// Belady (furthest next use) by bytes.
-pub fn belady(trace: &[Request], warm: usize, capacity: u64) -> Ratios {
+pub fn belady(trace: &[Request], warm: usize, capacity: u64) -> Tally {
     let (seq, n) = intern(trace);
     // next[i]: index of the next request of the same object after i (usize::MAX: none).
     let mut next = vec![usize::MAX; seq.len()];
@@ -118,7 +118,7 @@ pub fn belady(trace: &[Request], warm: usize, capacity: u64) -> Ratios {
         upcoming[seq[i] as usize] = i;
     }
     let mut held = Held::new(n);
-    let mut out = Ratios::default();
+    let mut out = Tally::default();
     for (i, (r, &id)) in trace.iter().zip(&seq).enumerate() {
         let hit = match held.take(id) {
             Some(size) => {
@@ -165,7 +165,7 @@ pub fn greedy_dual(
     capacity: u64,
     alpha: f64,
     freq: Frequency,
-) -> Ratios {
+) -> Tally {
     let (seq, n) = intern(trace);
     let mut total = vec![0u64; n];
     if freq == Frequency::Known {
@@ -180,7 +180,7 @@ pub fn greedy_dual(
     let mut order: BTreeSet<(u64, u32)> = BTreeSet::new();
     let mut used = 0u64;
     let mut floor = 0f64;
-    let mut out = Ratios::default();
+    let mut out = Tally::default();
     for (i, (r, &id)) in trace.iter().zip(&seq).enumerate() {
         seen[id as usize] += 1;
         let f = match freq {
@@ -223,10 +223,10 @@ pub fn greedy_dual(
 }
 
 /// The compulsory-miss limit: every object requested before (warm-up included) is a hit.
-pub fn infinite(trace: &[Request], warm: usize) -> Ratios {
+pub fn infinite(trace: &[Request], warm: usize) -> Tally {
     let (seq, n) = intern(trace);
     let mut seen = vec![false; n];
-    let mut out = Ratios::default();
+    let mut out = Tally::default();
     for (i, (r, &id)) in trace.iter().zip(&seq).enumerate() {
         let hit = std::mem::replace(&mut seen[id as usize], true);
         if i >= warm {
@@ -239,6 +239,7 @@ pub fn infinite(trace: &[Request], warm: usize) -> Ratios {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::sim::Ratios;
 
     fn t(spec: &[(&str, u64)]) -> Vec<Request> {
         spec.iter()
@@ -264,15 +265,15 @@ mod tests {
         // LRU: a b c miss; a hit (order b c a); d miss evicts b; b miss evicts c → 1 hit.
         // Belady: a b c miss; a hit; d is never used again → not admitted; b hit → 2 hits.
         let tr = t(&[("a", 1), ("b", 1), ("c", 1), ("a", 1), ("d", 1), ("b", 1)]);
-        assert_eq!(lru(&tr, 0, 3), r(6, 1, 6, 5));
-        assert_eq!(belady(&tr, 0, 3), r(6, 2, 6, 4));
-        assert_eq!(infinite(&tr, 0), r(6, 2, 6, 4));
+        assert_eq!(lru(&tr, 0, 3).all, r(6, 1, 6, 5));
+        assert_eq!(belady(&tr, 0, 3).all, r(6, 2, 6, 4));
+        assert_eq!(infinite(&tr, 0).all, r(6, 2, 6, 4));
         // Capacity 2: LRU a b; c evicts a; a evicts b; d evicts c; b evicts a → 0 hits.
         // Belady: a b; c (never again) not admitted; a hit; d not admitted; b hit → 2.
-        assert_eq!(lru(&tr, 0, 2), r(6, 0, 6, 6));
-        assert_eq!(belady(&tr, 0, 2), r(6, 2, 6, 4));
+        assert_eq!(lru(&tr, 0, 2).all, r(6, 0, 6, 6));
+        assert_eq!(belady(&tr, 0, 2).all, r(6, 2, 6, 4));
         // Capacity 1: Belady keeps a until its reuse at 3 (b's reuse at 5 is further) → 1.
-        assert_eq!(belady(&tr, 0, 1), r(6, 1, 6, 5));
+        assert_eq!(belady(&tr, 0, 1).all, r(6, 1, 6, 5));
     }
 
     #[test]
@@ -281,16 +282,16 @@ mod tests {
         // LRU: A, B (10); C evicts A (9); A evicts B then C (6); B (10) → 0 hits.
         // Belady: A, B; C never used again → not admitted; A hit; B hit.
         let tr = t(&[("A", 6), ("B", 4), ("C", 5), ("A", 6), ("B", 4)]);
-        assert_eq!(lru(&tr, 0, 10), r(5, 0, 25, 25));
-        assert_eq!(belady(&tr, 0, 10), r(5, 2, 25, 15));
+        assert_eq!(lru(&tr, 0, 10).all, r(5, 0, 25, 25));
+        assert_eq!(belady(&tr, 0, 10).all, r(5, 2, 25, 15));
         // Only the last two requests counted.
-        assert_eq!(lru(&tr, 3, 10), r(2, 0, 10, 10));
-        assert_eq!(belady(&tr, 3, 10), r(2, 2, 10, 0));
-        assert_eq!(infinite(&tr, 3), r(2, 2, 10, 0));
+        assert_eq!(lru(&tr, 3, 10).all, r(2, 0, 10, 10));
+        assert_eq!(belady(&tr, 3, 10).all, r(2, 2, 10, 0));
+        assert_eq!(infinite(&tr, 3).all, r(2, 2, 10, 0));
         // An object larger than the cache is never admitted.
         let big = t(&[("X", 11), ("X", 11)]);
-        assert_eq!(lru(&big, 0, 10), r(2, 0, 22, 22));
-        assert_eq!(belady(&big, 0, 10), r(2, 0, 22, 22));
+        assert_eq!(lru(&big, 0, 10).all, r(2, 0, 22, 22));
+        assert_eq!(belady(&big, 0, 10).all, r(2, 0, 22, 22));
     }
 
     #[test]
@@ -300,29 +301,29 @@ mod tests {
         // evict the lowest: B (1) → floor 1; C held at 1 + 1 = 2. A hit.
         let tr = t(&[("A", 5), ("A", 5), ("A", 5), ("B", 5), ("C", 5), ("A", 5)]);
         assert_eq!(
-            greedy_dual(&tr, 0, 10, 0.0, Frequency::Known),
+            greedy_dual(&tr, 0, 10, 0.0, Frequency::Known).all,
             r(6, 3, 30, 15)
         );
         assert_eq!(
-            greedy_dual(&tr, 0, 10, 0.0, Frequency::Counted),
+            greedy_dual(&tr, 0, 10, 0.0, Frequency::Counted).all,
             r(6, 3, 30, 15)
         );
         // Known frequencies keep B (used twice) over a once-used C; counted ones cannot tell
         // them apart and evict B (equal priority, lower id first), so B's second use misses.
         let tr = t(&[("B", 5), ("A", 5), ("C", 5), ("B", 5)]);
         assert_eq!(
-            greedy_dual(&tr, 0, 10, 0.0, Frequency::Known),
+            greedy_dual(&tr, 0, 10, 0.0, Frequency::Known).all,
             r(4, 1, 20, 15)
         );
         assert_eq!(
-            greedy_dual(&tr, 0, 10, 0.0, Frequency::Counted),
+            greedy_dual(&tr, 0, 10, 0.0, Frequency::Counted).all,
             r(4, 0, 20, 20)
         );
         // alpha 1 (GDSF): a small object outranks a large one of the same frequency.
         // S(2) L(8) X(8): X evicts L (1/8 < 1/2), then S hits.
         let tr = t(&[("S", 2), ("L", 8), ("X", 8), ("S", 2)]);
         assert_eq!(
-            greedy_dual(&tr, 0, 10, 1.0, Frequency::Counted),
+            greedy_dual(&tr, 0, 10, 1.0, Frequency::Counted).all,
             r(4, 1, 20, 18)
         );
     }
@@ -332,11 +333,11 @@ mod tests {
         // A(5) B(5) C(5) C B A, capacity 10: at C, A's next use (5) is further than B's (4)
         // → A evicted; C hit, B hit, A miss. LRU evicts A (least recent) too: same here.
         let tr = t(&[("A", 5), ("B", 5), ("C", 5), ("C", 5), ("B", 5), ("A", 5)]);
-        assert_eq!(belady(&tr, 0, 10), r(6, 2, 30, 20));
+        assert_eq!(belady(&tr, 0, 10).all, r(6, 2, 30, 20));
         // A(5) B(5) C(5) A C B: at C, B is used furthest (5) → B evicted: A hit, C hit.
         // LRU evicts A instead: A miss (evicts B), C hit, B miss.
         let tr = t(&[("A", 5), ("B", 5), ("C", 5), ("A", 5), ("C", 5), ("B", 5)]);
-        assert_eq!(belady(&tr, 0, 10), r(6, 2, 30, 20));
-        assert_eq!(lru(&tr, 0, 10), r(6, 1, 30, 25));
+        assert_eq!(belady(&tr, 0, 10).all, r(6, 2, 30, 20));
+        assert_eq!(lru(&tr, 0, 10).all, r(6, 1, 30, 25));
     }
 }

@@ -299,7 +299,7 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
             }
         }
         if i >= warm {
-            let size = r.size.max(1024).next_power_of_two();
+            let size = super::size_class(r.size);
             let class = by_size.entry(size).or_insert(SizeClass {
                 size,
                 ..Default::default()
