@@ -117,3 +117,26 @@ fn ratio(a: u64, b: u64) -> f64 {
         a as f64 / b as f64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_classes_and_tallies() {
+        assert_eq!(size_class(0), 1024);
+        assert_eq!(size_class(4096), 4096);
+        assert_eq!(size_class(4097), 8192);
+        assert_eq!(size_class(u64::MAX), u64::MAX, "no overflow");
+        let mut t = Tally::default();
+        t.count(4096, true);
+        t.count(3000, false);
+        t.count(100_000, false);
+        assert_eq!(t.all.requests, 3);
+        assert_eq!(t.all.hits, 1);
+        assert_eq!(t.all.origin_bytes, 103_000);
+        assert_eq!(t.by_size[&4096].requests, 2);
+        assert_eq!(t.by_size[&4096].hits, 1);
+        assert_eq!(t.by_size[&131_072].origin_bytes, 100_000);
+    }
+}
