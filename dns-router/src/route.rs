@@ -1,7 +1,7 @@
 //! Step 3 of a query for a CDN hostname: which edges answer. [`client_key`] picks the address
 //! that locates the client (RFC 7871 and the service's ECS policy); the snapshot's precompiled
 //! geo map ([`cdn_geo::table::RouteTable`], built with the snapshot) gives the network that
-//! decides and the ranked edge list of the service for it; [`decide_ranked`] applies the live
+//! decides and the ranked edge list of the service for it; [`pick`] applies the live
 //! health ([`candidates`], [`Eligibility`]) and picks the first eligible edges; [`answer_of`]
 //! turns the decision into the addresses to write. Where the map holds nothing (the IPv6
 //! prefixes that alias IPv4 inside the database, or a map that could not be built) the client is

@@ -3,7 +3,7 @@
 //!
 //! The leader ([`crate::lead`]) asks [`wanted`] which chunks the client's range covers (one
 //! `bytes=a-b` or `bytes=a-` range; at most [`MAX_CHUNKS`] chunks, the rest of an open range is
-//! fetched as it is read), then [`fill`] asks the origin for exactly those chunks. On a `206`
+//! fetched as it is read), then `fill` asks the origin for exactly those chunks. On a `206`
 //! with a strong `ETag`, a `Content-Range` that starts where asked and a storable response,
 //! the chunks are stored and the object's meta entry is written with the total length but no
 //! per-chunk CRCs: the chunks that were not fetched are missing, and every later read of them

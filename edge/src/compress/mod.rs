@@ -6,7 +6,7 @@
 //!
 //! * The identity object stays what it is today: the single origin fill, stored under the
 //!   request's key; freshness, revalidation, stale serving and purges are decided on it alone.
-//! * On a hit ([`serve`]), [`decide`] (pure) says whether the object is compressible here and
+//! * On a hit (`serve`), [`decide`] (pure) says whether the object is compressible here and
 //!   [`negotiate::choose`] which coding the client gets. The encoded variant lives under a
 //!   derived key, `<key>\n#ce:<coding>:<fingerprint>`, where the fingerprint covers the identity
 //!   body's version (CRC or chunked object id, length) and its validators, so a refreshed
@@ -18,7 +18,7 @@
 //!   the same variant get identity (no pile-up); at most [`MAX_COMPRESSING`] compressions run
 //!   at once per process.
 //! * A miss (the fill) is served identity, streamed as today, with `Vary: Accept-Encoding`
-//!   added when the type is compressible ([`mark`]); the next hit is compressed.
+//!   added when the type is compressible (`mark`); the next hit is compressed.
 //! * Responses: `Content-Encoding`, `Vary: Accept-Encoding` (on every response of a
 //!   compressible object, identity included), the ETag made distinct by a suffix inside the
 //!   quotes (`"abc"` → `"abc-br"`, weakness kept; strong stays strong because the stored

@@ -9,7 +9,7 @@
 //! peer is down. A peer's 5xx is its answer, treated like an origin's (stale-if-error applies
 //! in `after_origin.rs`). When a peer's body breaks off (the peer died mid-stream, or sent
 //! nothing for `cluster.first_byte_timeout`), the rest is fetched from the origin by `Range`
-//! with `If-Match` on the peer's strong `ETag` ([`Resume`]) and the client never notices;
+//! with `If-Match` on the peer's strong `ETag` (`Resume`) and the client never notices;
 //! without a strong `ETag` and a `Content-Length` the body ends early as an origin's would.
 
 use std::cell::RefCell;

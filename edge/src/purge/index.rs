@@ -422,7 +422,7 @@ impl Index {
 
     /// May `key` be stored for `url` when at most `max` keys (Vary variants) per URL are: yes
     /// when it is already one of them or there are fewer than `max`. One map lookup and a scan
-    /// of at most `max` keys (the cap keeps [`Keys::add`]'s duplicate scan short).
+    /// of at most `max` keys (the cap keeps `Keys::add`'s duplicate scan short).
     pub fn admits_variant(&self, url: &str, key: &str, max: usize) -> bool {
         let Some(norm) = normalize_url(url) else {
             return true;

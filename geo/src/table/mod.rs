@@ -8,7 +8,7 @@
 //! 1. The operator map is cut into its leaves and the gap blocks between them
 //!    ([`NetworkMap::lookup_or_gap`] from address 0 to the end of each family).
 //! 2. Every network of the database is visited once in address order
-//!    ([`GeoDb::for_each_network`]: networks without data included, each record decoded once)
+//!    (`GeoDb::for_each_network`: networks without data included, each record decoded once)
 //!    and intersected with the map's blocks, which gives for every address exactly what
 //!    [`Locator::locate`] gives: the place (map entry, database record or default region) and
 //!    the network that decided (a map leaf whole; a database network narrowed by the map's gap

@@ -1,4 +1,4 @@
-//! Configuration: loading ([`load`]), the sections both binaries share ([`common`]), and the
+//! Configuration: loading ([`load()`]), the sections both binaries share ([`common`]), and the
 //! two schemas ([`router`], [`edge`]).
 
 pub mod bus;
