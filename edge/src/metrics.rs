@@ -41,6 +41,7 @@
 //! | `cdn_edge_pop_fetches_total` | counter | `via` (peer, shield), `result` (ok, error, timeout) | fills sent to a PoP member or a shield member (`[cluster]`); a failure moves on to the next member, then the origin |
 //! | `cdn_edge_pop_resumes_total` | counter | `result` (ok, error) | peer bodies that broke off and were completed from the origin by `Range` |
 //! | `cdn_edge_pop_member_up` | gauge | `member` | 1 while a PoP or shield member answers its probes |
+//! | `cdn_edge_origin_bytes_total` | counter | | body bytes received from upstreams: origins, and PoP members or shields with `[cluster]` (fills, pass-through, range refetches); with `cdn_edge_response_bytes_total`, the byte hit ratio is `1 − origin / response` (compressed responses make it read low) |
 //! | `cdn_edge_body_refills_total` | counter | | whole-object GETs of a stored object whose body had left the cache while its meta entry stayed (bodies of at most 16 chunks), filled again from the origin as misses (`X-Cache: MISS`, coalesced) |
 //! | `cdn_edge_chunk_refetches_total` | counter | | chunks refetched from the origin by `Range` while serving a stored object (range requests, longer bodies, a chunk that failed its CRC) |
 //! | `cdn_edge_tls_reloads_total` | counter | `result` (ok, failed) | certificate reloads (SIGHUP, or files changed on disk); `failed` = a file did not load and the old certificates keep serving |
@@ -49,6 +50,8 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+/// Body bytes received from upstreams (origins; PoP members and shields with `[cluster]`).
+pub const ORIGIN_BYTES: &str = "cdn_edge_origin_bytes_total";
 /// Requests for a stored object whose body had left the cache, filled again as misses.
 pub const BODY_REFILLS: &str = "cdn_edge_body_refills_total";
 /// Chunks refetched from the origin by range while serving a stored object.
@@ -164,6 +167,11 @@ fn describe() {
     describe_counter!(REQUESTS, "Client responses by cache status and status code");
     describe_counter!(RESPONSE_BYTES, Unit::Bytes, "Body bytes sent to clients");
     describe_counter!(ORIGIN_FETCHES, "Requests sent to origins");
+    describe_counter!(
+        ORIGIN_BYTES,
+        Unit::Bytes,
+        "Body bytes received from upstreams (origins, PoP members, shields)"
+    );
     describe_histogram!(ORIGIN_SECONDS, Unit::Seconds, "Origin time to headers");
     describe_counter!(FILL_WAITS, "Requests that waited on an in-flight fill");
     describe_histogram!(FILL_WAIT_SECONDS, Unit::Seconds, "Time waiting on a fill");

@@ -400,7 +400,10 @@ pub async fn next_frame(
     match tokio::time::timeout(idle, resp.next()).await {
         Err(_) => Err(EdgeError::OriginTimeout("idle timeout reading body".into())),
         Ok(None) => Ok(None),
-        Ok(Some(Ok(b))) => Ok(Some(b)),
+        Ok(Some(Ok(b))) => {
+            metrics::counter!(crate::metrics::ORIGIN_BYTES).increment(b.len() as u64);
+            Ok(Some(b))
+        }
         Ok(Some(Err(e))) => Err(payload_error(e)),
     }
 }

@@ -73,6 +73,8 @@ fn metrics_cover_requests_origin_purges_and_cache() {
     assert!(hits >= 2.0 && misses >= 2.0, "hits {hits} misses {misses}");
     assert!(sample(&page, "cdn_edge_response_bytes_total").unwrap() >= 4.0 * 11.0);
     assert!(sample(&page, "cdn_edge_origin_fetches_total").unwrap() >= 2.0);
+    // Two misses of 11-byte bodies ("body of /m/1").
+    assert!(sample(&page, "cdn_edge_origin_bytes_total").unwrap() >= 22.0);
     assert!(page.contains("cdn_edge_origin_seconds_bucket"), "{page}");
     assert!(
         sample(&page, "cdn_edge_purges_total{kind=\"url\",mode=\"hard\"}").unwrap() >= 1.0,
