@@ -49,7 +49,8 @@ struct Args {
     /// decides for its own prefixes.
     #[arg(long, value_name = "FILE")]
     geo_database: Option<PathBuf>,
-    /// Shared admin token (router admin writes, reports, edge purge).
+    /// The operator token (router `operate` role, edge purge); each edge reports with
+    /// `<token>-report-<edge id>`, a `report` credential of its own.
     #[arg(long, default_value = spec::DEMO_TOKEN)]
     token: String,
     /// Directory for configs and edge caches (kept); default a temporary directory.

@@ -59,6 +59,11 @@ fn path(p: &Path) -> String {
     q(&p.display().to_string())
 }
 
+/// The report credential of edge `id` (a `report` token on every router).
+pub fn report_token(spec: &FleetSpec, id: &str) -> String {
+    format!("{}-report-{id}", spec.token)
+}
+
 /// The router config for one instance listening on `dns` (UDP+TCP) and `admin`.
 pub fn router_toml(
     spec: &FleetSpec,
@@ -73,12 +78,24 @@ pub fn router_toml(
         "# Written by the cdn-tests fleet.\n\n[dns]\nlisten = [{}]\nudp_threads = 1\n",
         q(&dns.to_string())
     );
+    // Role tokens, as an operator would configure them: the fleet's token operates (and is
+    // sent to the edges' purge API); each edge reports with a credential of its own.
     let _ = writeln!(
         t,
-        "[admin]\nlisten = {}\ntoken = {}\n",
+        "[admin]\nlisten = {}\npurge_token = {}\n\n[[admin.tokens]]\nname = \"operator\"\nrole = \"operate\"\ntoken = {}\n",
         q(&admin.to_string()),
+        q(&spec.token),
         q(&spec.token)
     );
+    for e in edges {
+        let _ = writeln!(
+            t,
+            "[[admin.tokens]]\nname = {}\nrole = \"report\"\nedge = {}\ntoken = {}\n",
+            q(&format!("report-{}", e.id)),
+            q(&e.id),
+            q(&report_token(spec, &e.id))
+        );
+    }
     let _ = writeln!(t, "[geo]");
     if let Some(db) = &spec.geo_database {
         let _ = writeln!(t, "database = {}", path(db));
@@ -235,7 +252,7 @@ pub fn edge_toml(
         routers.join(", "),
         dur(spec.report_interval),
         dur(spec.report_interval.max(Duration::from_millis(500))),
-        q(&spec.token)
+        q(&report_token(spec, &e.id))
     );
     if let Some(cap) = region.map(|r| r.capacity) {
         let mut lines = String::new();
@@ -354,7 +371,23 @@ mod tests {
             Some("http://127.0.2.1:9081")
         );
         assert_eq!(c.services.len(), 3);
-        assert_eq!(c.admin.token.as_deref(), Some(spec.token.as_str()));
+        assert_eq!(c.admin.token, None, "no deprecated single token");
+        assert_eq!(c.admin.purge_token.as_deref(), Some(spec.token.as_str()));
+        let operate: Vec<_> = c
+            .admin
+            .tokens
+            .iter()
+            .filter(|t| t.token == spec.token)
+            .collect();
+        assert_eq!(operate.len(), 1);
+        assert_eq!(operate[0].role.as_str(), "operate");
+        let reporters: Vec<_> = c
+            .admin
+            .tokens
+            .iter()
+            .filter_map(|t| t.edge.as_deref())
+            .collect();
+        assert_eq!(reporters.len(), 3, "one report credential per edge");
         assert!(c.geo.networks.len() >= 10);
         assert_eq!(c.health.probe_interval, Duration::from_millis(500));
         assert_eq!(c.geo.default_region.as_deref(), Some("us-east"));

@@ -512,7 +512,7 @@ impl Fleet {
         &self.dir
     }
 
-    /// The shared admin token.
+    /// The operator token (router `operate` role, edge purge).
     pub fn token(&self) -> &str {
         &self.spec.token
     }

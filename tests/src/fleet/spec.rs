@@ -33,7 +33,8 @@ pub const BIG_TXT: &str = "big.cdn.example.test";
 pub const BIG_TXT_RECORDS: usize = 8;
 /// Length of each `big` TXT string.
 pub const BIG_TXT_LEN: usize = 200;
-/// The admin token the fleet shares (router admin writes, reports, edge purge).
+/// The fleet's operator token (router `operate` role, edge purge; edges report with
+/// credentials derived from it, `fleet::config::report_token`).
 pub const DEMO_TOKEN: &str = "fleet-demo-token";
 
 /// The `i`th string of the `big` TXT RRset.
@@ -249,7 +250,7 @@ pub struct FleetSpec {
     pub geo_database: Option<PathBuf>,
     /// Put the demo map in the router config (`[[geo.networks]]`). Default true.
     pub demo_geo_map: bool,
-    /// The shared admin token.
+    /// The operator token (router `operate` role, edge purge).
     pub token: String,
     /// Router health timings.
     pub health: HealthTiming,
