@@ -8,7 +8,7 @@ use cdn_tests::fleet::{spec, Fleet, SERVICE};
 use cdn_tests::harness::dns::hickory_proto::op::ResponseCode;
 use cdn_tests::harness::dns::hickory_proto::rr::RecordType;
 use cdn_tests::harness::dns::{self, DnsQuery};
-use cdn_tests::harness::eventually;
+use cdn_tests::harness::{eventually, http};
 
 #[test]
 fn three_regions_resolve_to_their_nearest_edge_with_ecs() {
@@ -110,6 +110,15 @@ fn a_fetch_through_the_nearest_edge_is_a_miss_then_a_hit() {
                 Ok(r)
             })?;
             assert_eq!(second.body, first.body);
+            // The README tour's figure: the edge counts the body bytes the origin sent, once.
+            let metrics = http::get(fleet.edge(region).admin_addr(), "/metrics")
+                .send()?
+                .text();
+            let origin_bytes = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("cdn_edge_origin_bytes_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            assert_eq!(origin_bytes, Some(1024.0), "{metrics}");
         }
         // One origin fetch per edge, no more.
         assert_eq!(fleet.origin_stats().path(path), 3);
