@@ -19,20 +19,6 @@ fn origin() -> Origin {
     })
 }
 
-fn metrics_page(admin: std::net::SocketAddr) -> String {
-    let r = request(admin, "GET", "/metrics", &[("host", "admin")], b"").unwrap();
-    assert_eq!(r.status, 200);
-    String::from_utf8(r.body).unwrap()
-}
-
-/// The value of the first sample line starting with `prefix`.
-fn sample(page: &str, prefix: &str) -> Option<f64> {
-    page.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[test]
 fn metrics_cover_requests_origin_purges_and_cache() {
     let o = origin();

@@ -395,6 +395,23 @@ pub fn try_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> std::i
     request(addr, "GET", path, headers, b"")
 }
 
+/// The edge's `/metrics` page from its admin listener.
+#[allow(dead_code)] // not every test file that includes this module uses it
+pub fn metrics_page(admin: SocketAddr) -> String {
+    let r = request(admin, "GET", "/metrics", &[("host", "admin")], b"").unwrap();
+    assert_eq!(r.status, 200);
+    String::from_utf8(r.body).unwrap()
+}
+
+/// The value of the first sample line of `page` starting with `prefix`.
+#[allow(dead_code)] // not every test file that includes this module uses it
+pub fn sample(page: &str, prefix: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// One request on a fresh connection (`Connection: close`), read to the end.
 pub fn request(
     addr: SocketAddr,

@@ -3,9 +3,10 @@
 //! up (`Store::get`); a fresh inline body is a hit; a chunked body reads every chunk with
 //! `Store::get_chunk` (CRC checked, counted, promoted as the server promotes them); an object
 //! whose first chunk cannot be read is filled again whole (as the request handler does,
-//! `render::first_chunk`) and a later missing chunk is refetched from the "origin" and written
-//! back (`Store::put_chunk`), as `body.rs` does; a miss (or an expired entry) is filled as `writer.rs` fills: chunks
-//! of `chunk_size` written first, then the meta entry (`Store::put_object`).
+//! `render::first_chunk`) and a later missing chunk is refetched from the "origin" and
+//! written back (`Store::put_chunk`), as `body.rs` does; a miss (or an expired entry) is
+//! filled as `writer.rs` fills: chunks of `chunk_size` written first, then the meta entry
+//! (`Store::put_object`).
 //!
 //! The clock is virtual: request `i` arrives at `i / rate` seconds; objects carry
 //! `max-age` = `max_age_s`, and an entry past it is refetched whole. Requests are replayed one
@@ -158,7 +159,7 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
         };
         // handler.rs (render::first_chunk): the first chunk of a short chunked body is read
         // before answering; when it is gone the object is filled again whole.
-        let mut read0: Option<(bool, Option<Chunk>)> = None;
+        let mut read0: Option<(bool, Chunk)> = None;
         let found = match found {
             Some(m) => match &m.body {
                 Body::Chunked {
@@ -172,16 +173,19 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
                     let got = store
                         .get_chunk(&key, crcs.first().copied(), Some(*len))
                         .await;
-                    if got.is_none() {
-                        t.refills += 1;
-                        if !mem {
-                            t.disk_lookups += 1;
-                            t.disk_lookup_bytes += cs.min(*len);
+                    match got {
+                        Some(c) => {
+                            read0 = Some((mem, c));
+                            Some(m)
                         }
-                        None
-                    } else {
-                        read0 = Some((mem, got));
-                        Some(m)
+                        None => {
+                            t.refills += 1;
+                            if !mem {
+                                t.disk_lookups += 1;
+                                t.disk_lookup_bytes += cs.min(*len);
+                            }
+                            None
+                        }
                     }
                 }
                 _ => Some(m),
@@ -222,7 +226,7 @@ pub async fn run(trace: &[Request], warm: usize, cfg: &Replay) -> Result<Outcome
                     let clen = ccs.min(len - idx * ccs);
                     let key = chunk_key(&r.key, *object_id, idx);
                     let (mem, got) = match read0.take() {
-                        Some(read) if idx == 0 => read,
+                        Some((mem, c)) if idx == 0 => (mem, Some(c)),
                         _ => {
                             let mem = store.in_memory(&key);
                             (mem, store.get_chunk(&key, Some(crc), Some(*len)).await)
