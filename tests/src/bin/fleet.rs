@@ -303,7 +303,7 @@ fn print_tour(fleet: &Fleet, args: &Args) {
     }
     out.push_str(&format!(
         "\nTenant rules (www: CORS + X-Served-By; {secure}: signed URLs; {img}: 20 req/s burst 40, KP refused):\n   \
-         curl -si --resolve {SERVICE}:{port}:{ip} http://{SERVICE}:{port}/obj/1k/c | grep -iE 'access-control|x-served-by'\n   \
+         curl -s -o /dev/null -D - --resolve {SERVICE}:{port}:{ip} http://{SERVICE}:{port}/obj/1k/c | grep -iE 'access-control|x-served-by'\n   \
          curl -si --resolve {secure}:{port}:{ip} http://{secure}:{port}/obj/1k/s | head -1     # 403: not signed\n   \
          curl -si --resolve {secure}:{port}:{ip} \"$(target/release/edge sign-url --key-name {kn} --key-file {key} --ttl 10m http://{secure}:{port}/obj/1k/s)\" | head -1\n   \
          curl -si --interface 127.0.99.1 --resolve {img}:{port}:{ip} http://{img}:{port}/obj/1k/i | head -1   # 403: 127.0.99.0/24 is KP\n   \
@@ -318,7 +318,7 @@ fn print_tour(fleet: &Fleet, args: &Args) {
     out.push_str(&format!(
         "\nHTTPS on port {hp} (certificates by SNI from the demo CA {ca}; {login}: plain HTTP → 308, HSTS):\n   \
          curl -sv --cacert {ca} --resolve {SERVICE}:{hp}:{ip} https://{SERVICE}:{hp}/obj/1k/hello -o /dev/null 2>&1 | grep -iE 'subject:|ALPN|strict-transport|x-cache'\n   \
-         curl -si --resolve {login}:{port}:{ip} http://{login}:{port}/obj/1k/hello | grep -iE '^HTTP|^location'\n   \
+         curl -s -o /dev/null -D - --resolve {login}:{port}:{ip} http://{login}:{port}/obj/1k/hello | grep -iE '^HTTP|^location'\n   \
          curl -s -o /dev/null -D - --cacert {ca} --resolve {login}:{hp}:{ip} https://{login}:{hp}/obj/1k/hello | grep -iE '^HTTP|^strict'\n",
         hp = https.port(),
         ip = https.ip(),
