@@ -234,6 +234,7 @@ pub fn serve(
 ) -> std::io::Result<actix_web::dev::Server> {
     let server = HttpServer::new(move || App::new().configure(routes(ctx.clone())))
         .workers(1)
+        .tcp_nodelay(true)
         .disable_signals()
         .shutdown_timeout(1);
     let server = match tls {

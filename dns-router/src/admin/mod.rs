@@ -153,6 +153,7 @@ pub fn serve(
             actix_rt::System::new().block_on(async move {
                 let http = HttpServer::new(move || app(ctx.clone()))
                     .workers(2)
+                    .tcp_nodelay(true)
                     .disable_signals()
                     .shutdown_timeout(grace.as_secs().max(1));
                 let bound = match tls {
