@@ -35,7 +35,7 @@ if [[ "${1:-}" == --running ]]; then
 else
     log="$(mktemp)"
     echo "starting the fleet (log: $log)…"
-    cargo run --release -p cdn-tests --bin fleet >"$log" 2>&1 &
+    cargo run --release --bin fleet >"$log" 2>&1 &
     fleet_pid=$!
     for _ in $(seq 1 1800); do
         grep -q 'Ctrl-C stops everything' "$log" && break

@@ -1,6 +1,6 @@
 //! `fleet`: the whole CDN on loopback, for trying it by hand.
 //!
-//! `cargo run --release -p cdn-tests --bin fleet` builds the release `dns-router` and `edge`
+//! `cargo run --release --bin fleet` builds the release `dns-router` and `edge`
 //! if needed, then starts the demo origin (127.0.0.1:8080), the router (DNS UDP+TCP on
 //! 127.0.0.1:8553, admin API on 127.0.0.1:8053) and three edges (us-east 127.0.1.1:8081,
 //! eu-west 127.0.2.1:8081, ap-northeast 127.0.3.1:8081; admin on port 9081 of the same IPs),
