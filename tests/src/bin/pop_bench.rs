@@ -15,7 +15,7 @@
 //!   hit (at a member that does not keep copies: the owner's hit through a peer fill), p50 and
 //!   p99.
 //!
-//! `cargo run --release -p cdn-tests --bin pop-bench -- longtail --edge-bin target/release/edge`
+//! `cargo run --release --bin pop-bench -- longtail --edge-bin target/release/edge`
 
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener};

@@ -2,7 +2,7 @@
 //! edge is killed and restarted and a fleet purge runs; afterwards it counts errors (expected:
 //! none outside the failover window) and compares process RSS before and after.
 //!
-//! `cargo run --release -p cdn-tests --bin soak -- --duration 120s` (uses the release
+//! `cargo run --release --bin soak -- --duration 120s` (uses the release
 //! binaries next to it; `cargo build --release --workspace --bins` first). Figures are
 //! printed as a Markdown block (and written to `--report FILE` when given).
 //!
