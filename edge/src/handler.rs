@@ -16,6 +16,7 @@ use std::time::Instant;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::cache::meta::{Body, ObjectMeta};
 use crate::cache::policy;
 use crate::compress;
 use crate::context::{Ctx, NoRoute};
@@ -155,12 +156,18 @@ async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
     // A stored object whose body has left the cache is a miss, fresh or not: its body comes
     // from the origin either way (a revalidation's 304 would not bring it back). An answer
     // from the store reads the first chunk now (the body starts with it); a revalidation only
-    // asks the disk index, so a 304 does not read it twice.
+    // asks the disk index, so a 304 does not read it twice; so does a hit answered with a
+    // compressed variant (its identity body is not read).
+    let encoded = |m: &ObjectMeta| {
+        !identity && matches!(m.body, Body::Chunked { .. }) && compress::encodes(&ctx, m)
+    };
     let first = match (&plan, &meta) {
-        (Plan::Hit | Plan::ServeStaleAndRefresh, Some(m)) => {
+        (Plan::Hit | Plan::ServeStaleAndRefresh, Some(m)) if !encoded(m) => {
             crate::render::first_chunk(&ctx, m, &store_key).await
         }
-        (Plan::Revalidate, Some(m)) if crate::render::body_gone(&ctx, m, &store_key) => {
+        (Plan::Hit | Plan::ServeStaleAndRefresh | Plan::Revalidate, Some(m))
+            if crate::render::body_gone(&ctx, m, &store_key) =>
+        {
             FirstChunk::Gone
         }
         _ => FirstChunk::NotRead,

@@ -148,6 +148,25 @@ pub fn accept_encoding(h: &HeaderMap) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(all))
 }
 
+/// [`decide`] for a hit on `m`: the route's `[hosts.compress]` and the request's
+/// `Accept-Encoding`.
+fn decision(ctx: &Ctx, m: &ObjectMeta) -> Decision {
+    let ae = accept_encoding(ctx.end_to_end());
+    decide(
+        ctx.route().cfg.compress.as_ref(),
+        m.status,
+        &m.headers,
+        m.body.len(),
+        ae.as_deref(),
+    )
+}
+
+/// Whether a hit on `m` is answered with an encoded variant, so its identity body is not read
+/// (stored under its own key, the variant does not need it once made).
+pub(crate) fn encodes(ctx: &Ctx, m: &ObjectMeta) -> bool {
+    matches!(decision(ctx, m), Decision::Encode(_))
+}
+
 /// Serve a stored object for a hit: the encoded variant the client asks for (compressed and
 /// stored on first use), else the object as [`render::serve_stored`](crate::render) does,
 /// with `Vary: Accept-Encoding` when it is compressible. `first`: the object's first chunk when
@@ -161,9 +180,7 @@ pub(crate) async fn serve(
     first: Option<Bytes>,
 ) -> HttpResponse {
     let cfg = ctx.route().cfg.compress.as_ref();
-    let ae = accept_encoding(ctx.end_to_end());
-    let d = decide(cfg, m.status, &m.headers, m.body.len(), ae.as_deref());
-    match (d, cfg) {
+    match (decision(ctx, m), cfg) {
         (Decision::AsIs, _) | (_, None) => serve_stored_primed(ctx, m, key, o, now, first),
         (Decision::Identity, _) => with_vary(serve_stored_primed(ctx, m, key, o, now, first)),
         (Decision::Encode(enc), Some(cfg)) => match variant(ctx, cfg, m, key, enc).await {
