@@ -54,8 +54,12 @@ pub fn load(admin: &AdminSection) -> Result<Option<Arc<CertifiedKey>>, ConfigErr
     let (Some(cert), Some(key)) = (&admin.tls_cert, &admin.tls_key) else {
         return Ok(None);
     };
-    let certified =
-        cdn_shared::tls::load_certified_key(cert, "admin.tls_cert", key, "admin.tls_key")?;
+    let certified = cdn_shared::config::certs::load_certified_key(
+        cert,
+        "admin.tls_cert",
+        key,
+        "admin.tls_key",
+    )?;
     Ok(Some(Arc::new(certified)))
 }
 

@@ -186,9 +186,10 @@ impl ServiceAnswers for Cached<'_, '_> {
         let snap = ctx.snap;
         let key = client_key(&snap.services[svc], self.resolver, self.ecs.as_ref());
         self.cache.validate(snap.epoch, ctx.view.generation);
-        let (state, mut answers, chosen) = self.cache.parts(route::pool(svc, rtype), || {
-            PoolState::new(snap, svc, rtype, ctx.view, ctx.now_ms)
-        });
+        let (state, mut answers, chosen) =
+            self.cache.parts(crate::snapshot::pool(svc, rtype), || {
+                PoolState::new(snap, svc, rtype, ctx.view, ctx.now_ms)
+            });
         match route::pick(snap, svc, rtype, &key, state, chosen) {
             Some((picked, scope)) => answers.intern(
                 AnswerKey::new(svc, rtype, scope, picked.rule, chosen),

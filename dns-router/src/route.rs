@@ -15,14 +15,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use cdn_geo::model::{Candidate, ClientLocation, Decision, Health, Rule};
+use cdn_geo::model::{Candidate, ClientLocation, Decision, Rule};
 use cdn_geo::ranking::{Eligibility, Picked, Ranking};
 use cdn_geo::select::spread_seed;
 use cdn_geo::table::{Hit, RouteTable};
 use cdn_shared::config::router::EcsMode;
 
 use crate::health::HealthView;
-use crate::snapshot::{EdgeInfo, Service, Snapshot};
+use crate::snapshot::{pool, Service, Snapshot};
 use crate::wire::{rtype, Ecs};
 
 /// How the client was located for one query.
@@ -119,52 +119,7 @@ pub fn candidates(
     rtype: u16,
     view: &HealthView,
 ) -> Vec<Candidate> {
-    candidates_of(&snap.edges, service, rtype, view)
-}
-
-/// [`candidates`] from the snapshot's edge list (the snapshot build ranks these before the
-/// snapshot exists).
-pub fn candidates_of(
-    edges: &[EdgeInfo],
-    service: &Service,
-    rtype: u16,
-    view: &HealthView,
-) -> Vec<Candidate> {
-    service
-        .edges
-        .iter()
-        .map(|&i| &edges[i])
-        .filter(|e| {
-            if rtype == rtype::AAAA {
-                !e.ipv6.is_empty()
-            } else {
-                !e.ipv4.is_empty()
-            }
-        })
-        .map(|e| {
-            let h = view.edges.get(&e.id);
-            Candidate {
-                id: e.id.clone(),
-                region: e.region.clone(),
-                lat: e.lat,
-                lon: e.lon,
-                ipv4: e.ipv4.clone(),
-                ipv6: e.ipv6.clone(),
-                // An operator override (admin API, or the KV bucket in bus mode) wins.
-                weight: h.and_then(|h| h.weight_override).unwrap_or(e.weight),
-                health: h.map(|h| h.health).unwrap_or(Health::Unknown),
-                draining: h.is_some_and(|h| h.draining),
-                overloaded: h.is_some_and(|h| h.overloaded),
-                disabled: e.disabled,
-                last_seen_ms: h.and_then(|h| h.last_seen_ms),
-            }
-        })
-        .collect()
-}
-
-/// The pool of (service, record type) in the snapshot's precompiled map.
-pub fn pool(svc: usize, rtype: u16) -> usize {
-    svc * 2 + usize::from(rtype == rtype::AAAA)
+    crate::snapshot::candidates_of(&snap.edges, service, rtype, view)
 }
 
 /// The ECS scope of an answer: 0 without ECS or when every client gets the same edges, else

@@ -21,14 +21,13 @@ use std::sync::OnceLock;
 use ipnet::IpNet;
 
 use cdn_geo::locate::{GeoDb, Locator, NetworkMap, Place, RegionPoint};
-use cdn_geo::model::{AllDown, Candidate, Policy};
+use cdn_geo::model::{AllDown, Candidate, Health, Policy};
 use cdn_geo::table::{Pool, RouteTable};
 use cdn_shared::config::router::{AllDownMode, EcsMode, RouterConfig, RrlSection, ServiceConfig};
 use cdn_shared::config::ConfigError;
 
 use crate::cookies::ServerCookies;
 use crate::health::HealthView;
-use crate::route;
 use crate::wire::rtype;
 use crate::zone::Zones;
 
@@ -88,7 +87,7 @@ pub struct Snapshot {
     /// Client locator (never swapped: a new one comes with a new snapshot).
     pub locator: Locator,
     /// The precompiled geo map of the locator for every service's pools
-    /// (`route::pool(svc, rtype)`), once [`Snapshot::precompile`] has attached it; empty before
+    /// (`pool(svc, rtype)`), once [`Snapshot::precompile`] has attached it; empty before
     /// that and when it could not be built (then every client is located and ranked per query).
     /// Set at most once: reading it is one atomic load.
     pub table: OnceLock<RouteTable>,
@@ -243,7 +242,7 @@ impl Snapshot {
     }
 }
 
-/// Precompile `locator` for the pools of `services` (A and AAAA each, at `route::pool`). A map
+/// Precompile `locator` for the pools of `services` (A and AAAA each, at [`pool`]). A map
 /// that cannot be built is logged.
 fn build_table(
     epoch: u64,
@@ -254,9 +253,7 @@ fn build_table(
     let static_view = HealthView::default();
     let candidates: Vec<Vec<Candidate>> = services
         .iter()
-        .flat_map(|s| {
-            [rtype::A, rtype::AAAA].map(|t| route::candidates_of(edges, s, t, &static_view))
-        })
+        .flat_map(|s| [rtype::A, rtype::AAAA].map(|t| candidates_of(edges, s, t, &static_view)))
         .collect();
     let pools: Vec<Pool<'_>> = candidates
         .iter()
@@ -325,4 +322,50 @@ fn service(config: &RouterConfig, s: &ServiceConfig, edges: &[EdgeInfo]) -> Serv
             stale_after_ms: None,
         },
     }
+}
+
+/// The edges of `service` that can answer `rtype` (those without an address of that family
+/// are left out), with their live health in `view`: [`crate::route::candidates`] for a built
+/// snapshot, and the snapshot build itself, which ranks these before the snapshot exists.
+pub fn candidates_of(
+    edges: &[EdgeInfo],
+    service: &Service,
+    rtype: u16,
+    view: &HealthView,
+) -> Vec<Candidate> {
+    service
+        .edges
+        .iter()
+        .map(|&i| &edges[i])
+        .filter(|e| {
+            if rtype == rtype::AAAA {
+                !e.ipv6.is_empty()
+            } else {
+                !e.ipv4.is_empty()
+            }
+        })
+        .map(|e| {
+            let h = view.edges.get(&e.id);
+            Candidate {
+                id: e.id.clone(),
+                region: e.region.clone(),
+                lat: e.lat,
+                lon: e.lon,
+                ipv4: e.ipv4.clone(),
+                ipv6: e.ipv6.clone(),
+                // An operator override (admin API, or the KV bucket in bus mode) wins.
+                weight: h.and_then(|h| h.weight_override).unwrap_or(e.weight),
+                health: h.map(|h| h.health).unwrap_or(Health::Unknown),
+                draining: h.is_some_and(|h| h.draining),
+                overloaded: h.is_some_and(|h| h.overloaded),
+                disabled: e.disabled,
+                last_seen_ms: h.and_then(|h| h.last_seen_ms),
+            }
+        })
+        .collect()
+}
+
+/// The pool of (service, record type) in the snapshot's precompiled map.
+pub fn pool(svc: usize, rtype: u16) -> usize {
+    svc * 2 + usize::from(rtype == rtype::AAAA)
 }

@@ -12,8 +12,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use metrics::Counter;
 
 use crate::access_log::{AccessEntry, OriginTime};
-use crate::context::host_of;
-use crate::headers as hdr;
+use crate::error::EdgeError;
+use crate::headers::{self as hdr, host_of};
 use crate::metrics as m;
 use crate::state::Shared;
 
@@ -161,6 +161,18 @@ pub(crate) fn finish(
                 .map(|r| r.0),
         });
     }
+}
+
+/// Count an origin fetch, and note its time to headers for the access log (`origin_ms`).
+pub(crate) fn record_origin<T>(req: &HttpRequest, res: &Result<T, EdgeError>, t0: Instant) {
+    actix_web::HttpMessage::extensions_mut(req).insert(OriginTime(t0.elapsed()));
+    let result = match res {
+        Ok(_) => "ok",
+        Err(EdgeError::OriginTimeout(_)) => "timeout",
+        Err(_) => "error",
+    };
+    metrics::counter!(m::ORIGIN_FETCHES, "result" => result).increment(1);
+    metrics::histogram!(m::ORIGIN_SECONDS).record(t0.elapsed().as_secs_f64());
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub struct AdminCert {
 }
 
 fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, EdgeError> {
-    cdn_shared::tls::load_certified_key(cert, "admin.tls_cert", key, "admin.tls_key")
+    cdn_shared::config::certs::load_certified_key(cert, "admin.tls_cert", key, "admin.tls_key")
         .map_err(|e| EdgeError::Config(e.to_string()))
 }
 

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header::HeaderMap;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest};
 
@@ -13,7 +13,7 @@ use crate::cache::key::{normalise_path, normalise_query, primary_key, url_of, va
 use crate::cache::meta::{Entry, ObjectMeta};
 use crate::cache::store::Store;
 use crate::error::EdgeError;
-use crate::headers::Fwd;
+use crate::headers::{host_of, Fwd};
 use crate::origin::{HostRoute, Origins};
 use crate::state::Shared;
 
@@ -142,44 +142,5 @@ impl Ctx {
             }
             _ => (None, self.key.clone(), Fwd::UriMiss),
         }
-    }
-}
-
-/// The request's host, lower-cased, without port or trailing dot (`Host`, else the URI's
-/// authority, as HTTP/2 sends it).
-pub(crate) fn host_of(req: &HttpRequest) -> String {
-    let raw = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    let h = if raw.starts_with('[') {
-        raw.split_once(']').map(|(a, _)| &a[1..]).unwrap_or(raw)
-    } else {
-        raw.rsplit_once(':').map(|(a, _)| a).unwrap_or(raw)
-    };
-    h.trim_end_matches('.').to_ascii_lowercase()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::test::TestRequest;
-
-    #[test]
-    fn host_drops_port_brackets_and_trailing_dot() {
-        let h = |v: &str| {
-            host_of(
-                &TestRequest::default()
-                    .insert_header(("host", v))
-                    .to_http_request(),
-            )
-        };
-        assert_eq!(h("Example.COM"), "example.com");
-        assert_eq!(h("example.com.:8080"), "example.com");
-        assert_eq!(h("[::1]:443"), "::1");
-        assert_eq!(h("[::1]"), "::1");
-        assert_eq!(host_of(&TestRequest::default().to_http_request()), "");
     }
 }

@@ -53,7 +53,7 @@ pub async fn handle(
         Err(rej) => rej.response(),
         Ok(()) => route_request(req.clone(), body, &shared, &local).await,
     };
-    shared.https.add_hsts(&req, &shared, &mut resp);
+    shared.https.add_hsts(&req, &shared.hosts, &mut resp);
     crate::account::finish(&shared, &req, pq, &resp, started);
     resp
 }
@@ -71,7 +71,7 @@ async fn route_request(
         .as_ref()
         .is_some_and(|p| p.hop_of(req.headers()).is_some());
     if !from_peer {
-        if let Some(r) = shared.https.redirect(&req, shared) {
+        if let Some(r) = shared.https.redirect(&req, &shared.hosts) {
             return r;
         }
     }
@@ -82,7 +82,7 @@ async fn route_request(
     }
     let ctx = match Ctx::new(req, shared, &local.origins) {
         Ok(ctx) => ctx,
-        Err(NoRoute::Healthz) => return crate::pop::healthz(shared),
+        Err(NoRoute::Healthz) => return healthz(shared),
         Err(NoRoute::Error(e)) => return error_response(&e, &shared.name),
     };
     // Tenant rules: rate limit, geo, CORS preflight, signed URL (tenant/); a PoP member's
@@ -222,4 +222,17 @@ async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
             identity,
         ),
     }
+}
+
+/// `/healthz` on the client listener (a `Host` the edge does not serve): the lifecycle's
+/// answer plus `CDN-Pop-Load` when clustered.
+fn healthz(shared: &Shared) -> actix_web::HttpResponse {
+    let mut resp = crate::admin::healthz_response(&shared.lifecycle);
+    if let Some(pop) = &shared.pop {
+        let l = pop.myself().load();
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&format!("{l:.1}")) {
+            resp.headers_mut().insert(crate::pop::CDN_POP_LOAD, v);
+        }
+    }
+    resp
 }

@@ -404,6 +404,23 @@ impl Outcome {
     }
 }
 
+/// The request's host, lower-cased, without port or trailing dot (`Host`, else the URI's
+/// authority, as HTTP/2 sends it).
+pub(crate) fn host_of(req: &actix_web::HttpRequest) -> String {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let h = if raw.starts_with('[') {
+        raw.split_once(']').map(|(a, _)| &a[1..]).unwrap_or(raw)
+    } else {
+        raw.rsplit_once(':').map(|(a, _)| a).unwrap_or(raw)
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,5 +540,24 @@ mod tests {
         }
         assert_eq!(content_length(&map(&[("content-length", "7")])), Some(7));
         assert_eq!(content_length(&map(&[])), None);
+    }
+
+    #[test]
+    fn host_drops_port_brackets_and_trailing_dot() {
+        let h = |v: &str| {
+            host_of(
+                &actix_web::test::TestRequest::default()
+                    .insert_header(("host", v))
+                    .to_http_request(),
+            )
+        };
+        assert_eq!(h("Example.COM"), "example.com");
+        assert_eq!(h("example.com.:8080"), "example.com");
+        assert_eq!(h("[::1]:443"), "::1");
+        assert_eq!(h("[::1]"), "::1");
+        assert_eq!(
+            host_of(&actix_web::test::TestRequest::default().to_http_request()),
+            ""
+        );
     }
 }

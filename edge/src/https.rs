@@ -9,10 +9,14 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use cdn_shared::config::edge::EdgeConfig;
 
-use crate::context::host_of;
-use crate::state::Shared;
+use std::collections::HashMap;
+
+use crate::headers::host_of;
 
 /// One host's rules.
+/// Host name (and alias) → index into `[[hosts]]` ([`crate::state::Shared::hosts`]).
+pub type HostIndex = HashMap<String, usize>;
+
 #[derive(Debug, Default)]
 struct HostHttps {
     redirect: Option<StatusCode>,
@@ -60,17 +64,17 @@ impl HttpsPolicy {
         }
     }
 
-    fn host<'a>(&'a self, req: &HttpRequest, shared: &Shared) -> Option<&'a HostHttps> {
-        let i = *shared.hosts.get(host_of(req).as_str())?;
+    fn host<'a>(&'a self, req: &HttpRequest, hosts: &HostIndex) -> Option<&'a HostHttps> {
+        let i = *hosts.get(host_of(req).as_str())?;
         self.hosts.get(i)
     }
 
     /// The redirect for a plain-HTTP request to a host that has one.
-    pub fn redirect(&self, req: &HttpRequest, shared: &Shared) -> Option<HttpResponse> {
+    pub fn redirect(&self, req: &HttpRequest, hosts: &HostIndex) -> Option<HttpResponse> {
         if !self.any_redirect || req.app_config().secure() {
             return None;
         }
-        let status = self.host(req, shared)?.redirect?;
+        let status = self.host(req, hosts)?.redirect?;
         let pq = req
             .uri()
             .path_and_query()
@@ -86,11 +90,11 @@ impl HttpsPolicy {
     }
 
     /// Add `Strict-Transport-Security` to an HTTPS response for a host with HSTS.
-    pub fn add_hsts(&self, req: &HttpRequest, shared: &Shared, resp: &mut HttpResponse) {
+    pub fn add_hsts(&self, req: &HttpRequest, hosts: &HostIndex, resp: &mut HttpResponse) {
         if !self.any_hsts || !req.app_config().secure() {
             return;
         }
-        if let Some(v) = self.host(req, shared).and_then(|h| h.hsts.clone()) {
+        if let Some(v) = self.host(req, hosts).and_then(|h| h.hsts.clone()) {
             resp.headers_mut().insert(STRICT_TRANSPORT_SECURITY, v);
         }
     }

@@ -8,15 +8,16 @@ use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use bytes::Bytes;
 
+use crate::account::record_origin;
 use crate::after_origin::{after_origin, AfterOrigin, Held, Reply};
 use crate::cache::key::variant_key;
 use crate::cache::meta::{Body, Entry, ObjectMeta};
 use crate::cache::policy::{self, Class, Freshness, ResponseFacts};
 use crate::context::Ctx;
-use crate::error::{error_response, EdgeError};
+use crate::error::error_response;
 use crate::fill::{FillHead, Leader, StoredHow, StreamHead};
 use crate::headers::{self as hdr, Fwd, Outcome, XCache};
 use crate::metrics as m;
@@ -94,8 +95,8 @@ pub(crate) async fn lead(
         // The origin answered the ranged fill with the whole object: fill from that answer.
         Some(resp) => (Ok(resp), fwd, true),
         None => {
-            // Origin, or through the PoP: the key's owner, a shield (pop/fetch.rs).
-            let fetched = crate::pop::fetch::fetch(&ctx, Method::GET, headers).await;
+            // Origin, or through the PoP: the key's owner, a shield (upstream.rs).
+            let fetched = crate::upstream::fetch(&ctx, Method::GET, headers).await;
             record_origin(&ctx.req, &fetched.res, t0);
             // A member keeps its copy of a key it does not own only once it is popular here.
             let keep = fetched.keep_copy || stale.is_some();
@@ -340,18 +341,6 @@ fn store_and_stream(
     o.stored = true;
     o.ttl = Some(head.ttl_s);
     serve_streaming(ctx, fill, &head, o, &cookies)
-}
-
-/// Count an origin fetch, and note its time to headers for the access log (`origin_ms`).
-pub(crate) fn record_origin<T>(req: &HttpRequest, res: &Result<T, EdgeError>, t0: Instant) {
-    actix_web::HttpMessage::extensions_mut(req).insert(crate::access_log::OriginTime(t0.elapsed()));
-    let result = match res {
-        Ok(_) => "ok",
-        Err(EdgeError::OriginTimeout(_)) => "timeout",
-        Err(_) => "error",
-    };
-    metrics::counter!(m::ORIGIN_FETCHES, "result" => result).increment(1);
-    metrics::histogram!(m::ORIGIN_SECONDS).record(t0.elapsed().as_secs_f64());
 }
 
 /// A 304 refreshes the stored headers and the freshness (RFC 9111 §4.3.4).

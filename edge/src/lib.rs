@@ -22,9 +22,12 @@
 //! * [`fill`]: the in-flight table (leader/followers, wait timeout, leader dropped ⇒ retry).
 //! * [`lead`]: the leader's origin fetch (conditional when revalidating) and what it publishes.
 //! * [`ranged`]: ranged fills — a range of an object not stored fetches only its chunks.
+//! * [`upstream`]: the fill's fetch (called by [`lead`] and [`pass`]): with `[cluster]` the
+//!   targets [`pop`] names in order, then the origin; a peer's broken body resumed from the
+//!   origin.
 //! * [`pop`]: with `[cluster]`, where a fill goes — the key's owner in this PoP (rendezvous
-//!   hashing with bounded load), a shield PoP, then the origin (`pop::fetch`, called by
-//!   [`lead`] and [`pass`]); health/load probes of the members; Flow 4 in ARCHITECTURE.md.
+//!   hashing with bounded load), a shield PoP, then the origin; health/load probes of the
+//!   members; Flow 4 in ARCHITECTURE.md.
 //! * [`origin`]: per-worker awc clients with timeouts and rustls.
 //! * [`interim`]: origin connections (TLS included) that drop 1xx interim responses before awc
 //!   reads them.
@@ -35,9 +38,11 @@
 //!   (conditionals, ranges, `Age`, `Via`, `Cache-Status`, `X-Cache`).
 //! * [`body`]: bodies by range from the fill, the chunks, or the origin.
 //! * [`compress`]: br/zstd/gzip variants of compressible hits (`[hosts.compress]`):
-//!   negotiation, compress once from the stored identity body, stored under a derived key.
+//!   compress once from the stored identity body, stored under a derived key.
+//! * [`negotiate`]: `Accept-Encoding` (pure): the coding a client gets, and the bucket a
+//!   request falls into in a key that varies on it.
 //! * [`pass`]: pass-through (unsafe methods, unshareable answers) and invalidation.
-//! * [`account`]: load accounting, request metrics, the access-log line.
+//! * [`account`]: load accounting, request and origin-fetch metrics, the access-log line.
 //! * [`cache::hot`]: chunk hit counts: when a disk-only chunk is copied into memory.
 //! * [`cache::meta`]: the stored entry format (CRC32-checked on load from disk).
 //! * [`headers`]: hop-by-hop, `Surrogate-*`, tags, `Content-Length`, `Cache-Status`,
@@ -148,6 +153,7 @@ pub mod lead;
 pub mod limits;
 pub mod load;
 pub mod metrics;
+pub mod negotiate;
 pub mod normalise;
 pub mod origin;
 pub mod pass;
@@ -161,6 +167,7 @@ pub mod state;
 pub mod tenant;
 pub mod tls;
 pub mod tls_reload;
+pub mod upstream;
 pub mod writer;
 
 use std::collections::HashMap;

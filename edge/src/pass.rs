@@ -11,11 +11,11 @@ use actix_web::{web, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 
+use crate::account::record_origin;
 use crate::cache::key::{normalise_path, normalise_query, primary_key, url_of};
 use crate::context::Ctx;
 use crate::error::{error_response, EdgeError};
 use crate::headers::{self as hdr, Fwd, Outcome, XCache};
-use crate::lead::record_origin;
 use crate::render::stream_origin;
 
 /// Pass the request to the origin and stream its answer back, storing nothing. `payload` is
@@ -66,9 +66,9 @@ pub(crate) async fn pass(ctx: Ctx, payload: Option<web::Payload>, bypass: bool) 
     );
     let t0 = Instant::now();
     // An unshareable GET/HEAD (a follower of a fill that was not stored) goes where its
-    // fill went: through the PoP (pop/fetch.rs).
+    // fill went: through the PoP (upstream.rs).
     let res = if !bypass && body.is_none() && (method == Method::GET || method == Method::HEAD) {
-        crate::pop::fetch::fetch(&ctx, method.clone(), headers)
+        crate::upstream::fetch(&ctx, method.clone(), headers)
             .await
             .res
     } else {

@@ -112,7 +112,7 @@ pub(crate) async fn fill(
         .origins
         .send(&route, Method::GET, &ctx.path_q, headers, None)
         .await;
-    crate::lead::record_origin(&ctx.req, &res, t0);
+    crate::account::record_origin(&ctx.req, &res, t0);
     let mut resp = res?;
     let now = cdn_shared::unix_ms();
     match resp.status().as_u16() {

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use cdn_shared::config::certs::load_certified_key;
 use cdn_shared::config::edge::EdgeConfig;
 use cdn_shared::config::ConfigError;
-use cdn_shared::tls::load_certified_key;
 use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;

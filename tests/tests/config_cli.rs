@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use cdn_tests::fleet::config::{edge_toml, router_toml, EdgePlan};
+use cdn_tests::fleet::config::{edge_toml, router_toml};
+use cdn_tests::fleet::EdgePlan;
 use cdn_tests::fleet::FleetSpec;
 use cdn_tests::harness::binary;
 

@@ -12,8 +12,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use cdn_tests::fleet::config::{edge_toml, router_toml, EdgePlan};
+use cdn_tests::fleet::config::{edge_toml, router_toml};
 use cdn_tests::fleet::spec::default_regions;
+use cdn_tests::fleet::EdgePlan;
 use cdn_tests::fleet::{Fleet, FleetSpec, SERVICE};
 use cdn_tests::harness::binary;
 use cdn_tests::harness::certs::{write_atomic, DemoCa};

@@ -449,8 +449,9 @@ fn a_shield_region_fills_the_others_and_the_origin_takes_over_when_it_is_down() 
 
 #[test]
 fn a_purge_through_the_router_reaches_the_copies_on_every_member() {
-    use cdn_tests::fleet::config::{router_toml, EdgePlan};
+    use cdn_tests::fleet::config::router_toml;
     use cdn_tests::fleet::spec::FleetSpec;
+    use cdn_tests::fleet::EdgePlan;
     let pop = Pop::plan(
         &[("us-east", 3)],
         None,

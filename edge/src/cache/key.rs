@@ -74,12 +74,12 @@ pub fn variant_key(primary: &str, vary: &[String], req: &HeaderMap) -> String {
 
 /// All values of `name`, comma-joined, whitespace around commas removed; for
 /// `accept-encoding`, the normalised bucket of its values
-/// ([`crate::compress::negotiate::bucket`]: the accepted codings among br, deflate, gzip,
+/// ([`crate::negotiate::bucket`]: the accepted codings among br, deflate, gzip,
 /// zstd), so clients' endless spellings of it share a few variants.
 fn append_values(k: &mut String, req: &HeaderMap, name: &str) {
     if name.eq_ignore_ascii_case("accept-encoding") {
-        let ae = crate::compress::accept_encoding(req).unwrap_or_default();
-        k.push_str(crate::compress::negotiate::bucket(&ae));
+        let ae = crate::negotiate::accept_encoding(req).unwrap_or_default();
+        k.push_str(crate::negotiate::bucket(&ae));
         return;
     }
     let mut first = true;

@@ -7,7 +7,7 @@
 //! * The identity object stays what it is today: the single origin fill, stored under the
 //!   request's key; freshness, revalidation, stale serving and purges are decided on it alone.
 //! * On a hit (`serve`), [`decide`] (pure) says whether the object is compressible here and
-//!   [`negotiate::choose`] which coding the client gets. The encoded variant lives under a
+//!   [`crate::negotiate::choose`] which coding the client gets. The encoded variant lives under a
 //!   derived key, `<key>\n#ce:<coding>:<fingerprint>`, where the fingerprint covers the identity
 //!   body's version (CRC or chunked object id, length) and its validators, so a refreshed
 //!   body never meets an old encoding. The first hit that needs a coding reads the stored
@@ -30,12 +30,10 @@
 //!   outside `types`, `Cache-Control: no-transform`, a status other than 200, bodies outside
 //!   `[min_size, max_size]`.
 //! * When the origin itself sends `Vary: Accept-Encoding`, the variant key holds the
-//!   request's [`negotiate::bucket`] instead of its raw value (see [`crate::cache::key`]).
+//!   request's [`crate::negotiate::bucket`] instead of its raw value (see [`crate::cache::key`]).
 
 pub mod encode;
-pub mod negotiate;
 
-use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use actix_web::body::{BodySize, MessageBody};
@@ -51,6 +49,7 @@ use crate::cache::meta::{Body, Entry, ObjectMeta};
 use crate::context::Ctx;
 use crate::headers::Outcome;
 use crate::metrics;
+use crate::negotiate;
 use crate::render::{serve_stored, serve_stored_primed};
 
 /// Compressions running at once (per process); a hit that would start one more gets identity.
@@ -131,27 +130,10 @@ pub fn decide(
     }
 }
 
-/// The request's `Accept-Encoding`, its field lines joined by `,` (`None` when absent).
-pub fn accept_encoding(h: &HeaderMap) -> Option<Cow<'_, str>> {
-    let mut it = h.get_all(header::ACCEPT_ENCODING);
-    let first = it.next()?;
-    let first = String::from_utf8_lossy(first.as_bytes());
-    let rest: Vec<_> = it.collect();
-    if rest.is_empty() {
-        return Some(first);
-    }
-    let mut all = first.into_owned();
-    for v in rest {
-        all.push(',');
-        all.push_str(&String::from_utf8_lossy(v.as_bytes()));
-    }
-    Some(Cow::Owned(all))
-}
-
 /// [`decide`] for a hit on `m`: the route's `[hosts.compress]` and the request's
 /// `Accept-Encoding`.
 fn decision(ctx: &Ctx, m: &ObjectMeta) -> Decision {
-    let ae = accept_encoding(ctx.end_to_end());
+    let ae = negotiate::accept_encoding(ctx.end_to_end());
     decide(
         ctx.route().cfg.compress.as_ref(),
         m.status,
@@ -575,18 +557,5 @@ mod tests {
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
         add_vary(&mut h);
         assert_eq!(h.get_all(header::VARY).count(), 2);
-    }
-
-    #[test]
-    fn accept_encoding_lines_are_joined() {
-        let mut h = HeaderMap::new();
-        assert!(accept_encoding(&h).is_none());
-        h.append(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("gzip;q=0"),
-        );
-        assert_eq!(accept_encoding(&h).as_deref(), Some("gzip;q=0"));
-        h.append(header::ACCEPT_ENCODING, HeaderValue::from_static("br"));
-        assert_eq!(accept_encoding(&h).as_deref(), Some("gzip;q=0,br"));
     }
 }

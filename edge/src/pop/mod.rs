@@ -5,10 +5,11 @@
 //! * [`route`]: where a fill goes — peers, shield members, origin (pure).
 //! * [`popular`]: a count-min sketch: a member keeps a copy of a key it does not own once it
 //!   has missed it `cluster.replicate_after` times.
-//! * [`fetch`]: the fill itself (the one hook in the miss path, called by `lead.rs` and
-//!   `pass.rs` in place of `Origins::send`): tries the route's targets over HTTP/1.1
-//!   keep-alive, then the origin; a peer answers like an origin, so the rest of the pipeline
-//!   is unchanged.
+//! * The fill itself is [`crate::upstream`] (the one hook in the miss path, called by
+//!   `lead.rs` and `pass.rs` in place of `Origins::send`): it tries the route's targets over
+//!   HTTP/1.1 keep-alive, then the origin; a peer answers like an origin, so the rest of the
+//!   pipeline is unchanged. This module only decides and probes; it depends on no request
+//!   step.
 //! * [`answer`]: what an owner adds to its answers to a peer (tags, `Surrogate-Control`).
 //! * [`probe`]: health and load of every member (`GET /healthz`, `CDN-Pop-Load`).
 //!
@@ -24,7 +25,6 @@
 //!   edge does not serve): the member's load for bounded load (finite, capped at 10⁹).
 
 pub mod answer;
-pub mod fetch;
 pub mod popular;
 pub mod probe;
 pub mod ring;
@@ -339,19 +339,6 @@ pub fn parse_hop(v: &[u8], secret: &[u8]) -> Option<Hop> {
     };
     let key = parts.find_map(|p| p.strip_prefix("key="))?;
     bool::from(key.as_bytes().ct_eq(secret)).then_some(hop)
-}
-
-/// `/healthz` on the client listener (a `Host` the edge does not serve): the lifecycle's
-/// answer plus `CDN-Pop-Load` when clustered.
-pub fn healthz(shared: &crate::state::Shared) -> actix_web::HttpResponse {
-    let mut resp = crate::admin::healthz_response(&shared.lifecycle);
-    if let Some(pop) = &shared.pop {
-        let l = pop.myself().load();
-        if let Ok(v) = HeaderValue::from_str(&format!("{l:.1}")) {
-            resp.headers_mut().insert(CDN_POP_LOAD, v);
-        }
-    }
-    resp
 }
 
 #[cfg(test)]

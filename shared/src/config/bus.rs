@@ -186,7 +186,7 @@ impl BusSection {
             }
         }
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
-            crate::tls::load_certified_key(cert, "bus.tls_cert", key, "bus.tls_key")?;
+            super::certs::load_certified_key(cert, "bus.tls_cert", key, "bus.tls_key")?;
         }
         if let Some(creds) = &self.creds_file {
             std::fs::metadata(creds).map_err(|e| {

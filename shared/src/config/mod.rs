@@ -1,7 +1,9 @@
-//! Configuration: loading ([`load()`]), the sections both binaries share ([`common`]), and the
-//! two schemas ([`router`], [`edge`]).
+//! Configuration: loading ([`load()`]), the sections both binaries share ([`common`]), the
+//! two schemas ([`router`], [`edge`]), and reading the certificate files they name
+//! ([`certs`]).
 
 pub mod bus;
+pub mod certs;
 pub mod cluster;
 pub mod common;
 pub mod compress;

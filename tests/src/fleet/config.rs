@@ -3,33 +3,14 @@
 //! are `cdn_shared::config::{router, edge}`, and the unit tests load the output through them.
 
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use super::spec::{
-    big_txt_string, FleetSpec, Place, BIG_TXT_RECORDS, DEMO_COUNTRIES, DEMO_NETWORKS, IMG_HOST,
-    IMG_SERVICE, SECURE_SERVICE, SERVICE, SIGNING_KEY_NAME, STATIC_A, ZONE,
+    big_txt_string, EdgePlan, FleetSpec, Place, BIG_TXT_RECORDS, DEMO_COUNTRIES, DEMO_NETWORKS,
+    IMG_HOST, IMG_SERVICE, SECURE_SERVICE, SERVICE, SIGNING_KEY_NAME, STATIC_A, ZONE,
 };
-
-/// One edge's addresses, fixed before anything starts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EdgePlan {
-    /// Edge id.
-    pub id: String,
-    /// Region name.
-    pub region: String,
-    /// The address answered in DNS.
-    pub ip: Ipv4Addr,
-    /// Client HTTP listener.
-    pub http: SocketAddr,
-    /// Admin listener.
-    pub admin: SocketAddr,
-    /// A probe URL other than the edge's own `/healthz` (see [`RegionSpec::probe_url`]).
-    ///
-    /// [`RegionSpec::probe_url`]: super::spec::RegionSpec::probe_url
-    pub probe_override: Option<String>,
-}
 
 impl EdgePlan {
     /// The URL the routers probe: `http://<ip>:<port>/healthz` on the client listener

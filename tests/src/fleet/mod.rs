@@ -40,7 +40,7 @@ use crate::harness::process::{Echo, Process, Signal};
 use crate::harness::{binary, eventually};
 use crate::origin::{OriginHandle, OriginState, Stats};
 
-pub use config::EdgePlan;
+pub use spec::EdgePlan;
 pub use spec::{FleetSpec, HealthTiming, RegionSpec, DEMO_TOKEN, SERVICE, ZONE};
 
 /// How long a process may take to log `ready`.

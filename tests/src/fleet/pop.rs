@@ -6,8 +6,7 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use super::config::EdgePlan;
-use super::spec::{FleetSpec, RegionSpec, SERVICE};
+use super::spec::{EdgePlan, FleetSpec, RegionSpec, SERVICE};
 
 /// The fleet's `cluster.secret` (a demo value: real fleets use a long random one).
 pub const CLUSTER_SECRET: &str = "fleet-demo-cluster-secret";

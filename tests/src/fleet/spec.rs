@@ -416,6 +416,23 @@ impl FleetSpec {
     }
 }
 
+/// One edge's addresses, fixed before anything starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgePlan {
+    /// Edge id.
+    pub id: String,
+    /// Region name.
+    pub region: String,
+    /// The address answered in DNS.
+    pub ip: Ipv4Addr,
+    /// Client HTTP listener.
+    pub http: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+    /// A probe URL other than the edge's own `/healthz` (see [`RegionSpec::probe_url`]).
+    pub probe_override: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

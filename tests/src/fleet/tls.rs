@@ -123,7 +123,7 @@ mod tests {
         let t = DemoTls::write(dir.path()).unwrap();
         assert!(t.ca.is_file());
         for (name, p) in &t.hosts {
-            cdn_shared::tls::load_certified_key(&p.cert, name, &p.key, name).unwrap();
+            cdn_shared::config::certs::load_certified_key(&p.cert, name, &p.key, name).unwrap();
         }
         let text = format!(
             "[edge]\nid = \"e\"\nregion = \"r\"\n{}\n[[hosts]]\nname = {}\norigin = \"http://127.0.0.1:9\"\n{}\n\

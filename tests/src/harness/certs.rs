@@ -109,7 +109,7 @@ mod tests {
         let leaf = ca.leaf(&["a.test", "b.test"]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = leaf.write(dir.path(), "a").unwrap();
-        let ck = cdn_shared::tls::load_certified_key(&cert, "c", &key, "k").unwrap();
+        let ck = cdn_shared::config::certs::load_certified_key(&cert, "c", &key, "k").unwrap();
         assert_eq!(ck.cert.len(), 2, "leaf and CA");
         assert_eq!(ck.cert[0].as_ref(), leaf.der.as_slice());
         let verify = |ca: &DemoCa, name: &str| {

@@ -1,4 +1,4 @@
-//! The fill's fetch: "where do I fetch this from" ([`Pop::route`](super::Pop::route)), then
+//! The fill's fetch: "where do I fetch this from" ([`Pop::route`](crate::pop::Pop::route)), then
 //! the targets in order — peers of this PoP, then shield members — over HTTP/1.1 keep-alive
 //! (one awc client per worker thread), then the origin (`Origins::send`). A peer answers like
 //! an origin, so `lead.rs` and `pass.rs` use the answer as they would the origin's.
@@ -23,12 +23,12 @@ use awc::error::PayloadError;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::route::{Hop, Target};
-use super::{ring, Member, Pop, CDN_HOP, CDN_POP_LOAD};
 use crate::context::Ctx;
 use crate::error::EdgeError;
 use crate::headers::{self as hdr, Fwd};
 use crate::origin::{HostRoute, OriginResponse, Origins};
+use crate::pop::route::{Hop, Target};
+use crate::pop::{ring, Member, Pop, CDN_HOP, CDN_POP_LOAD};
 
 /// Where the answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,15 @@
-//! `Accept-Encoding` (RFC 9110 §12.5.3), pure: which coding to send ([`choose`]) and the
-//! bucket a request falls into when a response varies on it ([`bucket`]).
+//! `Accept-Encoding` (RFC 9110 §12.5.3), pure: the request's field lines
+//! ([`accept_encoding`]), which coding to send ([`choose`], for [`crate::compress`]) and the
+//! bucket a request falls into when a response varies on it ([`bucket`], for
+//! [`crate::cache::key`]).
 //!
 //! Parsing is lenient and bounded: at most [`MAX_ELEMENTS`] list elements are read; an
 //! element with a malformed `q` is ignored (as if absent); codings compare
 //! case-insensitively; `x-gzip` is `gzip` (RFC 9110 §8.4.1.3).
 
+use std::borrow::Cow;
+
+use actix_web::http::header::{self, HeaderMap};
 use cdn_shared::config::compress::Encoding;
 
 /// List elements read from one request (the rest are ignored).
@@ -151,6 +156,23 @@ pub fn bucket(accept_encoding: &str) -> &'static str {
     let bit = |own: Option<Q>, b: usize| if said.q(own) > 0 { b } else { 0 };
     let mask = bit(said.br, 1) | bit(said.deflate, 2) | bit(said.gzip, 4) | bit(said.zstd, 8);
     BUCKETS[mask]
+}
+
+/// The request's `Accept-Encoding`, its field lines joined by `,` (`None` when absent).
+pub fn accept_encoding(h: &HeaderMap) -> Option<Cow<'_, str>> {
+    let mut it = h.get_all(header::ACCEPT_ENCODING);
+    let first = it.next()?;
+    let first = String::from_utf8_lossy(first.as_bytes());
+    let rest: Vec<_> = it.collect();
+    if rest.is_empty() {
+        return Some(first);
+    }
+    let mut all = first.into_owned();
+    for v in rest {
+        all.push(',');
+        all.push_str(&String::from_utf8_lossy(v.as_bytes()));
+    }
+    Some(Cow::Owned(all))
 }
 
 #[cfg(test)]
@@ -307,5 +329,19 @@ mod tests {
                 prop_assert_eq!(bucket(&r.join(",")), b);
             }
         }
+    }
+
+    #[test]
+    fn accept_encoding_lines_are_joined() {
+        use actix_web::http::header::HeaderValue;
+        let mut h = HeaderMap::new();
+        assert!(accept_encoding(&h).is_none());
+        h.append(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip;q=0"),
+        );
+        assert_eq!(accept_encoding(&h).as_deref(), Some("gzip;q=0"));
+        h.append(header::ACCEPT_ENCODING, HeaderValue::from_static("br"));
+        assert_eq!(accept_encoding(&h).as_deref(), Some("gzip;q=0,br"));
     }
 }
