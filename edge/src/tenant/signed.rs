@@ -111,24 +111,27 @@ pub fn verify(keys: &Keys, pq: &str, now_s: u64) -> Result<(), Refusal> {
         return Err(Refusal::Malformed);
     }
     let (path, query) = signed.split_once('?').ok_or(Refusal::Malformed)?;
-    let expires: u64 = param(query, "Expires")
-        .and_then(|e| e.parse().ok())
-        .ok_or(Refusal::Malformed)?;
-    let name = param(query, "KeyName").ok_or(Refusal::Malformed)?;
     let mac = URL_SAFE_NO_PAD
         .decode(sig.trim_end_matches('='))
         .map_err(|_| Refusal::Malformed)?;
-    // The prefix form signs from `URLPrefix=` on; the plain form the whole target.
-    let (message, prefix) = match query.find("URLPrefix=") {
+    // The prefix form signs from `URLPrefix=` on; the plain form the whole target. `Expires`
+    // and `KeyName` are read from the signed part only: parameters before a prefix token are
+    // not signed, and must not stand in for the token's own.
+    let (message, token, prefix) = match query.find("URLPrefix=") {
         Some(i) if i == 0 || query.as_bytes()[i - 1] == b'&' => {
-            let b64 = param(&query[i..], "URLPrefix").ok_or(Refusal::Malformed)?;
+            let token = &query[i..];
+            let b64 = param(token, "URLPrefix").ok_or(Refusal::Malformed)?;
             let p = URL_SAFE_NO_PAD
                 .decode(b64.trim_end_matches('='))
                 .map_err(|_| Refusal::Malformed)?;
-            (&query[i..], Some(p))
+            (token, token, Some(p))
         }
-        _ => (signed, None),
+        _ => (signed, query, None),
     };
+    let expires: u64 = param(token, "Expires")
+        .and_then(|e| e.parse().ok())
+        .ok_or(Refusal::Malformed)?;
+    let name = param(token, "KeyName").ok_or(Refusal::Malformed)?;
     let key = keys.get(name).ok_or(Refusal::UnknownKey)?;
     hmac::verify(key, message.as_bytes(), &mac).map_err(|_| Refusal::BadSignature)?;
     if expires <= now_s {
@@ -253,6 +256,15 @@ mod tests {
         );
         assert_eq!(verify(&keys(), &forged, 5), Err(Refusal::BadSignature));
         assert_eq!(verify(&keys(), &seg, 1000), Err(Refusal::Expired));
+        // Parameters before the token are not signed, so they cannot stand in for the token's:
+        // an expired token stays expired and the key stays the one it names.
+        let later = format!("/hls/stream1/x.ts?Expires=99999999999&{q}");
+        assert_eq!(verify(&keys(), &later, 1000), Err(Refusal::Expired));
+        assert_eq!(verify(&keys(), &later, 5), Ok(()));
+        let named = format!("/hls/stream1/x.ts?KeyName=old&{q}");
+        assert_eq!(verify(&keys(), &named, 5), Ok(()));
+        let unknown = format!("/hls/stream1/x.ts?KeyName=nope&{q}");
+        assert_eq!(verify(&keys(), &unknown, 5), Ok(()));
     }
 
     #[test]
