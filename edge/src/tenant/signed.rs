@@ -15,6 +15,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::hmac;
 
+use crate::normalise;
+
 /// The query parameters that carry a signature (removed from the key and origin request).
 pub const PARAMS: [&str; 4] = ["Expires", "KeyName", "Signature", "URLPrefix"];
 
@@ -138,8 +140,15 @@ pub fn verify(keys: &Keys, pq: &str, now_s: u64) -> Result<(), Refusal> {
         return Err(Refusal::Expired);
     }
     if let Some(p) = prefix {
-        if p.is_empty() || !path.as_bytes().starts_with(&p) {
-            return Err(Refusal::OutsidePrefix);
+        // Compared in normal form (`crate::normalise`, as the cache key and the origin request
+        // see the path): `/hls/a/../b/x` and `/hls/a/%2e%2e/b/x` are `/hls/b/x`, outside
+        // `/hls/a/`.
+        let p = std::str::from_utf8(&p)
+            .ok()
+            .and_then(|p| normalise::path(p).ok());
+        match (p, normalise::path(path)) {
+            (Some(p), Ok(path)) if !p.is_empty() && path.starts_with(&p) => {}
+            _ => return Err(Refusal::OutsidePrefix),
         }
     }
     Ok(())
@@ -265,6 +274,24 @@ mod tests {
         assert_eq!(verify(&keys(), &named, 5), Ok(()));
         let unknown = format!("/hls/stream1/x.ts?KeyName=nope&{q}");
         assert_eq!(verify(&keys(), &unknown, 5), Ok(()));
+        // Dot segments are resolved before the prefix is compared, escaped ones too.
+        for climb in [
+            "/hls/stream1/../stream2/seg-7.ts",
+            "/hls/stream1/%2e%2e/stream2/seg-7.ts",
+            "/hls/stream1/%2E./secret",
+            "/hls/stream1/../../etc/passwd",
+        ] {
+            let u = format!("{climb}?{q}");
+            assert_eq!(
+                verify(&keys(), &u, 5),
+                Err(Refusal::OutsidePrefix),
+                "{climb}"
+            );
+        }
+        let inside = format!("/hls/stream1/a/../seg-7.ts?{q}");
+        assert_eq!(verify(&keys(), &inside, 5), Ok(()));
+        let spelled = format!("/hls/%73tream1/seg-7.ts?{q}");
+        assert_eq!(verify(&keys(), &spelled, 5), Ok(()));
     }
 
     #[test]
