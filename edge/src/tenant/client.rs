@@ -18,18 +18,19 @@ pub fn client_ip(peer: IpAddr, h: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
         return peer;
     }
     let mut client = peer;
-    // Several X-Forwarded-For fields are one list, in order.
-    let fields: Vec<&str> = h
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .collect();
+    // Several X-Forwarded-For fields are one list, in order. A field that is not text is
+    // garbled like a bad entry (the walk stops there), not skipped.
+    let fields: Vec<&[u8]> = h.get_all("x-forwarded-for").map(|v| v.as_bytes()).collect();
     for hop in fields
         .iter()
         .rev()
-        .flat_map(|f| f.rsplit(','))
+        .flat_map(|f| f.rsplit(|&b| b == b','))
         .take(MAX_HOPS)
     {
-        let Some(ip) = parse_hop(hop.trim()) else {
+        let Some(ip) = std::str::from_utf8(hop)
+            .ok()
+            .and_then(|hop| parse_hop(hop.trim()))
+        else {
             // A garbled entry: stop at the last address we could trust.
             break;
         };
@@ -107,5 +108,13 @@ mod tests {
             client_ip(ip("::ffff:192.168.1.1"), &xff(&["9.9.9.9"]), &t),
             ip("9.9.9.9")
         );
+        // A field that is not text stops the walk like a bad entry: the forged field left of
+        // it is never read.
+        let mut h = xff(&["6.6.6.6"]);
+        h.append(
+            "x-forwarded-for".parse().unwrap(),
+            HeaderValue::from_bytes(b"\xff\xfe, 192.168.7.7").unwrap(),
+        );
+        assert_eq!(client_ip(ip("192.168.1.1"), &h, &t), ip("192.168.7.7"));
     }
 }
