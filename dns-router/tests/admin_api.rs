@@ -438,6 +438,30 @@ async fn purge_fans_out_and_reports_a_down_edge() {
     )
     .await;
     assert_eq!(s, 400);
+    // A selector the edges would refuse is refused here, naming it, and no edge is asked.
+    for (body, names) in [
+        (json!({"urls": ["not a url"]}), "`urls`: `not a url`"),
+        (json!({"prefixes": ["www.cdn.test/../../x"]}), "`prefixes`"),
+        (json!({"tags": [" "]}), "`tags`: empty tag"),
+    ] {
+        let (s, v) = http(
+            f.addr,
+            "POST",
+            "/api/v1/purge",
+            Some(TOKEN),
+            Some(serde_json::to_vec(&body).unwrap()),
+        )
+        .await;
+        assert_eq!(s, 400, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(names), "{v}");
+    }
+    for seen in [&seen1, &seen2] {
+        assert_eq!(
+            seen.lock().unwrap().requests.len(),
+            1,
+            "bad purges reached an edge"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

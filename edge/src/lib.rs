@@ -11,8 +11,9 @@
 //! * [`context`]: host → route, normalised URL and key, the lookup that follows Vary.
 //! * [`tenant`]: per-host rules before the cache — client address (trusted proxies), rate
 //!   limits, geo allow/deny, CORS preflight, signed URLs — and header rules after it.
-//! * [`normalise`]: the one path/query normaliser (RFC 3986 §6.2.2) behind keys, request
-//!   checks and purge selectors.
+//! * [`normalise`] (`cdn_shared::normalise`, shared with the router's purge checks): the one
+//!   path/query normaliser (RFC 3986 §6.2.2) behind keys, request checks, signed URL
+//!   prefixes and purge selectors.
 //! * [`cache::key`]: normalised `scheme://host/path?query` (+ configured headers, + Vary).
 //! * [`cache::store`]: foyer (memory + disk) on its own runtime; purge seams `remove`,
 //!   `mark_stale`, [`cache::store::IndexHook`].
@@ -154,7 +155,7 @@ pub mod limits;
 pub mod load;
 pub mod metrics;
 pub mod negotiate;
-pub mod normalise;
+pub use cdn_shared::normalise;
 pub mod origin;
 pub mod pass;
 pub mod plan;

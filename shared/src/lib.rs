@@ -6,7 +6,8 @@
 //! * [`telemetry`]: tracing setup and the fixed `listening …` / `ready` lines.
 //! * [`shutdown`]: the cancellation token and signal handling.
 //! * [`report`]: the `HealthReport` wire contract between edges and routers.
-//! * [`purge`]: the purge request body the router and the edge both accept.
+//! * [`purge`]: the purge request body the router and the edge both accept, and its check
+//!   (selectors as host/path URLs through [`normalise`], the one path/query normaliser).
 //! * [`tls`]: the certificate verifier behind the "don't verify" switches.
 //! * [`access`]: who may call an admin API (role tokens, read access; constant-time checks).
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod access;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod normalise;
 pub mod purge;
 pub mod report;
 pub mod shutdown;

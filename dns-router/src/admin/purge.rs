@@ -51,11 +51,9 @@ pub(super) async fn purge(
     let body = read_body(&req, payload, &ctx).await?;
     let purge: PurgeRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("bad purge JSON: {e}")))?;
-    if purge.is_empty() {
-        return Err(ApiError::bad_request(
-            "give at least one of `urls`, `prefixes`, `tags`",
-        ));
-    }
+    // The edges' own check, made here so a bad selector is refused once, before any edge is
+    // asked (or the bus carries it).
+    purge.validate().map_err(ApiError::bad_request)?;
     audit(
         &who,
         &req,

@@ -97,7 +97,7 @@ impl crate::cache::store::IndexHook for Index {
     }
 }
 
-pub use cdn_shared::purge::PurgeRequest;
+pub use cdn_shared::purge::{normalize_url, PurgeRequest};
 
 /// `POST /api/v1/purge` answer.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -112,24 +112,10 @@ pub struct PurgeResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadPurge(pub String);
 
-/// At least one selector, and every URL / prefix normalisable.
+/// At least one selector, every URL / prefix normalisable, no empty tag
+/// ([`PurgeRequest::validate`], the check the router makes before it fans out).
 pub fn validate(req: &PurgeRequest) -> Result<(), BadPurge> {
-    if req.is_empty() {
-        return Err(BadPurge(
-            "at least one of `urls`, `prefixes`, `tags` must be non-empty".into(),
-        ));
-    }
-    for (field, list) in [("urls", &req.urls), ("prefixes", &req.prefixes)] {
-        for u in list {
-            if normalize_url(u).is_none() {
-                return Err(BadPurge(format!("`{field}`: `{u}` is not a host/path URL")));
-            }
-        }
-    }
-    if req.tags.iter().any(|t| t.trim().is_empty()) {
-        return Err(BadPurge("`tags`: empty tag".into()));
-    }
-    Ok(())
+    req.validate().map_err(BadPurge)
 }
 
 /// Carry out a validated purge: collect the matching keys (deduplicated), then remove or mark
@@ -192,77 +178,11 @@ pub fn tags_from_headers(headers: &HeaderMap) -> Vec<String> {
     out
 }
 
-/// Normalise `http(s)://host[:port]/path?query` or `host[:port]/path?query` to
-/// `host/path?query`: scheme and port dropped, host lower-cased (trailing dot removed), path
-/// and query through [`crate::normalise::path`] / [`crate::normalise::query`] (the rules of the
-/// cache key), an empty path becomes `/`, an empty query is dropped. `None` for anything else.
-pub fn normalize_url(input: &str) -> Option<String> {
-    let s = input.trim();
-    let lower_start = s
-        .get(..8)
-        .map(|p| p.to_ascii_lowercase())
-        .unwrap_or_default();
-    let s = if lower_start.starts_with("https://") {
-        &s[8..]
-    } else if lower_start.starts_with("http://") {
-        &s[7..]
-    } else {
-        s
-    };
-    let split = s.find(['/', '?']).unwrap_or(s.len());
-    let (authority, rest) = s.split_at(split);
-    let host = match authority.rsplit_once(':') {
-        Some((h, port)) if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => authority,
-    };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if host.is_empty()
-        || !host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
-        })
-    {
-        return None;
-    }
-    let (path, query) = match rest.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (rest, None),
-    };
-    let path = if path.is_empty() { "/" } else { path };
-    let mut out = host;
-    out.push_str(&crate::normalise::path(path).ok()?);
-    if let Some(q) = query.filter(|q| !q.is_empty()) {
-        out.push('?');
-        out.push_str(&crate::normalise::query_cow(q));
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use actix_web::http::header::{HeaderName, HeaderValue};
     use parking_lot::Mutex;
-
-    #[test]
-    fn urls_normalise_to_host_path_query() {
-        let n = |s: &str| normalize_url(s);
-        assert_eq!(n("http://Example.COM/a").as_deref(), Some("example.com/a"));
-        assert_eq!(
-            n("https://example.com:8443/a?b=1").as_deref(),
-            Some("example.com/a?b=1")
-        );
-        assert_eq!(n("example.com.").as_deref(), Some("example.com/"));
-        assert_eq!(n("example.com?x").as_deref(), Some("example.com/?x"));
-        assert_eq!(
-            n("example.com/a/../b/%7e?").as_deref(),
-            Some("example.com/b/~")
-        );
-        assert_eq!(n("HTTP://h/x").as_deref(), Some("h/x"));
-        assert_eq!(n("/just/a/path"), None);
-        assert_eq!(n("h/../../x"), None);
-        assert_eq!(n("bad host/x"), None);
-        assert_eq!(n(""), None);
-    }
 
     #[test]
     fn tags_from_both_headers() {

@@ -1,8 +1,9 @@
-//! The edge's one path and query normaliser (RFC 3986 §6.2.2), used by the request checks
-//! ([`limits::check_request`](crate::limits::check_request)), the cache key
-//! ([`cache::key`](crate::cache::key)), invalidation targets ([`pass`](crate::pass)) and purge
-//! selectors and the purge index ([`purge::normalize_url`](crate::purge::normalize_url)), so
-//! every equivalent spelling of a URL names one key and one purge entry.
+//! The CDN's one path and query normaliser (RFC 3986 §6.2.2), used by the edge's request checks
+//! (`limits::check_request`), cache key (`cache::key`), invalidation targets (`pass`), signed
+//! URL prefixes (`tenant::signed`) and purge index, and by purge selectors on the router and
+//! the edge alike ([`crate::purge::normalize_url`]), so every equivalent spelling of a URL
+//! names one key and one purge entry, and a selector the edges would refuse is refused by the
+//! router before it fans out.
 //!
 //! Rules, path and query alike:
 //! * a percent-escape of an unreserved character (`A-Z a-z 0-9 - . _ ~`) is decoded
