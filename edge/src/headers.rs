@@ -404,14 +404,20 @@ impl Outcome {
     }
 }
 
-/// The request's host, lower-cased, without port or trailing dot (`Host`, else the URI's
-/// authority, as HTTP/2 sends it).
+/// The request's host, lower-cased, without port or trailing dot: the request target's
+/// authority when it has one (HTTP/2's `:authority`; an HTTP/1.1 absolute-form target, for
+/// which RFC 9112 §3.2.2 says `Host` is ignored), else `Host`. An upstream proxy that routes
+/// by the target's authority and the edge therefore agree on the host.
 pub(crate) fn host_of(req: &actix_web::HttpRequest) -> String {
     let raw = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })
         .unwrap_or("");
     let h = if raw.starts_with('[') {
         raw.split_once(']').map(|(a, _)| &a[1..]).unwrap_or(raw)
@@ -559,5 +565,11 @@ mod tests {
             host_of(&actix_web::test::TestRequest::default().to_http_request()),
             ""
         );
+        // An absolute-form target's authority wins over Host (RFC 9112 §3.2.2).
+        let abs = actix_web::test::TestRequest::default()
+            .uri("http://Other.Example:8080/x")
+            .insert_header(("host", "www.example"))
+            .to_http_request();
+        assert_eq!(host_of(&abs), "other.example");
     }
 }
