@@ -29,28 +29,37 @@ pub(super) async fn reports(
     struct Sender {
         edge_id: String,
     }
-    if let Ok(s) = serde_json::from_slice::<Sender>(&body) {
-        if !who.may_report_as(&s.edge_id) {
-            metrics::counter!(names::REPORTS_INGESTED, "result" => "unauthorized").increment(1);
-            tracing::warn!(
-                target: "audit",
-                token = %who.name,
-                client = %client_of(&req),
-                edge = %s.edge_id,
-                "report refused: the token may not report as this edge"
-            );
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "token `{}` may not report as edge `{}`",
-                    who.name, s.edge_id
-                ),
+    // The sender is checked on every report: a body whose `edge_id` cannot be read is refused
+    // here, never handed on unchecked.
+    let s = match serde_json::from_slice::<Sender>(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            metrics::counter!(names::REPORTS_INGESTED, "result" => "bad_json").increment(1);
+            return Err(ApiError::bad_request(
+                IngestError::BadJson(e.to_string()).to_string(),
             ));
         }
-        // Reports arrive every second per edge: their audit line is at debug level.
-        tracing::debug!(target: "audit", token = %who.name, client = %client_of(&req),
-            action = "report", edge = %s.edge_id, "admin write");
+    };
+    if !who.may_report_as(&s.edge_id) {
+        metrics::counter!(names::REPORTS_INGESTED, "result" => "unauthorized").increment(1);
+        tracing::warn!(
+            target: "audit",
+            token = %who.name,
+            client = %client_of(&req),
+            edge = %s.edge_id,
+            "report refused: the token may not report as this edge"
+        );
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token `{}` may not report as edge `{}`",
+                who.name, s.edge_id
+            ),
+        ));
     }
+    // Reports arrive every second per edge: their audit line is at debug level.
+    tracing::debug!(target: "audit", token = %who.name, client = %client_of(&req),
+        action = "report", edge = %s.edge_id, "admin write");
     match ingest(
         &ctx.health,
         &ctx.config.load(),

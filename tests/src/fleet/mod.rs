@@ -27,7 +27,7 @@ pub mod tls;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use hickory_proto::rr::RecordType;
@@ -363,13 +363,26 @@ impl FleetSpec {
             let p = fleet.spawn_edge(i)?;
             fleet.edges[i].process = Some(p);
         }
-        for e in &mut fleet.edges {
-            if let Some(p) = e.process.as_mut() {
-                p.wait_ready(READY_TIMEOUT)?;
+        for i in 0..fleet.edges.len() {
+            let Some(mut p) = fleet.edges[i].process.take() else {
+                continue;
+            };
+            let ready = p.wait_ready(READY_TIMEOUT);
+            fleet.edges[i].process = Some(p);
+            if let Err(e) = ready {
+                if !lost_its_port(&e) {
+                    return Err(e);
+                }
+                fleet.restart_edge(&fleet.edges[i].plan.id.clone())?;
             }
         }
         Ok(fleet)
     }
+}
+
+/// Whether a process failed to start because one of its addresses was taken.
+fn lost_its_port(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("Address already in use")
 }
 
 /// Bind `ip:port` to hold the port; with port 0 the OS picks one. Returns the address and
@@ -727,10 +740,35 @@ impl Fleet {
             p.kill();
             self.retired.push(p);
         }
-        let mut p = self.spawn_edge(i)?;
-        let ready = p.wait_ready(READY_TIMEOUT);
+        let p = self.on_its_addresses(|f| f.spawn_edge(i))?;
         self.edges[i].process = Some(p);
-        ready
+        Ok(())
+    }
+
+    /// Start a process that must listen on the addresses it had (`spawn`), and wait until it
+    /// is ready. While it was down, another process on this machine may have been given one
+    /// of its ports (as the local port of an outgoing connection, or by a bind to port 0):
+    /// then it exits with "Address already in use", and it is started again, every 250 ms for
+    /// up to 15 s, until the port is free.
+    fn on_its_addresses(
+        &mut self,
+        mut spawn: impl FnMut(&Self) -> anyhow::Result<Process>,
+    ) -> anyhow::Result<Process> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut p = spawn(self)?;
+            match p.wait_ready(READY_TIMEOUT) {
+                Ok(()) => return Ok(p),
+                Err(e) if lost_its_port(&e) && Instant::now() < deadline => {
+                    self.retired.push(p);
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) => {
+                    self.retired.push(p);
+                    return Err(e);
+                }
+            }
+        }
     }
 
     /// SIGKILL router `i`.
@@ -771,8 +809,7 @@ impl Fleet {
         let text = config::router_toml(&self.spec, &plans, r.dns_udp, r.admin);
         std::fs::write(&r.config_path, text)?;
         let path = r.config_path.clone();
-        let mut p = self.spawn_router(i, &path)?;
-        p.wait_ready(READY_TIMEOUT)?;
+        let p = self.on_its_addresses(|f| f.spawn_router(i, &path))?;
         self.routers[i].process = Some(p);
         Ok(())
     }
