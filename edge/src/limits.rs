@@ -14,7 +14,10 @@
 //!   or with more than 96 header fields is answered `431` by actix itself before any
 //!   application code runs (h1 dispatcher, `ParseError::TooLarge`). Heads between our limit
 //!   and 128 KiB are parsed by actix and refused `431` by [`check_request`] (so the
-//!   configured limit is exact up to 128 KiB; above, actix's own 431 applies).
+//!   configured limit is exact up to 128 KiB; above, actix's own 431 applies). A request line
+//!   that is over the limit on its own gets `414 URI Too Long` instead (as nginx answers a
+//!   target longer than its buffers). A target over 64 KiB is refused `400` by actix's parser
+//!   (`http::Uri`'s own limit) before [`check_request`] sees it.
 //! * **Body size** (`http.max_body_size`) → `413`: a declared `Content-Length` over the limit
 //!   is refused by [`check_request`] before any origin contact; a chunked body is cut off by
 //!   [`BodyBudget`] as it streams.
@@ -34,7 +37,7 @@ use crate::normalise::UriError;
 /// Why a request is refused, with the status it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reject {
-    /// 400, 413 or 431.
+    /// 400, 413, 414 or 431.
     pub status: StatusCode,
     /// Short reason (response body and the `reason` metric label).
     pub reason: &'static str,
@@ -49,6 +52,7 @@ impl Reject {
     pub fn label(&self) -> &'static str {
         match self.status.as_u16() {
             431 => "header_too_large",
+            414 => "uri_too_long",
             413 => "body_too_large",
             _ if self.reason.starts_with("path") => "bad_path",
             _ => "bad_request",
@@ -107,6 +111,13 @@ pub fn check_request(
     h1: bool,
     limits: &RequestLimits,
 ) -> Result<(), Reject> {
+    if head_size(method, path_and_query, &HeaderMap::new()) > limits.max_header_bytes {
+        // The request line alone is over the limit: the target is what is too long.
+        return Err(Reject::new(
+            StatusCode::URI_TOO_LONG,
+            "request target too long",
+        ));
+    }
     if head_size(method, path_and_query, headers) > limits.max_header_bytes {
         return Err(Reject::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -281,6 +292,15 @@ mod tests {
         assert_eq!(check("/ok", &[("host", "a"), ("host", "b")]), Err(400));
         let big = "x".repeat(1100);
         assert_eq!(check("/ok", &[("host", "a"), ("x-big", &big)]), Err(431));
+        // A request line over the limit on its own: the target is too long (414); a long
+        // target that fits only without the fields is still a 431.
+        let long = format!("/{}", "a".repeat(1100));
+        assert_eq!(check(&long, &[("host", "a")]), Err(414));
+        let mid = format!("/{}", "a".repeat(900));
+        assert_eq!(
+            check(&mid, &[("host", "a"), ("x-b", &"b".repeat(200))]),
+            Err(431)
+        );
         assert_eq!(
             check("/ok", &[("host", "a"), ("content-length", "101")]),
             Err(413)

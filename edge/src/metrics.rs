@@ -27,7 +27,7 @@
 //! | `cdn_edge_draining` | gauge | | 1 while draining |
 //! | `cdn_edge_reports_total` | counter | `router`, `result` (ok, `http_<code>`, error, timeout) | health reports pushed |
 //! | `cdn_edge_access_log_dropped_total` | counter | | access-log lines dropped because the writer fell behind |
-//! | `cdn_edge_rejected_requests_total` | counter | `reason` (header_too_large, body_too_large, bad_path, bad_request) | requests refused by the limits |
+//! | `cdn_edge_rejected_requests_total` | counter | `reason` (header_too_large, uri_too_long, body_too_large, bad_path, bad_request) | requests refused by the limits |
 //! | `cdn_edge_compress_total` | counter | `encoding` (br, zstd, gzip), `result` (encoded, cached, busy, error) | hits that asked for an encoded variant: compressed and stored now, served from the stored variant, served identity because it was being compressed (or too many compressions ran), served identity after a failure |
 //! | `cdn_edge_compress_bytes_in_total` | counter | `encoding` | identity bytes compressed |
 //! | `cdn_edge_compress_bytes_out_total` | counter | `encoding` | encoded bytes produced (in/out = the compression ratio) |

@@ -47,6 +47,11 @@ fn oversized_headers_are_431() {
     let hs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(edge.get("/h", &hs).status, 431);
     assert_eq!(o.count("/h"), 0, "nothing reached the origin");
+    // A request target over the limit on its own is 414 URI Too Long.
+    let long = format!("/{}", "u".repeat(40 * 1024));
+    let r = edge.get(&long, &[]);
+    assert_eq!(r.status, 414);
+    assert_eq!(o.count(&long), 0, "nothing reached the origin");
     // Just under the limit is fine.
     let ok = "x".repeat(16 * 1024);
     assert_eq!(edge.get("/h", &[("x-ok", &ok)]).status, 200);

@@ -67,7 +67,11 @@ fn snapshot() -> &'static (Snapshot, HealthView) {
 
 fuzz_target!(|data: &[u8]| {
     let (snap, view) = snapshot();
-    let ctx = Context { snap, view, now_ms: 1_700_000_000_000 };
+    let ctx = Context {
+        snap,
+        view,
+        now_ms: 1_700_000_000_000,
+    };
     let mut cache = ThreadCache::new();
     let mut out = Vec::new();
     let client: IpAddr = "203.0.113.9".parse().unwrap();
@@ -76,7 +80,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(out.len() >= 12);
             assert_eq!(out[..2], data[..2], "id echoed");
             assert_eq!(out[2] & 0x80, 0x80, "QR set");
-            let limit = if transport == Transport::Udp { 1232 } else { 65535 };
+            let limit = if transport == Transport::Udp {
+                1232
+            } else {
+                65535
+            };
             assert!(out.len() <= limit, "{} > {limit}", out.len());
             hickory_proto::op::Message::from_vec(&out).expect("our response decodes");
         }

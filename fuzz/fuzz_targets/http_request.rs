@@ -36,7 +36,9 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or(0);
     let mut h = HeaderMap::new();
     for l in lines {
-        let Some((n, v)) = l.split_once(':') else { continue };
+        let Some((n, v)) = l.split_once(':') else {
+            continue;
+        };
         let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(n.trim().as_bytes()),
             HeaderValue::from_str(v.trim()),
@@ -77,7 +79,13 @@ fuzz_target!(|data: &[u8]| {
     };
     let facts = ResponseFacts::parse(&h).received_at(1_700_000_000_000);
     let fr = policy::freshness(&facts, &host);
-    let _ = policy::storable(&Method::GET, h.contains_key("authorization"), 200, &facts, &host);
+    let _ = policy::storable(
+        &Method::GET,
+        h.contains_key("authorization"),
+        200,
+        &facts,
+        &host,
+    );
     let age = policy::initial_age_ms(&facts, 1_700_000_000_000, 1_700_000_000_100);
     let now_age = policy::current_age_ms(age, 1_700_000_000_100, u64::MAX);
     let _ = policy::classify(&fr, now_age, false);

@@ -76,7 +76,10 @@ fuzz_target!(|data: &[u8]| {
             .unwrap()
             .parse()
             .unwrap();
-        assert!(expires > now, "accepted an expired target {target:?} at {now}");
+        assert!(
+            expires > now,
+            "accepted an expired target {target:?} at {now}"
+        );
         if let Some(token) = token {
             let b64 = param(token, "URLPrefix").unwrap();
             let prefix = URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).unwrap();
@@ -96,7 +99,10 @@ fuzz_target!(|data: &[u8]| {
         let expires = now.saturating_add(60);
         let u = sign(path, "k", KEY, expires);
         assert!(verify(&keys, &u, now).is_ok(), "{u:?}");
-        assert!(verify(&keys, &u, expires).is_err(), "{u:?} after it expired");
+        assert!(
+            verify(&keys, &u, expires).is_err(),
+            "{u:?} after it expired"
+        );
         let q = sign_prefix(path, "k", KEY, expires);
         let under = format!("{path}?{q}");
         assert!(verify(&keys, &under, now).is_ok(), "{under:?}");
