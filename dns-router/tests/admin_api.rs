@@ -330,9 +330,19 @@ async fn explain_services_and_json_errors() {
     let (s, v) = http(f.addr, "GET", "/nope", None, None).await;
     assert_eq!(s, 404);
     assert!(v["error"].is_string(), "{v}");
+    // A known endpoint with the wrong method: 405 naming the methods it takes (the same list
+    // goes in the Allow header).
     let (s, v) = http(f.addr, "DELETE", "/api/v1/edges", None, None).await;
-    assert!(s == 404 || s == 405, "{s}");
-    assert!(v["error"].is_string(), "{v}");
+    assert_eq!(s, 405, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().ends_with("use GET, HEAD"),
+        "{v}"
+    );
+    let (s, v) = http(f.addr, "GET", "/api/v1/purge", None, None).await;
+    assert_eq!(s, 405, "{v}");
+    assert!(v["error"].as_str().unwrap().ends_with("use POST"), "{v}");
+    let (s, _) = http(f.addr, "GET", "/api/v1/edges/a/drain", None, None).await;
+    assert_eq!(s, 405);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

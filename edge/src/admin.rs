@@ -217,12 +217,33 @@ async fn purge_handler(
 /// Register the admin routes (for `App::configure`; tests use it with `actix_web::test`).
 pub fn routes(ctx: AdminContext) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
+        // One resource per path, so a known path asked with another method is answered 405
+        // with the `Allow` header (RFC 9110 §15.5.6), not 404.
         cfg.app_data(web::Data::new(ctx))
-            .route("/healthz", web::get().to(healthz))
-            .route("/healthz", web::head().to(healthz))
-            .route("/metrics", web::get().to(metrics_page))
-            .route("/api/v1/purge", web::post().to(purge_handler));
+            .service(
+                web::resource("/healthz")
+                    .route(web::get().to(healthz))
+                    .route(web::head().to(healthz))
+                    .default_service(web::to(|| async { not_allowed("GET, HEAD") })),
+            )
+            .service(
+                web::resource("/metrics")
+                    .route(web::get().to(metrics_page))
+                    .route(web::head().to(metrics_page))
+                    .default_service(web::to(|| async { not_allowed("GET, HEAD") })),
+            )
+            .service(
+                web::resource("/api/v1/purge")
+                    .route(web::post().to(purge_handler))
+                    .default_service(web::to(|| async { not_allowed("POST") })),
+            );
     }
+}
+
+fn not_allowed(allow: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, allow))
+        .json(serde_json::json!({ "error": format!("method not allowed here; use {allow}") }))
 }
 
 /// Start the admin server on `listener` (one worker; signals are handled by the caller).
@@ -315,6 +336,31 @@ mod tests {
         )
         .await;
         assert_eq!(r.status(), 401);
+    }
+
+    #[actix_web::test]
+    async fn a_known_path_with_another_method_is_405_with_allow() {
+        let app = test::init_service(App::new().configure(routes(ctx(None, Arc::default())))).await;
+        for (method, uri, allow) in [
+            (actix_web::http::Method::GET, "/api/v1/purge", "POST"),
+            (actix_web::http::Method::POST, "/healthz", "GET, HEAD"),
+            (actix_web::http::Method::DELETE, "/metrics", "GET, HEAD"),
+        ] {
+            let req = test::TestRequest::default()
+                .method(method)
+                .uri(uri)
+                .to_request();
+            let r = test::call_service(&app, req).await;
+            assert_eq!(r.status(), 405, "{uri}");
+            assert_eq!(r.headers().get("allow").unwrap(), allow);
+        }
+        let r = test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
+        assert_eq!(r.status(), 404);
+        let head = test::TestRequest::default()
+            .method(actix_web::http::Method::HEAD)
+            .uri("/healthz")
+            .to_request();
+        assert_eq!(test::call_service(&app, head).await.status(), 200);
     }
 
     #[actix_web::test]

@@ -218,21 +218,54 @@ pub fn app(
             }
         })
         .configure(crate::ui::routes)
-        .route("/healthz", web::get().to(healthz))
-        .route("/metrics", web::get().to(metrics_text))
-        .route("/api/v1/edges", web::get().to(list_edges))
-        .route("/api/v1/edges/{id}", web::get().to(get_edge))
-        .route("/api/v1/edges/{id}/drain", web::post().to(drain))
-        .route("/api/v1/edges/{id}/undrain", web::post().to(undrain))
-        .route("/api/v1/edges/{id}/weight", web::post().to(set_weight))
-        .route("/api/v1/services", web::get().to(services))
-        .route("/api/v1/explain", web::get().to(explain))
-        .route("/api/v1/reports", web::post().to(reports))
-        .route("/api/v1/reload", web::post().to(reload))
-        .route("/api/v1/purge", web::post().to(purge))
+        .service(get("/healthz", healthz))
+        .service(get("/metrics", metrics_text))
+        .service(get("/api/v1/edges", list_edges))
+        .service(get("/api/v1/edges/{id}", get_edge))
+        .service(post("/api/v1/edges/{id}/drain", drain))
+        .service(post("/api/v1/edges/{id}/undrain", undrain))
+        .service(post("/api/v1/edges/{id}/weight", set_weight))
+        .service(get("/api/v1/services", services))
+        .service(get("/api/v1/explain", explain))
+        .service(post("/api/v1/reports", reports))
+        .service(post("/api/v1/reload", reload))
+        .service(post("/api/v1/purge", purge))
         .default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::new(StatusCode::NOT_FOUND, "no such endpoint"))
         }))
+}
+
+/// A read endpoint: GET and HEAD run `handler` (HEAD without the body); another method gets
+/// 405 with `Allow: GET, HEAD`.
+fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args> + Clone,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(|| async { method_not_allowed("GET, HEAD") }))
+}
+
+/// A write endpoint: POST runs `handler`; another method gets 405 with `Allow: POST`.
+fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(web::to(|| async { method_not_allowed("POST") }))
+}
+
+/// `405 Method Not Allowed` with the `Allow` header RFC 9110 §15.5.6 requires.
+fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, allow))
+        .json(json!({ "error": format!("method not allowed here; use {allow}") }))
 }
 
 /// Any error response without a JSON body (actix's own 404/405/…) gets `{"error": reason}`.
