@@ -24,7 +24,7 @@
 //! Query only: nothing is refused (origins receive queries as they come): a `%` that does not
 //! start a valid escape is encoded as `%25`, which keeps the result idempotent. `+` is not a
 //! space and parameter order is kept; the host's `query` policy (keep / sort / drop) is
-//! applied on top by [`cache::key::normalise_query`](crate::cache::key::normalise_query).
+//! applied on top by the edge's `cache::key::normalise_query`.
 //!
 //! Both functions are idempotent, and a spelling that needs no change (the common case on the
 //! hit path) costs one scan and one copy.

@@ -1,5 +1,5 @@
 //! Where a fill goes (pure): the peers to try, in order, then the shield members, then the
-//! origin. The caller ([`fetch`](super::fetch)) tries them one after the other.
+//! origin. The caller ([`crate::upstream`]) tries them one after the other.
 //!
 //! * A request from a peer or shield (`CDN-Hop`, authenticated) is never sent to a peer
 //!   again; a request from another region's edge (`CDN-Hop: shield`) goes to the origin.
