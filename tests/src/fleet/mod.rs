@@ -36,7 +36,7 @@ use serde_json::Value;
 use crate::harness::dns::{self, DnsQuery};
 use crate::harness::http::{self, Reply};
 use crate::harness::nats::{auth_config, BusUser, NatsServer};
-use crate::harness::process::{Echo, Process, Signal};
+use crate::harness::process::{lost_its_port, Echo, Process, Signal};
 use crate::harness::{binary, eventually};
 use crate::origin::{OriginHandle, OriginState, Stats};
 
@@ -378,11 +378,6 @@ impl FleetSpec {
         }
         Ok(fleet)
     }
-}
-
-/// Whether a process failed to start because one of its addresses was taken.
-fn lost_its_port(e: &anyhow::Error) -> bool {
-    format!("{e:#}").contains("Address already in use")
 }
 
 /// Bind `ip:port` to hold the port; with port 0 the OS picks one. Returns the address and

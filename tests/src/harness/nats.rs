@@ -8,11 +8,11 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::process::{Echo, Process};
+use super::process::{lost_its_port, Echo, Process};
 
 /// How long the server may take to log `Server is ready`.
 const READY: Duration = Duration::from_secs(15);
@@ -167,17 +167,34 @@ impl NatsServer {
             args.push(c.display().to_string());
         }
         args.extend(self.extra.iter().cloned());
-        let p = Process::spawn_with(
-            &format!("nats-{}", self.port),
-            &self.binary,
-            &args,
-            &[],
-            self.echo,
-        )?;
-        p.wait_for_line("Server is ready", READY)
-            .with_context(|| format!("nats-server on port {} did not start", self.port))?;
-        self.process = Some(p);
-        Ok(())
+        // Restarted on the port it had: while it was down the OS may have given that port to
+        // another process; try again every 250 ms for up to 15 s (see `lost_its_port`).
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let p = Process::spawn_with(
+                &format!("nats-{}", self.port),
+                &self.binary,
+                &args,
+                &[],
+                self.echo,
+            )?;
+            match p.wait_for_line("Server is ready", READY) {
+                Ok(_) => {
+                    self.process = Some(p);
+                    return Ok(());
+                }
+                Err(e) if lost_its_port(&e) && Instant::now() < deadline => {
+                    self.retired.push(p);
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                Err(e) => {
+                    self.retired.push(p);
+                    return Err(e).with_context(|| {
+                        format!("nats-server on port {} did not start", self.port)
+                    });
+                }
+            }
+        }
     }
 }
 

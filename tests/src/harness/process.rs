@@ -523,6 +523,16 @@ impl Drop for Process {
     }
 }
 
+/// Whether a process failed to start because one of its listen addresses was taken (its log,
+/// which the start error carries, says "address already in use": the OS's words, as Rust and Go
+/// servers print them). A process restarted on the port it had can meet this when the OS gave
+/// the port to another process meanwhile (a bind to port 0, or an outgoing connection).
+pub fn lost_its_port(e: &anyhow::Error) -> bool {
+    format!("{e:#}")
+        .to_ascii_lowercase()
+        .contains("address already in use")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,5 +625,17 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("boom-happened"), "{text}");
         assert!(text.contains("64"), "{text}");
+    }
+
+    #[test]
+    fn a_taken_port_is_told_from_other_start_failures() {
+        let rust = anyhow::anyhow!("edge exited before `ready`:\n[edge] ERROR cannot bind error=Address already in use (os error 98)");
+        let go = anyhow::anyhow!(
+            "nats-1: no log line:\n[nats] listen tcp 127.0.0.1:4222: bind: address already in use"
+        );
+        assert!(lost_its_port(&rust) && lost_its_port(&go));
+        assert!(!lost_its_port(&anyhow::anyhow!(
+            "exited before `ready`: config error"
+        )));
     }
 }
