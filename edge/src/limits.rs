@@ -111,14 +111,14 @@ pub fn check_request(
     h1: bool,
     limits: &RequestLimits,
 ) -> Result<(), Reject> {
-    if head_size(method, path_and_query, &HeaderMap::new()) > limits.max_header_bytes {
-        // The request line alone is over the limit: the target is what is too long.
-        return Err(Reject::new(
-            StatusCode::URI_TOO_LONG,
-            "request target too long",
-        ));
-    }
     if head_size(method, path_and_query, headers) > limits.max_header_bytes {
+        if head_size(method, path_and_query, &HeaderMap::new()) > limits.max_header_bytes {
+            // The request line alone is over the limit: the target is what is too long.
+            return Err(Reject::new(
+                StatusCode::URI_TOO_LONG,
+                "request target too long",
+            ));
+        }
         return Err(Reject::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request header fields too large",

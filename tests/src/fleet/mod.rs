@@ -27,7 +27,7 @@ pub mod tls;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use hickory_proto::rr::RecordType;
@@ -36,7 +36,7 @@ use serde_json::Value;
 use crate::harness::dns::{self, DnsQuery};
 use crate::harness::http::{self, Reply};
 use crate::harness::nats::{auth_config, BusUser, NatsServer};
-use crate::harness::process::{lost_its_port, Echo, Process, Signal};
+use crate::harness::process::{lost_its_port, start_on_its_ports, Echo, Process, Signal};
 use crate::harness::{binary, eventually};
 use crate::origin::{OriginHandle, OriginState, Stats};
 
@@ -740,30 +740,19 @@ impl Fleet {
         Ok(())
     }
 
-    /// Start a process that must listen on the addresses it had (`spawn`), and wait until it
-    /// is ready. While it was down, another process on this machine may have been given one
-    /// of its ports (as the local port of an outgoing connection, or by a bind to port 0):
-    /// then it exits with "Address already in use", and it is started again, every 250 ms for
-    /// up to 15 s, until the port is free.
+    /// [`start_on_its_ports`] for a fleet process (`spawn`), ready when it logs `ready`.
     fn on_its_addresses(
         &mut self,
-        mut spawn: impl FnMut(&Self) -> anyhow::Result<Process>,
+        spawn: impl Fn(&Self) -> anyhow::Result<Process>,
     ) -> anyhow::Result<Process> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let mut p = spawn(self)?;
-            match p.wait_ready(READY_TIMEOUT) {
-                Ok(()) => return Ok(p),
-                Err(e) if lost_its_port(&e) && Instant::now() < deadline => {
-                    self.retired.push(p);
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                Err(e) => {
-                    self.retired.push(p);
-                    return Err(e);
-                }
-            }
-        }
+        let mut retired = std::mem::take(&mut self.retired);
+        let p = start_on_its_ports(
+            || spawn(self),
+            |p| p.wait_ready(READY_TIMEOUT),
+            &mut retired,
+        );
+        self.retired = retired;
+        p
     }
 
     /// SIGKILL router `i`.

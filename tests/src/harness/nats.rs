@@ -8,11 +8,11 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::process::{lost_its_port, Echo, Process};
+use super::process::{start_on_its_ports, Echo, Process};
 
 /// How long the server may take to log `Server is ready`.
 const READY: Duration = Duration::from_secs(15);
@@ -167,34 +167,16 @@ impl NatsServer {
             args.push(c.display().to_string());
         }
         args.extend(self.extra.iter().cloned());
-        // Restarted on the port it had: while it was down the OS may have given that port to
-        // another process; try again every 250 ms for up to 15 s (see `lost_its_port`).
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let p = Process::spawn_with(
-                &format!("nats-{}", self.port),
-                &self.binary,
-                &args,
-                &[],
-                self.echo,
-            )?;
-            match p.wait_for_line("Server is ready", READY) {
-                Ok(_) => {
-                    self.process = Some(p);
-                    return Ok(());
-                }
-                Err(e) if lost_its_port(&e) && Instant::now() < deadline => {
-                    self.retired.push(p);
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                Err(e) => {
-                    self.retired.push(p);
-                    return Err(e).with_context(|| {
-                        format!("nats-server on port {} did not start", self.port)
-                    });
-                }
-            }
-        }
+        // Restarted on the port it had, which the OS may have given away meanwhile.
+        let name = format!("nats-{}", self.port);
+        let p = start_on_its_ports(
+            || Process::spawn_with(&name, &self.binary, &args, &[], self.echo),
+            |p| p.wait_for_line("Server is ready", READY).map(drop),
+            &mut self.retired,
+        )
+        .with_context(|| format!("nats-server on port {} did not start", self.port))?;
+        self.process = Some(p);
+        Ok(())
     }
 }
 

@@ -523,6 +523,32 @@ impl Drop for Process {
     }
 }
 
+/// Start a process that must listen on the ports it had before (`start`), and wait until it
+/// is `ready`. While it was down the OS may have given one of its ports to another process
+/// ([`lost_its_port`]); then it is started again every 250 ms for up to 15 s. Attempts that
+/// failed go to `retired` (their logs are printed if the test fails later).
+pub fn start_on_its_ports(
+    mut start: impl FnMut() -> anyhow::Result<Process>,
+    mut ready: impl FnMut(&mut Process) -> anyhow::Result<()>,
+    retired: &mut Vec<Process>,
+) -> anyhow::Result<Process> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut p = start()?;
+        let result = ready(&mut p);
+        match result {
+            Ok(()) => return Ok(p),
+            Err(e) => {
+                retired.push(p);
+                if !lost_its_port(&e) || Instant::now() >= deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+}
+
 /// Whether a process failed to start because one of its listen addresses was taken (its log,
 /// which the start error carries, says "address already in use": the OS's words, as Rust and Go
 /// servers print them). A process restarted on the port it had can meet this when the OS gave
