@@ -16,6 +16,8 @@
 #   coalesce:        only the 200-client cold burst (CO_ROUNDS, default 3; CO_CLIENTS, default 200).
 #   stalled:         RSS while STALLED_N (200) clients request one cached 1 MiB object and read
 #                    nothing (scripts/stalled-clients.py), for the edge and nginx-cache.
+#   syscalls:        syscalls per hot hit (perf stat) and their split by kind (strace -c), for
+#                    nginx-static, $TARGETS and the edge, per size in CPU_SIZES.
 #   cpu:             server CPU per hot hit (µs of user+system time of the target's processes
 #                    per request) for nginx-static, $TARGETS and the edge: CPU_ROUNDS (default 5)
 #                    interleaved runs of CPU_DUR seconds (default 3) per size in CPU_SIZES
@@ -172,6 +174,49 @@ cpu_per_request() {
         "$(echo "($c1 - $c0) * 1000000 / $(getconf CLK_TCK) / $req" | bc -l)"
 }
 
+# Syscalls per request: `perf stat` counts every syscall the target's processes enter during one
+# h2load run over the 16 hot objects of one size (low overhead, unlike strace), then
+# `strace -c -f` over a second, shorter run gives the split by syscall (strace slows the server,
+# so read that split for its proportions, not its totals).
+syscalls_mode() {
+    local ts="nginx-static ${TARGETS//,/ } edge" t size sid pids urls req n
+    ./servers.sh edge wipe
+    ./servers.sh origin start 2>/dev/null || true
+    for t in $ts; do ./servers.sh "$t" start >/dev/null; done
+    sleep 2
+    for t in $ts; do
+        [ "$t" = nginx-static ] && continue
+        for size in ${CPU_SIZES//,/ }; do for i in $(seq 0 15); do for r in $(seq "${CPU_WARM:-140}"); do
+            echo "url=http://$(./servers.sh "$t" addr)/obj/$size/hot$i"; echo "output=/dev/null"
+        done; done; done > "$RUN/cpu-warm.cfg"
+        curl -s -K "$RUN/cpu-warm.cfg"
+    done
+    for size in ${CPU_SIZES//,/ }; do for t in $ts; do
+        sid=$(cat "$RUN/$t.pidf")
+        pids=$(ps -o pid= -s "$sid" | tr -s ' \n' ',' | sed 's/^,//; s/,$//')
+        urls=""
+        for i in $(seq 0 15); do urls="$urls http://$(./servers.sh "$t" addr)/obj/$size/hot$i"; done
+        perf stat -e raw_syscalls:sys_enter -x, -o "$RUN/syscalls-$t.perf" -p "$pids" &
+        local ppid=$!
+        sleep 0.3
+        # shellcheck disable=SC2086
+        req=$(h2load --h1 -t2 -c64 -D "${CPU_DUR:-3}" $urls 2>&1 | awk '/requests:/{print $8}')
+        kill -INT "$ppid"; wait "$ppid" || true
+        n=$(awk -F, '/raw_syscalls/{print $1}' "$RUN/syscalls-$t.perf")
+        printf '%-14s %-5s requests=%d syscalls=%d per_request=%.2f\n' "$t" "$size" "$req" "$n" \
+            "$(echo "$n / $req" | bc -l)" | tee -a "$RESULTS_DIR/syscalls.txt"
+        # shellcheck disable=SC2086
+        timeout 4 strace -c -f -o "$RUN/strace-$t.txt" $(for p in ${pids//,/ }; do echo -p "$p"; done) &
+        local spid=$!
+        sleep 0.5
+        # shellcheck disable=SC2086
+        h2load --h1 -t2 -c64 -D 2 $urls >/dev/null 2>&1
+        wait "$spid" || true
+        head -14 "$RUN/strace-$t.txt" | tee -a "$RESULTS_DIR/syscalls.txt"
+    done; done
+    stop_all
+}
+
 cpu_mode() {
     local ts="nginx-static ${TARGETS//,/ } edge" t size r i
     ./servers.sh edge wipe
@@ -204,6 +249,8 @@ cpu_mode() {
 CPU_SIZES=${CPU_SIZES:-1k,100k,1m}
 
 case $MODE in
+syscalls)
+    syscalls_mode ;;
 cpu)
     cpu_mode ;;
 rss)
@@ -254,7 +301,7 @@ quick)
     stop_all
     rss_stream
     ;;
-*) echo "usage: $0 [quick|full|rss|stale|hot|longtail|coalesce|stalled|cpu]" >&2; exit 2 ;;
+*) echo "usage: $0 [quick|full|rss|stale|hot|longtail|coalesce|stalled|cpu|syscalls]" >&2; exit 2 ;;
 esac
 
 python3 bench.py report --out "$RESULTS_DIR/tables.md"

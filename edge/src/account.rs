@@ -127,7 +127,7 @@ pub(crate) fn finish(
     }
     // Per host: the configured name (bounded by the config), `other` for unknown hosts.
     let host = host_of(req);
-    let host_label = match shared.hosts.get(host.as_str()) {
+    let host_label = match shared.hosts.get(&*host) {
         Some(&i) => shared.routes[i].name.as_str(),
         None => "other",
     };
@@ -144,7 +144,7 @@ pub(crate) fn finish(
                 .map(|a| a.to_string())
                 .unwrap_or_default(),
             method: req.method().to_string(),
-            host,
+            host: host.into_owned(),
             path: pq.to_string(),
             proto: format!("{:?}", req.version()),
             status: resp.status().as_u16(),

@@ -57,11 +57,11 @@ impl Ctx {
         origins: &Rc<Origins>,
     ) -> Result<Ctx, NoRoute> {
         let host = host_of(&req);
-        let Some(&route) = shared.hosts.get(host.as_str()) else {
+        let Some(&route) = shared.hosts.get(&*host) else {
             if req.path() == "/healthz" {
                 return Err(NoRoute::Healthz);
             }
-            return Err(NoRoute::Error(EdgeError::UnknownHost(host)));
+            return Err(NoRoute::Error(EdgeError::UnknownHost(host.into_owned())));
         };
         let Some(path) = normalise_path(req.path()) else {
             return Err(NoRoute::Error(EdgeError::BadRequest(

@@ -408,7 +408,8 @@ impl Outcome {
 /// authority when it has one (HTTP/2's `:authority`; an HTTP/1.1 absolute-form target, for
 /// which RFC 9112 §3.2.2 says `Host` is ignored), else `Host`. An upstream proxy that routes
 /// by the target's authority and the edge therefore agree on the host.
-pub(crate) fn host_of(req: &actix_web::HttpRequest) -> String {
+/// Borrowed from the request when it is already in that form (the common case): no allocation.
+pub(crate) fn host_of(req: &actix_web::HttpRequest) -> std::borrow::Cow<'_, str> {
     let raw = req
         .uri()
         .authority()
@@ -424,7 +425,12 @@ pub(crate) fn host_of(req: &actix_web::HttpRequest) -> String {
     } else {
         raw.rsplit_once(':').map(|(a, _)| a).unwrap_or(raw)
     };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(h)
+    }
 }
 
 #[cfg(test)]
@@ -556,6 +562,7 @@ mod tests {
                     .insert_header(("host", v))
                     .to_http_request(),
             )
+            .into_owned()
         };
         assert_eq!(h("Example.COM"), "example.com");
         assert_eq!(h("example.com.:8080"), "example.com");
@@ -571,5 +578,10 @@ mod tests {
             .insert_header(("host", "www.example"))
             .to_http_request();
         assert_eq!(host_of(&abs), "other.example");
+        // Already lower-case: borrowed, not copied.
+        let lower = actix_web::test::TestRequest::default()
+            .insert_header(("host", "www.example:80"))
+            .to_http_request();
+        assert!(matches!(host_of(&lower), std::borrow::Cow::Borrowed("www.example")));
     }
 }

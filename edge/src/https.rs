@@ -65,7 +65,7 @@ impl HttpsPolicy {
     }
 
     fn host<'a>(&'a self, req: &HttpRequest, hosts: &HostIndex) -> Option<&'a HostHttps> {
-        let i = *hosts.get(host_of(req).as_str())?;
+        let i = *hosts.get(&*host_of(req))?;
         self.hosts.get(i)
     }
 
