@@ -582,6 +582,9 @@ mod tests {
         let lower = actix_web::test::TestRequest::default()
             .insert_header(("host", "www.example:80"))
             .to_http_request();
-        assert!(matches!(host_of(&lower), std::borrow::Cow::Borrowed("www.example")));
+        assert!(matches!(
+            host_of(&lower),
+            std::borrow::Cow::Borrowed("www.example")
+        ));
     }
 }
