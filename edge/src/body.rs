@@ -229,7 +229,17 @@ async fn read_chunk(src: &BodySource, idx: u64, crc: Option<u32>) -> Result<Byte
     };
     let start = idx * src.chunk_size;
     let end = (start + src.chunk_size).min(total);
-    let data = refetch_range(rf, start, end, total).await?;
+    let data = match refetch_range(rf, start, end, total).await {
+        Ok(data) => data,
+        Err(Refetched::Changed(why)) => {
+            // The origin no longer has the object we stored (a 412 to our `If-Match`, another
+            // length, no range support): drop ours, so the next request fills it again instead
+            // of failing on this chunk until the object expires.
+            src.store.remove(&src.key);
+            return Err(EdgeError::OriginBroken(why));
+        }
+        Err(Refetched::Failed(e)) => return Err(e),
+    };
     let got_crc = crc32fast::hash(&data);
     if crc.is_some_and(|c| c != got_crc) {
         // The origin's object is not the one we stored: drop ours.
@@ -251,8 +261,31 @@ async fn read_chunk(src: &BodySource, idx: u64, crc: Option<u32>) -> Result<Byte
     Ok(data)
 }
 
+/// Why a chunk refetch brought no bytes.
+enum Refetched {
+    /// The origin answered, but not with that range of the object we stored: ours is outdated.
+    Changed(String),
+    /// The origin could not be asked or failed (a timeout, a 5xx, a short body): ours may
+    /// still be right.
+    Failed(EdgeError),
+}
+
+impl From<EdgeError> for Refetched {
+    fn from(e: EdgeError) -> Self {
+        Refetched::Failed(e)
+    }
+}
+
+/// Whether an origin's answer to a chunk refetch means the stored object is outdated: any
+/// answer below 500 other than the expected `206` with our `Content-Range` (`412` for our
+/// `If-Match`, `200` whole, another length in `Content-Range`, `416`, `404` …). A 5xx is the
+/// origin failing, not a new object.
+pub(crate) fn refetch_outdates(status: u16, content_range_ok: bool) -> bool {
+    status < 500 && !(status == 206 && content_range_ok)
+}
+
 /// Fetch bytes `[start, end)` of an object of `total` bytes by `Range`.
-async fn refetch_range(rf: &Refetch, start: u64, end: u64, total: u64) -> Result<Bytes, EdgeError> {
+async fn refetch_range(rf: &Refetch, start: u64, end: u64, total: u64) -> Result<Bytes, Refetched> {
     let mut h = HeaderMap::new();
     h.insert(
         header::RANGE,
@@ -276,22 +309,25 @@ async fn refetch_range(rf: &Refetch, start: u64, end: u64, total: u64) -> Result
         .get(header::CONTENT_RANGE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == expect_cr);
-    if resp.status().as_u16() != 206 || !cr_ok {
-        return Err(EdgeError::OriginBroken(format!(
-            "range refetch answered {} (expected 206 {expect_cr})",
-            resp.status().as_u16()
-        )));
+    let status = resp.status().as_u16();
+    if status != 206 || !cr_ok {
+        let why = format!("range refetch answered {status} (expected 206 {expect_cr})");
+        return Err(if refetch_outdates(status, cr_ok) {
+            Refetched::Changed(why)
+        } else {
+            Refetched::Failed(EdgeError::OriginBroken(why))
+        });
     }
     let want = (end - start) as usize;
     let mut buf = BytesMut::with_capacity(want);
     while let Some(b) = next_frame(&mut resp, rf.route.idle_timeout()).await? {
         if buf.len() + b.len() > want {
-            return Err(EdgeError::OriginBroken("range refetch too long".into()));
+            return Err(EdgeError::OriginBroken("range refetch too long".into()).into());
         }
         buf.extend_from_slice(&b);
     }
     if buf.len() != want {
-        return Err(EdgeError::OriginBroken("range refetch too short".into()));
+        return Err(EdgeError::OriginBroken("range refetch too short".into()).into());
     }
     Ok(buf.freeze())
 }
@@ -300,6 +336,23 @@ async fn refetch_range(rf: &Refetch, start: u64, end: u64, total: u64) -> Result
 mod tests {
     use super::*;
     use actix_web::body::{BodySize, MessageBody};
+
+    #[test]
+    fn a_refetch_answer_outdates_the_stored_object_unless_it_is_our_range_or_a_failure() {
+        assert!(!refetch_outdates(206, true));
+        for (status, cr_ok) in [
+            (206, false),
+            (200, false),
+            (412, false),
+            (416, false),
+            (404, false),
+        ] {
+            assert!(refetch_outdates(status, cr_ok), "{status}");
+        }
+        for status in [500, 502, 503, 504] {
+            assert!(!refetch_outdates(status, false), "{status}");
+        }
+    }
 
     #[actix_web::test]
     async fn pieces_are_slices_of_at_most_a_piece() {

@@ -145,3 +145,56 @@ fn without_a_strong_etag_or_range_support_the_whole_object_is_filled() {
         );
     }
 }
+
+#[test]
+fn a_partly_stored_object_the_origin_changed_is_dropped_and_filled_again() {
+    // A ranged fill stores the first chunk; the origin then changes the object (a new ETag):
+    // the refetch of a missing chunk with `If-Match: "v1"` gets 412, so the stored object is
+    // dropped and the next request fills the new one — not a truncated body until it expires.
+    let version = Arc::new(Mutex::new("\"v1\""));
+    let v2 = version.clone();
+    let b = body();
+    let served = b.clone();
+    let o = Origin::start(move |r, _| {
+        let b = &served;
+        let etag = *v2.lock().unwrap();
+        if let Some(m) = r.headers.get("if-match") {
+            if m != etag {
+                return OriginResp::new(412, &[("etag", etag)], bytes::Bytes::new());
+            }
+        }
+        let h = [("cache-control", "max-age=600"), ("etag", etag)];
+        match r.headers.get("range") {
+            Some(v) => {
+                let (a, z) = v.trim_start_matches("bytes=").split_once('-').unwrap();
+                let a: usize = a.parse().unwrap();
+                let z: usize = z.parse::<usize>().unwrap().min(b.len() - 1);
+                let cr = format!("bytes {a}-{z}/{}", b.len());
+                let mut hs = h.to_vec();
+                hs.push(("content-range", cr.as_str()));
+                OriginResp::new(206, &hs, b.slice(a..=z))
+            }
+            None => OriginResp::new(200, &h, b.clone()),
+        }
+    });
+    let edge = Edge::start(config(&o.url(), "", ""));
+    let r = edge.get("/clip", &[("range", "bytes=0-0")]);
+    assert_eq!(r.status, 206);
+    *version.lock().unwrap() = "\"v2\"";
+
+    // A range in a chunk that was never stored: refetched with If-Match "v1" → 412.
+    let at = 5 * CHUNK;
+    let r = edge.get("/clip", &[("range", &format!("bytes={at}-{}", at + 9))]);
+    assert_ne!(
+        r.body,
+        &b[at..at + 10],
+        "the outdated object cannot serve that chunk"
+    );
+    // Dropped: the next request is a miss that fills the new object whole.
+    let r = edge.get("/clip", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), b.len());
+    assert_eq!(r.header("etag"), Some("\"v2\""));
+    assert_ne!(r.x_cache(), "HIT", "{}", r.cache_status());
+    edge.stop();
+}
