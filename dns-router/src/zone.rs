@@ -134,6 +134,24 @@ fn parse_name(s: &str, origin: &Name) -> Result<Name, String> {
     Name::parse(s, Some(origin)).map_err(|e| format!("bad name `{s}`: {e}"))
 }
 
+/// Parse the SOA MNAME or RNAME of `[zones.soa]`: a name with a dot in it is absolute (the
+/// trailing dot optional, as for the `ns` entries), a single label (the default `hostmaster`)
+/// or `@` is relative to the zone.
+fn soa_name(s: &str, origin: &Name) -> Result<Name, String> {
+    let s = s.trim();
+    // A dot escaped as `\.` is part of a label (`john\.doe` is one label).
+    let mut escaped = false;
+    let has_dot = s.chars().any(|c| {
+        let dot = c == '.' && !escaped;
+        escaped = c == '\\' && !escaped;
+        dot
+    });
+    if s == "@" || s.ends_with('.') || !has_dot {
+        return parse_name(s, origin);
+    }
+    parse_name(&format!("{s}."), origin)
+}
+
 fn num<T: FromStr>(s: Option<&str>, what: &str) -> Result<T, String> {
     s.ok_or_else(|| format!("missing {what}"))?
         .parse()
@@ -365,15 +383,12 @@ fn build_zone(i: usize, zc: &ZoneConfig) -> Result<Zone, ConfigError> {
     // SOA.
     let soa = &zc.soa;
     let mname = match &soa.mname {
-        Some(m) => parse_name(m, &origin),
+        Some(m) => soa_name(m, &origin),
         None => parse_name(&format!("{}.", zc.ns[0].trim_end_matches('.')), &origin),
     }
     .map_err(|e| zone_err(format!("{key}.soa.mname"), e))?;
-    let rname = match &soa.rname {
-        Some(r) => parse_name(r, &origin),
-        None => parse_name("hostmaster", &origin),
-    }
-    .map_err(|e| zone_err(format!("{key}.soa.rname"), e))?;
+    let rname = soa_name(soa.rname.as_deref().unwrap_or("hostmaster"), &origin)
+        .map_err(|e| zone_err(format!("{key}.soa.rname"), e))?;
     let soa_rd = RData::SOA(SOA::new(
         mname,
         rname,
@@ -638,6 +653,60 @@ mod tests {
         let at = z.apex.len() + 4;
         let ttl = u32::from_be_bytes([soa[at], soa[at + 1], soa[at + 2], soa[at + 3]]);
         assert_eq!(ttl, 60);
+    }
+
+    /// MNAME and RNAME of the negative SOA of the first zone of `c`.
+    fn soa_names(c: &RouterConfig) -> (String, String) {
+        use hickory_proto::rr::Record;
+        use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+        let zs = Zones::build(c).unwrap();
+        let rr = Record::read(&mut BinDecoder::new(&zs.zones()[0].negative_soa)).unwrap();
+        let RData::SOA(soa) = rr.data else {
+            panic!("not an SOA: {rr:?}")
+        };
+        (soa.mname.to_ascii(), soa.rname.to_ascii())
+    }
+
+    #[test]
+    fn soa_names_with_a_dot_are_absolute_and_single_labels_relative() {
+        let mut c = config();
+        assert_eq!(
+            soa_names(&c),
+            (
+                "ns1.cdn.example.test.".into(),
+                "hostmaster.cdn.example.test.".into()
+            ),
+            "defaults: the first ns, hostmaster in the zone"
+        );
+        // As deploy/router.toml writes them: no trailing dot, yet absolute.
+        c.zones[0].soa.mname = Some("ns2.cdn.example.test".into());
+        c.zones[0].soa.rname = Some("hostmaster.cdn.example.test".into());
+        assert_eq!(
+            soa_names(&c),
+            (
+                "ns2.cdn.example.test.".into(),
+                "hostmaster.cdn.example.test.".into()
+            )
+        );
+        c.zones[0].soa.mname = Some("ns.example.net.".into());
+        c.zones[0].soa.rname = Some("dns-admin".into());
+        assert_eq!(
+            soa_names(&c),
+            (
+                "ns.example.net.".into(),
+                "dns-admin.cdn.example.test.".into()
+            )
+        );
+        c.zones[0].soa.mname = Some("@".into());
+        c.zones[0].soa.rname = Some("john\\.doe".into());
+        assert_eq!(
+            soa_names(&c),
+            (
+                "cdn.example.test.".into(),
+                "john\\.doe.cdn.example.test.".into()
+            ),
+            "an escaped dot does not make a name absolute"
+        );
     }
 
     #[test]

@@ -33,9 +33,14 @@ fn hour() -> u32 {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SoaConfig {
-    /// Primary name server. Default: the first `ns`.
+    /// Primary name server. Default: the first `ns`. A name with a dot in it is absolute
+    /// (trailing dot optional, as for `ns`: `ns1.cdn.example.test`); a single label (or `@`) is
+    /// relative to the zone.
     pub mname: Option<String>,
-    /// Responsible mailbox as a name. Default `hostmaster.<zone>`.
+    /// Responsible mailbox as a name (`hostmaster.cdn.example.test` for
+    /// hostmaster@cdn.example.test). Default `hostmaster`, which is relative to the zone
+    /// (`hostmaster.<zone>`); like `mname`, a name with a dot in it is absolute, trailing dot
+    /// or not, and a single label is relative to the zone.
     pub rname: Option<String>,
     /// Serial. Default 1.
     pub serial: u32,
