@@ -18,7 +18,7 @@
 //! * [`cache::store`]: foyer (memory + disk) on its own runtime; purge seams `remove`,
 //!   `mark_stale`, [`cache::store::IndexHook`].
 //! * [`cache::policy`]: RFC 9111 / 9213 / 5861 decisions (pure, `now` passed in).
-//! * [`plan`]: lookup → plan; client conditionals (304) and `Range`/`If-Range` (pure).
+//! * [`plan`]: lookup → plan; client conditionals (412, 304) and `Range`/`If-Range` (pure).
 //! * [`follow`]: join the in-flight fill: lead, or follow the leader (one retry).
 //! * [`fill`]: the in-flight table (leader/followers, wait timeout, leader dropped ⇒ retry).
 //! * [`lead`]: the leader's origin fetch (conditional when revalidating) and what it publishes.

@@ -55,10 +55,72 @@ pub fn plan(lookup: Lookup) -> Plan {
     }
 }
 
-fn etag_matches_weak(list: &str, etag: &str) -> bool {
-    let strip = |s: &str| s.trim().trim_start_matches("W/").to_string();
-    let e = strip(etag);
-    list.split(',').any(|t| t.trim() == "*" || strip(t) == e)
+/// An `If-Match` / `If-None-Match` list (RFC 9110 §8.8.3: `*`, or `[W/]"opaque"` separated by
+/// commas, which may also appear inside the quotes): `(true, [])` for `*`, else `(false,
+/// tags)` with each tag as (weak, opaque with its quotes). `None` when malformed (the
+/// condition is then ignored).
+fn tag_list(s: &str) -> Option<(bool, Vec<(bool, &str)>)> {
+    if s.trim() == "*" {
+        return Some((true, Vec::new()));
+    }
+    let mut tags = Vec::new();
+    let mut rest = s;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        let weak = rest.starts_with("W/");
+        if weak {
+            rest = &rest[2..];
+        }
+        if !rest.starts_with('"') {
+            return None;
+        }
+        let close = rest[1..].find('"')? + 2;
+        tags.push((weak, &rest[..close]));
+        rest = &rest[close..];
+        if tags.len() > 64 {
+            return None;
+        }
+    }
+    (!tags.is_empty()).then_some((false, tags))
+}
+
+/// A stored `ETag` as (weak, opaque with its quotes).
+fn stored_tag(etag: &HeaderValue) -> Option<(bool, &str)> {
+    match tag_list(etag.to_str().ok()?)? {
+        (false, tags) if tags.len() == 1 => Some(tags[0]),
+        _ => None,
+    }
+}
+
+/// RFC 9110 §13.2.2 steps 1–2, for a GET/HEAD of a stored 200: `If-Match` (strong comparison;
+/// `*` matches) or, without it, `If-Unmodified-Since` against the stored `Last-Modified`. True:
+/// answer 412 Precondition Failed (a download resumed against an older copy must not get bytes
+/// of the new one). A malformed field, or no validator to compare, is ignored.
+pub fn precondition_failed(
+    req: &HeaderMap,
+    etag: Option<&HeaderValue>,
+    last_modified: Option<&HeaderValue>,
+) -> bool {
+    if let Some(im) = req.get(header::IF_MATCH) {
+        let Some((any, tags)) = im.to_str().ok().and_then(tag_list) else {
+            return false;
+        };
+        if any {
+            return false;
+        }
+        let held = etag.and_then(stored_tag).filter(|(weak, _)| !weak);
+        return !held.is_some_and(|(_, e)| tags.iter().any(|&(weak, t)| !weak && t == e));
+    }
+    if let (Some(ius), Some(lm)) = (req.get(header::IF_UNMODIFIED_SINCE), last_modified) {
+        let parse = |v: &HeaderValue| v.to_str().ok().and_then(crate::cache::fields::http_date_ms);
+        if let (Some(ius), Some(lm)) = (parse(ius), parse(lm)) {
+            return lm > ius;
+        }
+    }
+    false
 }
 
 /// RFC 9110 §13.2.2: answer a GET/HEAD for a stored 200 with 304? `If-None-Match` (weak
@@ -69,10 +131,17 @@ pub fn not_modified(
     last_modified: Option<&HeaderValue>,
 ) -> bool {
     if let Some(inm) = req.get(header::IF_NONE_MATCH) {
-        let (Ok(list), Some(Ok(e))) = (inm.to_str(), etag.map(|e| e.to_str())) else {
+        let Some((any, tags)) = inm.to_str().ok().and_then(tag_list) else {
             return false;
         };
-        return etag_matches_weak(list, e);
+        // `*`: the stored 200 is a current representation.
+        if any {
+            return true;
+        }
+        let Some((_, e)) = etag.and_then(stored_tag) else {
+            return false;
+        };
+        return tags.iter().any(|&(_, t)| t == e);
     }
     if let (Some(ims), Some(lm)) = (req.get(header::IF_MODIFIED_SINCE), last_modified) {
         let parse = |v: &HeaderValue| v.to_str().ok().and_then(crate::cache::fields::http_date_ms);
@@ -246,6 +315,68 @@ mod tests {
             Plan::ServeStaleAndRefresh
         );
         assert_eq!(plan(Lookup::Found(Class::Revalidate)), Plan::Revalidate);
+    }
+
+    #[test]
+    fn preconditions() {
+        let etag = HeaderValue::from_static("\"v1\"");
+        let weak = HeaderValue::from_static("W/\"v1\"");
+        let lm = HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT");
+        let failed = |pairs: &[(&str, &str)], e: Option<&HeaderValue>| {
+            precondition_failed(&h(pairs), e, Some(&lm))
+        };
+        // If-Match: strong comparison; `*` and a listed tag pass.
+        assert!(!failed(&[("if-match", "\"v1\"")], Some(&etag)));
+        assert!(!failed(&[("if-match", "\"x\", \"v1\"")], Some(&etag)));
+        assert!(!failed(&[("if-match", "*")], Some(&etag)));
+        assert!(failed(&[("if-match", "\"v2\"")], Some(&etag)));
+        assert!(failed(&[("if-match", "W/\"v1\"")], Some(&etag)));
+        assert!(failed(&[("if-match", "\"v1\"")], Some(&weak)));
+        assert!(failed(&[("if-match", "\"v1\"")], None));
+        // A comma inside an entity-tag is part of it.
+        let odd = HeaderValue::from_static("\"a,b\"");
+        assert!(!failed(&[("if-match", "\"a,b\"")], Some(&odd)));
+        assert!(failed(&[("if-match", "\"a\"")], Some(&odd)));
+        // Malformed: ignored.
+        assert!(!failed(&[("if-match", "v1")], Some(&etag)));
+        // If-Unmodified-Since: only without If-Match, only with a Last-Modified.
+        assert!(!failed(
+            &[("if-unmodified-since", "Sun, 06 Nov 1994 08:49:37 GMT")],
+            None
+        ));
+        assert!(!failed(
+            &[("if-unmodified-since", "Mon, 07 Nov 1994 08:49:37 GMT")],
+            None
+        ));
+        assert!(failed(
+            &[("if-unmodified-since", "Sat, 05 Nov 1994 08:49:37 GMT")],
+            None
+        ));
+        assert!(!failed(&[("if-unmodified-since", "yesterday")], None));
+        assert!(!precondition_failed(
+            &h(&[("if-unmodified-since", "Sat, 05 Nov 1994 08:49:37 GMT")]),
+            None,
+            None
+        ));
+        assert!(!failed(
+            &[
+                ("if-match", "\"v1\""),
+                ("if-unmodified-since", "Sat, 05 Nov 1994 08:49:37 GMT")
+            ],
+            Some(&etag)
+        ));
+        // If-None-Match `*` matches a stored 200 with or without an ETag.
+        assert!(not_modified(&h(&[("if-none-match", "*")]), None, None));
+        assert!(!not_modified(
+            &h(&[("if-none-match", "\"a\"")]),
+            Some(&odd),
+            None
+        ));
+        assert!(not_modified(
+            &h(&[("if-none-match", "\"x\", W/\"a,b\"")]),
+            Some(&odd),
+            None
+        ));
     }
 
     #[test]

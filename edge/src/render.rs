@@ -128,8 +128,9 @@ fn not_modified_response(
     bodiless(response(ctx, 304, &hs, age_s, o))
 }
 
-/// Full / 206 / 416 / 304 for a body of `len` bytes.
+/// Full / 206 / 416 / 304 / 412 for a body of `len` bytes.
 enum Answer {
+    PreconditionFailed,
     NotModified,
     Unsatisfiable,
     /// Status and the byte range `[start, end)`; `end` may exceed the length (clamp it).
@@ -147,6 +148,9 @@ fn answer(
     }
     let etag = find(headers, &header::ETAG);
     let lm = find(headers, &header::LAST_MODIFIED);
+    if plan::precondition_failed(ctx.req.headers(), etag, lm) {
+        return Answer::PreconditionFailed;
+    }
     if plan::not_modified(ctx.req.headers(), etag, lm) {
         return Answer::NotModified;
     }
@@ -164,6 +168,21 @@ fn unsatisfiable(ctx: &Ctx, len: u64, o: &Outcome) -> HttpResponse {
     let mut b = response(ctx, 416, &[], 0, o);
     b.insert_header((header::CONTENT_RANGE, format!("bytes */{len}")));
     b.finish()
+}
+
+/// 412 for a failed `If-Match` / `If-Unmodified-Since`, with the stored validators so the client
+/// sees what is current.
+fn precondition_failed(
+    ctx: &Ctx,
+    headers: &[(HeaderName, HeaderValue)],
+    o: &Outcome,
+) -> HttpResponse {
+    let validators: Vec<_> = headers
+        .iter()
+        .filter(|(n, _)| *n == header::ETAG || *n == header::LAST_MODIFIED)
+        .cloned()
+        .collect();
+    response(ctx, 412, &validators, 0, o).finish()
 }
 
 /// `Content-Range` for a 206 of `[a, e)` (`plan::range` guarantees `a < e`).
@@ -255,6 +274,7 @@ pub(crate) fn serve_stored_primed(
     let age_s = policy::current_age_ms(m.initial_age_ms, m.response_time_ms, now) / 1000;
     let len = m.body.len();
     let (code, a, e) = match answer(ctx, m.status, &m.headers, Some(len)) {
+        Answer::PreconditionFailed => return precondition_failed(ctx, &m.headers, &o),
         Answer::NotModified => return not_modified_response(ctx, &m.headers, age_s, &o),
         Answer::Unsatisfiable => return unsatisfiable(ctx, len, &o),
         Answer::Bytes(c, a, e) => (c, a, e.min(len)),
@@ -310,6 +330,7 @@ pub(crate) fn serve_streaming(
     extra: &[(HeaderName, HeaderValue)],
 ) -> HttpResponse {
     let (code, a, e) = match answer(ctx, h.status, &h.headers, h.length) {
+        Answer::PreconditionFailed => return precondition_failed(ctx, &h.headers, &o),
         Answer::NotModified => return not_modified_response(ctx, &h.headers, h.age_s, &o),
         Answer::Unsatisfiable => return unsatisfiable(ctx, h.length.unwrap_or(0), &o),
         Answer::Bytes(c, a, e) => (c, a, e),

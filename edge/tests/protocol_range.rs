@@ -89,3 +89,45 @@ fn hostile_ranges_get_a_valid_answer_cached_or_not() {
     assert_eq!(ok.body, BODY);
     assert!(c.stray(Duration::from_millis(200)).is_empty());
 }
+
+#[test]
+fn a_resumed_download_against_an_older_copy_gets_412() {
+    // RFC 9110 §13.1.1, §13.1.4: `If-Match` / `If-Unmodified-Since` guard a resumed download;
+    // bytes of another version spliced into the client's file would corrupt it silently.
+    let origin = RawOrigin::start(|_| {
+        resp(
+            "200 OK",
+            &[
+                ("cache-control", "max-age=60"),
+                ("etag", "\"v2\""),
+                ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ],
+            Some(BODY),
+        )
+    });
+    let edge = Edge::start(config(&origin.url(), "", "", ""));
+    let mut c = edge.conn();
+    let first = c.request("GET", "/dl", &[]);
+    assert_eq!(first.body, BODY);
+    for (name, value) in [
+        ("if-match", "\"v1\""),
+        ("if-match", "W/\"v2\""),
+        ("if-unmodified-since", "Sat, 05 Nov 1994 08:49:37 GMT"),
+    ] {
+        let r = c.request("GET", "/dl", &[("range", "bytes=10-"), (name, value)]);
+        assert_eq!(r.status, 412, "{name}: {value}: {r:?}");
+        assert!(r.body.is_empty());
+        assert_eq!(r.header("etag"), Some("\"v2\""));
+        assert_eq!(r.header("x-cache"), Some("HIT"));
+    }
+    for (name, value) in [
+        ("if-match", "\"v1\", \"v2\""),
+        ("if-match", "*"),
+        ("if-unmodified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
+    ] {
+        let r = c.request("GET", "/dl", &[("range", "bytes=10-"), (name, value)]);
+        assert_eq!(r.status, 206, "{name}: {value}: {r:?}");
+        assert_eq!(r.body, &BODY[10..]);
+    }
+    assert!(c.stray(Duration::from_millis(200)).is_empty());
+}
