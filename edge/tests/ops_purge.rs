@@ -197,3 +197,47 @@ fn purge_index_survives_restart() {
         "only /t/a was refetched"
     );
 }
+
+#[test]
+fn a_purge_during_a_fill_keeps_the_filled_object_out_of_the_cache() {
+    // The origin streams /slow over ~1 s; a purge of /slow (by URL, then by tag) lands while
+    // the body is in flight. The waiting client gets the body, but it is not stored: the
+    // next request goes to the origin again, not a HIT of what was purged.
+    let o = Origin::start(|req, _| {
+        let mut r = OriginResp::new(
+            200,
+            &[("cache-control", "max-age=600"), ("surrogate-key", "slow")],
+            vec![b'x'; 40 * 1024],
+        );
+        if req.path.starts_with("/slow") {
+            r.piece = 4 * 1024;
+            r.piece_delay = std::time::Duration::from_millis(100);
+        }
+        r
+    });
+    let edge = Edge::start(ops_config(&o.url(), "", "", "", ""));
+    for (path, selector) in [
+        ("/slow", r#"{"urls":["example.test/slow"]}"#),
+        ("/slow-tagged", r#"{"tags":["slow"]}"#),
+    ] {
+        let http = edge.http;
+        let p = path.to_string();
+        let fill = std::thread::spawn(move || {
+            try_get(http, &p, &[("host", "example.test")]).expect("fill")
+        });
+        assert!(wait_until(std::time::Duration::from_secs(5), || o
+            .count(path)
+            == 1));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        purge(edge.admin, selector);
+        let first = fill.join().unwrap();
+        assert_eq!(first.status, 200);
+        assert_eq!(first.body.len(), 40 * 1024);
+        let again = edge.get(path, &[]);
+        assert_eq!(again.x_cache(), "MISS", "{path}: {}", again.cache_status());
+        assert_eq!(o.count(path), 2, "{path}");
+        // Stored by that later fill (no purge since its request): a hit.
+        assert_eq!(edge.get(path, &[]).x_cache(), "HIT", "{path}");
+    }
+    edge.stop();
+}

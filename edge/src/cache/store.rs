@@ -39,6 +39,12 @@ pub trait IndexHook: Send + Sync {
     fn ensure(&self, _key: &str, _url: &str, _tags: &[String], _stored_ms: u64) -> bool {
         true
     }
+    /// Did a purge naming `url` or one of `tags` run at or after `since_ms` (this edge's clock)?
+    /// An object whose origin request went out before such a purge may hold what was purged:
+    /// it is not stored. Default: no.
+    fn purged_after(&self, _url: &str, _tags: &[String], _since_ms: u64) -> bool {
+        false
+    }
     /// May `key`, a Vary variant of `url`, be stored when at most `max` variants per URL are?
     /// (It may when it is already one of them.) Default: yes.
     fn admits_variant(&self, _url: &str, _key: &str, _max: usize) -> bool {
@@ -261,6 +267,13 @@ impl Store {
     /// Store an object's meta entry and tell the purge index.
     pub fn put_object(&self, key: &str, meta: Arc<ObjectMeta>) {
         if let Some(h) = self.hook.get() {
+            // A purge that ran while this object was being fetched names it: what the origin
+            // sent may predate the purge, so it is served to the requests that waited for it
+            // but not stored (and not brought back for later requests).
+            if h.purged_after(&meta.url, &meta.tags, meta.request_time_ms) {
+                tracing::debug!(key, "not stored: purged while it was being fetched");
+                return;
+            }
             h.record(key, &meta.url, &meta.tags);
         }
         if let Body::Inline { data, .. } = &meta.body {

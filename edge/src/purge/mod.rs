@@ -92,6 +92,9 @@ impl crate::cache::store::IndexHook for Index {
         Index::record(self, key, url, tags);
         true
     }
+    fn purged_after(&self, url: &str, tags: &[String], since_ms: u64) -> bool {
+        self.purged_since(url, tags, since_ms)
+    }
     fn admits_variant(&self, url: &str, key: &str, max: usize) -> bool {
         Index::admits_variant(self, url, key, max)
     }
