@@ -104,10 +104,11 @@ fn invalidates(method: &Method, status: u16) -> bool {
     !safe && status < 400
 }
 
-/// Remove the request's key and the keys of same-host `Location` / `Content-Location`.
+/// Remove what is stored for the request's URL and for same-host `Location` /
+/// `Content-Location` targets: every variant, under either scheme (`Store::invalidate_url`).
 fn invalidate(ctx: &Ctx, resp: &HeaderMap) {
     let store = ctx.store();
-    store.remove(&ctx.key);
+    store.invalidate_url(&ctx.url, &ctx.key);
     let route = ctx.route();
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let Some(v) = resp.get(&name).and_then(|v| v.to_str().ok()) else {
@@ -121,12 +122,8 @@ fn invalidate(ctx: &Ctx, resp: &HeaderMap) {
         let (p, q) = p.split_once('?').unwrap_or((&p, ""));
         if let Some(np) = normalise_path(p) {
             let url = url_of(&route.name, &np, &normalise_query(q, route.cfg.query));
-            store.remove(&primary_key(
-                ctx.scheme,
-                &url,
-                &route.cfg.key_headers,
-                ctx.end_to_end(),
-            ));
+            let key = primary_key(ctx.scheme, &url, &route.cfg.key_headers, ctx.end_to_end());
+            store.invalidate_url(&url, &key);
         }
     }
 }

@@ -315,6 +315,43 @@ fn unsafe_methods_pass_and_invalidate() {
 }
 
 #[test]
+fn an_unsafe_method_invalidates_every_variant_of_its_url() {
+    // RFC 9111 §4.4 invalidates the target URI: every stored variant of it, not only the
+    // Vary list (a variant left behind would be found again once the list is re-created).
+    let version = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    let v = version.clone();
+    let origin = Origin::start(move |r, _| {
+        if r.method == "PUT" {
+            v.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return OriginResp::new(204, &[], "");
+        }
+        let lang = r
+            .headers
+            .get("accept-language")
+            .cloned()
+            .unwrap_or_default();
+        let n = v.load(std::sync::atomic::Ordering::SeqCst);
+        OriginResp::new(
+            200,
+            &[("cache-control", "max-age=60"), ("vary", "accept-language")],
+            format!("{lang} v{n}"),
+        )
+    });
+    let edge = Edge::start(config(&origin.url(), "", ""));
+    for lang in ["en", "fr"] {
+        edge.get("/doc", &[("accept-language", lang)]);
+        let r = edge.get("/doc", &[("accept-language", lang)]);
+        assert_eq!(r.x_cache(), "HIT", "{lang}");
+    }
+    assert_eq!(edge.req("PUT", "/doc", &[], b"new").status, 204);
+    for lang in ["en", "fr"] {
+        let r = edge.get("/doc", &[("accept-language", lang)]);
+        assert_eq!(r.body, format!("{lang} v2").as_bytes(), "{lang}");
+        assert_eq!(r.x_cache(), "MISS", "{lang}");
+    }
+}
+
+#[test]
 fn key_headers_split_entries_and_fill_limit_answers_503() {
     let origin = Origin::start(|r, _| {
         let dev = r.headers.get("x-dev").cloned().unwrap_or_default();

@@ -45,6 +45,11 @@ pub trait IndexHook: Send + Sync {
     fn purged_after(&self, _url: &str, _tags: &[String], _since_ms: u64) -> bool {
         false
     }
+    /// Every key stored for `url` (host + path + query): its Vary variants, under either
+    /// scheme and any `key_headers`, and their encoded copies. Default: none known.
+    fn keys_for_url(&self, _url: &str) -> Vec<String> {
+        Vec::new()
+    }
     /// May `key`, a Vary variant of `url`, be stored when at most `max` variants per URL are?
     /// (It may when it is already one of them.) Default: yes.
     fn admits_variant(&self, _url: &str, _key: &str, _max: usize) -> bool {
@@ -487,6 +492,22 @@ impl Store {
         if let Some(h) = self.hook.get() {
             h.forget(key);
         }
+    }
+
+    /// Remove everything stored for `url` (RFC 9111 §4.4, an unsafe method's target): the keys
+    /// the index holds for it (every variant, both schemes, encoded copies) and `primary`, the
+    /// request's own key (also the Vary list's). Returns how many keys the index named.
+    pub fn invalidate_url(&self, url: &str, primary: &str) -> usize {
+        let keys = self
+            .hook
+            .get()
+            .map(|h| h.keys_for_url(url))
+            .unwrap_or_default();
+        for k in &keys {
+            self.remove(k);
+        }
+        self.remove(primary);
+        keys.len()
     }
 
     /// Soft purge: keep the object but mark it stale, so the next request revalidates it and

@@ -92,6 +92,9 @@ impl crate::cache::store::IndexHook for Index {
         Index::record(self, key, url, tags);
         true
     }
+    fn keys_for_url(&self, url: &str) -> Vec<String> {
+        Index::keys_for_url(self, url)
+    }
     fn purged_after(&self, url: &str, tags: &[String], since_ms: u64) -> bool {
         self.purged_since(url, tags, since_ms)
     }
