@@ -344,6 +344,12 @@ pub async fn run(
         )
         .map_err(|e| EdgeError::Io(format!("purge index collector: {e}")))?;
     }
+    index.set_query_policies(
+        config
+            .hosts
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), h.query)),
+    );
     index.set_aliases(config.hosts.iter().flat_map(|h| {
         h.aliases
             .iter()

@@ -30,6 +30,10 @@ pub fn normalise_query(query: &str, policy: QueryPolicy) -> String {
     }
 }
 
+/// What follows an identity object's key in the key of one of its encoded copies
+/// (`<key>\n#ce:<coding>:<fingerprint>`, `compress::variant_key`).
+pub const ENCODED_COPY: &str = "\n#ce:";
+
 /// Host + path + query (no scheme): the "url" handed to the purge index.
 pub fn url_of(host: &str, path: &str, query: &str) -> String {
     let mut u = String::with_capacity(host.len() + path.len() + query.len() + 1);

@@ -242,7 +242,12 @@ fn fingerprint(m: &ObjectMeta) -> u32 {
 
 /// The store key of the `enc` variant of the identity object `m` stored under `key`.
 pub fn variant_key(key: &str, enc: Encoding, m: &ObjectMeta) -> String {
-    format!("{key}\n#ce:{}:{:08x}", enc.as_str(), fingerprint(m))
+    format!(
+        "{key}{}{}:{:08x}",
+        crate::cache::key::ENCODED_COPY,
+        enc.as_str(),
+        fingerprint(m)
+    )
 }
 
 /// The ETag of an encoded variant: the coding appended inside the quotes (`"v1"` →

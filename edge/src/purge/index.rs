@@ -19,6 +19,7 @@ use dashmap::DashMap;
 
 use super::log::{self, Msg, Op};
 use super::normalize_url;
+use cdn_shared::config::edge::QueryPolicy;
 
 /// At most this many tags are kept per object (the rest are ignored).
 pub const MAX_TAGS: usize = 128;
@@ -133,6 +134,9 @@ pub struct Index {
     path: Option<PathBuf>,
     /// Host alias → primary host name (selectors naming an alias find the primary's keys).
     aliases: std::sync::OnceLock<std::collections::HashMap<String, String>>,
+    /// Primary host name → its `query` policy when not `keep` (URL selectors are keyed as the
+    /// cache keys that host's requests: sorted or dropped query).
+    queries: std::sync::OnceLock<std::collections::HashMap<String, QueryPolicy>>,
 }
 
 impl Drop for Index {
@@ -318,6 +322,7 @@ impl Index {
             writer: None,
             path: None,
             aliases: std::sync::OnceLock::new(),
+            queries: std::sync::OnceLock::new(),
         })
     }
 
@@ -361,6 +366,7 @@ impl Index {
             writer: Some(writer),
             path: Some(path),
             aliases: std::sync::OnceLock::new(),
+            queries: std::sync::OnceLock::new(),
         }))
     }
 
@@ -410,6 +416,16 @@ impl Index {
         let _ = self.aliases.set(map);
     }
 
+    /// Declare the hosts whose `query` policy is not `keep` (primary name, lower case), once.
+    pub fn set_query_policies(&self, policies: impl IntoIterator<Item = (String, QueryPolicy)>) {
+        let map = policies
+            .into_iter()
+            .filter(|(_, p)| *p != QueryPolicy::Keep)
+            .map(|(h, p)| (h.to_ascii_lowercase(), p))
+            .collect();
+        let _ = self.queries.set(map);
+    }
+
     /// Normalise a selector and map an alias host to its primary name.
     fn selector(&self, input: &str) -> Option<String> {
         let norm = normalize_url(input)?;
@@ -420,9 +436,26 @@ impl Index {
         }
     }
 
+    /// A URL selector ([`Index::selector`]) with its host's query policy applied, as the cache
+    /// keyed that host's requests: `?b=2&a=1` is found as `?a=1&b=2` (`sort`), `?v=7` as no
+    /// query (`drop`).
+    fn url_selector(&self, input: &str) -> Option<String> {
+        let norm = self.selector(input)?;
+        let Some(&policy) = self.queries.get().and_then(|m| m.get(host_of(&norm))) else {
+            return Some(norm);
+        };
+        let (base, query) = norm.split_once('?').unwrap_or((&norm, ""));
+        Some(crate::cache::key::url_of(
+            "",
+            base,
+            &crate::cache::key::normalise_query(query, policy),
+        ))
+    }
+
     /// May `key` be stored for `url` when at most `max` keys (Vary variants) per URL are: yes
-    /// when it is already one of them or there are fewer than `max`. One map lookup and a scan
-    /// of at most `max` keys (the cap keeps `Keys::add`'s duplicate scan short).
+    /// when it is already one of them or there are fewer than `max`. Encoded copies of the
+    /// variants (`compress`) are indexed under the same URL but do not count. One map lookup
+    /// and a scan of the URL's keys.
     pub fn admits_variant(&self, url: &str, key: &str, max: usize) -> bool {
         let Some(norm) = normalize_url(url) else {
             return true;
@@ -432,13 +465,20 @@ impl Index {
         };
         match tree.get(norm.as_str()) {
             None => true,
-            Some(ks) => ks.iter().any(|k| &**k == key) || ks.iter().len() < max,
+            Some(ks) => {
+                ks.iter().any(|k| &**k == key)
+                    || ks
+                        .iter()
+                        .filter(|k| !k.contains(crate::cache::key::ENCODED_COPY))
+                        .count()
+                        < max
+            }
         }
     }
 
     /// Keys stored for exactly this URL (all Vary variants).
     pub fn keys_for_url(&self, url: &str) -> Vec<String> {
-        let Some(norm) = self.selector(url) else {
+        let Some(norm) = self.url_selector(url) else {
             return Vec::new();
         };
         self.maps
@@ -520,6 +560,7 @@ impl Index {
     /// [`RECENT_PURGES`] are kept), for [`Index::purged_since`].
     pub fn note_purge(&self, at_ms: u64, urls: &[String], prefixes: &[String], tags: &[String]) {
         let sel = |kind: u8, v: &String| match kind {
+            1 => self.url_selector(v),
             3 => Some(v.trim().to_string()),
             _ => self.selector(v),
         };
@@ -632,6 +673,48 @@ mod tests {
         assert!(ix.admits_variant("example.com/other", "k3", 3));
         ix.forget("k0");
         assert!(ix.admits_variant("example.com/v", "k3", 3));
+    }
+
+    #[test]
+    fn encoded_copies_do_not_count_as_variants() {
+        let ix = Index::in_memory();
+        ix.record("k0", "example.com/v", &[]);
+        for c in ["br:0000aaaa", "gzip:0000aaaa", "br:0000bbbb"] {
+            ix.record(
+                &format!("k0{}{c}", crate::cache::key::ENCODED_COPY),
+                "example.com/v",
+                &[],
+            );
+        }
+        assert!(ix.admits_variant("example.com/v", "k1", 2));
+        ix.record("k1", "example.com/v", &[]);
+        assert!(!ix.admits_variant("example.com/v", "k2", 2));
+        // Still found (and purged) with the URL.
+        assert_eq!(ix.keys_for_url("example.com/v").len(), 5);
+    }
+
+    #[test]
+    fn url_selectors_follow_the_hosts_query_policy() {
+        let ix = Index::in_memory();
+        ix.set_query_policies([
+            ("Sorted.test".to_string(), QueryPolicy::Sort),
+            ("dropped.test".to_string(), QueryPolicy::Drop),
+            ("kept.test".to_string(), QueryPolicy::Keep),
+        ]);
+        ix.set_aliases([("alias.test".to_string(), "sorted.test".to_string())]);
+        ix.record("s", "sorted.test/p?a=1&b=2", &["t".into()]);
+        ix.record("d", "dropped.test/p", &[]);
+        ix.record("k", "kept.test/p?b=2&a=1", &[]);
+        assert_eq!(ix.keys_for_url("sorted.test/p?b=2&a=1"), ["s"]);
+        assert_eq!(ix.keys_for_url("http://alias.test/p?b=2&a=1"), ["s"]);
+        assert_eq!(ix.keys_for_url("http://dropped.test/p?v=7"), ["d"]);
+        assert_eq!(ix.keys_for_url("kept.test/p?b=2&a=1"), ["k"]);
+        assert!(ix.keys_for_url("kept.test/p?a=1&b=2").is_empty());
+        // Remembered purges match the stored (policy-applied) URL too.
+        ix.note_purge(1_000, &["dropped.test/p?x=1".to_string()], &[], &[]);
+        assert!(ix.purged_since("dropped.test/p", &[], 500));
+        ix.note_purge(1_000, &["sorted.test/p?b=2&a=1".to_string()], &[], &[]);
+        assert!(ix.purged_since("sorted.test/p?a=1&b=2", &[], 500));
     }
 
     #[test]
