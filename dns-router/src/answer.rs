@@ -8,7 +8,7 @@
 //! RFC 2181 §9).
 
 use crate::cookies::{OPT_COOKIE, SERVER_COOKIE_LEN};
-use crate::wire::{rtype, Ecs, Edns, OPT_ECS};
+use crate::wire::{rtype, Ecs, Edns, FormErrEcho, OPT_ECS};
 use crate::zone::write_rr;
 
 /// Owner name pointer to the question name (offset 12).
@@ -226,6 +226,22 @@ pub fn header_only(buf: &mut Vec<u8>, packet: &[u8], rcode: Rcode) -> usize {
     let id = u16::from_be_bytes([packet[0], packet[1]]);
     let flags = u16::from_be_bytes([packet[2], packet[3]]);
     Response::start(buf, id, flags, &[], false, rcode).finish(None, usize::MAX)
+}
+
+/// FORMERR for a query `wire::decode` refused (`packet` has a readable header): id, opcode,
+/// RD and CD echoed, the question when it read, and a bare OPT (our payload size, DO copied,
+/// no options) when the query had one (RFC 6891 §7).
+pub fn formerr(buf: &mut Vec<u8>, packet: &[u8], echo: &FormErrEcho<'_>, udp_size: u16) -> usize {
+    let id = u16::from_be_bytes([packet[0], packet[1]]);
+    let flags = u16::from_be_bytes([packet[2], packet[3]]);
+    let opt = echo.opt.map(|dnssec_ok| OptReply {
+        udp_size,
+        dnssec_ok,
+        ecs: None,
+        cookie: None,
+    });
+    let question = echo.question.unwrap_or(&[]);
+    Response::start(buf, id, flags, question, false, Rcode::FormErr).finish(opt, usize::MAX)
 }
 
 /// NOTIMP for an opcode other than QUERY: id and opcode echoed, nothing else. RD and CD are

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::answer::{header_only, not_implemented, udp_limit, OptReply, Rcode, Response};
+use crate::answer::{formerr, not_implemented, udp_limit, OptReply, Rcode, Response};
 use crate::cookies::{CookieOpt, CookieState, SERVER_COOKIE_LEN};
 use crate::decide::{resolve, ServiceAnswers};
 use crate::health::HealthView;
@@ -17,7 +17,7 @@ use crate::route::{
     self, answer_from, answer_of, client_key, decide_located, PoolState, ServiceAnswer,
 };
 use crate::snapshot::Snapshot;
-use crate::wire::{class, decode, rtype, Decoded, Ecs, Malformed};
+use crate::wire::{class, decode, formerr_echo, rtype, Decoded, Ecs, Malformed};
 
 pub use crate::answer_cache::{AnswerKey, ThreadCache, MAX_ANSWERS, TCP_MAX_ANSWERS};
 
@@ -75,8 +75,9 @@ pub fn respond(
         }
         Err(Malformed::Drop) => return None,
         Err(Malformed::FormErr) => {
-            header_only(out, packet, Rcode::FormErr);
-            return Some(simple(0, Rcode::FormErr));
+            let echo = formerr_echo(packet);
+            formerr(out, packet, &echo, ctx.snap.udp_payload_size);
+            return Some(simple(echo.qtype, Rcode::FormErr));
         }
     };
     let limit = match transport {

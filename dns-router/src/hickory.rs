@@ -30,7 +30,6 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
 use crate::answer::Rcode;
-use crate::cookies::CookieState;
 use crate::handler::{respond, Context, Outcome, ThreadCache, Transport};
 use crate::live::Router;
 use crate::querylog::{Entry, QueryLog, Recorder};
@@ -127,22 +126,6 @@ impl RouterHandler {
         Some(parts)
     }
 
-    /// Count a query hickory could not decode (the connection answers it FORMERR).
-    pub fn record_undecodable(&self, query: &[u8], peer: IpAddr, started: Instant) {
-        let snap = self.router.snapshot();
-        let outcome = Outcome {
-            qtype: 0,
-            rcode: Rcode::FormErr,
-            service: None,
-            answer: None,
-            truncated: false,
-            cookie: CookieState::None,
-        };
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now_ms = cdn_shared::unix_ms();
-        self.record(&mut state, &snap, &outcome, query, peer, now_ms, started);
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
@@ -176,40 +159,75 @@ impl RequestHandler for RouterHandler {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        mut response_handle: R,
+        response_handle: R,
     ) -> ResponseInfo {
         let started = Instant::now();
         let Some(parts) = self.answer(request.as_slice(), request.src().ip(), started) else {
             return nothing_sent(request);
         };
-        let sent = match &parts {
-            Ok(ResponseParts { queries, message }) => {
-                let mut builder = MessageResponseBuilder::new(queries, None);
-                if let Some(edns) = &message.edns {
-                    builder.edns(edns);
-                }
-                let response = builder.build(
-                    message.metadata,
-                    &message.answers,
-                    &message.authorities,
-                    std::iter::empty::<&Record>(),
-                    &message.additionals,
-                );
-                response_handle.send_response(response).await
-            }
-            Err(meta) => {
-                let queries = &request.queries;
-                let response =
-                    MessageResponseBuilder::new(queries, None).error_msg(meta, meta.response_code);
-                response_handle.send_response(response).await
-            }
+        match send(&parts, &request.queries, response_handle).await {
+            Some(info) => info,
+            None => nothing_sent(request),
+        }
+    }
+}
+
+impl RouterHandler {
+    /// Answer a query hickory could not decode (`tcp.rs`) from its bytes with
+    /// [`respond`], as UDP does: FORMERR with the question when it reads and an OPT when the
+    /// query had one (RFC 6891 §7), or the answer when only hickory refuses the packet.
+    /// Nothing is sent when `respond` sends nothing.
+    pub async fn handle_raw<R: ResponseHandler>(
+        &self,
+        bytes: &[u8],
+        peer: IpAddr,
+        started: Instant,
+        response: R,
+    ) {
+        let Some(parts) = self.answer(bytes, peer, started) else {
+            return;
         };
-        match sent {
-            Ok(info) => info,
-            Err(e) => {
-                tracing::debug!(error = %e, "tcp: response not sent");
-                nothing_sent(request)
+        let mut d = BinDecoder::new(&[]);
+        let Ok(no_question) = Queries::read(&mut d, 0) else {
+            return;
+        };
+        send(&parts, &no_question, response).await;
+    }
+}
+
+/// Hand our answer (or the SERVFAIL that replaces an undecodable one, with `queries`) to
+/// hickory; `None` when it was not sent.
+async fn send<R: ResponseHandler>(
+    parts: &Result<ResponseParts, Metadata>,
+    queries: &Queries,
+    mut response_handle: R,
+) -> Option<ResponseInfo> {
+    let sent = match parts {
+        Ok(ResponseParts { queries, message }) => {
+            let mut builder = MessageResponseBuilder::new(queries, None);
+            if let Some(edns) = &message.edns {
+                builder.edns(edns);
             }
+            let response = builder.build(
+                message.metadata,
+                &message.answers,
+                &message.authorities,
+                std::iter::empty::<&Record>(),
+                &message.additionals,
+            );
+            response_handle.send_response(response).await
+        }
+        Err(meta) => {
+            let response =
+                MessageResponseBuilder::new(queries, None).error_msg(meta, meta.response_code);
+            response_handle.send_response(response).await
+        }
+    };
+    match sent {
+        Ok(info) => Some(info),
+        Err(e) => {
+            tracing::debug!(error = %e, "tcp: response not sent");
+            None
         }
     }
 }

@@ -18,14 +18,14 @@
 //! (idle timeout), `Request::from_bytes`, `ResponseHandle` and our `RequestHandler`. The
 //! steps `Server` takes per message (its version is private) are repeated in
 //! `handle_frame`: shorter than a header → no answer; a response (QR=1) → no answer;
-//! undecodable by hickory → FORMERR with the id echoed and no question; else the handler.
+//! undecodable by hickory → answered from its bytes by our decoder as over UDP
+//! (`RouterHandler::handle_raw`: FORMERR with the question when it reads and an OPT when the
+//! query had one); else the handler.
 //! `Server`'s `ReportingResponseHandler`, which logs every request at INFO, is not in this
 //! path, so TCP queries leave no log line (metrics and the query log count them).
 //!
-//! Behaviour set by hickory: a frame hickory cannot decode is answered FORMERR even where
-//! UDP would answer (UDP decodes only header, question and OPT); a zero-length frame or a
-//! frame cut by EOF closes the connection; a frame too short for a header, or a response, is
-//! ignored and the connection stays open.
+//! Behaviour set by hickory: a zero-length frame or a frame cut by EOF closes the connection;
+//! a frame too short for a header, or a response, is ignored and the connection stays open.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use hickory_proto::op::{Header, MessageType, ResponseCode};
+use hickory_proto::op::{Header, MessageType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_server::net::runtime::iocompat::AsyncIoTokioAsStd;
 use hickory_server::net::runtime::TokioTime;
@@ -41,7 +41,6 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{
     Request, RequestHandler, ResponseHandle, ResponseHandler, TimeoutStream,
 };
-use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -202,7 +201,7 @@ async fn handle_frame(
     handler: &RouterHandler,
     bytes: Vec<u8>,
     peer: SocketAddr,
-    mut response: impl ResponseHandler,
+    response: impl ResponseHandler,
 ) {
     let started = Instant::now();
     let header = match Header::read(&mut BinDecoder::new(&bytes)) {
@@ -219,17 +218,12 @@ async fn handle_frame(
                 .await;
         }
         Err(e) => {
-            tracing::debug!(%peer, error = %e, "tcp: undecodable query; FORMERR");
-            handler.record_undecodable(&bytes, peer.ip(), started);
-            let mut d = BinDecoder::new(&[]);
-            let Ok(no_question) = Queries::read(&mut d, 0) else {
-                return;
-            };
-            let r = MessageResponseBuilder::new(&no_question, None)
-                .error_msg(&header.metadata, ResponseCode::FormErr);
-            if let Err(e) = response.send_response(r).await {
-                tracing::debug!(%peer, error = %e, "tcp: FORMERR not sent");
-            }
+            // Answered from the bytes as UDP answers them (our decoder: FORMERR with the
+            // question and an OPT when the query had one).
+            tracing::debug!(%peer, error = %e, "tcp: query hickory cannot decode");
+            handler
+                .handle_raw(&bytes, peer.ip(), started, response)
+                .await;
         }
     }
 }

@@ -211,6 +211,82 @@ pub fn decode(p: &[u8]) -> Result<Decoded<'_>, Malformed> {
     }))
 }
 
+/// What a FORMERR answer to a packet [`decode`] refused echoes of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormErrEcho<'a> {
+    /// The question, when QDCOUNT is 1 and it reads (QNAME, QTYPE, QCLASS as received).
+    pub question: Option<&'a [u8]>,
+    /// QTYPE of that question (0 without one).
+    pub qtype: u16,
+    /// `Some(DO bit)` when an OPT record was found: the FORMERR then carries an OPT, so the
+    /// requester does not conclude that we lack EDNS (RFC 6891 §7).
+    pub opt: Option<bool>,
+}
+
+/// Read what a FORMERR can echo from a malformed query (a packet with a readable header that
+/// [`decode`] refused): the question when there is exactly one and it reads, and whether an
+/// OPT record is found (in any section) before the first record that does not read.
+pub fn formerr_echo(p: &[u8]) -> FormErrEcho<'_> {
+    let mut echo = FormErrEcho {
+        question: None,
+        qtype: 0,
+        opt: None,
+    };
+    let (Ok(qd), Ok(an), Ok(ns), Ok(ar)) =
+        (u16_at(p, 4), u16_at(p, 6), u16_at(p, 8), u16_at(p, 10))
+    else {
+        return echo;
+    };
+    let mut at = HEADER_LEN;
+    for _ in 0..qd {
+        let Ok(name_len) = skip_name(p, at) else {
+            return echo;
+        };
+        let Some(fixed) = p.get(at + name_len..at + name_len + 4) else {
+            return echo;
+        };
+        let mut lower = [0u8; MAX_NAME_LEN];
+        if qd == 1 && read_question_name(p, at, &mut lower).is_ok() {
+            echo.question = p.get(at..at + name_len + 4);
+            echo.qtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        }
+        at += name_len + 4;
+    }
+    for _ in 0..(usize::from(an) + usize::from(ns) + usize::from(ar)) {
+        let Ok((next, rr)) = skip_rr(p, at) else {
+            break;
+        };
+        if rr.rtype == rtype::OPT && echo.opt.is_none() {
+            echo.opt = Some(rr.ttl & 0x8000 != 0);
+        }
+        at = next;
+    }
+    echo
+}
+
+/// Length of the name at `start` (a pointer ends it and is not followed).
+fn skip_name(p: &[u8], start: usize) -> Result<usize, Malformed> {
+    let mut at = start;
+    let mut total = 0usize;
+    loop {
+        let l = *p.get(at).ok_or(Malformed::FormErr)? as usize;
+        match l & 0xc0 {
+            0x00 => {
+                at += 1 + l;
+                total += 1 + l;
+                if total > MAX_NAME_LEN {
+                    return Err(Malformed::FormErr);
+                }
+                if l == 0 {
+                    return Ok(at - start);
+                }
+            }
+            0xc0 => return Ok(at + 2 - start),
+            _ => return Err(Malformed::FormErr),
+        }
+    }
+}
+
 /// Read an uncompressed name at `at`, lowercased into `out`; returns its wire length.
 /// A compression pointer in the question can only point backwards into the header, so it
 /// is refused.
@@ -254,29 +330,8 @@ struct RrView {
 /// Skip one resource record starting at `at` (names may end in a pointer, which is not
 /// followed); returns the offset after it.
 fn skip_rr(p: &[u8], start: usize) -> Result<(usize, RrView), Malformed> {
-    let mut at = start;
-    let mut total = 0usize;
-    loop {
-        let l = *p.get(at).ok_or(Malformed::FormErr)? as usize;
-        match l & 0xc0 {
-            0x00 => {
-                at += 1 + l;
-                total += 1 + l;
-                if total > MAX_NAME_LEN {
-                    return Err(Malformed::FormErr);
-                }
-                if l == 0 {
-                    break;
-                }
-            }
-            0xc0 => {
-                at += 2;
-                break;
-            }
-            _ => return Err(Malformed::FormErr),
-        }
-    }
-    let name_len = at - start;
+    let name_len = skip_name(p, start)?;
+    let at = start + name_len;
     let rtype = u16_at(p, at)?;
     let class = u16_at(p, at + 2)?;
     let ttl = (u16_at(p, at + 4)? as u32) << 16 | u16_at(p, at + 6)? as u32;
@@ -566,6 +621,39 @@ mod tests {
         }
         long.push(0);
         assert!(decode(&query(&long, 1, &[], 0)).is_err());
+    }
+
+    #[test]
+    fn formerr_echo_finds_the_question_and_the_opt() {
+        let bad_ecs = opt(&ecs_opt(1, 23, &[192, 0, 3]), 0);
+        let p = query(b"\x03www\x00", 28, &bad_ecs, 1);
+        assert_eq!(decode(&p).unwrap_err(), Malformed::FormErr);
+        let e = formerr_echo(&p);
+        assert_eq!(e.question, Some(&b"\x03www\x00\x00\x1c\x00\x01"[..]));
+        assert_eq!((e.qtype, e.opt), (28, Some(true)));
+        // Two questions: none echoed, the OPT after them still found.
+        let mut p = query(b"\x01a\x00", 1, &[], 0);
+        p.extend_from_slice(b"\x01b\x00\x00\x01\x00\x01");
+        p.extend_from_slice(&opt(&[], 0));
+        p[5] = 2;
+        p[11] = 1;
+        let e = formerr_echo(&p);
+        assert_eq!((e.question, e.qtype, e.opt), (None, 0, Some(true)));
+        // No OPT; a cut question; a record that does not read before the OPT.
+        let mut p = query(b"\x00", 1, &[], 0);
+        p[5] = 0;
+        assert_eq!(formerr_echo(&p).opt, None);
+        let p = query(b"\x03www\x00", 1, &[], 0);
+        let e = formerr_echo(&p[..p.len() - 1]);
+        assert_eq!((e.question, e.opt), (None, None));
+        let mut p = query(b"\x00", 1, &[0x41], 2);
+        p.extend_from_slice(&opt(&[], 0));
+        assert_eq!(formerr_echo(&p).opt, None);
+        // Never panics on cut packets.
+        let p = query(b"\x03www\x00", 1, &bad_ecs, 1);
+        for n in 0..p.len() {
+            let _ = formerr_echo(&p[..n]);
+        }
     }
 
     #[test]

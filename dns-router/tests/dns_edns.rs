@@ -279,3 +279,62 @@ fn malformed_ecs_is_formerr() {
         assert_eq!(r[3] & 0x0f, 1, "{what} → FORMERR");
     }
 }
+
+/// RFC 6891 §7: a FORMERR to a query with an OPT carries an OPT (else the requester concludes
+/// we lack EDNS); the question is echoed when it reads. Over UDP and TCP alike.
+#[test]
+fn formerr_echoes_the_question_and_an_opt_when_the_query_had_one() {
+    use hickory_proto::rr::rdata::opt::EdnsCode;
+    let s = server();
+    let mut two = with_edns(query("static.cdn.example.test", RecordType::A), None);
+    two.add_query(hickory_proto::op::Query::query(
+        "x.cdn.example.test.".parse().unwrap(),
+        RecordType::A,
+    ));
+    let mut two_plain = query("static.cdn.example.test", RecordType::A);
+    two_plain.add_query(hickory_proto::op::Query::query(
+        "x.cdn.example.test.".parse().unwrap(),
+        RecordType::A,
+    ));
+    // (what, packet, question echoed, OPT expected)
+    for (what, p, question, opt) in [
+        ("bad ECS", ecs_packet(1, 20, &[198, 51, 100]), true, true),
+        (
+            "unknown ECS family",
+            ecs_packet(7, 24, &[198, 51, 100]),
+            true,
+            true,
+        ),
+        ("two questions + OPT", two.to_vec().unwrap(), false, true),
+        ("two questions", two_plain.to_vec().unwrap(), false, false),
+    ] {
+        for (transport, r) in [("udp", udp_raw(s.dns, &p)), ("tcp", tcp_bytes(s.dns, &p))] {
+            let what = format!("{what} over {transport}");
+            assert_eq!(r[..2], p[..2], "{what}: id");
+            let m = Message::from_vec(&r).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(m.metadata.response_code, ResponseCode::FormErr, "{what}");
+            assert!(m.answers.is_empty() && m.authorities.is_empty(), "{what}");
+            if question {
+                assert_eq!(m.queries.len(), 1, "{what}: question echoed");
+                assert_eq!(
+                    m.queries[0].name().to_ascii(),
+                    "www.cdn.example.test.",
+                    "{what}"
+                );
+                assert_eq!(m.queries[0].query_type(), RecordType::A, "{what}");
+            } else {
+                assert!(m.queries.is_empty(), "{what}: no question");
+            }
+            match (opt, m.edns.as_ref()) {
+                (true, Some(e)) => {
+                    assert_eq!(e.max_payload(), 1232, "{what}: our payload size");
+                    assert_eq!(e.version(), 0, "{what}");
+                    assert!(e.option(EdnsCode::Subnet).is_none(), "{what}: no ECS");
+                    assert!(e.option(EdnsCode::Cookie).is_none(), "{what}: no cookie");
+                }
+                (false, None) => {}
+                (want, got) => panic!("{what}: OPT wanted {want}, got {got:?}"),
+            }
+        }
+    }
+}

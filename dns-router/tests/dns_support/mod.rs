@@ -341,3 +341,11 @@ pub fn ecs_of(m: &Message) -> Option<(u8, u8, IpAddr)> {
         _ => None,
     }
 }
+
+/// A TCP exchange of raw bytes on a fresh connection.
+pub fn tcp_bytes(addr: SocketAddr, packet: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    write_frame(&mut s, packet);
+    read_frame(&mut s).expect("tcp answer")
+}
