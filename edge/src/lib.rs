@@ -275,6 +275,54 @@ pub fn check(config: &EdgeConfig) -> Result<(), EdgeError> {
         bus.check_files()
             .map_err(|e| EdgeError::Config(format!("at key `{}`: {}", e.key, e.message)))?;
     }
+    if let Some(dir) = &config.cache.disk_path {
+        usable_dir(dir).map_err(|e| {
+            EdgeError::Config(format!("at key `cache.disk_path` ({}): {e}", dir.display()))
+        })?;
+    }
+    if let (true, Some(file)) = (config.access_log.enabled, &config.access_log.path) {
+        let parent = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if !parent.is_dir() {
+            return Err(EdgeError::Config(format!(
+                "at key `access_log.path` ({}): {} is not a directory",
+                file.display(),
+                parent.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the cache can live in `dir`: an existing directory we can create files in, or a path
+/// whose nearest existing ancestor is a directory (the edge creates the rest at start).
+fn usable_dir(dir: &std::path::Path) -> Result<(), String> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err("exists and is not a directory".into());
+        }
+        let probe = dir.join(format!(".cdn-edge-check-{}", std::process::id()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map_err(|e| format!("cannot create files in it: {e}"))?;
+        let _ = std::fs::remove_file(&probe);
+        return Ok(());
+    }
+    let mut up = dir.parent();
+    while let Some(p) = up.filter(|p| !p.as_os_str().is_empty()) {
+        if p.exists() {
+            return if p.is_dir() {
+                Ok(())
+            } else {
+                Err(format!("{} is not a directory", p.display()))
+            };
+        }
+        up = p.parent();
+    }
     Ok(())
 }
 
@@ -556,4 +604,24 @@ pub async fn run(
     index.sync();
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usable_dir;
+
+    #[test]
+    fn a_cache_dir_must_be_a_directory_or_creatable_under_one() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(usable_dir(dir.path()), Ok(()));
+        assert_eq!(usable_dir(&dir.path().join("new/deeper")), Ok(()));
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(usable_dir(&file).unwrap_err().contains("not a directory"));
+        assert!(usable_dir(&file.join("sub"))
+            .unwrap_err()
+            .contains("is not a directory"));
+        // Nothing is left behind by the probe.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }

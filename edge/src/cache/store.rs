@@ -177,11 +177,30 @@ impl Store {
         for c in cfgs {
             let handle = runtime.handle().clone();
             let (c2, p2, h2) = (c.clone(), placement2.clone(), hits2.clone());
-            let cache = runtime
+            let built = runtime
                 .spawn(async move { build(&c2, &p2, h2, handle).await })
-                .await
-                .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?
-                .map_err(|e| EdgeError::Cache(format!("cannot open cache: {e}")))?;
+                .await;
+            let cache = match built {
+                Ok(Ok(cache)) => cache,
+                Ok(Err(e)) => {
+                    // A runtime cannot be dropped (blocking) inside this async context: let it
+                    // wind down in the background, so the error reaches the operator instead
+                    // of a panic.
+                    runtime.shutdown_background();
+                    return Err(EdgeError::Cache(match &c.disk_path {
+                        Some(dir) => format!(
+                            "cannot open the disk cache in {} (cache.disk_path, cache.disk = {}): {e}",
+                            dir.display(),
+                            c.disk
+                        ),
+                        None => format!("cannot open cache: {e}"),
+                    }));
+                }
+                Err(e) => {
+                    runtime.shutdown_background();
+                    return Err(EdgeError::Cache(format!("cannot open cache: {e}")));
+                }
+            };
             parts.push(Part {
                 cache,
                 disk_capacity: if c.disk_path.is_some() {
@@ -695,6 +714,27 @@ mod tests {
             crc: crc32fast::hash(&data),
             data,
         }
+    }
+
+    #[actix_rt::test]
+    async fn an_unusable_disk_path_is_an_error_naming_it_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let cfg = CacheSection {
+            memory: ByteSize::mib(16),
+            disk_path: Some(file.join("sub")),
+            disk: ByteSize::mib(64),
+            ..Default::default()
+        };
+        let Err(e) = Store::open(&cfg).await else {
+            panic!("a cache under a file opened");
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cache.disk_path") && msg.contains("a-file"),
+            "{msg}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
