@@ -47,7 +47,7 @@ pub struct BusSection {
     pub purge_stream: String,
     /// Routers create the purge stream with this retention (older purges are dropped; an
     /// edge down for longer treats its whole cache as stale when it returns). Default `7d`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub purge_retention: Duration,
     /// The JetStream key-value bucket of operator state (drains, weight overrides). Default
     /// `cdn_operator`.
@@ -56,20 +56,20 @@ pub struct BusSection {
     /// 3 on a 3-node NATS cluster, so one node down loses nothing. 1..=5. Default 1.
     pub replicas: usize,
     /// Time allowed for a connection attempt. Default `2s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub connect_timeout: Duration,
     /// Time allowed for a JetStream request (publish ack, KV write). Default `2s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub request_timeout: Duration,
     /// At start, how long a router waits for the bus to read operator state before answering
     /// queries, and how long an edge waits to catch up with missed purges before serving from
     /// its cache. When it runs out, the router starts with the configured state and the edge
     /// treats its whole cache as stale; both keep reconnecting. Default `5s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub startup_timeout: Duration,
     /// Router: how long the purge API waits for edges to acknowledge a stored purge before
     /// answering (edges not heard from are listed as `pending`). Default `2s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub purge_ack_timeout: Duration,
 }
 

@@ -49,22 +49,22 @@ pub struct ClusterSection {
     /// and are never forwarded again. At least 16 characters. Required.
     pub secret: String,
     /// How often each member (and shield member) is probed. Default `1s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub probe_interval: Duration,
     /// Time allowed for one probe. Default `500ms`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub probe_timeout: Duration,
     /// Failed probes in a row that mark a member down. Default 2.
     pub fall: u32,
     /// Successful probes in a row that mark a down member up. Default 2.
     pub rise: u32,
     /// Connect timeout of a peer or shield fill. Default `300ms`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub connect_timeout: Duration,
     /// Time to the response head of a peer or shield fill; slower → the next member, then
     /// the origin. It includes the owner's own origin fetch, so keep it above the origin's
     /// usual time to first byte. Default `5s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub first_byte_timeout: Duration,
     /// A member keeps its own copy of an object it does not own once it has missed it this
     /// many times (a count-min sketch, halved every `popularity_window` misses). 1 = always

@@ -13,7 +13,7 @@ use super::ConfigError;
 pub struct LifecycleSection {
     /// After SIGTERM/SIGINT, how long in-flight work may take before the process exits.
     /// Default `10s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub shutdown_grace: Duration,
 }
 
@@ -21,6 +21,61 @@ impl Default for LifecycleSection {
     fn default() -> Self {
         Self {
             shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Durations in the config (`"30s"`, `"7d"`, humantime syntax), at most [`duration::MAX`]:
+/// `#[serde(with = "crate::config::common::duration")]` on `Duration` and `Option<Duration>`
+/// fields. A longer one ("300000000000y") is refused with the key named, since the servers add
+/// configured durations to clock readings.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
+
+    /// The longest duration a key accepts: 100 years.
+    pub const MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+    /// A duration value or an optional one.
+    pub trait Capped {
+        /// The duration, when set.
+        fn get(&self) -> Option<Duration>;
+    }
+    impl Capped for Duration {
+        fn get(&self) -> Option<Duration> {
+            Some(*self)
+        }
+    }
+    impl Capped for Option<Duration> {
+        fn get(&self) -> Option<Duration> {
+            *self
+        }
+    }
+
+    /// As `humantime_serde::serialize`.
+    pub fn serialize<T, S>(d: &T, s: S) -> Result<S::Ok, S::Error>
+    where
+        for<'a> humantime_serde::Serde<&'a T>: Serialize,
+        S: Serializer,
+    {
+        humantime_serde::serialize(d, s)
+    }
+
+    /// As `humantime_serde::deserialize`, refusing a duration over [`MAX`].
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        humantime_serde::Serde<T>: Deserialize<'de>,
+        T: Capped,
+        D: Deserializer<'de>,
+    {
+        let v: T = humantime_serde::deserialize(d)?;
+        match v.get() {
+            Some(x) if x > MAX => Err(D::Error::custom(format!(
+                "duration {} is longer than the longest accepted (100 years)",
+                humantime_serde::re::humantime::format_duration(x)
+            ))),
+            _ => Ok(v),
         }
     }
 }

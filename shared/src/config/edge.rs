@@ -76,19 +76,19 @@ pub struct HttpSection {
     /// Maximum concurrent client connections per worker. Default 25000.
     pub max_connections: usize,
     /// Time a client has to send its request headers (slowloris guard). Default `5s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub header_read_timeout: Duration,
     /// Keep-alive idle time for client connections. Default `60s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub keep_alive: Duration,
     /// Time a client has to send a whole request body (pass-through requests buffer it);
     /// slower → 408. Default `30s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub body_read_timeout: Duration,
     /// A client connection whose sent data stays unacknowledged this long (a client that
     /// stopped reading: its receive window stays closed) is closed (`TCP_USER_TIMEOUT`).
     /// Default `30s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub send_timeout: Duration,
     /// Largest request header block; larger → 431. Default 32 KiB. Over HTTP/2 it is also
     /// the advertised `SETTINGS_MAX_HEADER_LIST_SIZE` (a larger header list resets the stream).
@@ -139,7 +139,7 @@ pub struct TlsSection {
     /// How often the certificate and key files (`[tls]` and every `[hosts.tls]`) are checked
     /// for changes; a change is loaded once it has been stable for one interval (SIGHUP loads
     /// at once). Default `10s`.
-    #[serde(default = "d10s", with = "humantime_serde")]
+    #[serde(default = "d10s", with = "crate::config::common::duration")]
     pub reload_check_interval: Duration,
 }
 
@@ -198,12 +198,12 @@ pub struct CacheSection {
     pub max_object_size: ByteSize,
     /// Heuristic freshness = `heuristic_fraction` × (Date − Last-Modified), capped by this.
     /// Default `1d`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub heuristic_max: Duration,
     /// Default 0.1 (RFC 9111 §4.2.2's suggestion).
     pub heuristic_fraction: f64,
     /// How long a request waits for another request's in-flight fill. Default `10s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub fill_wait_timeout: Duration,
     /// Maximum concurrent origin fills; more → 503. Default 1024.
     pub max_inflight_fills: usize,
@@ -247,10 +247,10 @@ pub struct ReportSection {
     /// Router admin base URLs to push reports to, e.g. `["http://127.0.0.1:8053"]`.
     pub routers: Vec<String>,
     /// Report interval. Default `1s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub interval: Duration,
     /// Per-request timeout. Default `1s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub timeout: Duration,
     /// Bearer token sent with reports (the router's `admin.token`).
     pub token: Option<String>,
@@ -321,13 +321,13 @@ pub struct HostConfig {
     #[serde(default)]
     pub origin_host: Option<String>,
     /// Default `2s`.
-    #[serde(default = "d2s", with = "humantime_serde")]
+    #[serde(default = "d2s", with = "crate::config::common::duration")]
     pub connect_timeout: Duration,
     /// Time to the origin's response headers. Default `15s`.
-    #[serde(default = "d15s", with = "humantime_serde")]
+    #[serde(default = "d15s", with = "crate::config::common::duration")]
     pub first_byte_timeout: Duration,
     /// Maximum idle time between body bytes from the origin. Default `30s`.
-    #[serde(default = "d30s", with = "humantime_serde")]
+    #[serde(default = "d30s", with = "crate::config::common::duration")]
     pub idle_timeout: Duration,
     /// Override `[cache].max_object_size` for this host.
     #[serde(default)]
@@ -340,11 +340,11 @@ pub struct HostConfig {
     pub key_headers: Vec<String>,
     /// TTL when the origin gives no freshness information. Default: none (not stored unless
     /// heuristics apply).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::config::common::duration")]
     pub default_ttl: Option<Duration>,
     /// Stale serving window added when the origin gives none (stale-while-revalidate and
     /// stale-if-error). Default: none.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::config::common::duration")]
     pub grace: Option<Duration>,
     /// Store responses that carry Set-Cookie (the header is never stored). Default false.
     #[serde(default)]
@@ -360,7 +360,7 @@ pub struct HostConfig {
     #[serde(default)]
     pub max_origin_requests: Option<usize>,
     /// How long a miss waits for an origin slot under `max_origin_requests`. Default `1s`.
-    #[serde(default = "d1s", with = "humantime_serde")]
+    #[serde(default = "d1s", with = "crate::config::common::duration")]
     pub origin_queue_timeout: Duration,
     /// Signed URLs required (`[hosts.signed_urls]`).
     #[serde(default)]
@@ -616,6 +616,27 @@ impl Validate for EdgeConfig {
 mod tests {
     use super::*;
     use crate::config::load::load_str;
+
+    #[test]
+    fn absurd_durations_are_refused_naming_the_key() {
+        let base = "[edge]\nid = \"e1\"\nregion = \"eu-west\"\n[[hosts]]\nname = \"a.test\"\norigin = \"http://127.0.0.1:1\"\n";
+        let e = load_str::<EdgeConfig>(&format!(
+            "{base}[http]\nbody_read_timeout = \"300000000000y\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("body_read_timeout"), "{e}");
+        assert!(e.to_string().contains("100 years"), "{e}");
+        let e = load_str::<EdgeConfig>(&format!("{base}grace = \"200y\"\n")).unwrap_err();
+        assert!(e.to_string().contains("grace"), "{e}");
+        let c: EdgeConfig = load_str(&format!(
+            "{base}grace = \"24h\"\n[http]\nbody_read_timeout = \"99y\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.hosts[0].grace,
+            Some(std::time::Duration::from_secs(24 * 3600))
+        );
+    }
 
     #[test]
     fn cache_policy_keys_parse_and_promote_after_zero_is_refused() {

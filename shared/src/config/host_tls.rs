@@ -41,7 +41,7 @@ pub struct HostTls {
     pub redirect: Option<u16>,
     /// Send `Strict-Transport-Security: max-age=<seconds>` on HTTPS responses (never on
     /// plain HTTP, RFC 6797 §7.2). `"0s"` tells browsers to forget the policy. Default: none.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "crate::config::common::duration")]
     pub hsts_max_age: Option<Duration>,
     /// Add `; includeSubDomains` to the HSTS header. Default false.
     #[serde(default)]

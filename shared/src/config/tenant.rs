@@ -145,7 +145,7 @@ pub struct Cors {
     #[serde(default)]
     pub expose_headers: Vec<String>,
     /// `Access-Control-Max-Age` of preflight answers. Default 1 h.
-    #[serde(default = "one_hour", with = "humantime_serde")]
+    #[serde(default = "one_hour", with = "crate::config::common::duration")]
     pub max_age: Duration,
     /// Answer `OPTIONS` preflights at the edge (default true).
     #[serde(default = "yes")]

@@ -18,7 +18,7 @@ pub struct DnsSection {
     /// UDP sockets (SO_REUSEPORT) and threads per listen address; 0 = one per CPU. Default 0.
     pub udp_threads: usize,
     /// Close an idle TCP connection after this long (RFC 7766). Default `10s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub tcp_idle_timeout: Duration,
     /// Maximum concurrent TCP connections; more are refused. Default 1024.
     pub tcp_max_connections: usize,
@@ -28,7 +28,7 @@ pub struct DnsSection {
     pub tcp_max_connections_per_client: usize,
     /// A TCP connection is closed after this long even when it is busy (a client cannot hold
     /// a connection slot forever by trickling queries). Default `2m`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub tcp_max_connection_lifetime: Duration,
     /// Our advertised EDNS UDP payload size. Default 1232.
     pub udp_payload_size: u16,
@@ -58,7 +58,7 @@ pub struct RrlSection {
     /// client network. Default 50.
     pub errors_per_second: u32,
     /// Burst: a bucket holds this many seconds of its rate. Default `5s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub window: Duration,
     /// Every `slip`-th limited response is answered with TC=1 instead of dropped; 0 drops
     /// them all, 1 truncates them all. Default 2.
@@ -104,7 +104,7 @@ pub struct CookiesSection {
     pub enabled: bool,
     /// How often the server secret is replaced (the previous one stays valid for one more
     /// period). Default `1h`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub secret_rotation: Duration,
 }
 

@@ -25,7 +25,7 @@ pub struct GeoSection {
     /// Region used when a client cannot be located. Default: the first `[[regions]]` entry.
     pub default_region: Option<String>,
     /// How often the database and network map files are checked for changes. Default `30s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub reload_check_interval: Duration,
 }
 

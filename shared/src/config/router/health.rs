@@ -13,13 +13,13 @@ use crate::config::ConfigError;
 #[serde(deny_unknown_fields, default)]
 pub struct HealthSection {
     /// Active probe interval per edge. Default `1s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub probe_interval: Duration,
     /// Probe timeout. Default `500ms`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub probe_timeout: Duration,
     /// Random extra delay added to each probe, up to this. Default `100ms`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub probe_jitter: Duration,
     /// Consecutive successes to go Up. Default 2.
     pub rise: u32,
@@ -27,12 +27,12 @@ pub struct HealthSection {
     pub fall: u32,
     /// Reports whose `sent_at` is older than this are ignored, and an edge whose last report
     /// is older than this no longer counts its load. Default `10s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub report_max_age: Duration,
     /// A report whose `sent_at` is later than the router's clock by more than this is refused
     /// (`cdn_reports_ingested_total{result="future"}`, HTTP 400), so a bogus timestamp can
     /// never make later genuine reports look out of order. Default `10s`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::config::common::duration")]
     pub report_max_clock_skew: Duration,
     /// An overloaded edge returns once its utilisation falls below this fraction of capacity
     /// (hysteresis). Default 0.9.
