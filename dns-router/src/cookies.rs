@@ -20,7 +20,10 @@
 //!   response-rate limiting (the source address is proven);
 //! * a wrong or expired server cookie: over UDP BADCOOKIE (extended RCODE 23) with a fresh
 //!   server cookie and no records, so the client retries with it; over TCP (the address is
-//!   proven by the handshake) answered as with a client cookie only.
+//!   proven by the handshake) answered as with a client cookie only;
+//! * no question (QDCOUNT 0) with a client cookie (RFC 7873 §5.4, `dig +header-only +cookie`):
+//!   NOERROR with no question and a fresh server cookie, or BADCOOKIE (over TCP too) when the
+//!   server cookie sent is not valid; without a well-formed COOKIE option, FORMERR.
 //!
 //! With `dns.cookies.enabled = false` the option is ignored entirely (RFC 7873 §5.2: as a
 //! server without cookie support).

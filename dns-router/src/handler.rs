@@ -17,7 +17,7 @@ use crate::route::{
     self, answer_from, answer_of, client_key, decide_located, PoolState, ServiceAnswer,
 };
 use crate::snapshot::Snapshot;
-use crate::wire::{class, decode, formerr_echo, rtype, Decoded, Ecs, Malformed};
+use crate::wire::{class, decode, formerr_echo, rtype, Decoded, Ecs, Edns, Malformed};
 
 pub use crate::answer_cache::{AnswerKey, ThreadCache, MAX_ANSWERS, TCP_MAX_ANSWERS};
 
@@ -73,6 +73,9 @@ pub fn respond(
             not_implemented(out, packet);
             return Some(simple(0, Rcode::NotImp));
         }
+        Ok(Decoded::CookieOnly { id, flags, edns }) => {
+            return Some(cookie_only(ctx, id, flags, &edns, resolver, transport, out));
+        }
         Err(Malformed::Drop) => return None,
         Err(Malformed::FormErr) => {
             let echo = formerr_echo(packet);
@@ -93,20 +96,9 @@ pub fn respond(
         o.ecs = q.edns.and_then(|e| e.ecs).map(|e| (e, 0));
     }
     // DNS Cookies (RFC 7873 §5.2, cookies.rs): judged before anything else is answered.
-    let now_s = ctx.now_ms / 1000;
-    let cookie = match &ctx.snap.cookies {
-        Some(sc) => sc.judge(q.edns.and_then(|e| e.cookie), resolver, now_s),
-        None => CookieState::None,
-    };
-    if let (Some(sc), Some(o), Some(CookieOpt::Cookie { client, .. })) = (
-        &ctx.snap.cookies,
-        opt.as_mut(),
-        q.edns.and_then(|e| e.cookie),
-    ) {
-        let mut c = [0u8; 8 + SERVER_COOKIE_LEN];
-        c[..8].copy_from_slice(&client);
-        c[8..].copy_from_slice(&sc.issue(&client, resolver, now_s));
-        o.cookie = Some(c);
+    let (cookie, reply_cookie) = judge_cookie(ctx, q.edns.as_ref(), resolver);
+    if let Some(o) = opt.as_mut() {
+        o.cookie = reply_cookie;
     }
     let early = if q.edns.is_some_and(|e| e.version > 0) {
         if let Some(o) = opt.as_mut() {
@@ -157,6 +149,72 @@ pub fn respond(
         truncated: out.len() > 2 && out[2] & 0x02 != 0,
         cookie,
     })
+}
+
+/// The query's cookie as judged (`CookieState::None` when cookies are off) and the COOKIE
+/// option of the reply: the client cookie with a fresh server cookie, when the query had a
+/// well-formed option and cookies are on.
+fn judge_cookie(
+    ctx: Context<'_>,
+    edns: Option<&Edns>,
+    resolver: IpAddr,
+) -> (CookieState, Option<[u8; 8 + SERVER_COOKIE_LEN]>) {
+    let Some(sc) = &ctx.snap.cookies else {
+        return (CookieState::None, None);
+    };
+    let now_s = ctx.now_ms / 1000;
+    let opt = edns.and_then(|e| e.cookie);
+    let state = sc.judge(opt, resolver, now_s);
+    let reply = match opt {
+        Some(CookieOpt::Cookie { client, .. }) => {
+            let mut c = [0u8; 8 + SERVER_COOKIE_LEN];
+            c[..8].copy_from_slice(&client);
+            c[8..].copy_from_slice(&sc.issue(&client, resolver, now_s));
+            Some(c)
+        }
+        _ => None,
+    };
+    (state, reply)
+}
+
+/// Answer a query without a question that carries a COOKIE option (RFC 7873 §5.4: a client
+/// asking for a server cookie, `dig +header-only +cookie`): no question, no records, an OPT
+/// with the client cookie and a fresh server cookie — NOERROR for a client cookie alone or a
+/// valid server cookie, BADCOOKIE for a server cookie that is not ours (over TCP too: checking
+/// it is what was asked). FORMERR (bare OPT) when cookies are off or the option is malformed,
+/// BADVERS for an EDNS version above 0.
+fn cookie_only(
+    ctx: Context<'_>,
+    id: u16,
+    flags: u16,
+    edns: &Edns,
+    resolver: IpAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> Outcome {
+    let limit = match transport {
+        Transport::Udp => udp_limit(Some(edns), ctx.snap.udp_payload_size),
+        Transport::Tcp => u16::MAX as usize,
+    };
+    let mut opt = OptReply::for_query(edns, ctx.snap.udp_payload_size);
+    let (cookie, reply_cookie) = judge_cookie(ctx, Some(edns), resolver);
+    let rcode = if edns.version > 0 {
+        Rcode::BadVers
+    } else {
+        match (cookie, reply_cookie) {
+            (CookieState::ClientOnly | CookieState::Valid, Some(_)) => Rcode::NoError,
+            (CookieState::Bad, Some(_)) => Rcode::BadCookie,
+            _ => Rcode::FormErr,
+        }
+    };
+    if matches!(rcode, Rcode::NoError | Rcode::BadCookie) {
+        opt.cookie = reply_cookie;
+    }
+    Response::start(out, id, flags, &[], false, rcode).finish(Some(opt), limit);
+    Outcome {
+        cookie,
+        ..simple(0, rcode)
+    }
 }
 
 /// The outcome of a query answered without a service (header-only, errors, zone data).

@@ -148,6 +148,16 @@ pub enum Decoded<'a> {
     Query(Query<'a>),
     /// Opcode other than QUERY: NOTIMP, with the header echoed.
     NotImplemented,
+    /// No question (QDCOUNT 0) and an OPT record with a COOKIE option: a client asking for a
+    /// server cookie (RFC 7873 §5.4). Any other query without a question is FORMERR.
+    CookieOnly {
+        /// Message id.
+        id: u16,
+        /// Header flags word as received.
+        flags: u16,
+        /// The OPT record (its `cookie` is `Some`).
+        edns: Edns,
+    },
 }
 
 fn u16_at(p: &[u8], at: usize) -> Result<u16, Malformed> {
@@ -174,6 +184,12 @@ pub fn decode(p: &[u8]) -> Result<Decoded<'_>, Malformed> {
     let an = u16_at(p, 6)?;
     let ns = u16_at(p, 8)?;
     let ar = u16_at(p, 10)?;
+    if qd == 0 {
+        return match read_records(p, HEADER_LEN, an, ns, ar)? {
+            Some(edns) if edns.cookie.is_some() => Ok(Decoded::CookieOnly { id, flags, edns }),
+            _ => Err(Malformed::FormErr),
+        };
+    }
     if qd != 1 {
         return Err(Malformed::FormErr);
     }
@@ -183,7 +199,28 @@ pub fn decode(p: &[u8]) -> Result<Decoded<'_>, Malformed> {
     let qtype = u16_at(p, qend)?;
     let qclass = u16_at(p, qend + 2)?;
     let question = &p[HEADER_LEN..qend + 4];
-    let mut at = qend + 4;
+    let edns = read_records(p, qend + 4, an, ns, ar)?;
+    Ok(Decoded::Query(Query {
+        id,
+        flags,
+        question,
+        name_lower,
+        name_len,
+        qtype,
+        qclass,
+        edns,
+    }))
+}
+
+/// Skip the answer and authority records from `at`, then read the additional ones: the OPT
+/// record, when there is one.
+fn read_records(
+    p: &[u8],
+    mut at: usize,
+    an: u16,
+    ns: u16,
+    ar: u16,
+) -> Result<Option<Edns>, Malformed> {
     for _ in 0..(an as usize + ns as usize) {
         at = skip_rr(p, at)?.0;
     }
@@ -199,16 +236,7 @@ pub fn decode(p: &[u8]) -> Result<Decoded<'_>, Malformed> {
         }
         at = next;
     }
-    Ok(Decoded::Query(Query {
-        id,
-        flags,
-        question,
-        name_lower,
-        name_len,
-        qtype,
-        qclass,
-        edns,
-    }))
+    Ok(edns)
 }
 
 /// What a FORMERR answer to a packet [`decode`] refused echoes of it.
@@ -621,6 +649,33 @@ mod tests {
         }
         long.push(0);
         assert!(decode(&query(&long, 1, &[], 0)).is_err());
+    }
+
+    #[test]
+    fn no_question_is_a_cookie_query_or_formerr() {
+        let header = |ar: u16| {
+            let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0];
+            p.extend_from_slice(&ar.to_be_bytes());
+            p
+        };
+        assert_eq!(decode(&header(0)).unwrap_err(), Malformed::FormErr);
+        let mut p = header(1);
+        p.extend(opt(&[], 0));
+        assert_eq!(
+            decode(&p).unwrap_err(),
+            Malformed::FormErr,
+            "OPT, no cookie"
+        );
+        let mut p = header(1);
+        p.extend(opt(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8], 0));
+        let Ok(Decoded::CookieOnly { id, edns, .. }) = decode(&p) else {
+            panic!("not a cookie query")
+        };
+        assert_eq!(id, 0x1234);
+        assert!(matches!(
+            edns.cookie,
+            Some(CookieOpt::Cookie { server_len: 0, .. })
+        ));
     }
 
     #[test]

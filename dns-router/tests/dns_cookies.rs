@@ -161,3 +161,64 @@ fn a_valid_server_cookie_is_exempt_from_rate_limiting() {
     let wrong = flood("127.0.4.2", s.dns, &with_cookie(&full(&[0x55; 16])), 60);
     assert!(wrong <= 4, "{wrong} answers with a wrong server cookie");
 }
+
+/// A query with no question and an OPT carrying `cookie` as its COOKIE option (or no option).
+fn cookie_only(cookie: Option<&[u8]>) -> Vec<u8> {
+    let mut p = vec![0x4c, 0x17, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 1];
+    let mut rdata = Vec::new();
+    if let Some(c) = cookie {
+        rdata.extend_from_slice(&10u16.to_be_bytes());
+        rdata.extend_from_slice(&(c.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(c);
+    }
+    p.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    p.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    p.extend_from_slice(&rdata);
+    p
+}
+
+/// RFC 7873 §5.4 (`dig +header-only +cookie`): a query without a question but with a client
+/// cookie gets NOERROR, no question, and a server cookie; over UDP and TCP.
+#[test]
+fn a_cookie_only_query_gets_a_server_cookie() {
+    let s = server("");
+    let exchange = |p: &[u8]| -> [Message; 2] {
+        [udp_raw(s.dns, p), tcp_bytes(s.dns, p)].map(|r| {
+            assert_eq!(r[..2], p[..2], "id echoed");
+            Message::from_vec(&r).expect("decodes")
+        })
+    };
+    for r in exchange(&cookie_only(Some(&CLIENT))) {
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(r.queries.is_empty() && r.answers.is_empty() && r.authorities.is_empty());
+        let c = cookie_of(&r).expect("a server cookie");
+        assert_eq!(c.len(), 24);
+        assert_eq!(&c[..8], &CLIENT);
+        // Sent back: still valid (NOERROR); a server cookie that is not ours: BADCOOKIE
+        // with a fresh one.
+        for again in exchange(&cookie_only(Some(&full(&c[8..])))) {
+            assert_eq!(again.metadata.response_code, ResponseCode::NoError);
+            assert_eq!(&cookie_of(&again).unwrap()[..8], &CLIENT);
+        }
+        for bad in exchange(&cookie_only(Some(&full(&[0x55; 16])))) {
+            assert_eq!(rcode(&bad), 23, "BADCOOKIE");
+            assert_eq!(cookie_of(&bad).unwrap().len(), 24);
+        }
+    }
+    // No question and no valid client cookie: FORMERR (with an OPT, no cookie).
+    for p in [cookie_only(None), cookie_only(Some(&[1; 9]))] {
+        for r in exchange(&p) {
+            assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+            assert!(r.edns.is_some(), "the query had an OPT");
+            assert!(cookie_of(&r).is_none());
+        }
+    }
+}
+
+#[test]
+fn a_cookie_only_query_is_formerr_with_cookies_off() {
+    let s = server("\n[dns.cookies]\nenabled = false\n");
+    let r = Message::from_vec(&udp_raw(s.dns, &cookie_only(Some(&CLIENT)))).unwrap();
+    assert_eq!(r.metadata.response_code, ResponseCode::FormErr);
+    assert!(cookie_of(&r).is_none());
+}
