@@ -148,6 +148,14 @@ impl<'b> Response<'b> {
         self.rcode
     }
 
+    /// Change the response code (an NXDOMAIN found at the end of a CNAME chain).
+    pub fn set_rcode(&mut self, rcode: Rcode) {
+        self.rcode = rcode;
+        if let Some(b) = self.buf.get_mut(3) {
+            *b = (*b & 0xf0) | (rcode.code() & 0x0f) as u8;
+        }
+    }
+
     /// Append one record.
     pub fn record(&mut self, section: Section, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) {
         write_rr(self.buf, owner, rtype, ttl, rdata);

@@ -31,7 +31,7 @@ use crate::health::HealthView;
 use crate::route::{self, Decided, ServiceAnswer};
 use crate::snapshot::Snapshot;
 use crate::wire::{class, name_to_wire, rtype, Ecs, Edns, Query, MAX_NAME_LEN};
-use crate::zone::{Lookup, Node, RrSet, Zones};
+use crate::zone::{Lookup, Node, RrSet, Zone, Zones};
 
 /// Longest CNAME chain followed inside our zones.
 pub const MAX_CNAME_CHAIN: usize = 8;
@@ -49,7 +49,10 @@ pub enum Outcome {
     Service,
     /// A static RRset answered.
     Static,
-    /// Only a CNAME chain: its target is outside our zones, missing, or has no data of the type.
+    /// Only a CNAME chain: its target is outside our zones, missing, or has no data of the
+    /// type. The RCODE and the SOA follow the last name of the chain (RFC 6604, RFC 2308
+    /// §2.1-2.2): NXDOMAIN with the SOA when it does not exist, NOERROR with the SOA when it
+    /// has no data of the type, NOERROR alone when it is outside our zones.
     Cname,
     /// The name exists without data of the type (NOERROR, SOA in authority).
     NoData,
@@ -134,14 +137,20 @@ pub fn resolve<'z, A: ServiceAnswers>(
         }
         Lookup::Found { zone, node } => {
             let mut r = Response::start(out, q.id, q.flags, q.question, true, Rcode::NoError);
-            answer_node(zones, node, q.qtype, &mut r, answers, &mut done);
+            let tail = answer_node(zones, zone, node, q.qtype, &mut r, answers, &mut done);
             if let (Some(o), Some(a)) = (opt.as_mut(), done.answer.as_ref()) {
                 if let Some(e) = o.ecs.as_mut() {
                     e.1 = a.scope;
                 }
             }
-            if r.count(Section::Answer) == 0 {
-                r.raw(Section::Authority, &zone.negative_soa, 1);
+            match tail {
+                Tail::Data => {}
+                Tail::NoData(z) => r.raw(Section::Authority, &z.negative_soa, 1),
+                Tail::NxDomain(z) => {
+                    done.rcode = Rcode::NxDomain;
+                    r.set_rcode(Rcode::NxDomain);
+                    r.raw(Section::Authority, &z.negative_soa, 1);
+                }
             }
             r.finish(opt, limit);
         }
@@ -149,43 +158,63 @@ pub fn resolve<'z, A: ServiceAnswers>(
     done
 }
 
-/// Fill the answer (and additional) sections for a name that exists, following CNAMEs inside
-/// our zones; sets `done.outcome` (and the service fields when a service answered).
-fn answer_node<A: ServiceAnswers>(
-    zones: &Zones,
-    node: &Node,
+/// How the answer to a name that exists ended: what the last name of its CNAME chain (the name
+/// itself without one) had.
+#[derive(Debug, Clone, Copy)]
+enum Tail<'z> {
+    /// Data of the type was written, or the chain leaves what we answer (another zone, a
+    /// delegation, the chain limit): the resolver goes on from the last CNAME.
+    Data,
+    /// The last name exists without data of the type: NODATA, the SOA of its zone.
+    NoData(&'z Zone),
+    /// The last name (a CNAME target) does not exist: NXDOMAIN, the SOA of its zone.
+    NxDomain(&'z Zone),
+}
+
+/// Fill the answer (and additional) sections for a name that exists in `zone`, following
+/// CNAMEs inside our zones; sets `done.outcome` (and the service fields when a service
+/// answered) and says how the last name of the chain ended.
+fn answer_node<'z, A: ServiceAnswers>(
+    zones: &'z Zones,
+    zone: &'z Zone,
+    node: &'z Node,
     qtype: u16,
     r: &mut Response<'_>,
     answers: &mut A,
     done: &mut Resolved<'_>,
-) {
+) -> Tail<'z> {
     // Owner of the records being written: the question (pointer) or a CNAME target.
     let mut owner: &[u8] = &OWNER_QNAME;
     let mut node = node;
+    let mut zone = zone;
     let follows_cname = qtype != rtype::CNAME && qtype != rtype::ANY;
     for _ in 0..MAX_CNAME_CHAIN {
         let Some(cname) = node.rrset(rtype::CNAME).filter(|_| follows_cname) else {
             break;
         };
-        r.record(
-            Section::Answer,
-            owner,
-            rtype::CNAME,
-            cname.ttl,
-            &cname.rdata[0],
-        );
+        let Some(rdata) = cname.rdata.first() else {
+            break;
+        };
+        r.record(Section::Answer, owner, rtype::CNAME, cname.ttl, rdata);
         done.outcome = Outcome::Cname;
         let Some(target) = cname.cname_target.as_deref() else {
-            return;
+            return Tail::Data;
         };
         match zones.lookup(target) {
-            Lookup::Found { node: n, .. } => {
+            Lookup::Found { zone: z, node: n } => {
                 owner = target;
                 node = n;
+                zone = z;
             }
-            // Outside our zones or not existing: the resolver follows the CNAME.
-            _ => return,
+            // The target does not exist: the RCODE follows the last name (RFC 6604).
+            Lookup::NxDomain { zone: z } => return Tail::NxDomain(z),
+            // Outside our zones or delegated: the resolver follows the CNAME.
+            Lookup::Refused | Lookup::Referral { .. } => return Tail::Data,
         }
+    }
+    if follows_cname && node.rrset(rtype::CNAME).is_some() {
+        // The chain is longer than we follow: the resolver goes on from the last target.
+        return Tail::Data;
     }
     if let Some(svc) = node.service {
         if qtype == rtype::A || qtype == rtype::AAAA || qtype == rtype::ANY {
@@ -205,12 +234,17 @@ fn answer_node<A: ServiceAnswers>(
                     }
                 }
             }
-            if !a.addrs.is_empty() {
+            let found = !a.addrs.is_empty();
+            if found {
                 done.outcome = Outcome::Service;
             }
             done.service = Some(svc);
             done.answer = Some(a);
-            return;
+            return if found {
+                Tail::Data
+            } else {
+                Tail::NoData(zone)
+            };
         }
     }
     let set: Option<&RrSet> = if qtype == rtype::ANY {
@@ -227,7 +261,9 @@ fn answer_node<A: ServiceAnswers>(
             r.raw(Section::Additional, &set.glue, set.glue_count);
         }
         done.outcome = Outcome::Static;
+        return Tail::Data;
     }
+    Tail::NoData(zone)
 }
 
 /// Who asks, for [`decide`].
@@ -487,6 +523,14 @@ mod tests {
             type = "CNAME"
             data = ["www.example.net."]
             [[zones.records]]
+            name = "dangling"
+            type = "CNAME"
+            data = ["nothere"]
+            [[zones.records]]
+            name = "to-ns1"
+            type = "CNAME"
+            data = ["ns1"]
+            [[zones.records]]
             name = "*.w"
             type = "TXT"
             ttl = 40
@@ -623,6 +667,41 @@ mod tests {
         assert_eq!(done.outcome, Outcome::Cname);
         assert_eq!(types(&m.answers), [RecordType::CNAME]);
         assert!(m.authorities.is_empty(), "an answer, not a negative one");
+    }
+
+    #[test]
+    fn a_cname_chain_ending_without_data_is_negative_for_its_last_name() {
+        let z = zones();
+        // The target does not exist: NXDOMAIN (RFC 6604) with the CNAME and the SOA.
+        let (done, m, _) = ask(&z, "dangling.cdn.example.test", RecordType::A);
+        assert_eq!(
+            (done.outcome, done.rcode),
+            (Outcome::Cname, Rcode::NxDomain)
+        );
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert!(m.metadata.authoritative);
+        assert_eq!(types(&m.answers), [RecordType::CNAME]);
+        assert_eq!(types(&m.authorities), [RecordType::SOA]);
+        // The target has no data of the type (a static name; a service without addresses):
+        // NODATA, the SOA in authority (RFC 2308 §2.2).
+        for (name, qtype) in [
+            ("to-ns1.cdn.example.test", RecordType::TXT),
+            ("alias.cdn.example.test", RecordType::AAAA),
+        ] {
+            let (done, m, _) = ask(&z, name, qtype);
+            assert_eq!(done.rcode, Rcode::NoError, "{name}");
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+            assert_eq!(types(&m.answers), [RecordType::CNAME], "{name}");
+            assert_eq!(types(&m.authorities), [RecordType::SOA], "{name}");
+        }
+        // With data at the end: no SOA.
+        let (done, m, _) = ask(&z, "to-ns1.cdn.example.test", RecordType::A);
+        assert_eq!(
+            (done.outcome, done.rcode),
+            (Outcome::Static, Rcode::NoError)
+        );
+        assert_eq!(types(&m.answers), [RecordType::CNAME, RecordType::A]);
+        assert!(m.authorities.is_empty());
     }
 
     #[test]
