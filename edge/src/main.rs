@@ -7,7 +7,7 @@ use clap::Parser;
 
 use cdn_shared::cli::CommonArgs;
 use cdn_shared::config::edge::EdgeConfig;
-use cdn_shared::config::{load, EXIT_CONFIG};
+use cdn_shared::config::{config_dir, load, EXIT_CONFIG};
 use cdn_shared::shutdown::{cancel_on_signal, Shutdown};
 
 #[derive(Debug, Parser)]
@@ -114,8 +114,12 @@ fn main() {
         }
         return;
     }
-    let config: EdgeConfig = match load(cli.common.config.as_deref()) {
-        Ok(c) => c,
+    let config = match load::<EdgeConfig>(cli.common.config.as_deref()) {
+        Ok(mut c) => {
+            // Relative paths in the file are relative to the file, wherever the edge is started.
+            c.resolve_paths(&config_dir(cli.common.config.as_deref()));
+            c
+        }
         Err(e) => {
             eprintln!("{e}");
             std::process::exit(EXIT_CONFIG);

@@ -92,4 +92,36 @@ fn generated_configs_pass_check_config_and_bad_ones_exit_64_naming_the_key() {
     let (code, out) = check("dns-router", dir.path(), &bad);
     assert_eq!(code, 64, "{out}");
     assert!(out.contains("mars"), "{out}");
+
+    // Relative paths in an edge config are relative to the file (the binary runs elsewhere).
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    std::fs::write(dir.path().join("a-file"), b"x").unwrap();
+    let logged = format!("{edge}\n[access_log]\nenabled = true\npath = \"logs/access.jsonl\"\n");
+    let (code, out) = check("edge", dir.path(), &logged);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = check(
+        "edge",
+        dir.path(),
+        &logged.replace("logs/access.jsonl", "nowhere/access.jsonl"),
+    );
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("access_log.path"), "{out}");
+    // A cache directory that cannot be one: refused by --check-config, naming the key.
+    let lines: Vec<&str> = edge
+        .lines()
+        .map(|l| {
+            if l.starts_with("disk_path = ") {
+                "disk_path = \"a-file/sub\""
+            } else {
+                l
+            }
+        })
+        .collect();
+    assert!(lines.contains(&"disk_path = \"a-file/sub\""));
+    let (code, out) = check("edge", dir.path(), &lines.join("\n"));
+    assert_eq!(code, 64, "{out}");
+    assert!(
+        out.contains("cache.disk_path") && out.contains("a-file"),
+        "{out}"
+    );
 }

@@ -73,6 +73,17 @@ pub struct BusSection {
     pub purge_ack_timeout: Duration,
 }
 
+impl BusSection {
+    /// Resolve the file paths of the section against `base` (the config file's directory).
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        use super::common::resolve_opt;
+        resolve_opt(base, &mut self.creds_file);
+        resolve_opt(base, &mut self.tls_ca);
+        resolve_opt(base, &mut self.tls_cert);
+        resolve_opt(base, &mut self.tls_key);
+    }
+}
+
 impl Default for BusSection {
     fn default() -> Self {
         Self {

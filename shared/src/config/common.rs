@@ -80,6 +80,20 @@ pub mod duration {
     }
 }
 
+/// `p`, when relative, resolved against `base` (the config file's directory, [`super::config_dir`]).
+pub fn resolve_path(base: &std::path::Path, p: &mut std::path::PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+/// [`resolve_path`] on an optional path.
+pub fn resolve_opt(base: &std::path::Path, p: &mut Option<std::path::PathBuf>) {
+    if let Some(p) = p {
+        resolve_path(base, p);
+    }
+}
+
 /// Reject an empty list at `key`.
 pub fn require_nonempty<T>(key: &str, items: &[T]) -> Result<(), ConfigError> {
     if items.is_empty() {

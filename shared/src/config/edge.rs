@@ -55,6 +55,41 @@ pub struct EdgeConfig {
     pub cluster: Option<super::cluster::ClusterSection>,
 }
 
+impl EdgeConfig {
+    /// Resolve every file path of the config (TLS certificates and keys, CA files, the cache
+    /// directory, the access log, signing key files, the geo files, the bus's files) against
+    /// `base`, the config file's directory ([`super::config_dir`]), as the README promises.
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        use super::common::{resolve_opt, resolve_path};
+        if let Some(t) = &mut self.tls {
+            resolve_path(base, &mut t.cert);
+            resolve_path(base, &mut t.key);
+        }
+        resolve_opt(base, &mut self.admin.tls_cert);
+        resolve_opt(base, &mut self.admin.tls_key);
+        resolve_opt(base, &mut self.cache.disk_path);
+        resolve_opt(base, &mut self.report.tls_ca);
+        resolve_opt(base, &mut self.access_log.path);
+        resolve_opt(base, &mut self.geo.database);
+        resolve_opt(base, &mut self.geo.network_map);
+        for h in &mut self.hosts {
+            resolve_opt(base, &mut h.tls_ca);
+            if let Some(t) = &mut h.tls {
+                resolve_opt(base, &mut t.cert);
+                resolve_opt(base, &mut t.key);
+            }
+            if let Some(s) = &mut h.signed_urls {
+                for k in &mut s.keys {
+                    resolve_opt(base, &mut k.key_file);
+                }
+            }
+        }
+        if let Some(b) = &mut self.bus {
+            b.resolve_paths(base);
+        }
+    }
+}
+
 /// `[edge]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -616,6 +651,26 @@ impl Validate for EdgeConfig {
 mod tests {
     use super::*;
     use crate::config::load::load_str;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let base = "[edge]\nid = \"e1\"\nregion = \"eu-west\"\n[cache]\ndisk_path = \"cache\"\n[access_log]\npath = \"/var/log/a.jsonl\"\n[[hosts]]\nname = \"a.test\"\norigin = \"http://127.0.0.1:1\"\ntls_ca = \"ca/origin.pem\"\n";
+        let mut c: EdgeConfig = load_str(base).unwrap();
+        c.resolve_paths(std::path::Path::new("/etc/cdn"));
+        assert_eq!(
+            c.cache.disk_path.as_deref(),
+            Some(std::path::Path::new("/etc/cdn/cache"))
+        );
+        assert_eq!(
+            c.hosts[0].tls_ca.as_deref(),
+            Some(std::path::Path::new("/etc/cdn/ca/origin.pem"))
+        );
+        // Absolute paths stay.
+        assert_eq!(
+            c.access_log.path.as_deref(),
+            Some(std::path::Path::new("/var/log/a.jsonl"))
+        );
+    }
 
     #[test]
     fn absurd_durations_are_refused_naming_the_key() {
