@@ -177,10 +177,13 @@ pub enum ReloadError {
 
 /// Paths in `config` that the router itself opens (not through [`crate::snapshot`]) made
 /// absolute against `base_dir`, the config file's directory: `health.probe_ca_file`,
-/// `admin.tls_cert`, `admin.tls_key`.
+/// `admin.tls_cert`, `admin.tls_key`, the `[bus]` files.
 pub fn resolve_paths(mut config: RouterConfig, base_dir: &Path) -> RouterConfig {
     crate::health::probe::resolve_paths(&mut config.health, base_dir);
     crate::admin_tls::resolve_paths(&mut config.admin, base_dir);
+    if let Some(bus) = &mut config.bus {
+        bus.resolve_paths(base_dir);
+    }
     config
 }
 
