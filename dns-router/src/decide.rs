@@ -137,7 +137,7 @@ pub fn resolve<'z, A: ServiceAnswers>(
         }
         Lookup::Found { zone, node } => {
             let mut r = Response::start(out, q.id, q.flags, q.question, true, Rcode::NoError);
-            let tail = answer_node(zones, zone, node, q.qtype, &mut r, answers, &mut done);
+            let tail = answer_node(zones, zone, node, q, &mut r, answers, &mut done);
             if let (Some(o), Some(a)) = (opt.as_mut(), done.answer.as_ref()) {
                 if let Some(e) = o.ecs.as_mut() {
                     e.1 = a.scope;
@@ -178,17 +178,22 @@ fn answer_node<'z, A: ServiceAnswers>(
     zones: &'z Zones,
     zone: &'z Zone,
     node: &'z Node,
-    qtype: u16,
+    q: &Query<'_>,
     r: &mut Response<'_>,
     answers: &mut A,
     done: &mut Resolved<'_>,
 ) -> Tail<'z> {
+    let qtype = q.qtype;
     // Owner of the records being written: the question (pointer) or a CNAME target.
     let mut owner: &[u8] = &OWNER_QNAME;
     let mut node = node;
     let mut zone = zone;
     let follows_cname = qtype != rtype::CNAME && qtype != rtype::ANY;
-    for _ in 0..MAX_CNAME_CHAIN {
+    // The names of the chain so far: a target seen before is a loop (zones refuse loops of
+    // static records when built; this keeps any other from repeating records).
+    let mut seen: [&[u8]; MAX_CNAME_CHAIN + 1] = [&[]; MAX_CNAME_CHAIN + 1];
+    seen[0] = q.name();
+    for hop in 0..MAX_CNAME_CHAIN {
         let Some(cname) = node.rrset(rtype::CNAME).filter(|_| follows_cname) else {
             break;
         };
@@ -200,6 +205,10 @@ fn answer_node<'z, A: ServiceAnswers>(
         let Some(target) = cname.cname_target.as_deref() else {
             return Tail::Data;
         };
+        if seen[..=hop].contains(&target) {
+            return Tail::Data;
+        }
+        seen[hop + 1] = target;
         match zones.lookup(target) {
             Lookup::Found { zone: z, node: n } => {
                 owner = target;
@@ -702,6 +711,43 @@ mod tests {
         );
         assert_eq!(types(&m.answers), [RecordType::CNAME, RecordType::A]);
         assert!(m.authorities.is_empty());
+    }
+
+    #[test]
+    fn a_cname_loop_is_answered_once_round() {
+        let config = cdn_shared::config::load_str(
+            r#"
+            [[zones]]
+            name = "cdn.example.test"
+            ns = ["ns1.cdn.example.test"]
+            [[zones.records]]
+            name = "loop1"
+            type = "CNAME"
+            data = ["loop2"]
+            [[zones.records]]
+            name = "loop2"
+            type = "CNAME"
+            data = ["loop1"]
+            [[zones.records]]
+            name = "*.w"
+            type = "CNAME"
+            data = ["x.w"]
+            "#,
+        )
+        .unwrap();
+        assert!(Zones::build(&config).is_err(), "refused when built");
+        let z = Zones::build_with_loops(&config).unwrap();
+        let (done, m, _) = ask(&z, "loop1.cdn.example.test", RecordType::A);
+        assert_eq!((done.outcome, done.rcode), (Outcome::Cname, Rcode::NoError));
+        let owners: Vec<String> = m.answers.iter().map(|r| r.name.to_ascii()).collect();
+        assert_eq!(
+            owners,
+            ["loop1.cdn.example.test.", "loop2.cdn.example.test."]
+        );
+        // Through a wildcard: the question, then its target once.
+        let (_, m, _) = ask(&z, "q.w.cdn.example.test", RecordType::A);
+        let owners: Vec<String> = m.answers.iter().map(|r| r.name.to_ascii()).collect();
+        assert_eq!(owners, ["q.w.cdn.example.test.", "x.w.cdn.example.test."]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use cdn_shared::config::router::{RouterConfig, ZoneConfig};
 use cdn_shared::config::ConfigError;
 
-use crate::wire::{class, label_starts, name_to_wire, rtype};
+use crate::wire::{class, label_starts, name_to_wire, rtype, wire_to_string};
 
 /// One RRset: a type, one TTL, and the encoded RDATA of each record.
 #[derive(Debug, Clone)]
@@ -244,6 +244,13 @@ pub fn write_rr(out: &mut Vec<u8>, owner: &[u8], rtype: u16, ttl: u32, rdata: &[
 impl Zones {
     /// Build every zone of `config` (records parsed; errors name the config key).
     pub fn build(config: &RouterConfig) -> Result<Zones, ConfigError> {
+        let zs = Self::build_unchecked(config)?;
+        zs.check_cname_loops(config)?;
+        Ok(zs)
+    }
+
+    /// [`Zones::build`] without the CNAME loop check (tests of the answer-time guard).
+    fn build_unchecked(config: &RouterConfig) -> Result<Zones, ConfigError> {
         let mut zones = Vec::with_capacity(config.zones.len());
         for (i, zc) in config.zones.iter().enumerate() {
             zones.push(build_zone(i, zc)?);
@@ -274,6 +281,58 @@ impl Zones {
             finish_zone(z);
         }
         Ok(zs)
+    }
+
+    /// Zones built without the CNAME loop check, so tests can reach the guard `decide`
+    /// keeps at answer time.
+    #[cfg(test)]
+    pub(crate) fn build_with_loops(config: &RouterConfig) -> Result<Zones, ConfigError> {
+        Self::build_unchecked(config)
+    }
+
+    /// Refuse a CNAME of `[[zones.records]]` whose chain inside our zones comes back to a
+    /// name already in it (`a → b → a`, `a → a`, a wildcard whose target it covers): the
+    /// error names the record.
+    fn check_cname_loops(&self, config: &RouterConfig) -> Result<(), ConfigError> {
+        for (i, zc) in config.zones.iter().enumerate() {
+            for (j, rc) in zc.records.iter().enumerate() {
+                if !rc.rtype.eq_ignore_ascii_case("CNAME") {
+                    continue;
+                }
+                let Ok(owner) = owner_wire(&rc.name, zc) else {
+                    continue;
+                };
+                if let Some(chain) = self.cname_loop(&owner) {
+                    return Err(zone_err(
+                        format!("zones[{i}].records[{j}].data"),
+                        format!("CNAME loop: {chain}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The chain from `owner` (presentation form, `a. → b. → a.`) when it loops.
+    fn cname_loop(&self, owner: &[u8]) -> Option<String> {
+        let mut seen: Vec<&[u8]> = vec![owner];
+        let mut node = self.node(owner)?;
+        while let Some(target) = node
+            .rrset(rtype::CNAME)
+            .and_then(|c| c.cname_target.as_deref())
+        {
+            let looped = seen.contains(&target);
+            seen.push(target);
+            if looped {
+                let names: Vec<String> = seen.iter().map(|n| wire_to_string(n)).collect();
+                return Some(names.join(" → "));
+            }
+            match self.lookup(target) {
+                Lookup::Found { node: n, .. } => node = n,
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// The zones.
@@ -707,6 +766,46 @@ mod tests {
             ),
             "an escaped dot does not make a name absolute"
         );
+    }
+
+    #[test]
+    fn cname_loops_are_refused_and_name_the_record() {
+        let cname = |name: &str, target: &str| cdn_shared::config::router::RecordConfig {
+            name: name.into(),
+            rtype: "CNAME".into(),
+            ttl: None,
+            data: vec![target.into()],
+        };
+        for (records, chain) in [
+            (
+                vec![cname("loop1", "loop2"), cname("loop2", "loop1")],
+                "loop1.cdn.example.test. → loop2.cdn.example.test. → loop1.cdn.example.test.",
+            ),
+            (
+                vec![cname("self", "self.cdn.example.test.")],
+                "self.cdn.example.test. → self.cdn.example.test.",
+            ),
+            (
+                vec![cname("c1", "c2"), cname("c2", "c3"), cname("c3", "c1")],
+                "c1.cdn.example.test. → c2.cdn.example.test. → c3.cdn.example.test. → \
+                 c1.cdn.example.test.",
+            ),
+            (
+                vec![cname("*.w", "a.w")],
+                "*.w.cdn.example.test. → a.w.cdn.example.test. → a.w.cdn.example.test.",
+            ),
+        ] {
+            let mut c = config();
+            c.zones[0].records.extend(records);
+            let e = Zones::build(&c).unwrap_err();
+            assert_eq!(e.key, "zones[0].records[7].data", "{chain}");
+            assert_eq!(e.message, format!("CNAME loop: {chain}"));
+        }
+        // A chain that ends is fine.
+        let mut c = config();
+        c.zones[0].records.push(cname("a1", "a2"));
+        c.zones[0].records.push(cname("a2", "alias"));
+        Zones::build(&c).unwrap();
     }
 
     #[test]

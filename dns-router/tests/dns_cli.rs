@@ -54,6 +54,26 @@ fn check_config_validates_record_data_and_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("zones[0].records[2].data[0]"), "{err}");
 
+    // A CNAME loop (`alias → static → alias`) is a config error naming the record.
+    let looped = good.replace(
+        "name = \"static\"\ntype = \"A\"\nttl = 30\ndata = [\"192.0.2.99\"]",
+        "name = \"static\"\ntype = \"CNAME\"\ndata = [\"alias\"]",
+    );
+    assert_ne!(looped, good);
+    let p = write_config(dir.path(), &looped);
+    let out = bin()
+        .arg("--config")
+        .arg(&p)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("zones[0].records[2].data") && err.contains("CNAME loop"),
+        "{err}"
+    );
+
     let missing = good.replace("[geo]\n", "[geo]\nnetwork_map = \"no-such-map.txt\"\n");
     let p = write_config(dir.path(), &missing);
     let out = bin()
