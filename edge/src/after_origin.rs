@@ -117,6 +117,27 @@ pub fn after_origin(reply: Reply, held: Held, max_object_size: u64) -> AfterOrig
     }
 }
 
+/// The freshness of a stored object refreshed by a 304: `computed` from the merged headers,
+/// except that a lifetime the stored response took from `Surrogate-Control` (a header the edge
+/// uses but does not store) still holds when the 304 carries none and nothing stronger
+/// (`CDN-Cache-Control`) came with it: the stored field is unchanged by such a 304.
+pub(crate) fn refreshed_freshness(
+    old: &crate::cache::policy::Freshness,
+    computed: crate::cache::policy::Freshness,
+    has_surrogate: bool,
+) -> crate::cache::policy::Freshness {
+    use crate::cache::policy::FreshnessSource as S;
+    if !has_surrogate && old.source == S::SurrogateControl && computed.source != S::CdnCacheControl
+    {
+        return crate::cache::policy::Freshness {
+            lifetime_ms: old.lifetime_ms,
+            source: S::SurrogateControl,
+            ..computed
+        };
+    }
+    computed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +162,39 @@ mod tests {
     }
 
     const ALL_HELD: [Held; 3] = [Held::Nothing, Held::Stale, Held::StaleUsableOnError];
+
+    #[test]
+    fn a_304_without_surrogate_control_keeps_the_lifetime_it_gave() {
+        use crate::cache::policy::{Freshness, FreshnessSource as S};
+        let f = |lifetime_ms, source| Freshness {
+            lifetime_ms,
+            source,
+            swr_ms: 0,
+            sie_ms: 0,
+            no_cache: false,
+            forbid_stale: false,
+        };
+        let old = f(60_000, S::SurrogateControl);
+        // `Cache-Control: max-age=0` + a stored `Surrogate-Control: max-age=60`.
+        assert_eq!(
+            refreshed_freshness(&old, f(0, S::MaxAge), false),
+            f(60_000, S::SurrogateControl)
+        );
+        // The 304 sends its own Surrogate-Control, or a CDN-Cache-Control: that one rules.
+        assert_eq!(
+            refreshed_freshness(&old, f(5_000, S::SurrogateControl), true),
+            f(5_000, S::SurrogateControl)
+        );
+        assert_eq!(
+            refreshed_freshness(&old, f(9_000, S::CdnCacheControl), false),
+            f(9_000, S::CdnCacheControl)
+        );
+        // A lifetime from Cache-Control is recomputed as before.
+        assert_eq!(
+            refreshed_freshness(&f(60_000, S::MaxAge), f(0, S::MaxAge), false),
+            f(0, S::MaxAge)
+        );
+    }
 
     #[test]
     fn not_modified_refreshes_only_what_is_held() {

@@ -360,8 +360,19 @@ fn refresh_meta(
     for (n, v) in &m.headers {
         merged.append(n.clone(), v.clone());
     }
+    // What freshness needs but is not replayed to clients: the 304's own `Surrogate-Control`
+    // and `Age` (RFC 9111 §4.3.4: the updated response's freshness).
+    for name in [hdr::SURROGATE_CONTROL, header::AGE] {
+        for v in h.get_all(&name) {
+            merged.append(name.clone(), v.clone());
+        }
+    }
     let facts = ResponseFacts::parse(&merged).received_at(now);
-    m.freshness = policy::freshness(&facts, &route.policy);
+    m.freshness = crate::after_origin::refreshed_freshness(
+        &old.freshness,
+        policy::freshness(&facts, &route.policy),
+        h.contains_key(hdr::SURROGATE_CONTROL),
+    );
     m.request_time_ms = request_time;
     m.response_time_ms = now;
     m.initial_age_ms = policy::initial_age_ms(&facts, request_time, now);

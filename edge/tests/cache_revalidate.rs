@@ -108,3 +108,35 @@ fn client_conditionals_and_ranges_from_cache() {
     assert_eq!((r.status, r.body.len()), (200, 1000));
     assert_eq!(origin.count("/c"), 1, "all answered from cache");
 }
+
+#[test]
+fn a_304_keeps_the_surrogate_control_lifetime() {
+    // `Cache-Control: max-age=0` for browsers, `Surrogate-Control: max-age=1` for the CDN (a
+    // common pattern). After the first revalidation the object is fresh again for the
+    // Surrogate-Control lifetime, whether or not the 304 repeats it — not revalidated on every
+    // request from then on.
+    for repeat in [true, false] {
+        let origin = Origin::start(move |r, _| {
+            let mut h = vec![("etag", "\"v1\""), ("cache-control", "max-age=0")];
+            if r.headers.get("if-none-match").map(String::as_str) == Some("\"v1\"") {
+                if repeat {
+                    h.push(("surrogate-control", "max-age=1"));
+                }
+                return OriginResp::new(304, &h, "");
+            }
+            h.push(("surrogate-control", "max-age=1"));
+            OriginResp::new(200, &h, "body")
+        });
+        let edge = Edge::start(config(&origin.url(), "", ""));
+        assert_eq!(edge.get("/s", &[]).x_cache(), "MISS");
+        assert_eq!(edge.get("/s", &[]).x_cache(), "HIT");
+        std::thread::sleep(Duration::from_millis(1100));
+        let r = edge.get("/s", &[]);
+        assert_eq!(r.x_cache(), "REVALIDATED", "repeat={repeat}");
+        for _ in 0..3 {
+            let r = edge.get("/s", &[]);
+            assert_eq!(r.x_cache(), "HIT", "repeat={repeat}: {}", r.cache_status());
+        }
+        assert_eq!(origin.count("/s"), 2, "repeat={repeat}");
+    }
+}
