@@ -213,7 +213,8 @@ pub fn decode(p: &[u8]) -> Result<Decoded<'_>, Malformed> {
 }
 
 /// Skip the answer and authority records from `at`, then read the additional ones: the OPT
-/// record, when there is one.
+/// record, when there is one. An OPT anywhere but the additional section, more than one, or
+/// one not owned by the root is malformed (RFC 6891 §6.1.1).
 fn read_records(
     p: &[u8],
     mut at: usize,
@@ -222,7 +223,12 @@ fn read_records(
     ar: u16,
 ) -> Result<Option<Edns>, Malformed> {
     for _ in 0..(an as usize + ns as usize) {
-        at = skip_rr(p, at)?.0;
+        let (next, rr) = skip_rr(p, at)?;
+        if rr.rtype == rtype::OPT {
+            // An OPT outside the additional section: RFC 6891 §6.1.1.
+            return Err(Malformed::FormErr);
+        }
+        at = next;
     }
     let mut edns = None;
     for _ in 0..ar {
@@ -649,6 +655,28 @@ mod tests {
         }
         long.push(0);
         assert!(decode(&query(&long, 1, &[], 0)).is_err());
+    }
+
+    #[test]
+    fn an_opt_outside_the_additional_section_is_formerr() {
+        // ANCOUNT 1 (the OPT), ARCOUNT 0; then NSCOUNT 1 with a proper OPT in additional too.
+        let mut p = query(b"\x00", 1, &opt(&[], 0), 0);
+        p[7] = 1;
+        assert_eq!(decode(&p).unwrap_err(), Malformed::FormErr);
+        let mut o = opt(&[], 0);
+        o.extend(opt(&[], 0));
+        let mut p = query(b"\x00", 1, &o, 1);
+        p[9] = 1;
+        assert_eq!(decode(&p).unwrap_err(), Malformed::FormErr);
+        assert_eq!(
+            formerr_echo(&p).opt,
+            Some(true),
+            "the FORMERR carries an OPT"
+        );
+        // Another type in the answer section is skipped as before.
+        let mut p = query(b"\x00", 1, &[0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0], 0);
+        p[7] = 1;
+        assert!(decode(&p).is_ok());
     }
 
     #[test]

@@ -338,3 +338,37 @@ fn formerr_echoes_the_question_and_an_opt_when_the_query_had_one() {
         }
     }
 }
+
+/// RFC 6891 §6.1.1: an OPT record in the answer or authority section is FORMERR (with an OPT).
+#[test]
+fn an_opt_outside_the_additional_section_is_formerr() {
+    let s = server();
+    let base = query("static.cdn.example.test", RecordType::A)
+        .to_vec()
+        .unwrap();
+    let opt = [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0];
+    // (what, ANCOUNT, NSCOUNT, ARCOUNT, OPT records appended)
+    for (what, an, ns, ar, opts) in [
+        ("OPT in answer", 1u8, 0u8, 0u8, 1),
+        ("OPT in authority", 0, 1, 0, 1),
+        ("OPT in authority and additional", 0, 1, 1, 2),
+    ] {
+        let mut p = base.clone();
+        p[7] = an;
+        p[9] = ns;
+        p[11] = ar;
+        for _ in 0..opts {
+            p.extend_from_slice(&opt);
+        }
+        for (transport, r) in [("udp", udp_raw(s.dns, &p)), ("tcp", tcp_bytes(s.dns, &p))] {
+            let m = Message::from_vec(&r).unwrap();
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::FormErr,
+                "{what} over {transport}"
+            );
+            assert!(m.answers.is_empty(), "{what} over {transport}");
+            assert!(m.edns.is_some(), "{what} over {transport}: an OPT");
+        }
+    }
+}
