@@ -76,6 +76,13 @@ pub(crate) async fn lead(
                     return serve_stored(&ctx, &meta, &store_key, o, now);
                 }
                 Ok(crate::ranged::Ranged::Whole(resp)) => whole = Some(resp),
+                Ok(crate::ranged::Ranged::Fallback(why)) if why == crate::ranged::TOO_LARGE => {
+                    // Over `max_object_size`: never stored, so a whole-object fill would only
+                    // send the client all of it. Its range goes to the origin as it is.
+                    tracing::debug!(key = %store_key, "range of an object too large to store: passed");
+                    leader.publish(FillHead::NotShareable);
+                    return crate::pass::pass(ctx, None, false).await;
+                }
                 Ok(crate::ranged::Ranged::Fallback(why)) => {
                     tracing::debug!(key = %store_key, why, "ranged fill not possible; whole-object fill");
                 }
@@ -161,7 +168,7 @@ pub(crate) async fn lead(
             let mut o = Outcome::forward(XCache::Miss, fwd);
             o.fwd_status = Some(status);
             o.detail = Some("not-popular");
-            stream_origin(&ctx, resp, length, o)
+            unstored(ctx, resp, length, o).await
         }
         (AfterOrigin::Store(_), _) if !admits_variant(&ctx, &facts) => {
             metrics::counter!(m::VARY_VARIANTS_REFUSED).increment(1);
@@ -169,7 +176,7 @@ pub(crate) async fn lead(
             let mut o = Outcome::forward(XCache::Miss, fwd);
             o.fwd_status = Some(status);
             o.detail = Some("too-many-variants");
-            stream_origin(&ctx, resp, length, o)
+            unstored(ctx, resp, length, o).await
         }
         (AfterOrigin::Store(fr), _) => {
             let fetched = Fetched {
@@ -192,9 +199,35 @@ pub(crate) async fn lead(
             let mut o = Outcome::forward(XCache::Miss, fwd);
             o.fwd_status = Some(status);
             o.detail = Some(reason);
-            stream_origin(&ctx, resp, length, o)
+            unstored(ctx, resp, length, o).await
         }
     }
+}
+
+/// Whether the client asked for part of the object or made its request conditional (RFC 9110
+/// §13.1, §14.2): a fill asks the origin for the whole object without either.
+pub(crate) fn partial_or_conditional(h: &HeaderMap) -> bool {
+    [
+        header::RANGE,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+    ]
+    .iter()
+    .any(|n| h.contains_key(n))
+}
+
+/// Answer the leader's client with an origin response that is not stored: streamed as it is —
+/// unless the client asked for a range or a conditional answer, which that whole, unconditional
+/// response cannot give (it would be a full 200 for a video seek, a download resume or a
+/// browser revalidation). The client's own request is then passed to the origin.
+async fn unstored(ctx: Ctx, resp: OriginResponse, length: Option<u64>, o: Outcome) -> HttpResponse {
+    if partial_or_conditional(ctx.req.headers()) {
+        drop(resp);
+        return crate::pass::pass(ctx, None, false).await;
+    }
+    stream_origin(&ctx, resp, length, o)
 }
 
 /// A varying response may be stored unless its URL already has `cache.max_vary_variants`

@@ -89,6 +89,9 @@ pub enum Ranged {
     Fallback(&'static str),
 }
 
+/// The [`Ranged::Fallback`] reason of an object over the host's `max_object_size`.
+pub const TOO_LARGE: &str = "too-large";
+
 /// Fetch chunks `[first, last]` of the object behind `ctx` and store them under `key`.
 pub(crate) async fn fill(
     ctx: &Ctx,
@@ -134,8 +137,11 @@ pub(crate) async fn fill(
     else {
         return Ok(Ranged::Fallback("bad-content-range"));
     };
-    if s != from || e != to.min(total.saturating_sub(1)) || total > route.max_object_size {
+    if s != from || e != to.min(total.saturating_sub(1)) {
         return Ok(Ranged::Fallback("content-range-mismatch"));
+    }
+    if total > route.max_object_size {
+        return Ok(Ranged::Fallback(TOO_LARGE));
     }
     let facts = ResponseFacts::parse(resp.headers()).received_at(now);
     if !facts.vary.is_empty() {

@@ -198,3 +198,86 @@ fn a_partly_stored_object_the_origin_changed_is_dropped_and_filled_again() {
     assert_ne!(r.x_cache(), "HIT", "{}", r.cache_status());
     edge.stop();
 }
+
+#[test]
+fn ranges_and_conditionals_of_objects_that_are_not_stored_reach_the_origin() {
+    // An object over max_object_size is never stored, nor is a `private` one: a range of it
+    // must still be a 206 of that range (a video seek, a resumed download), and a browser's
+    // revalidation a 304 — not the whole object as a 200.
+    let log: Arc<Log> = Arc::default();
+    let l2 = log.clone();
+    let b = body();
+    let o = Origin::start(move |r, _| {
+        let private = r.path.starts_with("/private");
+        let mut h: Vec<(&str, String)> = vec![("etag", "\"p1\"".into())];
+        h.push((
+            "cache-control",
+            if private {
+                "private, max-age=60"
+            } else {
+                "max-age=600"
+            }
+            .into(),
+        ));
+        let range = r.headers.get("range").cloned();
+        l2.lock()
+            .unwrap()
+            .push((range.clone(), r.headers.get("if-none-match").cloned(), 0));
+        if r.headers.get("if-none-match").map(String::as_str) == Some("\"p1\"") {
+            let hv: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            return OriginResp::new(304, &hv, bytes::Bytes::new());
+        }
+        let (status, data) = match range {
+            Some(v) => {
+                let (a, z) = v.trim_start_matches("bytes=").split_once('-').unwrap();
+                let a: usize = a.parse().unwrap();
+                let z: usize = if z.is_empty() {
+                    b.len() - 1
+                } else {
+                    z.parse().unwrap()
+                };
+                let z = z.min(b.len() - 1);
+                h.push(("content-range", format!("bytes {a}-{z}/{}", b.len())));
+                (206, b.slice(a..=z))
+            }
+            None => (200, b.clone()),
+        };
+        let hv: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        OriginResp::new(status, &hv, data)
+    });
+    let edge = Edge::start(config(&o.url(), "max_object_size = \"100 KiB\"", ""));
+    let b = body();
+
+    // Too large (the ranged fill learns the length from its 206): the client's range goes to
+    // the origin; no whole-object fill.
+    let r = edge.get("/big", &[("range", "bytes=100-109")]);
+    assert_eq!(r.status, 206, "{:?}", r.headers);
+    assert_eq!(r.body, &b[100..110]);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 100-109/{}", b.len()).as_str())
+    );
+    let asked: Vec<Option<String>> = log.lock().unwrap().iter().map(|l| l.0.clone()).collect();
+    assert_eq!(
+        asked,
+        [
+            Some("bytes=0-65535".to_string()),
+            Some("bytes=100-109".to_string())
+        ],
+        "a ranged attempt, then the client's range; never the whole object"
+    );
+
+    // Not shareable: a range and a revalidation get their own answers.
+    log.lock().unwrap().clear();
+    let r = edge.get("/private", &[("range", "bytes=5-9")]);
+    assert_eq!(r.status, 206, "{:?}", r.headers);
+    assert_eq!(r.body, &b[5..10]);
+    let r = edge.get("/private2", &[("if-none-match", "\"p1\"")]);
+    assert_eq!(r.status, 304, "{:?}", r.headers);
+    assert!(r.body.is_empty());
+    // Without a range or a condition, such an object is streamed from the fill as before.
+    let r = edge.get("/private3", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), b.len());
+    edge.stop();
+}
