@@ -111,7 +111,7 @@ pub fn resolve<'z, A: ServiceAnswers>(
         answer: None,
         cut: None,
     };
-    match zones.lookup(q.name()) {
+    match zones.lookup_type(q.name(), q.qtype) {
         Lookup::Refused => {
             done.rcode = Rcode::Refused;
             done.outcome = Outcome::Refused;
@@ -209,7 +209,7 @@ fn answer_node<'z, A: ServiceAnswers>(
             return Tail::Data;
         }
         seen[hop + 1] = target;
-        match zones.lookup(target) {
+        match zones.lookup_type(target, qtype) {
             Lookup::Found { zone: z, node: n } => {
                 owner = target;
                 node = n;
@@ -777,6 +777,20 @@ mod tests {
         assert!(!m.metadata.authoritative);
         assert_eq!(types(&m.authorities), [RecordType::NS]);
         assert_eq!(types(&m.additionals), [RecordType::A], "glue");
+
+        // DS at the delegation point: the parent's (our) NODATA, authoritative.
+        let (done, m, _) = ask(&z, "sub.cdn.example.test", RecordType::DS);
+        assert_eq!(
+            (done.outcome, done.rcode),
+            (Outcome::NoData, Rcode::NoError)
+        );
+        assert!(m.metadata.authoritative);
+        assert!(m.answers.is_empty() && m.additionals.is_empty());
+        assert_eq!(types(&m.authorities), [RecordType::SOA]);
+        assert_eq!(m.authorities[0].name.to_ascii(), "cdn.example.test.");
+        // Below it, a referral still.
+        let (done, _, _) = ask(&z, "a.sub.cdn.example.test", RecordType::DS);
+        assert_eq!(done.outcome, Outcome::Referral);
 
         let (done, m, calls) = ask(&z, "www.example.org", RecordType::A);
         assert_eq!(

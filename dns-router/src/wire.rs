@@ -34,6 +34,8 @@ pub mod rtype {
     pub const AAAA: u16 = 28;
     /// OPT pseudo-record (RFC 6891): never a question.
     pub const OPT: u16 = 41;
+    /// DS (RFC 4034): at a delegation point, answered from the parent side.
+    pub const DS: u16 = 43;
     /// IXFR (RFC 1995): zone transfers are refused.
     pub const IXFR: u16 = 251;
     /// AXFR (RFC 5936): zone transfers are refused.
@@ -777,6 +779,7 @@ mod tests {
             (rtype::SOA, RecordType::SOA),
             (rtype::AAAA, RecordType::AAAA),
             (rtype::OPT, RecordType::OPT),
+            (rtype::DS, RecordType::DS),
             (rtype::IXFR, RecordType::IXFR),
             (rtype::AXFR, RecordType::AXFR),
             (rtype::ANY, RecordType::ANY),

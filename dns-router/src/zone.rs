@@ -360,15 +360,25 @@ impl Zones {
         self.zone_index(name).map(|i| &self.zones[i])
     }
 
-    /// Look up a lowercase wire name.
+    /// Look up a lowercase wire name (for any type but DS: see [`Zones::lookup_type`]).
     pub fn lookup(&self, name: &[u8]) -> Lookup<'_> {
+        self.lookup_type(name, 0)
+    }
+
+    /// Look up a lowercase wire name for a question of `qtype`. DS at a delegation point is
+    /// the parent's data (RFC 4035 §3.1.4.1), so it is found in our zone rather than referred.
+    pub fn lookup_type(&self, name: &[u8], qtype: u16) -> Lookup<'_> {
         let Some(zone) = self.zone_of(name) else {
             return Lookup::Refused;
         };
         let apex_at = name.len() - zone.apex.len();
         if zone.has_cuts {
-            // Walk from just below the apex down to the name itself.
-            let starts: Vec<usize> = label_starts(name).filter(|&s| s < apex_at).collect();
+            // Walk from just below the apex down to the name itself (a DS question stops
+            // above the name).
+            let parent_side = usize::from(qtype == rtype::DS);
+            let starts: Vec<usize> = label_starts(name)
+                .filter(|&s| s < apex_at && s >= parent_side)
+                .collect();
             for &s in starts.iter().rev() {
                 if let Some((cut, node)) = zone.nodes.get_key_value(&name[s..]) {
                     if node.cut {
@@ -702,6 +712,20 @@ mod tests {
         };
         assert_eq!(cut, &w("sub.cdn.example.test")[..]);
         assert_eq!(ns.glue_count, 1);
+        // DS at the delegation point is ours (the parent side); below it, still a referral.
+        let Lookup::Found { node, .. } = zs.lookup_type(&w("sub.cdn.example.test"), rtype::DS)
+        else {
+            panic!()
+        };
+        assert!(node.cut);
+        assert!(matches!(
+            zs.lookup_type(&w("deep.sub.cdn.example.test"), rtype::DS),
+            Lookup::Referral { .. }
+        ));
+        assert!(matches!(
+            zs.lookup_type(&w("sub.cdn.example.test"), rtype::A),
+            Lookup::Referral { .. }
+        ));
     }
 
     #[test]

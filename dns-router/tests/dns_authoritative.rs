@@ -139,6 +139,16 @@ fn delegation_gives_a_referral_with_glue() {
         assert_eq!(r.additionals.len(), 1);
         assert_eq!(r.additionals[0].name.to_ascii(), "ns.sub.cdn.example.test.");
     }
+    // DS belongs to the parent side of the cut (RFC 4035 §3.1.4.1): answered here,
+    // authoritatively, NODATA with our SOA (we hold no DS).
+    for r in both(&s, &query("sub.cdn.example.test", RecordType::DS)) {
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(r.metadata.authoritative);
+        assert!(r.answers.is_empty());
+        assert_eq!(r.authorities.len(), 1);
+        assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+        assert_eq!(r.authorities[0].name.to_ascii(), "cdn.example.test.");
+    }
 }
 
 #[test]
