@@ -327,8 +327,21 @@ impl Purger {
     }
 }
 
-/// Apply `purge` to objects stored before `purge.at_ms`: hard removes them (and their index
-/// entries), soft marks them stale. Returns how many objects were purged.
+/// How far this edge's clock may run ahead of the router's that stamped a purge's `at_ms`:
+/// an object stored up to this long after `at_ms` (by our clock) is still purged. Purging one
+/// fetched just after the purge costs a refetch; keeping one fetched just before it would serve
+/// purged content.
+pub const PURGE_CLOCK_SKEW_MS: u64 = 10_000;
+
+/// Whether an object stored at `response_time_ms` (this edge's clock) is newer than a purge
+/// issued at `at_ms` (the router's clock) beyond any clock skew: then the purge does not apply.
+pub fn stored_after_purge(response_time_ms: u64, at_ms: u64) -> bool {
+    response_time_ms > at_ms.saturating_add(PURGE_CLOCK_SKEW_MS)
+}
+
+/// Apply `purge` to objects stored before `purge.at_ms` (give or take
+/// [`PURGE_CLOCK_SKEW_MS`]): hard removes them (and their index entries), soft marks them
+/// stale. Returns how many objects were purged.
 pub async fn apply(purge: &PurgeMessage, index: &Index, store: &Store) -> usize {
     let mode = if purge.soft { "soft" } else { "hard" };
     index.note_purge(purge.at_ms, &purge.urls, &purge.prefixes, &purge.tags);
@@ -345,7 +358,7 @@ pub async fn apply(purge: &PurgeMessage, index: &Index, store: &Store) -> usize 
     let mut purged = 0;
     for k in &keys {
         if let Some(Entry::Object(meta)) = store.get(k).await {
-            if meta.response_time_ms > purge.at_ms {
+            if stored_after_purge(meta.response_time_ms, purge.at_ms) {
                 continue; // stored after the purge was issued
             }
         }
@@ -402,5 +415,20 @@ impl crate::report::ReportSink for NatsReportSink {
             self.client.flush().await.map_err(|e| e.to_string())?;
             Ok(200)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purge_applies_to_objects_stored_up_to_the_clock_skew_after_it() {
+        let at = 1_000_000;
+        assert!(!stored_after_purge(at - 5_000, at));
+        assert!(!stored_after_purge(at + 3_000, at), "edge clock 3 s ahead");
+        assert!(!stored_after_purge(at + PURGE_CLOCK_SKEW_MS, at));
+        assert!(stored_after_purge(at + PURGE_CLOCK_SKEW_MS + 1, at));
+        assert!(!stored_after_purge(u64::MAX, u64::MAX));
     }
 }
