@@ -94,6 +94,32 @@ pub fn resolve_opt(base: &std::path::Path, p: &mut Option<std::path::PathBuf>) {
     }
 }
 
+/// Reject two listeners on the same address: `addrs` is every (key, address) of one protocol
+/// (TCP listeners together); the later key is named. Port 0 (the kernel picks) never clashes.
+/// An unspecified address (`0.0.0.0:p`, `[::]:p`) clashes with every address of its family on
+/// the same port.
+pub fn require_distinct_listeners(
+    addrs: &[(String, std::net::SocketAddr)],
+) -> Result<(), ConfigError> {
+    for (i, (key, a)) in addrs.iter().enumerate() {
+        if a.port() == 0 {
+            continue;
+        }
+        let clash = addrs[..i].iter().find(|(_, b)| {
+            b.port() == a.port()
+                && b.is_ipv4() == a.is_ipv4()
+                && (b.ip() == a.ip() || b.ip().is_unspecified() || a.ip().is_unspecified())
+        });
+        if let Some((other, _)) = clash {
+            return Err(ConfigError::new(
+                key.clone(),
+                format!("{a} is also `{other}`: two listeners cannot share an address"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reject an empty list at `key`.
 pub fn require_nonempty<T>(key: &str, items: &[T]) -> Result<(), ConfigError> {
     if items.is_empty() {
@@ -184,4 +210,27 @@ pub fn require_dns_name(key: &str, name: &str, wildcard_ok: bool) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_may_not_share_an_address() {
+        let l = |k: &str, a: &str| (k.to_string(), a.parse::<std::net::SocketAddr>().unwrap());
+        assert!(
+            require_distinct_listeners(&[l("a", "127.0.0.1:80"), l("b", "127.0.0.1:81")]).is_ok()
+        );
+        assert!(
+            require_distinct_listeners(&[l("a", "127.0.0.1:0"), l("b", "127.0.0.1:0")]).is_ok()
+        );
+        assert!(require_distinct_listeners(&[l("a", "127.0.0.1:80"), l("b", "[::1]:80")]).is_ok());
+        let e = require_distinct_listeners(&[l("a", "127.0.0.1:80"), l("b", "127.0.0.1:80")])
+            .unwrap_err();
+        assert_eq!(e.key, "b");
+        let e = require_distinct_listeners(&[l("a", "0.0.0.0:80"), l("b", "127.0.0.2:80")])
+            .unwrap_err();
+        assert!(e.message.contains("`a`"), "{}", e.message);
+    }
 }

@@ -466,6 +466,24 @@ impl Validate for EdgeConfig {
             }
         }
         require_nonempty("http.listen", &self.http.listen)?;
+        let mut tcp: Vec<(String, SocketAddr)> = Vec::new();
+        tcp.extend(
+            self.http
+                .listen
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (format!("http.listen[{i}]"), *a)),
+        );
+        if let Some(t) = &self.tls {
+            tcp.extend(
+                t.listen
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (format!("tls.listen[{i}]"), *a)),
+            );
+        }
+        tcp.push(("admin.listen".into(), self.admin.listen));
+        require_distinct_listeners(&tcp)?;
         require_positive("http.header_read_timeout", self.http.header_read_timeout)?;
         require_positive("http.body_read_timeout", self.http.body_read_timeout)?;
         require_positive("http.send_timeout", self.http.send_timeout)?;

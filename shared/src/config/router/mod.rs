@@ -81,6 +81,16 @@ impl Validate for RouterConfig {
             }
         }
         self.dns.check()?;
+        // DNS answers over TCP too: the DNS and admin addresses are all TCP listeners.
+        let mut tcp: Vec<(String, std::net::SocketAddr)> = self
+            .dns
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("dns.listen[{i}]"), *a))
+            .collect();
+        tcp.push(("admin.listen".into(), self.admin.listen));
+        super::common::require_distinct_listeners(&tcp)?;
         admin::check(self)?;
         self.health.check()?;
         let regions = geo::check(self)?;
