@@ -125,6 +125,30 @@ fn environment_overrides_the_file() {
 }
 
 #[test]
+fn secrets_from_the_environment_are_text_and_other_cdn_variables_are_ignored() {
+    Jail::expect_with(|jail| {
+        jail.create_file("edge.toml", EDGE)?;
+        // A numeric or boolean-looking token is the token, as written.
+        jail.set_env("CDN_REPORT__TOKEN", "007123");
+        jail.set_env("CDN_ADMIN__TOKEN", "true");
+        // Not a config key (no `__`): ignored, not "unknown key `home`".
+        jail.set_env("CDN_HOME", "/opt/cdn");
+        jail.set_env("CDN_HEALTH", "x");
+        let e: EdgeConfig = load(Some(Path::new("edge.toml"))).unwrap();
+        assert_eq!(e.report.token.as_deref(), Some("007123"));
+        assert_eq!(e.admin.token.as_deref(), Some("true"));
+        // Other keys are still typed.
+        jail.set_env("CDN_CACHE__MEMORY", "32MiB");
+        let e: EdgeConfig = load(Some(Path::new("edge.toml"))).unwrap();
+        assert_eq!(e.cache.memory, bytesize::ByteSize::mib(32));
+        jail.set_env("CDN_HTTP__WORKERS", "many");
+        let err = load::<EdgeConfig>(Some(Path::new("edge.toml"))).unwrap_err();
+        assert_eq!(err.key, "http.workers");
+        Ok(())
+    });
+}
+
+#[test]
 fn unknown_key_is_named() {
     Jail::expect_with(|jail| {
         let e = router_err(jail, &ROUTER.replace("[dns]\n", "[dns]\nlisten_udp = 1\n"));

@@ -68,7 +68,62 @@ pub trait Validate {
 
 /// Load `T` from `path` (if any) with `CDN_` environment overrides, then validate it.
 pub fn load<T: DeserializeOwned + Validate>(path: Option<&Path>) -> Result<T, ConfigError> {
-    load_with_env(path, Env::prefixed(ENV_PREFIX).split("__"))
+    load_with_env(path, CdnEnv(Env::prefixed(ENV_PREFIX).split("__")))
+}
+
+/// Keys whose values are secrets: always text, whatever they look like (`CDN_REPORT__TOKEN=
+/// 12345` is the token "12345", not a number refused with the secret echoed in the error).
+const SECRET_KEYS: &[&str] = &[
+    "token",
+    "purge_token",
+    "password",
+    "user",
+    "nkey",
+    "secret",
+    "key",
+];
+
+/// The `CDN_<SECTION>__<KEY>` overrides: figment's environment provider, except that variables
+/// without a `__` (`CDN_HOME`, set for something else) are not config keys and are ignored, and
+/// [`SECRET_KEYS`] keep their text as it is.
+struct CdnEnv(Env);
+
+impl figment::Provider for CdnEnv {
+    fn metadata(&self) -> figment::Metadata {
+        self.0.metadata()
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        use figment::value::{Dict, Value};
+        fn merge(into: &mut Dict, from: Dict) {
+            for (k, v) in from {
+                match (into.get_mut(&k), v) {
+                    (Some(Value::Dict(_, a)), Value::Dict(_, b)) => merge(a, b),
+                    (_, v) => {
+                        into.insert(k, v);
+                    }
+                }
+            }
+        }
+        let mut dict = Dict::new();
+        for (k, v) in self.0.iter() {
+            let key = k.as_str();
+            let Some((_, last)) = key.rsplit_once('.') else {
+                continue;
+            };
+            let value = if SECRET_KEYS.contains(&last) {
+                Value::from(v)
+            } else {
+                v.parse().expect("parsing an env value is infallible")
+            };
+            if let Some(nested) = figment::util::nest(key, value).into_dict() {
+                merge(&mut dict, nested);
+            }
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
 }
 
 /// Load from a TOML string (tests and embedded configs); no environment overrides.
@@ -79,7 +134,7 @@ pub fn load_str<T: DeserializeOwned + Validate>(toml: &str) -> Result<T, ConfigE
 
 fn load_with_env<T: DeserializeOwned + Validate>(
     path: Option<&Path>,
-    env: Env,
+    env: impl figment::Provider,
 ) -> Result<T, ConfigError> {
     let source = path
         .map(|p| p.display().to_string())
