@@ -571,6 +571,30 @@ impl Validate for EdgeConfig {
         for (i, r) in self.report.routers.iter().enumerate() {
             check_http_url(&format!("report.routers[{i}]"), r)?;
         }
+        if self
+            .report
+            .token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(ConfigError::new(
+                "report.token",
+                "is empty: set the token or leave the key out",
+            ));
+        }
+        let c = &self.report.capacity;
+        for (key, v) in [
+            ("report.capacity.requests_per_sec", c.requests_per_sec),
+            (
+                "report.capacity.egress_bytes_per_sec",
+                c.egress_bytes_per_sec,
+            ),
+            ("report.capacity.cpu", c.cpu),
+        ] {
+            if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                return Err(ConfigError::new(key, "must be a number ≥ 0"));
+            }
+        }
         require_positive("report.interval", self.report.interval)?;
         require_positive("report.timeout", self.report.timeout)?;
 
@@ -688,6 +712,17 @@ mod tests {
             c.access_log.path.as_deref(),
             Some(std::path::Path::new("/var/log/a.jsonl"))
         );
+    }
+
+    #[test]
+    fn report_token_and_capacity_are_checked() {
+        let base = "[edge]\nid = \"e1\"\nregion = \"eu-west\"\n[[hosts]]\nname = \"a.test\"\norigin = \"http://127.0.0.1:1\"\n";
+        let e = load_str::<EdgeConfig>(&format!("[report]\ntoken = \"\"\n{base}")).unwrap_err();
+        assert_eq!(e.key, "report.token");
+        let e =
+            load_str::<EdgeConfig>(&format!("[report.capacity]\ncpu = -2.0\n{base}")).unwrap_err();
+        assert_eq!(e.key, "report.capacity.cpu");
+        assert!(load_str::<EdgeConfig>(&format!("[report.capacity]\ncpu = 0.0\n{base}")).is_ok());
     }
 
     #[test]
