@@ -236,7 +236,13 @@ pub fn routes(ctx: AdminContext) -> impl FnOnce(&mut web::ServiceConfig) {
                 web::resource("/api/v1/purge")
                     .route(web::post().to(purge_handler))
                     .default_service(web::to(|| async { not_allowed("POST") })),
-            );
+            )
+            .default_service(web::to(|| async {
+                error(
+                    StatusCode::NOT_FOUND,
+                    "no such admin endpoint (GET /healthz, GET /metrics, POST /api/v1/purge)",
+                )
+            }));
     }
 }
 
@@ -356,6 +362,11 @@ mod tests {
         }
         let r = test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
         assert_eq!(r.status(), 404);
+        let body = test::read_body(r).await;
+        assert!(
+            std::str::from_utf8(&body).unwrap().contains("\"error\""),
+            "a JSON error body: {body:?}"
+        );
         let head = test::TestRequest::default()
             .method(actix_web::http::Method::HEAD)
             .uri("/healthz")
