@@ -29,6 +29,7 @@ use cdn_geo::model::ClientLocation;
 use crate::answer::{OptReply, Rcode, Response, Section, OWNER_QNAME};
 use crate::health::HealthView;
 use crate::route::{self, Decided, ServiceAnswer};
+use crate::rrl::Kind;
 use crate::snapshot::Snapshot;
 use crate::wire::{class, name_to_wire, rtype, Ecs, Edns, Query, MAX_NAME_LEN};
 use crate::zone::{Lookup, Node, RrSet, Zone, Zones};
@@ -92,6 +93,9 @@ pub struct Resolved<'z> {
     pub answer: Option<Arc<ServiceAnswer>>,
     /// The delegation point of a referral (lowercase wire name).
     pub cut: Option<&'z [u8]>,
+    /// What kind of answer it is for response-rate limiting: NODATA (by zone), a referral
+    /// (by delegation point), a wildcard answer (by wildcard), a service's, or the name's own.
+    pub rrl: Kind,
 }
 
 /// Answer `q` (a query that passed the protocol checks) from `zones` into `out`, finishing
@@ -110,6 +114,7 @@ pub fn resolve<'z, A: ServiceAnswers>(
         service: None,
         answer: None,
         cut: None,
+        rrl: Kind::Name,
     };
     match zones.lookup_type(q.name(), q.qtype) {
         Lookup::Refused => {
@@ -125,9 +130,10 @@ pub fn resolve<'z, A: ServiceAnswers>(
             r.raw(Section::Authority, &zone.negative_soa, 1);
             r.finish(opt, limit);
         }
-        Lookup::Referral { cut, ns, .. } => {
+        Lookup::Referral { cut, node, ns, .. } => {
             done.outcome = Outcome::Referral;
             done.cut = Some(cut);
+            done.rrl = Kind::Referral(node.id);
             let mut r = Response::start(out, q.id, q.flags, q.question, false, Rcode::NoError);
             for rd in &ns.rdata {
                 r.record(Section::Authority, cut, rtype::NS, ns.ttl, rd);
@@ -135,9 +141,21 @@ pub fn resolve<'z, A: ServiceAnswers>(
             r.raw(Section::Additional, &ns.glue, ns.glue_count);
             r.finish(opt, limit);
         }
-        Lookup::Found { zone, node } => {
+        Lookup::Found {
+            zone,
+            node,
+            wildcard,
+        } => {
             let mut r = Response::start(out, q.id, q.flags, q.question, true, Rcode::NoError);
             let tail = answer_node(zones, zone, node, q, &mut r, answers, &mut done);
+            done.rrl = match (tail, done.outcome, done.service) {
+                (Tail::NoData(z) | Tail::NxDomain(z), _, _) => Kind::NoData(z.id),
+                (Tail::Data, Outcome::Service, Some(svc)) => {
+                    Kind::Service(u32::try_from(svc).unwrap_or(u32::MAX))
+                }
+                (Tail::Data, _, _) if wildcard => Kind::Wildcard(node.id),
+                (Tail::Data, _, _) => Kind::Name,
+            };
             if let (Some(o), Some(a)) = (opt.as_mut(), done.answer.as_ref()) {
                 if let Some(e) = o.ecs.as_mut() {
                     e.1 = a.scope;
@@ -210,7 +228,9 @@ fn answer_node<'z, A: ServiceAnswers>(
         }
         seen[hop + 1] = target;
         match zones.lookup_type(target, qtype) {
-            Lookup::Found { zone: z, node: n } => {
+            Lookup::Found {
+                zone: z, node: n, ..
+            } => {
                 owner = target;
                 node = n;
                 zone = z;
@@ -748,6 +768,44 @@ mod tests {
         let (_, m, _) = ask(&z, "q.w.cdn.example.test", RecordType::A);
         let owners: Vec<String> = m.answers.iter().map(|r| r.name.to_ascii()).collect();
         assert_eq!(owners, ["q.w.cdn.example.test.", "x.w.cdn.example.test."]);
+    }
+
+    #[test]
+    fn resolve_reports_the_rrl_kind() {
+        let z = zones();
+        let zone = z.zones()[0].id;
+        let node = |name: &str| z.node(&name_to_wire(name).unwrap()).unwrap().id;
+        for (name, qtype, want) in [
+            ("ns1.cdn.example.test", RecordType::A, Kind::Name),
+            ("ns1.cdn.example.test", RecordType::TXT, Kind::NoData(zone)),
+            ("w.cdn.example.test", RecordType::A, Kind::NoData(zone)),
+            (
+                "to-ns1.cdn.example.test",
+                RecordType::MX,
+                Kind::NoData(zone),
+            ),
+            ("www.cdn.example.test", RecordType::A, Kind::Service(0)),
+            ("www.cdn.example.test", RecordType::AAAA, Kind::NoData(zone)),
+            (
+                "x.y.w.cdn.example.test",
+                RecordType::TXT,
+                Kind::Wildcard(node("*.w.cdn.example.test")),
+            ),
+            ("q.x.w.cdn.example.test", RecordType::A, Kind::NoData(zone)),
+            (
+                "a.sub.cdn.example.test",
+                RecordType::A,
+                Kind::Referral(node("sub.cdn.example.test")),
+            ),
+            (
+                "sub.cdn.example.test",
+                RecordType::MX,
+                Kind::Referral(node("sub.cdn.example.test")),
+            ),
+        ] {
+            let (done, _, _) = ask(&z, name, qtype);
+            assert_eq!(done.rrl, want, "{name} {qtype}");
+        }
     }
 
     #[test]

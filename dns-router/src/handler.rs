@@ -16,6 +16,7 @@ use crate::health::HealthView;
 use crate::route::{
     self, answer_from, answer_of, client_key, decide_located, PoolState, ServiceAnswer,
 };
+use crate::rrl::Kind;
 use crate::snapshot::Snapshot;
 use crate::wire::{class, decode, formerr_echo, rtype, Decoded, Ecs, Edns, Malformed};
 
@@ -45,6 +46,8 @@ pub struct Outcome {
     pub truncated: bool,
     /// The query's DNS Cookie (a valid server cookie exempts the answer from RRL).
     pub cookie: CookieState,
+    /// What kind of answer it was, for its response-rate-limiting bucket.
+    pub rrl: Kind,
 }
 
 /// Everything a response depends on besides the packet.
@@ -148,6 +151,7 @@ pub fn respond(
         answer: done.answer,
         truncated: out.len() > 2 && out[2] & 0x02 != 0,
         cookie,
+        rrl: done.rrl,
     })
 }
 
@@ -226,6 +230,7 @@ pub(crate) fn simple(qtype: u16, rcode: Rcode) -> Outcome {
         answer: None,
         truncated: false,
         cookie: CookieState::None,
+        rrl: Kind::Name,
     }
 }
 

@@ -1,10 +1,14 @@
 //! Response-rate limiting (RRL, as BIND and Knot have it), for UDP answers: a forged source
 //! address must not turn the router into an amplifier aimed at that address.
 //!
-//! Every response is classed after it is written ([`classify`]): an error (NXDOMAIN, REFUSED,
-//! FORMERR, SERVFAIL, NOTIMP, BADVERS, BADCOOKIE) counts against one bucket per client network;
-//! a service's answer against a bucket per client network, service and type (so random names
-//! under a wildcard service share one); any other response against a bucket per client network
+//! Every response is classed after it is written ([`classify`], with the [`Kind`] of answer
+//! `decide::resolve` reported), as Knot and BIND class them, so that varying the name or the
+//! type cannot buy a fresh bucket: an error (NXDOMAIN, REFUSED, FORMERR, SERVFAIL, NOTIMP,
+//! BADVERS, BADCOOKIE) counts against one bucket per client network; NODATA against one per
+//! network and zone (any name, any type); a referral against one per network and delegation
+//! point (any name below it, any type); a static wildcard answer against one per network,
+//! wildcard and type; a service's answer against one per network, service and type (so random
+//! names under a wildcard service share one); any other response against one per network
 //! *and* question (lowercased name, type: "identical responses"). Client networks are the source address cut to
 //! `dns.rrl.ipv4_prefix` / `ipv6_prefix` (/24, /56). A bucket refills at its rate per second
 //! and holds `window` seconds of it. A response over its bucket is dropped, except every
@@ -51,7 +55,27 @@ impl Verdict {
     }
 }
 
-/// Which bucket a response counts against.
+/// What kind of non-error answer a response is, as `decide::resolve` found it: the part of
+/// its bucket key that does not come from the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// An answer for the question's own name (a bucket per name and type).
+    #[default]
+    Name,
+    /// A service's answer (service index).
+    Service(u32),
+    /// NODATA, also at the end of a CNAME chain (zone id): one bucket per zone, whatever the
+    /// name and type.
+    NoData(u32),
+    /// A referral (node id of the delegation point): one bucket per delegation point,
+    /// whatever the name below it and the type.
+    Referral(u32),
+    /// A static answer synthesised from a wildcard (node id of the `*` owner): one bucket per
+    /// wildcard and type, whatever the name it covers.
+    Wildcard(u32),
+}
+
+/// Which bucket a response counts against (as Knot and BIND class them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class<'a> {
     /// A non-error response to this question (wire name in any letter case, and type).
@@ -59,18 +83,27 @@ pub enum Class<'a> {
     /// A service's answer (service index, type): every name a wildcard service answers
     /// counts as one response, so random names under `*.img…` share one bucket.
     Service(u32, u16),
+    /// NODATA from a zone (zone id): random names and types share one bucket.
+    NoData(u32),
+    /// A referral to a delegation point (node id): random names below it share one bucket.
+    Referral(u32),
+    /// A static wildcard answer (node id of the wildcard, type).
+    Wildcard(u32, u16),
     /// An NXDOMAIN or error response.
     Error,
 }
 
-/// The class of `response` (a response this process wrote) with `rcode`; `service` is the
-/// service that answered, if any.
-pub fn classify(rcode: Rcode, service: Option<usize>, response: &[u8]) -> Class<'_> {
+/// The class of `response` (a response this process wrote) with `rcode`; `kind` is what
+/// `decide::resolve` reported about it.
+pub fn classify(rcode: Rcode, kind: Kind, response: &[u8]) -> Class<'_> {
     match rcode {
-        Rcode::NoError => match (service, question(response)) {
-            (Some(s), Some((_, qtype, _))) => Class::Service(s as u32, qtype),
-            (None, Some((name, qtype, _))) => Class::Response(name, qtype),
+        Rcode::NoError => match (kind, question(response)) {
             (_, None) => Class::Error,
+            (Kind::Name, Some((name, qtype, _))) => Class::Response(name, qtype),
+            (Kind::Service(s), Some((_, qtype, _))) => Class::Service(s, qtype),
+            (Kind::NoData(z), Some(_)) => Class::NoData(z),
+            (Kind::Referral(n), Some(_)) => Class::Referral(n),
+            (Kind::Wildcard(n), Some((_, qtype, _))) => Class::Wildcard(n, qtype),
         },
         Rcode::NxDomain
         | Rcode::FormErr
@@ -234,6 +267,22 @@ impl RateLimiter {
                 h.write_u16(qtype);
                 (p.responses_per_ms, p.responses_burst)
             }
+            Class::NoData(zone) => {
+                h.write_u8(4);
+                h.write_u32(zone);
+                (p.responses_per_ms, p.responses_burst)
+            }
+            Class::Referral(node) => {
+                h.write_u8(5);
+                h.write_u32(node);
+                (p.responses_per_ms, p.responses_burst)
+            }
+            Class::Wildcard(node, qtype) => {
+                h.write_u8(6);
+                h.write_u32(node);
+                h.write_u16(qtype);
+                (p.responses_per_ms, p.responses_burst)
+            }
             Class::Error => {
                 h.write_u8(2);
                 (p.errors_per_ms, p.errors_burst)
@@ -371,16 +420,24 @@ mod tests {
         let mut r = RateLimiter::new(&config(100, 2, 0));
         let mut resp = vec![0xab, 0xcd, 0x84, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
         resp.extend_from_slice(b"\x03WwW\x04test\x00\x00\x1c\x00\x01");
-        assert_eq!(classify(Rcode::NxDomain, None, &resp), Class::Error);
-        assert_eq!(classify(Rcode::Refused, None, &resp), Class::Error);
+        assert_eq!(classify(Rcode::NxDomain, Kind::Name, &resp), Class::Error);
+        assert_eq!(classify(Rcode::Refused, Kind::Name, &resp), Class::Error);
         assert_eq!(
-            classify(Rcode::NoError, None, &resp),
+            classify(Rcode::NoError, Kind::Name, &resp),
             Class::Response(b"\x03WwW\x04test\x00", 28)
+        );
+        assert_eq!(
+            classify(Rcode::NxDomain, Kind::NoData(0), &resp),
+            Class::Error
         );
         // Letter case does not matter.
         let mut c = RateLimiter::new(&config(1, 1, 0));
         assert_eq!(
-            c.check(ip("192.0.2.1"), classify(Rcode::NoError, None, &resp), 0),
+            c.check(
+                ip("192.0.2.1"),
+                classify(Rcode::NoError, Kind::Name, &resp),
+                0
+            ),
             Verdict::Send
         );
         assert_eq!(
@@ -430,25 +487,83 @@ mod tests {
             answer(b"\x02r2\x03img\x04test\x00"),
             answer(b"\x02r3\x03img\x04test\x00"),
         );
-        assert_eq!(classify(Rcode::NoError, Some(4), &a), Class::Service(4, 1));
+        assert_eq!(
+            classify(Rcode::NoError, Kind::Service(4), &a),
+            Class::Service(4, 1)
+        );
         let client = ip("192.0.2.1");
         assert_eq!(
-            r.check(client, classify(Rcode::NoError, Some(4), &a), 0),
+            r.check(client, classify(Rcode::NoError, Kind::Service(4), &a), 0),
             Verdict::Send
         );
         assert_eq!(
-            r.check(client, classify(Rcode::NoError, Some(4), &b), 0),
+            r.check(client, classify(Rcode::NoError, Kind::Service(4), &b), 0),
             Verdict::Send
         );
         assert_eq!(
-            r.check(client, classify(Rcode::NoError, Some(4), &c), 0),
+            r.check(client, classify(Rcode::NoError, Kind::Service(4), &c), 0),
             Verdict::Drop
         );
         // Static names keep a bucket per name.
         assert_eq!(
-            r.check(client, classify(Rcode::NoError, None, &c), 0),
+            r.check(client, classify(Rcode::NoError, Kind::Name, &c), 0),
             Verdict::Send
         );
+    }
+
+    #[test]
+    fn nodata_referrals_and_wildcards_share_a_bucket_whatever_the_name_and_type() {
+        let msg = |name: &[u8], qtype: u16| {
+            let mut m = vec![0xab, 0xcd, 0x84, 0x00, 0, 1, 0, 0, 0, 1, 0, 0];
+            m.extend_from_slice(name);
+            m.extend_from_slice(&qtype.to_be_bytes());
+            m.extend_from_slice(&[0, 1]);
+            m
+        };
+        let client = ip("192.0.2.1");
+        for kind in [Kind::NoData(1), Kind::Referral(7)] {
+            let mut r = RateLimiter::new(&config(3, 100, 0));
+            let verdicts: Vec<Verdict> = (0..6u16)
+                .map(|i| {
+                    let name = [&[1, b'a' + i as u8][..], WWW].concat();
+                    let m = msg(&name, 1000 + i);
+                    r.check(client, classify(Rcode::NoError, kind, &m), 0)
+                })
+                .collect();
+            use Verdict::*;
+            assert_eq!(verdicts, [Send, Send, Send, Drop, Drop, Drop], "{kind:?}");
+            // Another zone / delegation point has its own bucket; so has another network.
+            let other = match kind {
+                Kind::NoData(_) => Kind::NoData(2),
+                _ => Kind::Referral(8),
+            };
+            assert_eq!(
+                r.check(client, classify(Rcode::NoError, other, &msg(WWW, 1)), 0),
+                Send
+            );
+            assert_eq!(
+                r.check(
+                    ip("192.0.3.1"),
+                    classify(Rcode::NoError, kind, &msg(WWW, 1)),
+                    0
+                ),
+                Send
+            );
+        }
+        // Wildcard answers: one bucket per wildcard and type, whatever the name.
+        let mut r = RateLimiter::new(&config(2, 100, 0));
+        let a = msg(b"\x01a\x04test\x00", 16);
+        let w = Kind::Wildcard(3);
+        assert_eq!(classify(Rcode::NoError, w, &a), Class::Wildcard(3, 16));
+        for (name, qtype, want) in [
+            (&b"\x01a\x04test\x00"[..], 16, Verdict::Send),
+            (b"\x01b\x04test\x00", 16, Verdict::Send),
+            (b"\x01c\x04test\x00", 16, Verdict::Drop),
+            (b"\x01c\x04test\x00", 1, Verdict::Send),
+        ] {
+            let m = msg(name, qtype);
+            assert_eq!(r.check(client, classify(Rcode::NoError, w, &m), 0), want);
+        }
     }
 
     #[test]

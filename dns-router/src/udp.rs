@@ -138,7 +138,7 @@ impl Answerer {
             };
             // A valid server cookie proves the source address: never limited.
             if self.rrl.enabled() && outcome.cookie != CookieState::Valid {
-                let class = rrl::classify(outcome.rcode, outcome.service, out);
+                let class = rrl::classify(outcome.rcode, outcome.rrl, out);
                 match self.rrl.check(src, class, ctx.now_ms) {
                     Verdict::Send => {}
                     Verdict::Drop => continue,

@@ -44,6 +44,9 @@ pub struct Node {
     pub service: Option<usize>,
     /// An NS RRset below the apex: everything at and under this name is delegated.
     pub cut: bool,
+    /// Unique among the nodes of all zones of a build (response-rate limiting keys referrals
+    /// and wildcard answers by it).
+    pub id: u32,
 }
 
 impl Node {
@@ -61,6 +64,8 @@ impl Node {
 /// One zone we are authoritative for.
 #[derive(Debug, Clone)]
 pub struct Zone {
+    /// Index among the zones of the build (response-rate limiting keys NODATA by it).
+    pub id: u32,
     /// Apex in presentation form, lowercase, with trailing dot.
     pub name: String,
     /// Apex in lowercase wire form.
@@ -86,6 +91,8 @@ pub enum Lookup<'z> {
         zone: &'z Zone,
         /// The node answering (for a wildcard match, the `*` node).
         node: &'z Node,
+        /// Whether `node` is a wildcard that synthesises the name (RFC 4592).
+        wildcard: bool,
     },
     /// The name does not exist: NXDOMAIN with the SOA.
     NxDomain {
@@ -98,6 +105,8 @@ pub enum Lookup<'z> {
         zone: &'z Zone,
         /// Lowercase wire name of the delegation point.
         cut: &'z [u8],
+        /// Its node.
+        node: &'z Node,
         /// Its NS RRset.
         ns: &'z RrSet,
     },
@@ -277,8 +286,14 @@ impl Zones {
             }
             insert_node(z, &wire).service = Some(i);
         }
-        for z in &mut zs.zones {
+        let mut next_id = 0u32;
+        for (i, z) in zs.zones.iter_mut().enumerate() {
             finish_zone(z);
+            z.id = u32::try_from(i).unwrap_or(u32::MAX);
+            for node in z.nodes.values_mut() {
+                node.id = next_id;
+                next_id = next_id.wrapping_add(1);
+            }
         }
         Ok(zs)
     }
@@ -383,14 +398,23 @@ impl Zones {
                 if let Some((cut, node)) = zone.nodes.get_key_value(&name[s..]) {
                     if node.cut {
                         if let Some(ns) = node.rrset(rtype::NS) {
-                            return Lookup::Referral { zone, cut, ns };
+                            return Lookup::Referral {
+                                zone,
+                                cut,
+                                node,
+                                ns,
+                            };
                         }
                     }
                 }
             }
         }
         if let Some(node) = zone.nodes.get(name) {
-            return Lookup::Found { zone, node };
+            return Lookup::Found {
+                zone,
+                node,
+                wildcard: false,
+            };
         }
         // Closest encloser: the longest existing ancestor; then its wildcard.
         let mut buf = [0u8; crate::wire::MAX_NAME_LEN + 2];
@@ -406,7 +430,11 @@ impl Zones {
                 if wl <= crate::wire::MAX_NAME_LEN {
                     buf[2..wl].copy_from_slice(anc);
                     if let Some(node) = zone.nodes.get(&buf[..wl]) {
-                        return Lookup::Found { zone, node };
+                        return Lookup::Found {
+                            zone,
+                            node,
+                            wildcard: true,
+                        };
                     }
                 }
                 return Lookup::NxDomain { zone };
@@ -441,6 +469,7 @@ fn build_zone(i: usize, zc: &ZoneConfig) -> Result<Zone, ConfigError> {
     let apex = name_to_wire(&apex_str)
         .ok_or_else(|| zone_err(format!("{key}.name"), "not a valid name"))?;
     let mut z = Zone {
+        id: 0,
         name: format!("{apex_str}."),
         apex: apex.clone(),
         nodes: HashMap::default(),

@@ -158,3 +158,63 @@ fn limiting_can_be_turned_off_and_loopback_is_exempt_by_default() {
         assert_eq!((full, tc), (50, 0), "{rrl}");
     }
 }
+
+/// Send `n` queries (ids 1..=n) from `from`, the i-th asking `ask(i)`, then count the full
+/// answers until none comes for 500 ms, checking each is `rcode` with no answer records.
+fn flood_varied(from: &str, to: SocketAddr, n: u16, ask: impl Fn(u16) -> (String, u16)) -> usize {
+    let s = UdpSocket::bind(format!("{from}:0")).unwrap();
+    for id in 1..=n {
+        let (name, qtype) = ask(id);
+        let mut m = query(&name, RecordType::from(qtype));
+        m.metadata.id = id;
+        s.send_to(&m.to_vec().unwrap(), to).unwrap();
+    }
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut full = 0;
+    let mut buf = [0u8; 4096];
+    while let Ok((len, _)) = s.recv_from(&mut buf) {
+        assert!(len >= 12);
+        if buf[2] & 0x02 == 0 {
+            assert_eq!(buf[3] & 0x0f, 0, "NOERROR");
+            assert_eq!(&buf[6..8], &[0, 0], "no answer records");
+            full += 1;
+        }
+    }
+    full
+}
+
+/// Knot/BIND classes: NODATA is limited per zone whatever the type (and name), a referral per
+/// delegation point whatever the name below it — varying them buys no fresh bucket.
+#[test]
+fn nodata_with_varying_types_and_referrals_with_varying_names_are_limited() {
+    let s = server(RRL);
+    let started = Instant::now();
+    let nodata = flood_varied("127.0.5.2", s.dns, 60, |i| {
+        let name = if i % 2 == 0 { "static" } else { "ns1" };
+        (format!("{name}.cdn.example.test"), 1000 + i)
+    });
+    let referrals = flood_varied("127.0.6.2", s.dns, 60, |i| {
+        (format!("r{i}.sub.cdn.example.test"), 1)
+    });
+    let allowed = 5 + (5.0 * started.elapsed().as_secs_f64()).ceil() as usize + 1;
+    assert!(
+        (5..=allowed).contains(&nodata),
+        "{nodata} NODATA answers of 60 (at most {allowed})"
+    );
+    assert!(
+        (5..=allowed).contains(&referrals),
+        "{referrals} referrals of 60 (at most {allowed})"
+    );
+    // Another network is still answered.
+    let other = UdpSocket::bind("127.0.7.2:0").unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let m = query("static.cdn.example.test", RecordType::from(1001));
+    other.send_to(&m.to_vec().unwrap(), s.dns).unwrap();
+    let mut buf = [0u8; 4096];
+    let (len, _) = other.recv_from(&mut buf).expect("an answer");
+    assert!(len >= 12 && buf[2] & 0x02 == 0, "a full answer");
+    assert_eq!(&buf[8..10], &[0, 1], "NODATA with the SOA");
+}
