@@ -122,6 +122,16 @@ pub(super) fn check(c: &RouterConfig) -> Result<(), ConfigError> {
     {
         return Err(ConfigError::new("admin.purge_token", "must not be empty"));
     }
+    // Without [bus], purges are posted to every edge's admin_url with this token; without one
+    // each edge refuses them (401), every purge would fail.
+    let fans_out = c.bus.is_none() && c.edges.iter().any(|e| e.admin_url.is_some());
+    if fans_out && c.admin.purge_token.is_none() && c.admin.token.is_none() {
+        return Err(ConfigError::new(
+            "admin.purge_token",
+            "edges have an admin_url and there is no [bus]: purges are posted to them with \
+             this token (the edges' [admin] token); set it",
+        ));
+    }
     let edges: Vec<&str> = c.edges.iter().map(|e| e.id.as_str()).collect();
     check_tokens_and_tls(
         c.admin.token.as_deref(),
@@ -143,6 +153,14 @@ pub(crate) fn check_tokens_and_tls(
 ) -> Result<(), ConfigError> {
     for (i, t) in tokens.iter().enumerate() {
         require_ident(&format!("admin.tokens[{i}].name"), &t.name)?;
+        // The audit names of the deprecated token and of token-less reads: a token named so
+        // would pass for them (the deprecated token may report as any edge).
+        if ["admin.token", "anonymous"].contains(&t.name.to_ascii_lowercase().as_str()) {
+            return Err(ConfigError::new(
+                format!("admin.tokens[{i}].name"),
+                format!("`{}` is reserved; choose another name", t.name),
+            ));
+        }
         if t.token.trim().is_empty() {
             return Err(ConfigError::new(
                 format!("admin.tokens[{i}].token"),
@@ -255,6 +273,14 @@ mod tests {
                 "name = \"ops\"\nrole = \"read\"\ntoken = \"c\"",
                 "admin.tokens[1].name",
             ),
+            (
+                "name = \"admin.token\"\nrole = \"operate\"\ntoken = \"c\"",
+                "admin.tokens[1].name",
+            ),
+            (
+                "name = \"Anonymous\"\nrole = \"read\"\ntoken = \"c\"",
+                "admin.tokens[1].name",
+            ),
         ] {
             let e = crate::config::load_str::<RouterConfig>(&token(fields)).unwrap_err();
             assert_eq!(e.key, key, "{fields}");
@@ -264,6 +290,17 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.key, "admin.tls_key");
+        // Purge fan-out needs a token to send.
+        let fan = format!(
+            "{MIN}{}",
+            edges.replace("ipv4 =", "admin_url = \"http://192.0.2.1:9081\"\nipv4 =")
+        );
+        let e = crate::config::load_str::<RouterConfig>(&fan).unwrap_err();
+        assert_eq!(e.key, "admin.purge_token");
+        assert!(crate::config::load_str::<RouterConfig>(&format!(
+            "[admin]\npurge_token = \"p\"\n{fan}"
+        ))
+        .is_ok());
         let e = crate::config::load_str::<RouterConfig>(&format!(
             "[admin]\nread_access = \"sometimes\"\n{MIN}"
         ))
