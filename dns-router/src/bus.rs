@@ -137,12 +137,30 @@ impl RouterBus {
         self.put(weight_key(edge), &record, "weight").await
     }
 
+    /// Refuse at once while the client is not connected: the NATS client would queue the write
+    /// and send it on reconnection — after the API answered 503 — so a refused drain or purge
+    /// would apply later, unannounced.
+    fn require_connected(&self, what: &str) -> Result<(), BusError> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(BusError(format!(
+                "the fleet bus is not connected ({state}): the {what} was not sent"
+            ))),
+        }
+    }
+
     async fn put(&self, key: String, record: &impl Serialize, what: &str) -> Result<(), BusError> {
+        self.require_connected(what)?;
         let kv = self.kv().await?;
         let body = serde_json::to_vec(record).map_err(|e| BusError(e.to_string()))?;
         tokio::time::timeout(self.section.request_timeout, kv.put(key, body.into()))
             .await
-            .map_err(|_| BusError(format!("timed out writing the {what} to the KV bucket")))?
+            .map_err(|_| {
+                BusError(format!(
+                    "timed out writing the {what} to the KV bucket: it was sent and may still \
+                     apply when the bus answers"
+                ))
+            })?
             .map_err(|e| BusError(format!("KV write: {e}")))?;
         Ok(())
     }
@@ -169,6 +187,7 @@ impl RouterBus {
         edges: &[String],
     ) -> Result<PurgeOutcome, BusError> {
         let started = Instant::now();
+        self.require_connected("purge")?;
         // Subscribe before publishing, so no ack can come before we listen.
         let mut acks = self
             .client
@@ -188,7 +207,8 @@ impl RouterBus {
         .await
         .map_err(|_| {
             BusError(format!(
-                "the purge stream did not answer within {timeout:?}"
+                "the purge stream did not answer within {timeout:?}: the purge was sent and may \
+                 still apply when the bus answers"
             ))
         })??;
         let seq = stored.sequence;

@@ -238,6 +238,10 @@ fn with_nats_down_dns_and_edges_carry_on_and_the_purge_api_refuses_then_recovers
         let eu_id = fleet.edge("eu-west").id().to_string();
         let (status, v) = post(fleet, 0, &format!("/api/v1/edges/{eu_id}/drain"), json!({}))?;
         assert_eq!(status, 503, "{v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("not sent")),
+            "{v}"
+        );
 
         always(
             "DNS answers unchanged and the edges serve while NATS is down",
@@ -267,6 +271,14 @@ fn with_nats_down_dns_and_edges_carry_on_and_the_purge_api_refuses_then_recovers
         )?;
         let r = fleet.edge("us-east").get(path)?;
         assert!(!r.is_hit(), "the purge after recovery was not applied");
+        // The drain refused with 503 while NATS was down was not queued by the client and
+        // applied once it reconnected: the edge is not draining on either router.
+        for router in 0..2 {
+            let v: Value = fleet
+                .admin_get(router, &format!("/api/v1/edges/{eu_id}"))?
+                .json()?;
+            assert_eq!(v["draining"], json!(false), "router {router}: {v}");
+        }
         // Both routers watch the bucket again: a drain through router 0 reaches router 1.
         let eu = fleet.edge("eu-west").ip();
         let (status, v) = post(fleet, 0, &format!("/api/v1/edges/{eu_id}/drain"), json!({}))?;

@@ -102,7 +102,16 @@ async fn set_drain(
         if !ctx.health.view().edges.contains_key(id) {
             return Err(HealthError::UnknownEdge(id.to_string()).into());
         }
-        bus.put_drain(id, drain).await?;
+        if let Err(e) = bus.put_drain(id, drain).await {
+            let action = if drain { "drain" } else { "undrain" };
+            audit(
+                &who,
+                &req,
+                action,
+                &format!("edge {id} draining={drain} failed: {e}"),
+            );
+            return Err(e.into());
+        }
     }
     let event = if drain { Event::Drain } else { Event::Undrain };
     ctx.health.event(id, event, cdn_shared::unix_ms())?;
@@ -166,7 +175,15 @@ pub(super) async fn set_weight(
     }
     if let Some(bus) = &ctx.bus {
         // Recorded in the KV bucket (every router applies it) before it is applied here.
-        bus.put_weight(&id, weight).await?;
+        if let Err(e) = bus.put_weight(&id, weight).await {
+            audit(
+                &who,
+                &req,
+                "weight",
+                &format!("edge {id} weight={weight:?} failed: {e}"),
+            );
+            return Err(e.into());
+        }
     }
     ctx.health
         .event(&id, Event::Weight(weight), cdn_shared::unix_ms())?;
