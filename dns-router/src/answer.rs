@@ -95,6 +95,11 @@ impl OptReply {
 pub struct Response<'b> {
     buf: &'b mut Vec<u8>,
     question_end: usize,
+    /// Where the additional section starts (the message length before its first record).
+    additional_at: Option<usize>,
+    /// The additional records must be sent whole or the message truncated (in-domain glue of
+    /// a referral, RFC 9471); otherwise they are dropped first when the message is too big.
+    additional_required: bool,
     counts: [u16; 3],
     rcode: Rcode,
 }
@@ -138,6 +143,8 @@ impl<'b> Response<'b> {
         Response {
             buf,
             question_end,
+            additional_at: None,
+            additional_required: false,
             counts: [0; 3],
             rcode,
         }
@@ -156,16 +163,33 @@ impl<'b> Response<'b> {
         }
     }
 
-    /// Append one record.
+    /// Append one record (sections in order: answer, authority, additional).
     pub fn record(&mut self, section: Section, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) {
+        self.mark(section);
         write_rr(self.buf, owner, rtype, ttl, rdata);
-        self.counts[section as usize] += 1;
+        self.counts[section as usize] = self.counts[section as usize].saturating_add(1);
     }
 
     /// Append pre-encoded records.
     pub fn raw(&mut self, section: Section, bytes: &[u8], count: u16) {
+        if count == 0 {
+            return;
+        }
+        self.mark(section);
         self.buf.extend_from_slice(bytes);
-        self.counts[section as usize] += count;
+        self.counts[section as usize] = self.counts[section as usize].saturating_add(count);
+    }
+
+    fn mark(&mut self, section: Section) {
+        if section == Section::Additional && self.additional_at.is_none() {
+            self.additional_at = Some(self.buf.len());
+        }
+    }
+
+    /// The additional records written must all be sent, or the message is truncated (TC=1):
+    /// the in-domain glue of a referral (RFC 9471).
+    pub fn require_additional(&mut self) {
+        self.additional_required = true;
     }
 
     /// Number of records in a section so far.
@@ -173,20 +197,35 @@ impl<'b> Response<'b> {
         self.counts[section as usize]
     }
 
-    /// Finish: add the OPT (when given), truncate to `limit` bytes with TC=1 when needed, and
-    /// write the counts. Returns the message length.
+    /// Finish: add the OPT (when given), cut to `limit` bytes when needed, and write the
+    /// counts. Returns the message length. Too big: the additional records go first, without
+    /// TC (RFC 2181 §9), unless they are required; when the answer and authority do not fit
+    /// either (or required additional records do not), the message is cut back to the
+    /// question with TC=1.
     pub fn finish(self, opt: Option<OptReply>, limit: usize) -> usize {
         let Response {
             buf,
             question_end,
+            additional_at,
+            additional_required,
             mut counts,
             rcode,
         } = self;
         let opt_len = opt.map(|o| opt_size(&o)).unwrap_or(0);
         if buf.len() + opt_len > limit {
-            buf.truncate(question_end);
-            counts = [0; 3];
-            buf[2] |= 0x02; // TC
+            match additional_at {
+                Some(at) if !additional_required && at + opt_len <= limit => {
+                    buf.truncate(at);
+                    counts[2] = 0;
+                }
+                _ => {
+                    buf.truncate(question_end);
+                    counts = [0; 3];
+                    if let Some(b) = buf.get_mut(2) {
+                        *b |= 0x02; // TC
+                    }
+                }
+            }
         }
         if let Some(o) = opt {
             write_opt(buf, &o, rcode);
@@ -327,6 +366,40 @@ mod tests {
         assert_eq!(&buf[6..12], &[0, 0, 0, 0, 0, 1]);
         assert_eq!(n, 12 + q.len() + 11 + 8 + 3);
         assert_eq!(&buf[n - 4..], &[16, 192, 0, 2]);
+    }
+
+    #[test]
+    fn additional_records_go_first_without_tc_unless_required() {
+        let q = b"\x00\x00\x02\x00\x01";
+        let write = |buf: &mut Vec<u8>, required: bool| {
+            let mut r = Response::start(buf, 1, 0, q, true, Rcode::NoError);
+            r.record(Section::Answer, &OWNER_QNAME, 2, 30, b"\x02ns\x00");
+            for _ in 0..40 {
+                r.record(Section::Additional, b"\x02ns\x00", 1, 30, &[192, 0, 2, 1]);
+            }
+            if required {
+                r.require_additional();
+            }
+            r.finish(None, 512)
+        };
+        // Glue that does not fit is dropped; the answer stays, no TC.
+        let mut buf = Vec::new();
+        let n = write(&mut buf, false);
+        assert_eq!(n, 12 + q.len() + 16);
+        assert_eq!(buf[2] & 0x02, 0, "no TC");
+        assert_eq!(&buf[6..12], &[0, 1, 0, 0, 0, 0]);
+        // Required glue (a referral's in-domain glue): TC.
+        let n = write(&mut buf, true);
+        assert_eq!(n, 12 + q.len());
+        assert_eq!(buf[2] & 0x02, 0x02, "TC");
+        assert_eq!(&buf[6..12], &[0; 6]);
+        // When it fits, all of it is sent.
+        let mut r = Response::start(&mut buf, 1, 0, q, true, Rcode::NoError);
+        r.record(Section::Authority, b"\x00", 2, 30, b"\x02ns\x00");
+        r.record(Section::Additional, b"\x02ns\x00", 1, 30, &[192, 0, 2, 1]);
+        r.require_additional();
+        r.finish(None, 512);
+        assert_eq!(&buf[6..12], &[0, 0, 0, 1, 0, 1]);
     }
 
     #[test]

@@ -139,6 +139,10 @@ pub fn resolve<'z, A: ServiceAnswers>(
                 r.record(Section::Authority, cut, rtype::NS, ns.ttl, rd);
             }
             r.raw(Section::Additional, &ns.glue, ns.glue_count);
+            if ns.glue_in_domain {
+                // In-domain glue is needed to follow the referral: all of it or TC (RFC 9471).
+                r.require_additional();
+            }
             r.finish(opt, limit);
         }
         Lookup::Found {

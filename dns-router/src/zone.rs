@@ -31,6 +31,9 @@ pub struct RrSet {
     pub glue: Vec<u8>,
     /// Number of records in `glue`.
     pub glue_count: u16,
+    /// Whether `glue` holds addresses of a name server at or below the owner (in-domain glue:
+    /// a referral must carry it whole or be truncated, RFC 9471).
+    pub glue_in_domain: bool,
     /// Target of a CNAME, lowercased wire form.
     pub cname_target: Option<Vec<u8>>,
 }
@@ -587,6 +590,7 @@ fn add_rdata(
             rdata: vec![rdata],
             glue: Vec::new(),
             glue_count: 0,
+            glue_in_domain: false,
             cname_target,
         }),
     }
@@ -594,13 +598,16 @@ fn add_rdata(
 
 /// After all records are in: compute glue for every NS set (A/AAAA of targets in the zone).
 fn finish_zone(z: &mut Zone) {
-    let mut glue_for: Vec<(Box<[u8]>, Vec<u8>, u16)> = Vec::new();
+    /// An NS owner and its glue: bytes, record count, in-domain.
+    type Glue = (Box<[u8]>, Vec<u8>, u16, bool);
+    let mut glue_for: Vec<Glue> = Vec::new();
     for (owner, node) in &z.nodes {
         let Some(ns) = node.rrset(rtype::NS) else {
             continue;
         };
         let mut glue = Vec::new();
         let mut count = 0u16;
+        let mut in_domain = false;
         for rd in &ns.rdata {
             // NS RDATA is the target name, uncompressed, as encoded.
             let target = rd.to_ascii_lowercase();
@@ -609,15 +616,17 @@ fn finish_zone(z: &mut Zone) {
                     if let Some(set) = t.rrset(glue_type) {
                         for r in &set.rdata {
                             write_rr(&mut glue, &target, glue_type, set.ttl, r);
-                            count += 1;
+                            count = count.saturating_add(1);
                         }
+                        in_domain |=
+                            label_starts(&target).any(|s| target.get(s..) == Some(&owner[..]));
                     }
                 }
             }
         }
-        glue_for.push((owner.clone(), glue, count));
+        glue_for.push((owner.clone(), glue, count, in_domain));
     }
-    for (owner, glue, count) in glue_for {
+    for (owner, glue, count, in_domain) in glue_for {
         if let Some(set) = z
             .nodes
             .get_mut(&owner)
@@ -625,6 +634,7 @@ fn finish_zone(z: &mut Zone) {
         {
             set.glue = glue;
             set.glue_count = count;
+            set.glue_in_domain = in_domain;
         }
     }
 }
@@ -741,6 +751,7 @@ mod tests {
         };
         assert_eq!(cut, &w("sub.cdn.example.test")[..]);
         assert_eq!(ns.glue_count, 1);
+        assert!(ns.glue_in_domain, "ns.sub is below sub");
         // DS at the delegation point is ours (the parent side); below it, still a referral.
         let Lookup::Found { node, .. } = zs.lookup_type(&w("sub.cdn.example.test"), rtype::DS)
         else {
