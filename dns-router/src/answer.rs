@@ -4,8 +4,9 @@
 //! appended from precomputed RDATA; the OPT record is added only when the query had one, with
 //! our payload size, the extended RCODE, the DO bit copied, and the Client Subnet echo
 //! (FAMILY, SOURCE PREFIX-LENGTH, ADDRESS as received, SCOPE from the decision). A response
-//! larger than the requester's limit is cut back to the question with TC=1 (RFC 6891 §7,
-//! RFC 2181 §9).
+//! larger than the requester's limit loses its additional records first, without TC (RFC 2181
+//! §9); when the answer and authority do not fit, or a referral's in-domain glue does not
+//! (RFC 9471), it is cut back to the question with TC=1 (RFC 6891 §7).
 
 use crate::cookies::{OPT_COOKIE, SERVER_COOKIE_LEN};
 use crate::wire::{rtype, Ecs, Edns, FormErrEcho, OPT_ECS};

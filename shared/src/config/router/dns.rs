@@ -52,7 +52,10 @@ pub struct DnsSection {
 pub struct RrlSection {
     /// Limit responses at all. Default true.
     pub enabled: bool,
-    /// Identical responses per second to one client network. Default 100.
+    /// Responses per second to one client network, per class of response (as Knot and BIND
+    /// class them): identical answers (same name and type), NODATA of one zone (any name and
+    /// type), referrals to one delegation point (any name below it), answers of one wildcard
+    /// or one service (per type). Default 100.
     pub responses_per_second: u32,
     /// NXDOMAIN, REFUSED, FORMERR, SERVFAIL and other error responses per second to one
     /// client network. Default 50.
