@@ -350,6 +350,18 @@ pub fn valid_weight(w: u32) -> bool {
     (1..=cdn_shared::bus::MAX_WEIGHT).contains(&w)
 }
 
+impl RouterBus {
+    /// Read the whole bucket again and apply it to `health`: after a reload added edges (the
+    /// state of an edge this router did not know was skipped when it was read or watched).
+    pub async fn reread(&self, health: &HealthState) -> Result<usize, BusError> {
+        self.require_connected("bucket read")?;
+        let kv = self.kv().await?;
+        tokio::time::timeout(self.section.request_timeout, read_all(&kv, health))
+            .await
+            .map_err(|_| BusError("timed out reading the KV bucket".into()))?
+    }
+}
+
 /// Read every key of the bucket and apply it.
 async fn read_all(kv: &kv::Store, health: &HealthState) -> Result<usize, BusError> {
     let keys: Vec<String> = kv

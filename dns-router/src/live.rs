@@ -290,9 +290,25 @@ impl Live {
         if let (Some(holder), Some(cert)) = (&self.admin_cert, cert) {
             holder.replace(cert);
         }
+        let added = new
+            .edges
+            .iter()
+            .any(|e| !old.edges.iter().any(|o| o.id == e.id));
         let new = Arc::new(new);
         self.config.store(new.clone());
         self.health.reconcile(&new);
+        // The bucket's drains and weights of edges this config adds (or adds back) were
+        // skipped while they were unknown here: read it again for them.
+        if let (true, Some(bus), Ok(rt)) = (added, &self.bus, tokio::runtime::Handle::try_current())
+        {
+            let (bus, health) = (bus.clone(), self.health.clone());
+            rt.spawn(async move {
+                match bus.reread(&health).await {
+                    Ok(n) => tracing::info!(keys = n, "operator state read again after a reload"),
+                    Err(e) => tracing::warn!(error = %e, "operator state not read again after a reload; it is on the next reconnect"),
+                }
+            });
+        }
         Ok(summary)
     }
 }

@@ -81,6 +81,37 @@ fn a_drain_through_one_router_reaches_the_other_within_a_second_and_survives_res
         let view = fleet.edge_view(1, &eu_id)?;
         assert_eq!(view["manual_drain"], true, "{view}");
 
+        // A reload that drops the edge, then one that adds it back: the drain, still in the
+        // bucket, applies to it again (the bucket is read again for edges a reload adds).
+        let path = fleet.router_config_path(1).to_path_buf();
+        let full = std::fs::read_to_string(&path)?;
+        let without: Vec<&str> = full
+            .split("\n\n")
+            .filter(|block| {
+                let edge =
+                    block.starts_with("[[edges]]") && block.contains(&format!("id = \"{eu_id}\""));
+                let token = block.starts_with("[[admin.tokens]]")
+                    && block.contains(&format!("edge = \"{eu_id}\""));
+                !edge && !token
+            })
+            .collect();
+        std::fs::write(&path, without.join("\n\n"))?;
+        let (status, v) = post(fleet, 1, "/api/v1/reload", json!({}))?;
+        assert_eq!(status, 200, "{v}");
+        assert!(fleet.edge_view(1, &eu_id).is_err(), "the edge is gone");
+        std::fs::write(&path, &full)?;
+        let (status, v) = post(fleet, 1, "/api/v1/reload", json!({}))?;
+        assert_eq!(status, 200, "{v}");
+        eventually(
+            "router 1 applies the bucket's drain to the edge a reload added back",
+            Duration::from_secs(3),
+            || {
+                let view = fleet.edge_view(1, &eu_id)?;
+                anyhow::ensure!(view["manual_drain"] == true, "{view}");
+                Ok(())
+            },
+        )?;
+
         // Undrain through the restarted router reaches the other one.
         let (status, v) = post(
             fleet,

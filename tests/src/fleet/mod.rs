@@ -772,6 +772,11 @@ impl Fleet {
             .signal(sig)
     }
 
+    /// Router `i`'s config file.
+    pub fn router_config_path(&self, i: usize) -> &std::path::Path {
+        &self.routers[i].config_path
+    }
+
     /// Rewrite router `i`'s config file: the fleet's router config plus `extra_toml`
     /// appended (e.g. a `[[zones.records]]` table, added to the last zone). Takes effect on
     /// a reload: [`Fleet::signal_router`] with SIGHUP, or `POST /api/v1/reload`.
