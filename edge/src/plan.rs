@@ -269,6 +269,25 @@ mod tests {
             }
         }
 
+        /// Any `If-Match` / `If-None-Match` value and stored ETag: the conditionals never
+        /// panic, and a tag list round-trips its own tags.
+        #[test]
+        fn conditionals_on_any_entity_tags(list in "[ -~]{0,60}", etag in "[ -~]{0,20}") {
+            if let (Ok(l), Ok(e)) = (HeaderValue::from_str(&list), HeaderValue::from_str(&etag)) {
+                let mut m = HeaderMap::new();
+                m.insert(header::IF_MATCH, l.clone());
+                m.insert(header::IF_NONE_MATCH, l);
+                let _ = precondition_failed(&m, Some(&e), Some(&e));
+                let _ = not_modified(&m, Some(&e), Some(&e));
+            }
+            if let Some((false, tags)) = tag_list(&list) {
+                prop_assert!(!tags.is_empty() && tags.len() <= 65);
+                for (_, t) in tags {
+                    prop_assert!(t.len() >= 2 && t.starts_with('"') && t.ends_with('"'));
+                }
+            }
+        }
+
         #[test]
         fn span_is_sliceable(a in any::<u64>(), e in any::<u64>(), len in 0usize..10_000) {
             let r = span(a, e, len);
