@@ -137,18 +137,18 @@ fn hash(secret: &[u8; 16], client: &[u8; 8], head: &[u8; 8], ip: IpAddr) -> [u8;
 /// The server cookies of this process, with secrets rotating every `rotation_s` seconds.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerCookies {
-    master: &'static [u8; 16],
+    master: [u8; 16],
     rotation_s: u64,
 }
 
 impl ServerCookies {
-    /// Cookies under the process's master key.
+    /// Cookies under the process's random master key.
     pub fn new(rotation_s: u64) -> Self {
-        Self::with_master(master(), rotation_s)
+        Self::with_master(*master(), rotation_s)
     }
 
-    /// Cookies under a given master key (tests).
-    pub fn with_master(master: &'static [u8; 16], rotation_s: u64) -> Self {
+    /// Cookies under a given master key (`dns.cookies.secret`: shared by the routers of a zone).
+    pub fn with_master(master: [u8; 16], rotation_s: u64) -> Self {
         Self {
             master,
             rotation_s: rotation_s.max(1),
@@ -160,7 +160,7 @@ impl ServerCookies {
         let ts = now_s as u32; // serial arithmetic (RFC 1982): wraps in 2106
         let mut head = [1u8, 0, 0, 0, 0, 0, 0, 0];
         head[4..].copy_from_slice(&ts.to_be_bytes());
-        let key = secret(self.master, now_s / self.rotation_s);
+        let key = secret(&self.master, now_s / self.rotation_s);
         let mut out = [0u8; SERVER_COOKIE_LEN];
         out[..8].copy_from_slice(&head);
         out[8..].copy_from_slice(&hash(&key, client, &head, ip));
@@ -186,7 +186,7 @@ impl ServerCookies {
         }
         let mut head = [0u8; 8];
         head.copy_from_slice(&server[..8]);
-        let want = hash(&secret(self.master, p_issued), client, &head, ip);
+        let want = hash(&secret(&self.master, p_issued), client, &head, ip);
         bool::from(want.ct_eq(&server[8..16]))
     }
 
@@ -251,7 +251,7 @@ mod tests {
 
     #[test]
     fn issued_cookies_are_valid_for_their_client_and_address_only() {
-        let s = ServerCookies::with_master(&M1, 3600);
+        let s = ServerCookies::with_master(M1, 3600);
         let a = ip("192.0.2.1");
         let c = s.issue(&C, a, NOW);
         assert_eq!(&c[..4], &[1, 0, 0, 0]);
@@ -264,7 +264,7 @@ mod tests {
             "another family"
         );
         // Another process (another master key) does not accept it.
-        assert!(!ServerCookies::with_master(&M2, 3600).valid(&C, &c, a, NOW));
+        assert!(!ServerCookies::with_master(M2, 3600).valid(&C, &c, a, NOW));
         // Any changed byte, or a wrong length, is refused.
         for i in 0..16 {
             let mut bad = c;
@@ -279,7 +279,7 @@ mod tests {
 
     #[test]
     fn age_and_rotation() {
-        let s = ServerCookies::with_master(&M1, 600);
+        let s = ServerCookies::with_master(M1, 600);
         let a = ip("2001:db8::1");
         let c = s.issue(&C, a, NOW);
         // Valid up to an hour if its secret is current or previous: with 10-minute periods
@@ -289,7 +289,7 @@ mod tests {
         assert!(s.valid(&C, &c, a, end_of_next));
         assert!(!s.valid(&C, &c, a, end_of_next + 1), "secret retired");
         // An hourly rotation: the age limit decides.
-        let s = ServerCookies::with_master(&M1, 3600);
+        let s = ServerCookies::with_master(M1, 3600);
         let c = s.issue(&C, a, NOW);
         assert!(s.valid(&C, &c, a, NOW + 3600));
         assert!(!s.valid(&C, &c, a, NOW + 3601), "older than an hour");
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn judge_states() {
-        let s = ServerCookies::with_master(&M1, 3600);
+        let s = ServerCookies::with_master(M1, 3600);
         let a = ip("192.0.2.1");
         let good = s.issue(&C, a, NOW);
         let opt = |server: &[u8]| {

@@ -215,11 +215,13 @@ pub fn build_snapshot(
         table: OnceLock::new(),
         udp_payload_size: config.dns.udp_payload_size,
         rrl: config.dns.rrl.clone(),
-        cookies: config
-            .dns
-            .cookies
-            .enabled
-            .then(|| ServerCookies::new(config.dns.cookies.secret_rotation.as_secs())),
+        cookies: config.dns.cookies.enabled.then(|| {
+            let rotation = config.dns.cookies.secret_rotation.as_secs();
+            match config.dns.cookies.master_key() {
+                Some(key) => ServerCookies::with_master(key, rotation),
+                None => ServerCookies::new(rotation),
+            }
+        }),
     })
 }
 

@@ -104,6 +104,26 @@ fn a_client_cookie_gets_a_server_cookie_that_is_accepted_back() {
 }
 
 #[test]
+fn routers_sharing_a_secret_accept_each_others_cookies() {
+    // RFC 9018 §4: routers of one zone (anycast, or behind one address) with the same
+    // `dns.cookies.secret` accept each other's server cookies, as one does after a restart;
+    // routers with their own random keys answer BADCOOKIE.
+    let shared = "\n[dns.cookies]\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n";
+    let a = server(shared);
+    let b = server(shared);
+    let c = cookie_of(&udp(a.dns, &with_cookie(&CLIENT))).expect("a server cookie");
+    let r = udp(b.dns, &with_cookie(&full(&c[8..])));
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(r.answers.len(), 1);
+    let own = server("");
+    assert_eq!(
+        rcode(&udp(own.dns, &with_cookie(&full(&c[8..])))),
+        23,
+        "BADCOOKIE"
+    );
+}
+
+#[test]
 fn cookies_can_be_turned_off() {
     let s = server("\n[dns.cookies]\nenabled = false\n");
     let r = udp(s.dns, &with_cookie(&CLIENT));

@@ -96,9 +96,10 @@ impl Default for RrlSection {
 
 /// `[dns.cookies]`: DNS Cookies (RFC 7873). A query with a client cookie gets a server
 /// cookie (RFC 9018: version 1, timestamp, SipHash-2-4 over the client cookie, the server
-/// cookie's first bytes and the client address, with a secret generated at start and
-/// replaced every `secret_rotation`; the previous secret is still accepted). A query with a
-/// valid server cookie is exempt from response-rate limiting.
+/// cookie's first bytes and the client address, with a secret derived from a master key —
+/// `secret`, or one generated at start — and replaced every `secret_rotation`; the previous
+/// secret is still accepted). A query with a valid server cookie is exempt from response-rate
+/// limiting.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CookiesSection {
@@ -109,6 +110,11 @@ pub struct CookiesSection {
     /// period). Default `1h`.
     #[serde(with = "crate::config::common::duration")]
     pub secret_rotation: Duration,
+    /// The master key, 32 hex digits (16 bytes, e.g. `openssl rand -hex 16`). Set the same one
+    /// (and the same `secret_rotation`) on every router serving a zone, so a resolver's cookie
+    /// stays valid when it reaches another router or this one restarts (RFC 9018 §4). Unset:
+    /// a random key per process.
+    pub secret: Option<String>,
 }
 
 impl Default for CookiesSection {
@@ -116,7 +122,23 @@ impl Default for CookiesSection {
         Self {
             enabled: true,
             secret_rotation: Duration::from_secs(3600),
+            secret: None,
         }
+    }
+}
+
+impl CookiesSection {
+    /// `secret` as its 16 bytes; `None` when unset or not 32 hex digits (refused by validation).
+    pub fn master_key(&self) -> Option<[u8; 16]> {
+        let s = self.secret.as_deref()?.trim();
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(out)
     }
 }
 
@@ -201,6 +223,12 @@ impl DnsSection {
                 "must be at least 1m",
             ));
         }
+        if self.cookies.secret.is_some() && self.cookies.master_key().is_none() {
+            return Err(ConfigError::new(
+                "dns.cookies.secret",
+                "must be 32 hex digits (16 bytes), e.g. from `openssl rand -hex 16`",
+            ));
+        }
         Ok(())
     }
 }
@@ -209,6 +237,30 @@ impl DnsSection {
 mod tests {
     use super::super::{RouterConfig, MIN};
     use super::*;
+
+    #[test]
+    fn the_cookie_secret_is_32_hex_digits() {
+        let c: RouterConfig = crate::config::load_str(&format!(
+            "[dns.cookies]\nsecret = \"000102030405060708090A0B0C0D0E0F\"\n{MIN}"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.dns.cookies.master_key(),
+            Some([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15])
+        );
+        for bad in [
+            "",
+            "00",
+            "zz0102030405060708090a0b0c0d0e0f",
+            "000102030405060708090a0b0c0d0e0f00",
+        ] {
+            let e = crate::config::load_str::<RouterConfig>(&format!(
+                "[dns.cookies]\nsecret = \"{bad}\"\n{MIN}"
+            ))
+            .unwrap_err();
+            assert_eq!(e.key, "dns.cookies.secret", "{bad}");
+        }
+    }
 
     #[test]
     fn abuse_keys_default_and_name_the_key_when_bad() {
