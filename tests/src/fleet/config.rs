@@ -45,6 +45,18 @@ pub fn report_token(spec: &FleetSpec, id: &str) -> String {
     format!("{}-report-{id}", spec.token)
 }
 
+/// The fleet's `dns.cookies.secret`: 32 hex digits derived from its token (the same for every
+/// router of one fleet).
+fn cookie_secret(token: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (salt, token).hash(&mut h);
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(1), half(2))
+}
+
 /// The router config for one instance listening on `dns` (UDP+TCP) and `admin`.
 pub fn router_toml(
     spec: &FleetSpec,
@@ -58,6 +70,13 @@ pub fn router_toml(
         t,
         "# Written by the cdn-tests fleet.\n\n[dns]\nlisten = [{}]\nudp_threads = 1\n",
         q(&dns.to_string())
+    );
+    // One DNS Cookie master key for every router of the fleet (RFC 9018 §4): a resolver's
+    // cookie from one router is valid at the others.
+    let _ = writeln!(
+        t,
+        "[dns.cookies]\nsecret = {}\n",
+        q(&cookie_secret(&spec.token))
     );
     // Role tokens, as an operator would configure them: the fleet's token operates (and is
     // sent to the edges' purge API); each edge reports with a credential of its own.
@@ -354,6 +373,9 @@ mod tests {
         assert_eq!(c.services.len(), 3);
         assert_eq!(c.admin.token, None, "no deprecated single token");
         assert_eq!(c.admin.purge_token.as_deref(), Some(spec.token.as_str()));
+        // Every router of the fleet shares one cookie master key.
+        assert!(c.dns.cookies.master_key().is_some());
+        assert_eq!(c.dns.cookies.secret, Some(cookie_secret(&spec.token)));
         let operate: Vec<_> = c
             .admin
             .tokens
