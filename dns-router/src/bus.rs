@@ -351,6 +351,11 @@ pub fn valid_weight(w: u32) -> bool {
 }
 
 impl RouterBus {
+    /// The largest message the server takes (its `max_payload`); `None` before it is known.
+    pub fn max_message(&self) -> Option<usize> {
+        Some(self.client.server_info().max_payload).filter(|&m| m > 0)
+    }
+
     /// Read the whole bucket again and apply it to `health`: after a reload added edges (the
     /// state of an edge this router did not know was skipped when it was read or watched).
     pub async fn reread(&self, health: &HealthState) -> Result<usize, BusError> {

@@ -258,6 +258,23 @@ fn with_nats_down_dns_and_edges_carry_on_and_the_purge_api_refuses_then_recovers
         let path = "/obj/1k/bus-down";
         warm(fleet.edge("us-east"), path)?;
 
+        // A purge admin.max_body_size (1 MiB) admits but over NATS's max_payload (1 MiB) once
+        // wrapped as a bus message: 413, split it — not 503, which says "retry".
+        let mut tags: Vec<String> = vec!["t".repeat(1000); 1045];
+        let short = (1usize << 20) - 16 - json!({ "tags": tags }).to_string().len() - 3;
+        tags.push("u".repeat(short));
+        let body = json!({ "tags": tags });
+        let len = body.to_string().len();
+        assert!(len <= 1 << 20 && len > (1 << 20) - 32, "{len}");
+        let (status, v) = post(fleet, 0, "/api/v1/purge", body)?;
+        assert_eq!(status, 413, "{v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("max_payload")),
+            "{v}"
+        );
+
         fleet.nats().expect("bus fleet").stop();
         let url = format!("http://{SERVICE}{path}");
         let (status, v) = post(fleet, 0, "/api/v1/purge", json!({ "urls": [url] }))?;

@@ -67,6 +67,18 @@ pub(super) async fn purge(
         let config = ctx.config.load();
         let edges: Vec<String> = config.edges.iter().map(|e| e.id.clone()).collect();
         let msg = bus.message(purge.urls, purge.prefixes, purge.tags, purge.soft);
+        // A body admin.max_body_size admits may still be over the NATS server's max_payload:
+        // a request to split, not a bus outage (which would be 503 and worth a retry).
+        let size = serde_json::to_vec(&msg).map(|v| v.len()).unwrap_or(0);
+        if let Some(max) = bus.max_message().filter(|&m| size > m) {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "this purge is {size} bytes as a bus message, over the bus's max_payload \
+                     ({max} bytes): split it into smaller purges"
+                ),
+            ));
+        }
         return Ok(HttpResponse::Ok().json(bus.purge(&msg, &edges).await?));
     }
     let config = ctx.config.load_full();
