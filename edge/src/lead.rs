@@ -150,8 +150,18 @@ pub(crate) async fn lead(
     let status = resp.status().as_u16();
     match (after_origin(reply, held, route.max_object_size), stale) {
         (AfterOrigin::Refresh, Some(m)) => {
-            let fresh = Arc::new(refresh_meta(&m, resp.headers(), request_time, now, &route));
-            ctx.store().put_object(&store_key, fresh.clone());
+            let auth = ctx.req.headers().contains_key(header::AUTHORIZATION);
+            let (fresh, storable) =
+                refresh_meta(&m, resp.headers(), request_time, now, &route, auth);
+            let fresh = Arc::new(fresh);
+            if storable {
+                ctx.store().put_object(&store_key, fresh.clone());
+            } else {
+                // The updated response may not be stored (the 304 says `no-store`, `private`
+                // …, RFC 9111 §4.3.4 + §3): this request and its followers get it, the cache
+                // drops it.
+                ctx.store().remove(&store_key);
+            }
             leader.publish(FillHead::Stored {
                 meta: fresh.clone(),
                 key: store_key.clone(),
@@ -376,14 +386,16 @@ fn store_and_stream(
     serve_streaming(ctx, fill, &head, o, &cookies)
 }
 
-/// A 304 refreshes the stored headers and the freshness (RFC 9111 §4.3.4).
+/// A 304 refreshes the stored headers and the freshness (RFC 9111 §4.3.4); with whether the
+/// updated response may still be stored.
 fn refresh_meta(
     old: &ObjectMeta,
     h: &HeaderMap,
     request_time: u64,
     now: u64,
     route: &HostRoute,
-) -> ObjectMeta {
+    auth: bool,
+) -> (ObjectMeta, bool) {
     let mut m = old.clone();
     let updates = hdr::response_headers(h, false);
     let names: Vec<&HeaderName> = updates.iter().map(|(n, _)| n).collect();
@@ -410,5 +422,6 @@ fn refresh_meta(
     m.response_time_ms = now;
     m.initial_age_ms = policy::initial_age_ms(&facts, request_time, now);
     m.invalidated = false;
-    m
+    let storable = policy::storable(&Method::GET, auth, m.status, &facts, &route.policy).is_ok();
+    (m, storable)
 }

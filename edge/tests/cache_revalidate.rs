@@ -140,3 +140,38 @@ fn a_304_keeps_the_surrogate_control_lifetime() {
         assert_eq!(origin.count("/s"), 2, "repeat={repeat}");
     }
 }
+
+#[test]
+fn a_304_that_forbids_storing_drops_the_stored_object() {
+    // RFC 9111 §4.3.4: the stored response is updated with the 304's fields; when those say
+    // `no-store`, the updated response may not be kept.
+    let origin = Origin::start(|r, _| {
+        if r.headers.get("if-none-match").map(String::as_str) == Some("\"v1\"") {
+            return OriginResp::new(
+                304,
+                &[("etag", "\"v1\""), ("cache-control", "no-store")],
+                "",
+            );
+        }
+        OriginResp::new(
+            200,
+            &[("etag", "\"v1\""), ("cache-control", "max-age=0")],
+            "body",
+        )
+    });
+    let edge = Edge::start(config(&origin.url(), "", ""));
+    assert_eq!(edge.get("/n", &[]).x_cache(), "MISS");
+    let r = edge.get("/n", &[]);
+    assert_eq!(r.x_cache(), "REVALIDATED");
+    assert_eq!(r.body, b"body");
+    // Not stored any more: the next request is a plain miss (no If-None-Match to revalidate).
+    let r = edge.get("/n", &[]);
+    assert_eq!(r.x_cache(), "MISS", "{}", r.cache_status());
+    let asked = origin.requests("/n");
+    assert_eq!(asked.len(), 3);
+    assert!(
+        !asked[2].headers.contains_key("if-none-match"),
+        "{:?}",
+        asked[2].headers
+    );
+}
