@@ -115,6 +115,7 @@ pub fn check(config: &RouterConfig, base_dir: &Path) -> Result<Checked, RouterEr
     let geo_baseline = watch::Baseline::take(config, base_dir);
     let snapshot = snapshot::build_snapshot(config, base_dir, 1)?;
     health::probe::check_tls(&config.health, base_dir)?;
+    health::probe::check_urls(&config.edges)?;
     admin_tls::check(&config.admin, base_dir)?;
     if let Some(bus) = &config.bus {
         bus.check_files()?;

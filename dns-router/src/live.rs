@@ -274,6 +274,7 @@ impl Live {
         let base_dir = cdn_shared::config::config_dir(Some(path));
         let new: RouterConfig = resolve_paths(cdn_shared::config::load(Some(path))?, &base_dir);
         crate::health::probe::check_tls(&new.health, &base_dir)?;
+        crate::health::probe::check_urls(&new.edges)?;
         let cert = crate::admin_tls::load(&new.admin)?;
         // Build first (may fail: nothing is swapped), then publish the config, then reconcile
         // health (which starts and stops probes).

@@ -74,6 +74,20 @@ fn check_config_validates_record_data_and_files() {
         "{err}"
     );
 
+    // An https probe URL whose host is no TLS server name (a label ending in `-`): refused
+    // here, not at probe time with the edge left unprobed (and answered).
+    let unprobeable = config_text(up, up, "https://apne1-.example:443/healthz");
+    let p = write_config(dir.path(), &unprobeable);
+    let out = bin()
+        .arg("--config")
+        .arg(&p)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("edges[2].probe_url"), "{err}");
+
     let missing = good.replace("[geo]\n", "[geo]\nnetwork_map = \"no-such-map.txt\"\n");
     let p = write_config(dir.path(), &missing);
     let out = bin()

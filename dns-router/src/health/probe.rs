@@ -106,6 +106,22 @@ pub fn resolve_paths(section: &mut HealthSection, base_dir: &Path) {
     }
 }
 
+/// Every edge's probe URL parses as the probes need it (an `https://` host must also be a valid
+/// TLS server name: a label ending in `-` passes a URL parser, not rustls), so an edge is never
+/// left unprobed — and answered — because its URL was refused only at probe time.
+pub fn check_urls(edges: &[cdn_shared::config::router::EdgeEntry]) -> Result<(), ConfigError> {
+    for (i, e) in edges.iter().enumerate() {
+        let url = e.probe_url();
+        if !url.is_empty() && ProbeUrl::parse(&url).is_none() {
+            return Err(ConfigError::new(
+                format!("edges[{i}].probe_url"),
+                format!("`{url}` cannot be probed: not an http(s) URL with a valid host name"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The `--check-config` / reload check of the probe TLS settings: the CA file (relative to
 /// `base_dir`) must be readable and hold at least one PEM certificate.
 pub fn check_tls(section: &HealthSection, base_dir: &Path) -> Result<(), ConfigError> {

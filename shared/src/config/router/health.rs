@@ -80,10 +80,12 @@ impl HealthSection {
         if h.fall == 0 {
             return Err(ConfigError::new("health.fall", "must be at least 1"));
         }
-        if !(0.0..=1.0).contains(&h.overload_recover_ratio) {
+        // 0 would never be reached (utilization is never below 0): an overloaded edge that
+        // keeps reporting would stay overloaded for good.
+        if !(h.overload_recover_ratio > 0.0 && h.overload_recover_ratio <= 1.0) {
             return Err(ConfigError::new(
                 "health.overload_recover_ratio",
-                "must be in [0, 1]",
+                "must be in (0, 1]",
             ));
         }
         if h.probe_ca_file
@@ -103,6 +105,28 @@ impl HealthSection {
 mod tests {
     use super::super::{RouterConfig, MIN};
     use super::*;
+
+    #[test]
+    fn the_overload_recover_ratio_is_above_zero() {
+        for (v, ok) in [
+            ("0.0", false),
+            ("-0.1", false),
+            ("1.1", false),
+            ("0.01", true),
+            ("1.0", true),
+        ] {
+            let r = crate::config::load_str::<RouterConfig>(&format!(
+                "[health]\noverload_recover_ratio = {v}\n{MIN}"
+            ));
+            match r {
+                Ok(_) => assert!(ok, "{v} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{v}: {e}");
+                    assert_eq!(e.key, "health.overload_recover_ratio");
+                }
+            }
+        }
+    }
 
     #[test]
     fn probe_tls_keys_default_and_validate() {
