@@ -89,13 +89,34 @@ impl HttpsPolicy {
         )
     }
 
-    /// Add `Strict-Transport-Security` to an HTTPS response for a host with HSTS.
+    /// Add `Strict-Transport-Security` to an HTTPS response for a host with HSTS; never on
+    /// plain HTTP (RFC 6797 §7.2), not even the origin's own.
     pub fn add_hsts(&self, req: &HttpRequest, hosts: &HostIndex, resp: &mut HttpResponse) {
-        if !self.any_hsts || !req.app_config().secure() {
+        if !req.app_config().secure() {
+            resp.headers_mut().remove(STRICT_TRANSPORT_SECURITY);
+            return;
+        }
+        if !self.any_hsts {
             return;
         }
         if let Some(v) = self.host(req, hosts).and_then(|h| h.hsts.clone()) {
             resp.headers_mut().insert(STRICT_TRANSPORT_SECURITY, v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_hsts_over_plain_http_not_even_the_origins() {
+        let policy = HttpsPolicy::default();
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        let mut resp = HttpResponse::Ok()
+            .insert_header((STRICT_TRANSPORT_SECURITY, "max-age=999"))
+            .finish();
+        policy.add_hsts(&req, &HostIndex::default(), &mut resp);
+        assert!(resp.headers().get(STRICT_TRANSPORT_SECURITY).is_none());
     }
 }

@@ -20,11 +20,22 @@ const KEY_B: &[u8] = b"key-b-0123456789-0123456789-abcd";
 
 fn origin() -> Origin {
     Origin::start(|r, _| {
-        OriginResp::new(
-            200,
-            &[("cache-control", "max-age=60"), ("server", "origin/1")],
-            format!("body of {}", r.path),
-        )
+        let mut h = vec![
+            ("cache-control", "max-age=60".to_string()),
+            ("server", "origin/1".to_string()),
+        ];
+        // An origin with CORS of its own: `*`, or the request's Origin echoed with credentials.
+        if r.path == "/cors-star" {
+            h.push(("access-control-allow-origin", "*".into()));
+            h.push(("access-control-expose-headers", "x-secret".into()));
+        }
+        if r.path == "/cors-echo" {
+            let o = r.headers.get("origin").cloned().unwrap_or_default();
+            h.push(("access-control-allow-origin", o));
+            h.push(("access-control-allow-credentials", "true".into()));
+        }
+        let hv: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        OriginResp::new(200, &hv, format!("body of {}", r.path))
     })
 }
 
@@ -316,6 +327,30 @@ max_age = "10m""#;
     let r = get(&e, "/c.txt", &[("origin", "https://evil.example")]);
     assert_eq!((r.status, r.x_cache()), (200, "HIT"));
     assert_eq!(r.header("access-control-allow-origin"), None);
+    // Nor does it get the origin's own CORS fields, stored with the object: the host's
+    // allow-list decides (an allowed Origin keeps the origin's credentials allowance).
+    for path in ["/cors-star", "/cors-echo"] {
+        for (origin, allowed) in [
+            ("https://app.example", true),
+            ("https://evil.example", false),
+        ] {
+            let r = get(&e, path, &[("origin", origin)]);
+            assert_eq!(r.status, 200);
+            let acao = r.header("access-control-allow-origin");
+            if allowed {
+                assert_eq!(acao, Some("https://app.example"), "{path} {origin}");
+            } else {
+                assert_eq!(acao, None, "{path} {origin}: {:?}", r.headers);
+                assert_eq!(r.header("access-control-allow-credentials"), None, "{path}");
+                assert_eq!(r.header("access-control-expose-headers"), None, "{path}");
+            }
+        }
+    }
+    assert_eq!(
+        get(&e, "/cors-echo", &[("origin", "https://app.example")])
+            .header("access-control-allow-credentials"),
+        Some("true")
+    );
 
     let preflight = |origin: &str, method: &str, headers: Option<&str>| {
         let mut h = vec![

@@ -135,7 +135,18 @@ impl Rules {
             if !c.any {
                 add_vary_origin(h);
             }
+            // The host's allow-list decides, not what the origin sent (and the cache stored for
+            // whichever Origin came first): the origin's allowance fields go; an allowed Origin
+            // gets the edge's, and keeps the origin's credentials allowance. (Preflight-only
+            // fields are the preflight's business: answered by the edge, or by the origin with
+            // `preflight = false`, where the allowance decides as here.)
+            let credentials = h.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).next();
+            h.remove(header::ACCESS_CONTROL_ALLOW_ORIGIN);
+            h.remove(header::ACCESS_CONTROL_EXPOSE_HEADERS);
             if let Some(allowed) = c.allow(origin) {
+                if let Some(cred) = credentials.filter(|_| allowed.as_bytes() != b"*") {
+                    h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, cred);
+                }
                 h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
                 if let Some(e) = &c.expose {
                     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, e.clone());

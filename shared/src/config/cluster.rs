@@ -172,10 +172,15 @@ impl ClusterSection {
                 "must be at least 16 characters",
             ));
         }
-        if !self.secret.bytes().all(|b| b.is_ascii_graphic()) {
+        // Sent as `CDN-Hop: peer; key=<secret>`: `;`, `,` and `=` would cut the field apart.
+        if !self
+            .secret
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'='))
+        {
             return Err(ConfigError::new(
                 "cluster.secret",
-                "must be printable ASCII without spaces",
+                "must be printable ASCII without spaces, `;`, `,` or `=`",
             ));
         }
         for (k, d) in [
@@ -311,6 +316,14 @@ mod tests {
             (Box::new(|c| c.secret = "short".into()), "cluster.secret"),
             (
                 Box::new(|c| c.secret = "0123456789 abcdef".into()),
+                "cluster.secret",
+            ),
+            (
+                Box::new(|c| c.secret = "abcdefgh;ijklmnop123".into()),
+                "cluster.secret",
+            ),
+            (
+                Box::new(|c| c.secret = "abcdefgh=ijklmnop123".into()),
                 "cluster.secret",
             ),
             (
