@@ -40,10 +40,22 @@ pub fn render_edge_gauges(view: &HealthView, out: &mut String) {
     for (name, help, value) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for id in &ids {
-            let v = value(&view.edges[*id]);
+            let v = sample(value(&view.edges[*id]));
             let _ = writeln!(out, "{name}{{edge=\"{}\"}} {v}", escape_label(id));
         }
         out.push('\n');
+    }
+}
+
+/// A sample value in the exposition format: `+Inf`, `-Inf`, `NaN` spelled as the format
+/// spells them (Rust prints `inf`, which strict OpenMetrics parsers refuse).
+fn sample(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        v.to_string()
     }
 }
 
@@ -64,6 +76,15 @@ fn escape_label(v: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn special_values_are_spelled_as_the_exposition_format_spells_them() {
+        assert_eq!(sample(f64::INFINITY), "+Inf");
+        assert_eq!(sample(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(sample(f64::NAN), "NaN");
+        assert_eq!(sample(0.5), "0.5");
+        assert_eq!(sample(1.0), "1");
+    }
 
     #[test]
     fn edge_gauges_come_from_the_view() {

@@ -64,11 +64,12 @@
   };
   const token = () => sessionStorage.getItem(TOKEN_KEY) || "";
 
-  /** The state shown: down beats draining beats overloaded beats the probe state. */
+  /** The state shown: down beats draining (or disabled: not answered either) beats
+   * overloaded beats the probe state. */
   const shownState = (e) => {
     const h = typeof e.state === "string" ? e.state : typeof e.health === "string" ? e.health : "unknown";
     if (h === "down") return "down";
-    if (e.draining === true) return "draining";
+    if (e.draining === true || e.disabled === true) return "draining";
     if (e.overloaded === true) return "overloaded";
     return h === "up" ? "up" : "unknown";
   };
