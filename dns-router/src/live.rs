@@ -304,9 +304,19 @@ impl Live {
         {
             let (bus, health) = (bus.clone(), self.health.clone());
             rt.spawn(async move {
-                match bus.reread(&health).await {
-                    Ok(n) => tracing::info!(keys = n, "operator state read again after a reload"),
-                    Err(e) => tracing::warn!(error = %e, "operator state not read again after a reload; it is on the next reconnect"),
+                // Retried with backoff (1 s doubling, ~1 min in all): the bus may be briefly
+                // away; after that the next reconnection reads it.
+                for attempt in 0..6u32 {
+                    match bus.reread(&health).await {
+                        Ok(n) => {
+                            tracing::info!(keys = n, "operator state read again after a reload");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, attempt, "operator state not read again after a reload; retrying");
+                            tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+                        }
+                    }
                 }
             });
         }
