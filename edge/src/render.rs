@@ -151,7 +151,10 @@ fn answer(
     if plan::precondition_failed(ctx.req.headers(), etag, lm) {
         return Answer::PreconditionFailed;
     }
-    if plan::not_modified(ctx.req.headers(), etag, lm) {
+    // If-Modified-Since against Last-Modified, else the stored response's Date (RFC 9111
+    // §4.3.2).
+    let modified = lm.or_else(|| find(headers, &header::DATE));
+    if plan::not_modified(ctx.req.headers(), etag, modified) {
         return Answer::NotModified;
     }
     let Some(len) = len else {

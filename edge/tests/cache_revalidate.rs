@@ -175,3 +175,28 @@ fn a_304_that_forbids_storing_drops_the_stored_object() {
         asked[2].headers
     );
 }
+
+#[test]
+fn if_modified_since_falls_back_to_the_stored_date() {
+    // RFC 9111 §4.3.2: without a stored Last-Modified, a cache compares If-Modified-Since with
+    // the stored response's Date.
+    let now = std::time::SystemTime::now();
+    let date = httpdate::fmt_http_date(now);
+    let d2 = date.clone();
+    let origin = Origin::start(move |_, _| {
+        OriginResp::new(
+            200,
+            &[("cache-control", "max-age=60"), ("date", d2.as_str())],
+            "no validators but a date",
+        )
+    });
+    let edge = Edge::start(config(&origin.url(), "", ""));
+    edge.get("/d", &[]);
+    let later = httpdate::fmt_http_date(now + Duration::from_secs(3600));
+    let r = edge.get("/d", &[("if-modified-since", later.as_str())]);
+    assert_eq!((r.status, r.x_cache()), (304, "HIT"));
+    let earlier = httpdate::fmt_http_date(now - Duration::from_secs(3600));
+    let r = edge.get("/d", &[("if-modified-since", earlier.as_str())]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"no validators but a date");
+}
