@@ -30,8 +30,12 @@ use crate::wire::{rtype, Ecs};
 pub struct ClientKey {
     /// The address looked up (ECS address truncated to the honoured prefix, or the resolver).
     pub addr: IpAddr,
-    /// The ECS source prefix used, `None` when the resolver's address decided.
+    /// The ECS source prefix used, `None` when the resolver's address decided (in the family
+    /// of `addr`: for an IPv4-mapped IPv6 ECS address, the IPv4 part's length).
     pub ecs_prefix: Option<u8>,
+    /// Added to the scope echoed: 96 when an IPv4-mapped IPv6 ECS address was located as IPv4
+    /// (the scope is then an IPv6 length again), else 0.
+    pub scope_offset: u8,
 }
 
 /// The answer of a service for one client, ready to write.
@@ -93,6 +97,22 @@ pub fn truncate(addr: IpAddr, prefix: u8) -> IpAddr {
 pub fn client_key(service: &Service, resolver: IpAddr, ecs: Option<&Ecs>) -> ClientKey {
     match ecs {
         Some(e) if e.source_prefix > 0 && service.ecs == EcsMode::Use => {
+            // An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, source ≥ 96) is an IPv4 client:
+            // located as IPv4 with `source - 96` bits, under the IPv4 cap (geo::ecs).
+            let mapped = match e.addr {
+                IpAddr::V6(a) if e.family == 2 && e.source_prefix > 96 => {
+                    a.to_ipv4_mapped().map(IpAddr::V4)
+                }
+                _ => None,
+            };
+            if let Some(v4) = mapped {
+                let source = e.source_prefix - 96;
+                return ClientKey {
+                    addr: truncate(v4, source.min(service.ecs_max_v4)),
+                    ecs_prefix: Some(source),
+                    scope_offset: 96,
+                };
+            }
             let max = if e.family == 1 {
                 service.ecs_max_v4
             } else {
@@ -102,11 +122,13 @@ pub fn client_key(service: &Service, resolver: IpAddr, ecs: Option<&Ecs>) -> Cli
             ClientKey {
                 addr: truncate(e.addr, used),
                 ecs_prefix: Some(e.source_prefix),
+                scope_offset: 0,
             }
         }
         _ => ClientKey {
             addr: resolver,
             ecs_prefix: None,
+            scope_offset: 0,
         },
     }
 }
@@ -126,7 +148,7 @@ pub fn candidates(
 /// the deciding network's length capped by the source prefix (`cdn_geo::ecs::ecs_scope`).
 pub fn scope(key: &ClientKey, network_len: u8, client_dependent: bool) -> u8 {
     match key.ecs_prefix {
-        Some(p) if client_dependent => network_len.min(p),
+        Some(p) if client_dependent => network_len.min(p).saturating_add(key.scope_offset),
         _ => 0,
     }
 }
@@ -253,6 +275,7 @@ pub fn decide_placed(
     let key = ClientKey {
         addr: location.network.network(),
         ecs_prefix: None,
+        scope_offset: 0,
     };
     let state = PoolState::new(snap, svc, rtype, view, now_ms);
     let ranking = Ranking::build(

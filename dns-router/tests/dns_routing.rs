@@ -104,3 +104,26 @@ fn all_down_policies() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_ipv4_mapped_ecs_address_is_located_as_ipv4_with_an_ipv6_scope() {
+    // `::ffff:198.51.100.0/120` is the IPv4 client 198.51.100.0/24 (geo::ecs): located as
+    // IPv4 (the eu-west network) under the IPv4 cap, scope echoed as an IPv6 length (96 + 24).
+    let (up, _) = healthy_edge();
+    let s = Server::start(&config_text(&up, &up, &up));
+    let m = with_edns(
+        query("www.cdn.example.test", RecordType::A),
+        Some("::ffff:198.51.100.0/120"),
+    );
+    let r = eventually(
+        &s,
+        "eu-west answered",
+        |r| addrs(r) == vec![ip("192.0.2.20")],
+        &m,
+    );
+    let (source, scope, _) = ecs_of(&r).expect("ECS echoed");
+    assert_eq!((source, scope), (120, 120), "{r:?}");
+    // The plain IPv4 form gets the same edge.
+    let v4 = udp(s.dns, &eu_client("www.cdn.example.test"));
+    assert_eq!(addrs(&v4), vec![ip("192.0.2.20")]);
+}

@@ -315,7 +315,11 @@ fn compare(tied: bool) {
                     if !wrong && got.scope < want.scope {
                         // Merged: the whole scope block answers alike.
                         merged += 1;
-                        let block = IpNet::new(key.addr, got.scope).unwrap().trunc();
+                        // In the family of `key.addr` (an IPv4-mapped ECS scope is 96 longer).
+                        let block =
+                            IpNet::new(key.addr, got.scope.saturating_sub(key.scope_offset))
+                                .unwrap()
+                                .trunc();
                         for addr in [block.network(), block.broadcast()] {
                             let there =
                                 direct(&snap, &view, svc, t, route::ClientKey { addr, ..key });
