@@ -389,7 +389,15 @@ pub(crate) fn stream_origin(
 ) -> HttpResponse {
     let status = resp.status().as_u16();
     let headers = hdr::response_headers(resp.headers(), true);
-    let mut b = response(ctx, status, &headers, 0, &o);
+    // Not stored here, so its age is what the upstream said (an origin-side cache, a PoP
+    // peer), not 0: downstream caches count freshness from it (RFC 9111 §5.1).
+    let age_s = resp
+        .headers()
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::cache::fields::age_s)
+        .unwrap_or(0);
+    let mut b = response(ctx, status, &headers, age_s, &o);
     if bodiless_status(status) {
         return bodiless(b);
     }

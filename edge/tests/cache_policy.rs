@@ -390,3 +390,19 @@ fn key_headers_split_entries_and_fill_limit_answers_503() {
     assert!(r.cache_status().contains("detail=overloaded"));
     assert_eq!(slow.join().unwrap().status, 200);
 }
+
+#[test]
+fn a_response_passed_through_keeps_the_upstream_age() {
+    // Not stored, so not ours to reset: an origin-side cache's Age reaches the client.
+    let origin = Origin::start(|_, _| {
+        OriginResp::new(
+            200,
+            &[("cache-control", "private, max-age=300"), ("age", "42")],
+            "private",
+        )
+    });
+    let edge = Edge::start(config(&origin.url(), "", ""));
+    let r = edge.get("/p", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("age"), Some("42"));
+}
