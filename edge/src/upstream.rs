@@ -128,19 +128,32 @@ pub(crate) async fn fetch(ctx: &Ctx, method: Method, headers: HeaderMap) -> Fetc
                 };
             }
             Err(e) => {
-                let result = match e {
-                    EdgeError::OriginTimeout(_) => "timeout",
-                    _ => "error",
-                };
+                let timeout = !marks_down(&e);
+                let result = if timeout { "timeout" } else { "error" };
                 metrics::counter!(crate::metrics::POP_FETCHES, "via" => via.as_str(), "result" => result)
                     .increment(1);
-                tracing::warn!(member = %m.id, hop = hop.as_str(), key = %ctx.key, error = %e,
-                    "peer fill failed; member marked down, trying the next");
-                m.failed();
+                if timeout {
+                    // No head in time: the member may be waiting on a slow origin for this
+                    // key, not dead. Its probes decide whether it is down; marking it down
+                    // here would take a healthy owner out of every key's routing.
+                    tracing::warn!(member = %m.id, hop = hop.as_str(), key = %ctx.key, error = %e,
+                        "peer fill timed out; trying the next");
+                } else {
+                    tracing::warn!(member = %m.id, hop = hop.as_str(), key = %ctx.key, error = %e,
+                        "peer fill failed; member marked down, trying the next");
+                    m.failed();
+                }
             }
         }
     }
     origin(ctx, route, method, headers, true).await
+}
+
+/// Whether a failed peer or shield fill takes the member out of routing at once: a refused
+/// or broken connection does; a missing head in time does not — the member may be waiting on
+/// a slow origin for that one key, and its probes decide whether it is down.
+fn marks_down(e: &EdgeError) -> bool {
+    !matches!(e, EdgeError::OriginTimeout(_))
 }
 
 async fn origin(
@@ -341,6 +354,13 @@ async fn from_origin(r: &Resume, from: u64) -> Result<Frames, EdgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slow_member_is_not_marked_down_a_dead_one_is() {
+        assert!(!marks_down(&EdgeError::OriginTimeout("e3: timeout".into())));
+        assert!(marks_down(&EdgeError::OriginConnect("e3: refused".into())));
+        assert!(marks_down(&EdgeError::OriginBroken("e3: reset".into())));
+    }
 
     #[test]
     fn fwd_names_the_hop_of_a_miss_only() {
