@@ -122,7 +122,17 @@ impl Tenants {
     pub fn admit(&self, route: usize, req: &HttpRequest) -> Option<HttpResponse> {
         let h = self.hosts.get(route)?;
         if h.rate.is_some() || h.geo.is_some() {
-            let ip = self.client_ip(req)?;
+            // Without a peer address (not over TCP) nothing can be checked: refused, never
+            // admitted past the rules (and past the preflight and signed-URL checks below).
+            let Some(ip) = self.client_ip(req) else {
+                return Some(refuse(
+                    req,
+                    &h.name,
+                    StatusCode::FORBIDDEN,
+                    "no_client_address",
+                    None,
+                ));
+            };
             if let Some(r) = &h.rate {
                 let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 if let Err(wait) = r.check(ip, now) {
@@ -218,4 +228,25 @@ fn refuse(
     ));
     mark(&mut resp, "DENIED");
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_client_address_a_host_with_rules_refuses() {
+        let toml = "[edge]\nid = \"e1\"\nregion = \"r\"\n[[hosts]]\nname = \"a.test\"\norigin = \"http://127.0.0.1:1\"\n[hosts.rate_limit]\nrate = 10.0\nburst = 10\n";
+        let config: cdn_shared::config::edge::EdgeConfig =
+            cdn_shared::config::load_str(toml).unwrap();
+        let t = Tenants::new(&config).unwrap();
+        // No peer address (not over TCP): refused, not admitted past the rules.
+        let req = actix_web::test::TestRequest::default().to_http_request();
+        let r = t.admit(0, &req).expect("answered by the edge");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let with_peer = actix_web::test::TestRequest::default()
+            .peer_addr("192.0.2.1:4000".parse().unwrap())
+            .to_http_request();
+        assert!(t.admit(0, &with_peer).is_none());
+    }
 }
