@@ -418,6 +418,8 @@ pub async fn run(
         ),
         None => None,
     };
+    // The recorder first: gauges set from here on (cdn_edge_draining = 0) are exported.
+    let prometheus = metrics::install();
     let lifecycle = drain::Lifecycle::new();
     let load = load::LoadMeter::new();
     let pop = pop::Pop::new(&config)
@@ -428,7 +430,6 @@ pub async fn run(
         .map(|p| pop::probe::spawn(p.clone(), load.clone(), shutdown.clone()));
     let access_log = access_log::AccessLog::start(&config.access_log)
         .map_err(|e| EdgeError::Io(format!("access log: {e}")))?;
-    let prometheus = metrics::install();
     let shared = web::Data::new(Shared {
         name: config.edge.id.clone(),
         via: HeaderValue::from_str(&format!("1.1 {}", config.edge.id))
@@ -507,6 +508,31 @@ pub async fn run(
     let server = server.run();
     let handle = server.handle();
     let main = actix_rt::spawn(server);
+    // SIGHUP must never end the edge (the signal's default action, which systemd counts as a
+    // clean exit and does not restart): with TLS it reloads the certificates (tls_reload,
+    // admin_tls, which listen for it too); without, there is nothing to reload.
+    {
+        let stop = shutdown.clone();
+        let tls = cert_reload.is_some();
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            actix_rt::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        got = hup.recv() => {
+                            if got.is_none() {
+                                return;
+                            }
+                            if !tls {
+                                tracing::info!("SIGHUP: no TLS certificates to reload");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
 
     let admin = match listeners.admin {
         Some(l) => {

@@ -156,6 +156,14 @@ fn binary_serves_and_keeps_its_cache_across_sigterm_and_kill9() {
     assert_eq!(p.get("/a").x_cache(), "MISS");
     assert_eq!(p.get("/a").x_cache(), "HIT");
     assert!(p.get("/big").body == body_of(300_000, 2));
+    // The draining gauge is exported from the start (0), not only once draining begins.
+    let admin = p.p.addr("http", "admin").expect("admin listener");
+    let page = metrics_page(admin);
+    assert_eq!(sample(&page, "cdn_edge_draining"), Some(0.0), "{page}");
+    // SIGHUP (a reload, a logrotate postrotate) does not end an edge without TLS.
+    p.p.signal(Signal::HUP).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(p.get("/a").x_cache(), "HIT", "still serving after SIGHUP");
     assert!(p.sigterm().success(), "graceful exit");
 
     // Restart after SIGTERM: hits, no origin fetch.

@@ -287,7 +287,7 @@ pub struct ReportSection {
     /// Per-request timeout. Default `1s`.
     #[serde(with = "crate::config::common::duration")]
     pub timeout: Duration,
-    /// Bearer token sent with reports (the router's `admin.token`).
+    /// Bearer token sent with reports: this edge's `report` credential on the routers (a `[[admin.tokens]]` entry with `role = "report"` and `edge` = this id).
     pub token: Option<String>,
     /// The capacity this edge announces; the router spills load above it.
     pub capacity: Capacity,
