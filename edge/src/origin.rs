@@ -318,7 +318,20 @@ fn close_delimited(resp: &OriginResponse) -> bool {
         && status != 204
         && status != 304
         && !resp.headers().contains_key(header::CONTENT_LENGTH)
-        && !resp.headers().contains_key(header::TRANSFER_ENCODING)
+        && !chunked_last(resp.headers())
+}
+
+/// Whether the last transfer coding is `chunked` (RFC 9112 §6.3): only then does
+/// `Transfer-Encoding` frame the body. `identity`, `gzip` alone … leave it delimited by the
+/// close (awc would read it as empty: an empty 200 stored for the whole TTL).
+pub(crate) fn chunked_last(h: &actix_web::http::header::HeaderMap) -> bool {
+    h.get_all(actix_web::http::header::TRANSFER_ENCODING)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .last()
+        .is_some_and(|c| c.eq_ignore_ascii_case("chunked"))
 }
 
 /// What kind of failure a send ended with (the input of [`should_retry`]).
@@ -416,6 +429,25 @@ fn payload_error(e: PayloadError) -> EdgeError {
 mod tests {
     use super::*;
     use std::io;
+
+    #[test]
+    fn only_a_final_chunked_coding_frames_a_body() {
+        use actix_web::http::header::{HeaderMap, HeaderValue, TRANSFER_ENCODING};
+        let te = |vals: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in vals {
+                h.append(TRANSFER_ENCODING, HeaderValue::from_str(v).unwrap());
+            }
+            chunked_last(&h)
+        };
+        assert!(te(&["chunked"]));
+        assert!(te(&["gzip, chunked"]));
+        assert!(te(&["gzip", "Chunked"]));
+        assert!(!te(&["identity"]));
+        assert!(!te(&["chunked, gzip"]));
+        assert!(!te(&["gzip"]));
+        assert!(!te(&[]));
+    }
 
     #[test]
     fn retries_idempotent_requests_once_after_a_lost_connection() {

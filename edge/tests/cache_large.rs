@@ -108,6 +108,12 @@ fn chunked_body_is_streamed_and_stored_close_delimited_refused() {
                 resp.chunked = true;
                 resp.piece = 7_000;
             }
+            "/identity" => {
+                // `Transfer-Encoding: identity` does not frame a body (RFC 9112 §6.3).
+                resp.no_length = true;
+                resp.headers
+                    .push(("transfer-encoding".into(), "identity".into()));
+            }
             _ => resp.no_length = true,
         }
         resp
@@ -129,6 +135,10 @@ fn chunked_body_is_streamed_and_stored_close_delimited_refused() {
     let r = edge.get("/close-delimited", &[]);
     assert_eq!(r.status, 502, "{r:?}");
     assert!(edge.get("/close-delimited", &[]).status == 502);
+    // So is one whose Transfer-Encoding is not chunked: it was stored as an empty 200.
+    let r = edge.get("/identity", &[]);
+    assert_eq!(r.status, 502, "{r:?}");
+    assert_ne!(edge.get("/identity", &[]).x_cache(), "HIT");
 }
 
 #[test]
