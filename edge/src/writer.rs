@@ -40,6 +40,12 @@ impl StoreWriter {
         let mut have: usize = 0;
         let mut crcs: Vec<u32> = Vec::new();
         let mut total: u64 = 0;
+        // Bytes of disk-only chunks handed to foyer since its queue was last drained: at half
+        // its write pool the fill waits (backpressure), so no chunk write is dropped — a lost
+        // chunk of a body without a length could not be refetched, and readers behind the
+        // fill would get it truncated.
+        let mut queued: usize = 0;
+        let batch = crate::cache::store::disk_write_pool(cs) / 2;
         loop {
             match next_frame(&mut resp, self.idle).await {
                 Ok(Some(b)) => {
@@ -69,12 +75,16 @@ impl StoreWriter {
                         self.put_chunk(&mut crcs, data, len);
                         // Chunks kept on disk only become readable after foyer's flush:
                         // keep two chunks of frames for readers just behind the fill.
-                        let keep = if self.store.disk_only(&self.primary, len) {
-                            2 * cs as u64
-                        } else {
-                            0
-                        };
+                        let disk_only = self.store.disk_only(&self.primary, len);
+                        let keep = if disk_only { 2 * cs as u64 } else { 0 };
                         leader.chunk_stored(*crcs.last().unwrap_or(&0), stored, keep);
+                        if disk_only {
+                            queued = queued.saturating_add(cs);
+                            if queued >= batch {
+                                self.store.settle_part(&h.store_key).await;
+                                queued = 0;
+                            }
+                        }
                     }
                 }
                 Ok(None) => break,

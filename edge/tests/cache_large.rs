@@ -164,3 +164,35 @@ fn big_objects_keep_chunks_on_disk_and_hit_from_there() {
         .count();
     assert_eq!(full_fetches, 1, "one fill; chunks are read back from disk");
 }
+
+#[test]
+fn a_cold_chunked_body_larger_than_the_disk_write_queue_arrives_whole() {
+    // No Content-Length, read from the origin far faster than the disk tier writes: chunks
+    // the disk queue dropped could not be refetched (no length), so readers behind the fill
+    // got a truncated body, and the object was stored with holes.
+    let size = 48 * 1024 * 1024;
+    let body = bytes::Bytes::from(body_of(size, 21));
+    let b2 = body.clone();
+    let origin = Origin::start(move |_, _| {
+        let mut resp = OriginResp::new(200, &[("cache-control", "max-age=600")], b2.clone());
+        resp.chunked = true;
+        resp.piece = 256 * 1024;
+        resp
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&origin.url(), "", "");
+    cfg.cache.memory = bytesize::ByteSize::mib(4);
+    cfg.cache.disk_path = Some(dir.path().to_path_buf());
+    cfg.cache.disk = bytesize::ByteSize::mib(256);
+    let edge = Edge::start(cfg);
+    let r = edge.get("/dyn-big", &[]);
+    assert!(!r.truncated, "cold: {} of {size} bytes", r.body.len());
+    assert!(r.body[..] == body[..]);
+    std::thread::sleep(cdn_tests::harness::scaled(
+        std::time::Duration::from_millis(500),
+    ));
+    let r = edge.get("/dyn-big", &[]);
+    assert!(!r.truncated, "warm: {} of {size} bytes", r.body.len());
+    assert!(r.body[..] == body[..]);
+    assert_eq!(origin.count("/dyn-big"), 1);
+}

@@ -127,6 +127,14 @@ impl std::fmt::Debug for Store {
 pub const REFILL_MAX_CHUNKS: u64 = 16;
 
 /// Key of chunk `idx` of the object stored under `key` with id `object_id`.
+/// foyer's disk write buffers and submit queue per partition for chunks of `chunk` bytes:
+/// writes queued beyond it are dropped (read back as misses), so a fill that writes chunks
+/// faster than the disk takes them waits for the queue every half of this
+/// ([`Store::settle_part`], `writer.rs`).
+pub fn disk_write_pool(chunk: usize) -> usize {
+    (4 * chunk).max(8 * 1024 * 1024)
+}
+
 pub fn chunk_key(key: &str, object_id: u64, idx: u64) -> String {
     format!("{key}\n#chunk:{object_id:016x}:{idx}")
 }
@@ -374,6 +382,15 @@ impl Store {
     /// Whether `key` is in the memory tier now (the simulator's tier accounting).
     pub fn in_memory(&self, key: &str) -> bool {
         self.part(key).cache.memory().contains(key)
+    }
+
+    /// Wait until foyer's disk writes queued so far are flushed, for the partition holding
+    /// `key` (a fill's backpressure: see [`disk_write_pool`]).
+    pub async fn settle_part(&self, key: &str) {
+        if let Some(rt) = &self.runtime {
+            let cache = self.part(key).cache.clone();
+            let _ = rt.spawn(async move { cache.storage().wait().await }).await;
+        }
     }
 
     /// Wait until foyer's disk writes queued so far are flushed (the simulator calls it so a
@@ -634,7 +651,7 @@ async fn build(
             // plus a submit queue (entries beyond it are dropped, read back as misses):
             // 8 MiB + 8 MiB keeps the edge's RSS while streaming a cold huge object well
             // under 64 MiB above idle (a 32 MiB pool measured +217 MiB, 1 GiB cold stream).
-            let pool = (4 * chunk).max(8 * 1024 * 1024);
+            let pool = disk_write_pool(chunk);
             let pickers: Vec<Box<dyn EvictionPicker>> = vec![
                 Box::new(InvalidRatioPicker::new(placement.disk_invalid_ratio)),
                 Box::new(FifoPicker::new(placement.disk_fifo_probation)),
