@@ -53,7 +53,15 @@ pub async fn handle(
         Err(rej) => rej.response(),
         Ok(()) => route_request(req.clone(), body, &shared, &local).await,
     };
-    shared.https.add_hsts(&req, &shared.hosts, &mut resp);
+    // A PoP member asks over plain HTTP on behalf of its client: its answer keeps what the
+    // origin sent (Strict-Transport-Security included), the member applies HSTS itself.
+    let from_peer = shared
+        .pop
+        .as_ref()
+        .is_some_and(|p| p.hop_of(req.headers()).is_some());
+    if !from_peer {
+        shared.https.add_hsts(&req, &shared.hosts, &mut resp);
+    }
     crate::account::finish(&shared, &req, pq, &resp, started);
     resp
 }
