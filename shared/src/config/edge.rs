@@ -675,16 +675,20 @@ impl Validate for EdgeConfig {
             if let Some(c) = &h.compress {
                 c.validate(&key)?;
             }
-            names.push(h.name.as_str());
-            names.extend(h.aliases.iter().map(|a| a.as_str()));
+            names.push((h.name.as_str(), format!("{key}.name")));
+            names.extend(
+                h.aliases
+                    .iter()
+                    .enumerate()
+                    .map(|(j, a)| (a.as_str(), format!("{key}.aliases[{j}]"))),
+            );
         }
         if let Some(c) = &self.cluster {
             let hosts: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
             c.validate(&self.edge.region, &hosts)?;
         }
-        // Duplicate host names are reported against `hosts` as a whole (aliases included).
-        require_unique(names.iter().copied(), |_| "hosts".to_string())
-            .map_err(|e| ConfigError::new("hosts[].name", e.message))?;
+        // A host name or alias used twice, named at its second use.
+        require_unique(names.iter().map(|(n, _)| *n), |i| names[i].1.clone())?;
         Ok(())
     }
 }
@@ -712,6 +716,28 @@ mod tests {
             c.access_log.path.as_deref(),
             Some(std::path::Path::new("/var/log/a.jsonl"))
         );
+    }
+
+    #[test]
+    fn a_duplicate_host_name_is_named_at_its_second_use() {
+        let base = "[edge]\nid = \"e1\"\nregion = \"eu-west\"\n";
+        let host = |name: &str, alias: &str| {
+            format!("[[hosts]]\nname = \"{name}\"\norigin = \"http://127.0.0.1:1\"\naliases = [{alias}]\n")
+        };
+        let e = load_str::<EdgeConfig>(&format!(
+            "{base}{}{}",
+            host("a.test", ""),
+            host("B.test", "\"x.test\", \"A.test\"")
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "hosts[1].aliases[1]", "{e}");
+        let e = load_str::<EdgeConfig>(&format!(
+            "{base}{}{}",
+            host("a.test", ""),
+            host("a.test", "")
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "hosts[1].name", "{e}");
     }
 
     #[test]
