@@ -48,17 +48,18 @@ pub async fn handle(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let h1 = req.version() < actix_web::http::Version::HTTP_2;
-    let mut resp = match limits::check_request(req.method(), pq, req.headers(), h1, &shared.limits)
-    {
-        Err(rej) => rej.response(),
-        Ok(()) => route_request(req.clone(), body, &shared, &local).await,
-    };
-    // A PoP member asks over plain HTTP on behalf of its client: its answer keeps what the
-    // origin sent (Strict-Transport-Security included), the member applies HSTS itself.
+    // A PoP member asking over plain HTTP on its client's behalf (authenticated `CDN-Hop`).
     let from_peer = shared
         .pop
         .as_ref()
         .is_some_and(|p| p.hop_of(req.headers()).is_some());
+    let mut resp = match limits::check_request(req.method(), pq, req.headers(), h1, &shared.limits)
+    {
+        Err(rej) => rej.response(),
+        Ok(()) => route_request(req.clone(), body, &shared, &local, from_peer).await,
+    };
+    // A member's answer keeps what the origin sent (Strict-Transport-Security included): the
+    // member applies HSTS for its own client.
     if !from_peer {
         shared.https.add_hsts(&req, &shared.hosts, &mut resp);
     }
@@ -71,13 +72,10 @@ async fn route_request(
     body: web::Payload,
     shared: &web::Data<Shared>,
     local: &web::Data<Local>,
+    from_peer: bool,
 ) -> HttpResponse {
     // [hosts.tls] redirect: plain HTTP → HTTPS before anything else is done (not for a PoP
     // member asking over plain HTTP on its client's behalf).
-    let from_peer = shared
-        .pop
-        .as_ref()
-        .is_some_and(|p| p.hop_of(req.headers()).is_some());
     if !from_peer {
         if let Some(r) = shared.https.redirect(&req, &shared.hosts) {
             return r;
