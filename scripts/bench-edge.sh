@@ -174,23 +174,32 @@ cpu_per_request() {
         "$(echo "($c1 - $c0) * 1000000 / $(getconf CLK_TCK) / $req" | bc -l)"
 }
 
-# Syscalls per request: `perf stat` counts every syscall the target's processes enter during one
-# h2load run over the 16 hot objects of one size (low overhead, unlike strace), then
-# `strace -c -f` over a second, shorter run gives the split by syscall (strace slows the server,
-# so read that split for its proportions, not its totals).
-syscalls_mode() {
-    local ts="nginx-static ${TARGETS//,/ } edge" t size sid pids urls req n
+# Start the origin and the targets `$1` (the edge with a wiped cache), then warm the 16 hot
+# objects of every size in CPU_SIZES on each cache with CPU_WARM (140) requests per object (the
+# edge moves a disk chunk into memory on its 128th hit, `[cache] promote_after`), so every size
+# is measured as a hot hit from memory.
+start_hot() {
+    local t size i r
     ./servers.sh edge wipe
     ./servers.sh origin start 2>/dev/null || true
-    for t in $ts; do ./servers.sh "$t" start >/dev/null; done
+    for t in $1; do ./servers.sh "$t" start >/dev/null; done
     sleep 2
-    for t in $ts; do
+    for t in $1; do
         [ "$t" = nginx-static ] && continue
         for size in ${CPU_SIZES//,/ }; do for i in $(seq 0 15); do for r in $(seq "${CPU_WARM:-140}"); do
             echo "url=http://$(./servers.sh "$t" addr)/obj/$size/hot$i"; echo "output=/dev/null"
         done; done; done > "$RUN/cpu-warm.cfg"
         curl -s -K "$RUN/cpu-warm.cfg"
     done
+}
+
+# Syscalls per request: `perf stat` counts every syscall the target's processes enter during one
+# h2load run over the 16 hot objects of one size (low overhead, unlike strace), then
+# `strace -c -f` over a second, shorter run gives the split by syscall (strace slows the server,
+# so read that split for its proportions, not its totals).
+syscalls_mode() {
+    local ts="nginx-static ${TARGETS//,/ } edge" t size sid pids urls req n
+    start_hot "$ts"
     for size in ${CPU_SIZES//,/ }; do for t in $ts; do
         sid=$(cat "$RUN/$t.pidf")
         pids=$(ps -o pid= -s "$sid" | tr -s ' \n' ',' | sed 's/^,//; s/,$//')
@@ -219,19 +228,7 @@ syscalls_mode() {
 
 cpu_mode() {
     local ts="nginx-static ${TARGETS//,/ } edge" t size r i
-    ./servers.sh edge wipe
-    ./servers.sh origin start 2>/dev/null || true
-    for t in $ts; do ./servers.sh "$t" start >/dev/null; done
-    sleep 2
-    # Warm: CPU_WARM (140) requests per object (the edge moves a disk chunk into memory on its
-    # 128th hit, `[cache] promote_after`), so every size is measured as a hot hit from memory.
-    for t in $ts; do
-        [ "$t" = nginx-static ] && continue
-        for size in ${CPU_SIZES//,/ }; do for i in $(seq 0 15); do for r in $(seq "${CPU_WARM:-140}"); do
-            echo "url=http://$(./servers.sh "$t" addr)/obj/$size/hot$i"; echo "output=/dev/null"
-        done; done; done > "$RUN/cpu-warm.cfg"
-        curl -s -K "$RUN/cpu-warm.cfg"
-    done
+    start_hot "$ts"
     echo "# target size requests req/s server_us_per_request" > "$RESULTS_DIR/cpu.txt"
     for r in $(seq "${CPU_ROUNDS:-5}"); do
         for size in ${CPU_SIZES//,/ }; do
