@@ -17,6 +17,16 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dns-router"))
 }
 
+/// `dns-router --config <p> --check-config`.
+fn check_config(p: &std::path::Path) -> std::process::Output {
+    bin()
+        .arg("--config")
+        .arg(p)
+        .arg("--check-config")
+        .output()
+        .unwrap()
+}
+
 fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let p = dir.join("router.toml");
     std::fs::write(&p, text).unwrap();
@@ -29,12 +39,7 @@ fn check_config_validates_record_data_and_files() {
     let up = "http://127.0.0.1:9/healthz";
     let good = config_text(up, up, up);
     let p = write_config(dir.path(), &good);
-    let out = bin()
-        .arg("--config")
-        .arg(&p)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let out = check_config(&p);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -44,12 +49,7 @@ fn check_config_validates_record_data_and_files() {
 
     let bad = good.replace("data = [\"192.0.2.99\"]", "data = [\"192.0.2.999\"]");
     let p = write_config(dir.path(), &bad);
-    let out = bin()
-        .arg("--config")
-        .arg(&p)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let out = check_config(&p);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("zones[0].records[2].data[0]"), "{err}");
@@ -61,12 +61,7 @@ fn check_config_validates_record_data_and_files() {
     );
     assert_ne!(looped, good);
     let p = write_config(dir.path(), &looped);
-    let out = bin()
-        .arg("--config")
-        .arg(&p)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let out = check_config(&p);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -78,24 +73,14 @@ fn check_config_validates_record_data_and_files() {
     // here, not at probe time with the edge left unprobed (and answered).
     let unprobeable = config_text(up, up, "https://apne1-.example:443/healthz");
     let p = write_config(dir.path(), &unprobeable);
-    let out = bin()
-        .arg("--config")
-        .arg(&p)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let out = check_config(&p);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("edges[2].probe_url"), "{err}");
 
     let missing = good.replace("[geo]\n", "[geo]\nnetwork_map = \"no-such-map.txt\"\n");
     let p = write_config(dir.path(), &missing);
-    let out = bin()
-        .arg("--config")
-        .arg(&p)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let out = check_config(&p);
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("geo.network_map"));
 
@@ -103,12 +88,7 @@ fn check_config_validates_record_data_and_files() {
     std::fs::write(dir.path().join("map.txt"), "192.0.2.0/24 eu-west\n").unwrap();
     let rel = good.replace("[geo]\n", "[geo]\nnetwork_map = \"map.txt\"\n");
     let p = write_config(dir.path(), &rel);
-    let out = bin()
-        .arg("--config")
-        .arg(&p)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let out = check_config(&p);
     assert_eq!(
         out.status.code(),
         Some(0),
