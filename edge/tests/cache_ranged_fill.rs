@@ -22,6 +22,19 @@ fn body() -> bytes::Bytes {
         .into()
 }
 
+/// `Range: bytes=a-b` (or `a-`) of `b`, as an origin answers it: (`Content-Range`, the bytes).
+fn ranged(b: &bytes::Bytes, range: &str) -> (String, bytes::Bytes) {
+    let (a, z) = range.trim_start_matches("bytes=").split_once('-').unwrap();
+    let a: usize = a.parse().unwrap();
+    let z: usize = if z.is_empty() {
+        b.len() - 1
+    } else {
+        z.parse().unwrap()
+    };
+    let z = z.min(b.len() - 1);
+    (format!("bytes {a}-{z}/{}", b.len()), b.slice(a..=z))
+}
+
 /// An origin serving `body()` with ranges; `etag` on every answer when given. Records the
 /// `Range` and `If-Match` of each request and the body bytes it sent.
 fn origin(etag: Option<&'static str>, honour_ranges: bool) -> (Origin, Arc<Log>) {
@@ -36,16 +49,9 @@ fn origin(etag: Option<&'static str>, honour_ranges: bool) -> (Origin, Arc<Log>)
         let range = r.headers.get("range").cloned();
         let resp = match (&range, honour_ranges) {
             (Some(v), true) => {
-                let (a, z) = v.trim_start_matches("bytes=").split_once('-').unwrap();
-                let a: usize = a.parse().unwrap();
-                let z: usize = if z.is_empty() {
-                    b.len() - 1
-                } else {
-                    z.parse().unwrap()
-                };
-                let z = z.min(b.len() - 1);
-                h.push(("content-range", format!("bytes {a}-{z}/{}", b.len())));
-                (206, b.slice(a..=z))
+                let (cr, data) = ranged(&b, v);
+                h.push(("content-range", cr));
+                (206, data)
             }
             _ => (200, b.clone()),
         };
@@ -166,13 +172,10 @@ fn a_partly_stored_object_the_origin_changed_is_dropped_and_filled_again() {
         let h = [("cache-control", "max-age=600"), ("etag", etag)];
         match r.headers.get("range") {
             Some(v) => {
-                let (a, z) = v.trim_start_matches("bytes=").split_once('-').unwrap();
-                let a: usize = a.parse().unwrap();
-                let z: usize = z.parse::<usize>().unwrap().min(b.len() - 1);
-                let cr = format!("bytes {a}-{z}/{}", b.len());
+                let (cr, data) = ranged(b, v);
                 let mut hs = h.to_vec();
                 hs.push(("content-range", cr.as_str()));
-                OriginResp::new(206, &hs, b.slice(a..=z))
+                OriginResp::new(206, &hs, data)
             }
             None => OriginResp::new(200, &h, b.clone()),
         }
@@ -229,16 +232,9 @@ fn ranges_and_conditionals_of_objects_that_are_not_stored_reach_the_origin() {
         }
         let (status, data) = match range {
             Some(v) => {
-                let (a, z) = v.trim_start_matches("bytes=").split_once('-').unwrap();
-                let a: usize = a.parse().unwrap();
-                let z: usize = if z.is_empty() {
-                    b.len() - 1
-                } else {
-                    z.parse().unwrap()
-                };
-                let z = z.min(b.len() - 1);
-                h.push(("content-range", format!("bytes {a}-{z}/{}", b.len())));
-                (206, b.slice(a..=z))
+                let (cr, data) = ranged(&b, &v);
+                h.push(("content-range", cr));
+                (206, data)
             }
             None => (200, b.clone()),
         };
