@@ -96,7 +96,9 @@ impl crate::cache::store::IndexHook for Index {
         Index::keys_for_url(self, url)
     }
     fn purged_after(&self, url: &str, tags: &[String], since_ms: u64) -> bool {
-        self.purged_since(url, tags, since_ms)
+        // Strictly after: a fill whose origin request went out in the purge's own millisecond
+        // is taken as sent after it (a client that purges, then asks again, is that fast).
+        self.purged_since(url, tags, since_ms.saturating_add(1))
     }
     fn admits_variant(&self, url: &str, key: &str, max: usize) -> bool {
         Index::admits_variant(self, url, key, max)
