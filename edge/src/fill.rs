@@ -272,6 +272,17 @@ impl Fills {
         }
     }
 
+    /// A leader for `key` that no one can follow (not in the table, not counted against the
+    /// limit): a [`hit_for_miss`](crate::hit_for_miss) fetch, which stores what it may
+    /// without making other requests wait for it.
+    pub fn detached(self: &Arc<Self>, key: &str) -> Leader {
+        Leader {
+            fill: Fill::new(key.to_string()),
+            fills: self.clone(),
+            finished: false,
+        }
+    }
+
     fn remove(&self, fill: &Arc<Fill>) {
         self.table.remove_if(&fill.key, |_, f| Arc::ptr_eq(f, fill));
     }
@@ -384,6 +395,21 @@ impl Drop for Leader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detached_leader_is_not_joined_and_leaves_the_table_alone() {
+        let fills = Fills::new(1);
+        let Join::Leader(_joined) = fills.join("k").unwrap() else {
+            panic!("first must lead")
+        };
+        let detached = fills.detached("k");
+        assert_eq!(fills.len(), 1, "not in the table, not counted");
+        drop(detached);
+        assert!(
+            fills.contains("k"),
+            "dropping it does not remove the real fill"
+        );
+    }
 
     #[tokio::test]
     async fn one_leader_many_followers_same_bytes() {

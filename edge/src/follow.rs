@@ -1,7 +1,8 @@
 //! Fill through the in-flight table ([`fill`](crate::fill)): lead (this request fetches), or
 //! follow (wait for the leader's head, then stream the same bytes or serve what it stored),
 //! retrying once when the leader fails. Stale-if-error is decided by
-//! [`after_origin`], as for the leader.
+//! [`after_origin`], as for the leader. A key [`hit_for_miss`](crate::hit_for_miss) remembers
+//! as not storable skips the join: it leads on its own, or passes a range or conditional.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +32,22 @@ pub(crate) async fn fill(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        if stale.is_none()
+            && ctx
+                .shared
+                .hit_for_miss
+                .holds(&store_key, cdn_shared::unix_ms())
+        {
+            // Its last response could not be stored: do not queue behind another request's
+            // fill to learn that again (hit_for_miss.rs).
+            if crate::lead::partial_or_conditional(ctx.req.headers()) {
+                metrics::counter!(m::HIT_FOR_MISS, "how" => "pass").increment(1);
+                return pass(ctx, None, false).await;
+            }
+            metrics::counter!(m::HIT_FOR_MISS, "how" => "fetch").increment(1);
+            let leader = ctx.shared.fills.detached(&store_key);
+            return lead(ctx, leader, store_key, None, fwd).await;
+        }
         let join = match ctx.shared.fills.join(&store_key) {
             Ok(j) => j,
             Err(e) => return stale_or_error(&ctx, &store_key, stale.as_ref(), &e),

@@ -63,6 +63,7 @@ pub(crate) async fn lead(
             match crate::ranged::fill(&ctx, &store_key, span, headers).await {
                 Ok(crate::ranged::Ranged::Stored(meta)) => {
                     let now = cdn_shared::unix_ms();
+                    ctx.shared.hit_for_miss.forget(&store_key);
                     leader.publish(FillHead::Stored {
                         meta: meta.clone(),
                         key: store_key.clone(),
@@ -80,6 +81,9 @@ pub(crate) async fn lead(
                     // Over `max_object_size`: never stored, so a whole-object fill would only
                     // send the client all of it. Its range goes to the origin as it is.
                     tracing::debug!(key = %store_key, "range of an object too large to store: passed");
+                    ctx.shared
+                        .hit_for_miss
+                        .remember(&store_key, cdn_shared::unix_ms());
                     leader.publish(FillHead::NotShareable);
                     return crate::pass::pass(ctx, None, false).await;
                 }
@@ -189,6 +193,7 @@ pub(crate) async fn lead(
             unstored(ctx, resp, length, o).await
         }
         (AfterOrigin::Store(fr), _) => {
+            ctx.shared.hit_for_miss.forget(&store_key);
             let fetched = Fetched {
                 resp,
                 facts,
@@ -201,7 +206,12 @@ pub(crate) async fn lead(
         }
         (decision, _) => {
             let reason = match decision {
-                AfterOrigin::Stream(reason) => reason.as_str(),
+                AfterOrigin::Stream(reason) => {
+                    if crate::hit_for_miss::remembers(reason, status) {
+                        ctx.shared.hit_for_miss.remember(&store_key, now);
+                    }
+                    reason.as_str()
+                }
                 other => other.as_str(),
             };
             tracing::debug!(key = %store_key, reason, "not stored");

@@ -19,7 +19,10 @@
 //!   `mark_stale`, [`cache::store::IndexHook`].
 //! * [`cache::policy`]: RFC 9111 / 9213 / 5861 decisions (pure, `now` passed in).
 //! * [`plan`]: lookup → plan; client conditionals (412, 304) and `Range`/`If-Range` (pure).
-//! * [`follow`]: join the in-flight fill: lead, or follow the leader (one retry).
+//! * [`follow`]: join the in-flight fill: lead, or follow the leader (one retry); a key
+//!   [`hit_for_miss`] remembers as not storable skips the join.
+//! * [`hit_for_miss`]: the keys whose last response the origin did not let us store
+//!   (`cache.hit_for_miss`): their misses fetch at once instead of queueing behind a fill.
 //! * [`fill`]: the in-flight table (leader/followers, wait timeout, leader dropped ⇒ retry).
 //! * [`lead`]: the leader's origin fetch (conditional when revalidating) and what it publishes.
 //! * [`ranged`]: ranged fills — a range of an object not stored fetches only its chunks.
@@ -148,6 +151,7 @@ pub mod fill;
 pub mod follow;
 pub mod handler;
 pub mod headers;
+pub mod hit_for_miss;
 pub mod https;
 pub mod interim;
 pub mod lead;
@@ -439,6 +443,7 @@ pub async fn run(
         store: store.clone(),
         fills: Fills::new(config.cache.max_inflight_fills),
         fill_wait: config.cache.fill_wait_timeout,
+        hit_for_miss: hit_for_miss::HitForMiss::new(config.cache.hit_for_miss),
         max_vary_variants: config.cache.max_vary_variants,
         body_read_timeout: config.http.body_read_timeout,
         max_body: config.http.max_body_size.as_u64(),

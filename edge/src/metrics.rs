@@ -13,6 +13,7 @@
 //! | `cdn_edge_origin_seconds` | histogram | | time to the origin's response headers |
 //! | `cdn_edge_fill_waits_total` | counter | `result` (ok, timeout, leader_failed) | requests that waited for another request's fill |
 //! | `cdn_edge_fill_wait_seconds` | histogram | | time spent waiting for a fill |
+//! | `cdn_edge_hit_for_miss_total` | counter | `how` (fetch, pass) | misses on a key whose last response could not be stored, sent to the origin without waiting for another request's fill (`cache.hit_for_miss`) |
 //! | `cdn_edge_coalesced_total` | counter | | followers served from a fill they did not lead |
 //! | `cdn_edge_purges_total` | counter | `kind` (url, prefix, tag), `mode` (hard, soft) | purge selectors handled |
 //! | `cdn_edge_purged_objects_total` | counter | `mode` | cache keys removed or marked stale by purges |
@@ -68,6 +69,9 @@ pub const ORIGIN_SECONDS: &str = "cdn_edge_origin_seconds";
 pub const FILL_WAITS: &str = "cdn_edge_fill_waits_total";
 /// Time spent waiting on a fill (seconds, histogram).
 pub const FILL_WAIT_SECONDS: &str = "cdn_edge_fill_wait_seconds";
+/// Misses that skipped coalescing because the key's last response could not be stored,
+/// label `how` (`fetch`: on their own; `pass`: a range or conditional request as sent).
+pub const HIT_FOR_MISS: &str = "cdn_edge_hit_for_miss_total";
 /// Followers served from a coalesced fill.
 pub const COALESCED: &str = "cdn_edge_coalesced_total";
 /// Purge selectors handled, labels `kind` and `mode`.

@@ -34,6 +34,8 @@ pub struct Shared {
     pub fills: Arc<Fills>,
     /// `cache.fill_wait_timeout`.
     pub fill_wait: Duration,
+    /// Keys whose last response could not be stored (`cache.hit_for_miss`).
+    pub hit_for_miss: crate::hit_for_miss::HitForMiss,
     /// `cache.max_vary_variants`.
     pub max_vary_variants: usize,
     /// `http.body_read_timeout`.

@@ -179,3 +179,73 @@ fn fill_wait_timeout_answers_504() {
     assert!(f.cache_status().contains("detail=fill-timeout"));
     assert_eq!(leader.join().unwrap().status, 200);
 }
+
+/// Hit-for-miss: once a URL's answer was `private`, concurrent misses on it go to the origin
+/// together instead of queueing behind one another's fills; once the origin lets it be
+/// stored, the next such fetch stores it.
+#[test]
+fn misses_on_a_url_that_could_not_be_stored_are_not_queued() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Condvar, Mutex};
+    let n = 8;
+    // In flight at the origin now, and the most seen at once.
+    let gate = Arc::new((Mutex::new((0usize, 0usize)), Condvar::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let cacheable = Arc::new(AtomicBool::new(false));
+    let (g2, c2, k2) = (gate.clone(), calls.clone(), cacheable.clone());
+    let origin = Origin::start(move |_, _| {
+        let cc = if k2.load(Ordering::SeqCst) {
+            "max-age=60"
+        } else {
+            "private, max-age=60"
+        };
+        if c2.fetch_add(1, Ordering::SeqCst) > 0 && !k2.load(Ordering::SeqCst) {
+            // Hold each request until all n are here together (or 3 s pass).
+            let (lock, cv) = &*g2;
+            let mut st = lock.lock().unwrap();
+            st.0 += 1;
+            st.1 = st.1.max(st.0);
+            cv.notify_all();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while st.1 < n && Instant::now() < deadline {
+                st = cv.wait_timeout(st, Duration::from_millis(50)).unwrap().0;
+            }
+            st.0 -= 1;
+        }
+        OriginResp::new(200, &[("cache-control", cc)], body_of(1000, 1))
+    });
+    let edge = Arc::new(Edge::start(config(&origin.url(), "", "")));
+    // Learn that /api may not be stored.
+    let r = edge.get("/api", &[]);
+    assert_eq!(r.status, 200);
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (e, b) = (edge.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                b.wait();
+                e.get("/api", &[])
+            })
+        })
+        .collect();
+    for h in handles {
+        let r = h.join().unwrap();
+        assert_eq!(r.status, 200);
+        assert!(
+            !r.cache_status().contains("collapsed"),
+            "{}",
+            r.cache_status()
+        );
+    }
+    assert_eq!(
+        gate.0.lock().unwrap().1,
+        n,
+        "all {n} misses reached the origin at once"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), n + 1);
+    // The origin now allows storing: the next miss stores it, and it is a hit after that.
+    cacheable.store(true, Ordering::SeqCst);
+    assert_ne!(edge.get("/api", &[]).x_cache(), "HIT");
+    assert_eq!(edge.get("/api", &[]).x_cache(), "HIT");
+    assert_eq!(calls.load(Ordering::SeqCst), n + 2);
+}

@@ -262,12 +262,34 @@ fn ranges_and_conditionals_of_objects_that_are_not_stored_reach_the_origin() {
         ],
         "a ranged attempt, then the client's range; never the whole object"
     );
+    // Hit-for-miss: the next seek into that object goes straight to the origin as sent.
+    log.lock().unwrap().clear();
+    let r = edge.get("/big", &[("range", "bytes=200-209")]);
+    assert_eq!((r.status, &r.body[..]), (206, &b[200..210]));
+    let asked: Vec<Option<String>> = log.lock().unwrap().iter().map(|l| l.0.clone()).collect();
+    assert_eq!(
+        asked,
+        [Some("bytes=200-209".to_string())],
+        "one origin request"
+    );
 
     // Not shareable: a range and a revalidation get their own answers.
     log.lock().unwrap().clear();
     let r = edge.get("/private", &[("range", "bytes=5-9")]);
     assert_eq!(r.status, 206, "{:?}", r.headers);
     assert_eq!(r.body, &b[5..10]);
+    let first = log.lock().unwrap().len();
+    assert!(
+        first >= 2,
+        "learning that it is private took a fill: {first}"
+    );
+    let r = edge.get("/private", &[("range", "bytes=10-19")]);
+    assert_eq!((r.status, &r.body[..]), (206, &b[10..20]));
+    assert_eq!(
+        log.lock().unwrap().len(),
+        first + 1,
+        "then one request per range"
+    );
     let r = edge.get("/private2", &[("if-none-match", "\"p1\"")]);
     assert_eq!(r.status, 304, "{:?}", r.headers);
     assert!(r.body.is_empty());

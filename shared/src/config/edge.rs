@@ -240,6 +240,13 @@ pub struct CacheSection {
     /// How long a request waits for another request's in-flight fill. Default `10s`.
     #[serde(with = "crate::config::common::duration")]
     pub fill_wait_timeout: Duration,
+    /// Hit-for-miss: after an origin response that may not be stored (`no-store`, `private`,
+    /// `Set-Cookie`, `Vary: *`, no freshness, over `max_object_size`), misses on that key skip
+    /// coalescing for this long — each fetches at once, a range or conditional request as the
+    /// client sent it — and a response that may be stored again is stored and ends it.
+    /// `0s` = off. Default `120s`.
+    #[serde(with = "crate::config::common::duration")]
+    pub hit_for_miss: Duration,
     /// Maximum concurrent origin fills; more → 503. Default 1024.
     pub max_inflight_fills: usize,
     /// Most Vary variants stored per URL; a response for a further variant is served but not
@@ -267,6 +274,7 @@ impl Default for CacheSection {
             heuristic_max: Duration::from_secs(86_400),
             heuristic_fraction: 0.1,
             fill_wait_timeout: Duration::from_secs(10),
+            hit_for_miss: Duration::from_secs(120),
             max_inflight_fills: 1024,
             max_vary_variants: 32,
             disk_reinsert_hits: 1,

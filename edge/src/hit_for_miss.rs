@@ -1,0 +1,170 @@
+//! Hit-for-miss: a memo of the cache keys whose last origin response could not be stored
+//! because of what the origin said (`no-store`, `private`, `Set-Cookie`, `Vary: *`, no
+//! freshness, over `max_object_size`). For `cache.hit_for_miss` after such a response, a miss on
+//! that key skips coalescing ([`follow`](crate::follow)):
+//!
+//! * a plain request fetches on its own, at once, instead of queueing behind another request's
+//!   fill only to learn that the answer cannot be shared (which serialised concurrent requests
+//!   for an uncacheable URL in waves of one origin round trip each). Its response is still
+//!   judged: if the origin now allows storing, it is stored and the memo ends (a *miss*, not a
+//!   *pass*, as in Varnish's hit-for-miss);
+//! * a range or conditional request goes to the origin as the client sent it: one origin
+//!   request for a video seek in a file too large to store, instead of a ranged fill attempt
+//!   first.
+//!
+//! The memo holds a keyed 64-bit hash of the key and its expiry, at most [`CAPACITY`] entries
+//! (expired ones are swept when it fills; past that nothing is added), so no request pattern
+//! makes it grow without bound. A hash collision only costs a key its coalescing for a while.
+
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+use crate::cache::policy::NoStore;
+
+/// Most keys remembered (≈ 1.5 MiB).
+pub const CAPACITY: usize = 65_536;
+
+/// Whether a response not stored for `reason`, with `status`, says the key will not be
+/// storable next time either: the origin's own directives and sizes, not this request's
+/// `Authorization`, an error status or a transient refusal of ours.
+pub fn remembers(reason: NoStore, status: u16) -> bool {
+    if status >= 500 {
+        return false;
+    }
+    matches!(
+        reason,
+        NoStore::NoStoreDirective
+            | NoStore::Private
+            | NoStore::SetCookie
+            | NoStore::VaryStar
+            | NoStore::NoFreshness
+            | NoStore::TooLarge
+    )
+}
+
+/// The memo (`cache.hit_for_miss`; a zero duration turns it off).
+#[derive(Debug)]
+pub struct HitForMiss {
+    ttl_ms: u64,
+    until: DashMap<u64, u64>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl HitForMiss {
+    /// A memo whose entries last `ttl`.
+    pub fn new(ttl: Duration) -> HitForMiss {
+        HitForMiss {
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            until: DashMap::new(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Remember at `now_ms` that `key`'s response could not be stored.
+    pub fn remember(&self, key: &str, now_ms: u64) {
+        if self.ttl_ms == 0 {
+            return;
+        }
+        if self.until.len() >= CAPACITY {
+            self.until.retain(|_, until| *until > now_ms);
+            if self.until.len() >= CAPACITY {
+                return;
+            }
+        }
+        self.until
+            .insert(self.hash(key), now_ms.saturating_add(self.ttl_ms));
+    }
+
+    /// Whether `key` is remembered as not storable at `now_ms`.
+    pub fn holds(&self, key: &str, now_ms: u64) -> bool {
+        if self.until.is_empty() {
+            return false;
+        }
+        let h = self.hash(key);
+        match self.until.get(&h).map(|u| *u) {
+            Some(until) if until > now_ms => true,
+            Some(_) => {
+                self.until.remove_if(&h, |_, until| *until <= now_ms);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// `key` was stored: forget it.
+    pub fn forget(&self, key: &str) {
+        if !self.until.is_empty() {
+            self.until.remove(&self.hash(key));
+        }
+    }
+
+    /// Keys remembered (expired ones included until swept).
+    pub fn len(&self) -> usize {
+        self.until.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.until.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_origins_own_reasons_are_remembered() {
+        assert!(remembers(NoStore::Private, 200));
+        assert!(remembers(NoStore::TooLarge, 200));
+        assert!(remembers(NoStore::SetCookie, 404));
+        assert!(!remembers(NoStore::Private, 503), "errors pass");
+        assert!(
+            !remembers(NoStore::Authorization, 200),
+            "this request's own"
+        );
+        assert!(!remembers(NoStore::Status, 403));
+        assert!(!remembers(NoStore::Partial, 206));
+    }
+
+    #[test]
+    fn entries_expire_and_a_store_forgets_them() {
+        let m = HitForMiss::new(Duration::from_secs(10));
+        m.remember("a", 1_000);
+        assert!(m.holds("a", 1_000));
+        assert!(m.holds("a", 10_999));
+        assert!(!m.holds("a", 11_000), "expired");
+        assert!(m.is_empty(), "an expired entry is removed when seen");
+        m.remember("b", 0);
+        m.forget("b");
+        assert!(!m.holds("b", 1));
+        assert!(!m.holds("c", 1));
+    }
+
+    #[test]
+    fn off_with_a_zero_duration() {
+        let m = HitForMiss::new(Duration::ZERO);
+        m.remember("a", 0);
+        assert!(!m.holds("a", 0));
+    }
+
+    #[test]
+    fn bounded_expired_entries_are_swept_first() {
+        let m = HitForMiss::new(Duration::from_millis(5));
+        for i in 0..CAPACITY {
+            m.remember(&i.to_string(), 0);
+        }
+        assert_eq!(m.len(), CAPACITY);
+        m.remember("still-full", 1);
+        assert!(!m.holds("still-full", 1), "full of live entries: not added");
+        m.remember("later", 10);
+        assert!(m.holds("later", 10), "expired entries were swept");
+        assert_eq!(m.len(), 1);
+    }
+}
