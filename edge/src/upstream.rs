@@ -3,9 +3,12 @@
 //! (one awc client per worker thread), then the origin (`Origins::send`). A peer answers like
 //! an origin, so `lead.rs` and `pass.rs` use the answer as they would the origin's.
 //!
-//! Failure handling: a target that cannot be connected to within `cluster.connect_timeout`,
-//! or sends no response head within `cluster.first_byte_timeout`, is marked down (the probes
-//! bring it back) and the next is tried; the origin comes last, so no request fails because a
+//! Failure handling: a target that cannot be connected to within `cluster.connect_timeout` is
+//! marked down (the probes bring it back) and the next is tried. One that sends no response
+//! head within `cluster.first_byte_timeout` is waited for while its probes say it is up (it
+//! is most likely filling the key from a slow origin, and every member's request joins that
+//! fill), at most the host's `first_byte_timeout` more; once the probes mark it down, the next
+//! is tried; the origin comes last, so no request fails because a
 //! peer is down. A peer's 5xx is its answer, treated like an origin's (stale-if-error applies
 //! in `after_origin.rs`). When a peer's body breaks off (the peer died mid-stream, or sent
 //! nothing for `cluster.first_byte_timeout`), the rest is fetched from the origin by `Range`
@@ -133,9 +136,10 @@ pub(crate) async fn fetch(ctx: &Ctx, method: Method, headers: HeaderMap) -> Fetc
                 metrics::counter!(crate::metrics::POP_FETCHES, "via" => via.as_str(), "result" => result)
                     .increment(1);
                 if timeout {
-                    // No head in time: the member may be waiting on a slow origin for this
-                    // key, not dead. Its probes decide whether it is down; marking it down
-                    // here would take a healthy owner out of every key's routing.
+                    // No head in time (the probes marked it down meanwhile, or the host's
+                    // origin timeout passed too). The probes decide whether it is down;
+                    // marking it down here would take a healthy owner waiting on a slow origin
+                    // out of every key's routing.
                     tracing::warn!(member = %m.id, hop = hop.as_str(), key = %ctx.key, error = %e,
                         "peer fill timed out; trying the next");
                 } else {
@@ -197,7 +201,20 @@ async fn send(
     if let Ok(h) = HeaderValue::from_str(&route.name) {
         req = req.insert_header((header::HOST, h));
     }
-    let resp = req.send().await.map_err(|e| {
+    // The member may be waiting on the origin for this key (its own fill, which every member's
+    // request for the key joins): past `cluster.first_byte_timeout`, keep waiting while the
+    // probes say it is up, up to the host's own origin `first_byte_timeout` more. Going to
+    // the origin beside it would fetch a slow object twice.
+    let (_, first_byte) = pop.timeouts();
+    let longest = first_byte.saturating_add(route.cfg.first_byte_timeout);
+    let sent = req.timeout(longest).send();
+    let Some(sent) = patient(sent, m, first_byte).await else {
+        return Err(EdgeError::OriginTimeout(format!(
+            "{}: no response head in {first_byte:?} and the probes marked it down",
+            m.id
+        )));
+    };
+    let resp = sent.map_err(|e| {
         use awc::error::{ConnectError, SendRequestError as E};
         match e {
             E::Timeout | E::Connect(ConnectError::Timeout) => {
@@ -214,6 +231,30 @@ async fn send(
         }
         body
     }))
+}
+
+/// How often a request past `cluster.first_byte_timeout` looks at its member's probe state.
+const PATIENCE_CHECK: Duration = Duration::from_millis(100);
+
+/// `fut` (a member's answer), given `first_byte` and then as long as the probes keep `m` up;
+/// `None` once they mark it down (a stopped or hung member: the next target is tried).
+async fn patient<F: std::future::Future>(
+    fut: F,
+    m: &Member,
+    first_byte: Duration,
+) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    if let Ok(out) = tokio::time::timeout(first_byte, &mut fut).await {
+        return Some(out);
+    }
+    loop {
+        if !m.is_up() {
+            return None;
+        }
+        if let Ok(out) = tokio::time::timeout(PATIENCE_CHECK, &mut fut).await {
+            return Some(out);
+        }
+    }
 }
 
 type Frames = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;

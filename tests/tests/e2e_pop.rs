@@ -252,8 +252,8 @@ fn the_owner_stopped_with_sigstop_costs_a_timeout_not_a_failure() {
     .start_all();
     let (path, o) = not_owned_by_first(&pop, "/obj/1k/stop");
     pop.signal(o, Signal::STOP);
-    // Member 0 asks the stopped owner, gives up after first_byte_timeout (1 s), and fills
-    // from the next member or the origin: a 200, never an error.
+    // Member 0 asks the stopped owner, waits past first_byte_timeout (1 s) until the probes
+    // mark it down, and fills from the next member or the origin: a 200, never an error.
     for k in 0..3 {
         let p = format!("{path}?again={k}");
         let r = pop.get(0, &p);
@@ -542,6 +542,38 @@ fn a_cold_object_asked_of_every_member_at_once_costs_one_origin_fetch() {
         assert_eq!(r.body.len(), 64 * 1024);
     }
     assert_eq!(pop.origin_count(path), 1, "the owner's fill serves the PoP");
+}
+
+#[test]
+fn an_origin_slower_than_first_byte_timeout_is_still_asked_once() {
+    // The origin takes 2.5 s, the members' cluster.first_byte_timeout is 1 s: a member asking
+    // the owner keeps waiting while the probes say the owner is up, instead of fetching the
+    // object from the origin beside the owner's own fill.
+    let pop = Pop::plan(
+        &[("eu", 3)],
+        None,
+        "replicate_after = 1000\nload_floor = 1e9",
+    )
+    .start_all();
+    let me = pop.members[0].id.clone();
+    let mut through_peer = 0;
+    for k in 0..8 {
+        let path = format!("/obj/1k/slow-{k}?delay_ms=2500");
+        let r = pop.get(0, &path);
+        assert_eq!(r.status, 200, "{}", cs(&r));
+        assert_eq!(r.body.len(), 1024);
+        assert_eq!(pop.origin_count(&path), 1, "{path}: {}", cs(&r));
+        if owner(&r, &me) != me {
+            through_peer += 1;
+            if through_peer == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        through_peer, 2,
+        "two of the keys are owned by another member"
+    );
 }
 
 #[test]

@@ -61,9 +61,10 @@ pub struct ClusterSection {
     /// Connect timeout of a peer or shield fill. Default `300ms`.
     #[serde(with = "crate::config::common::duration")]
     pub connect_timeout: Duration,
-    /// Time to the response head of a peer or shield fill; slower → the next member, then
-    /// the origin. It includes the owner's own origin fetch, so keep it above the origin's
-    /// usual time to first byte. Default `5s`.
+    /// Time to the response head of a peer or shield fill. Past it the fill keeps waiting
+    /// only while the member's probes pass (it is most likely filling the key from a slow
+    /// origin), at most the host's `first_byte_timeout` more, and goes to the next member,
+    /// then the origin, once they mark it down. Default `5s`.
     #[serde(with = "crate::config::common::duration")]
     pub first_byte_timeout: Duration,
     /// A member keeps its own copy of an object it does not own once it has missed it this
