@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Walk the README's local-fleet tour with the real tools (dig, curl) and check every step:
 # nearest-edge answers for three client subnets, TCP fallback for a large TXT RRset, a cached
-# fetch (MISS then HIT), the explain API, a drain and undrain, and a fleet purge.
+# fetch (MISS then HIT), a private answer (not stored, hit-for-miss), the explain API, a drain and undrain, and a fleet purge.
 #
 # Usage: scripts/fleet-tour.sh             start the fleet (cargo run --release … --bin fleet),
 #                                          run the tour, stop the fleet
@@ -75,6 +75,23 @@ second="$(fetch)"; echo "$second"
 [[ "$second" == *"; hit"* ]] || fail "second fetch should be a HIT"
 step curl -s "http://$ORIGIN/_stats"
 curl -s "http://$ORIGIN/_stats"; echo
+
+echo; echo "2b. an answer the origin marks private: not stored, and not coalesced next time"
+ppath="${path/hello/private}?cc=private"
+hfm() {
+    curl -s http://127.0.1.1:9081/metrics | awk '/^cdn_edge_hit_for_miss_total\{how="fetch"\}/ {print $2}'
+}
+before="$(hfm)"; before="${before:-0}"
+for k in 1 2; do
+    step curl -sv --resolve $HOST:8081:127.0.1.1 "http://$HOST:8081$ppath"
+    got="$(curl -sv --resolve $HOST:8081:127.0.1.1 "http://$HOST:8081$ppath" -o /dev/null 2>&1 |
+        grep -i '^< cache-status' | tr -d '\r')"
+    echo "$got"
+    [[ "$got" == *"detail=private"* && "$got" != *"stored"* ]] || fail "a private answer must not be stored"
+done
+step "curl -s http://127.0.1.1:9081/metrics | grep '^cdn_edge_hit_for_miss_total'"
+after="$(hfm)"; echo "cdn_edge_hit_for_miss_total{how=\"fetch\"} $after"
+[[ "${after:-0}" -gt "$before" ]] || fail "the second miss should skip coalescing (hit-for-miss)"
 
 echo; echo "3. the explain API"
 step curl -s "http://$ADMIN/api/v1/explain?name=$HOST&ecs=81.2.69.0/24"
