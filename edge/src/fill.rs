@@ -107,6 +107,8 @@ struct State {
 #[derive(Debug)]
 pub struct Fill {
     key: String,
+    /// Its leader fetches from a peer of this PoP ([`Fills::join_asking`]).
+    asks_peer: bool,
     state: Mutex<State>,
     tx: watch::Sender<u64>,
 }
@@ -131,10 +133,11 @@ pub enum Read {
 }
 
 impl Fill {
-    fn new(key: String) -> Arc<Fill> {
+    fn new(key: String, asks_peer: bool) -> Arc<Fill> {
         let (tx, _) = watch::channel(0);
         Arc::new(Fill {
             key,
+            asks_peer,
             state: Mutex::new(State {
                 head: HeadState::Pending,
                 frames: VecDeque::new(),
@@ -149,6 +152,12 @@ impl Fill {
     /// The key this fill is for.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Whether its leader fetches from a peer of this PoP (so a peer's request must not wait
+    /// on it: the two members would wait on each other).
+    pub fn asks_peer(&self) -> bool {
+        self.asks_peer
     }
 
     fn bump(&self) {
@@ -252,6 +261,12 @@ impl Fills {
 
     /// Become the leader for `key` or follow the fill in flight.
     pub fn join(self: &Arc<Self>, key: &str) -> Result<Join, EdgeError> {
+        self.join_asking(key, false)
+    }
+
+    /// [`Fills::join`]; a new fill is marked as one whose leader fetches from a peer when
+    /// `asks_peer` ([`Fill::asks_peer`]).
+    pub fn join_asking(self: &Arc<Self>, key: &str, asks_peer: bool) -> Result<Join, EdgeError> {
         if let Some(f) = self.table.get(key) {
             return Ok(Join::Follower(f.clone()));
         }
@@ -261,7 +276,7 @@ impl Fills {
         match self.table.entry(key.to_string()) {
             MapEntry::Occupied(o) => Ok(Join::Follower(o.get().clone())),
             MapEntry::Vacant(v) => {
-                let fill = Fill::new(key.to_string());
+                let fill = Fill::new(key.to_string(), asks_peer);
                 v.insert(fill.clone());
                 Ok(Join::Leader(Leader {
                     fill,
@@ -277,7 +292,7 @@ impl Fills {
     /// without making other requests wait for it.
     pub fn detached(self: &Arc<Self>, key: &str) -> Leader {
         Leader {
-            fill: Fill::new(key.to_string()),
+            fill: Fill::new(key.to_string(), false),
             fills: self.clone(),
             finished: false,
         }

@@ -48,12 +48,20 @@ pub(crate) async fn fill(
             let leader = ctx.shared.fills.detached(&store_key);
             return lead(ctx, leader, store_key, None, fwd).await;
         }
-        let join = match ctx.shared.fills.join(&store_key) {
+        let asks_peer = crate::upstream::asks_peer(&ctx);
+        let join = match ctx.shared.fills.join_asking(&store_key, asks_peer) {
             Ok(j) => j,
             Err(e) => return stale_or_error(&ctx, &store_key, stale.as_ref(), &e),
         };
         let fill = match join {
             Join::Leader(l) => return lead(ctx, l, store_key, stale, fwd).await,
+            Join::Follower(f) if ctx.hop.is_some() && f.asks_peer() => {
+                // A peer asks us for a key whose fill here asks a peer: the members take each
+                // other for its owner (bounded load, weights or health seen differently) and
+                // would wait on each other until a timeout. Fill it for that peer on our own.
+                let leader = ctx.shared.fills.detached(&store_key);
+                return lead(ctx, leader, store_key, stale, fwd).await;
+            }
             Join::Follower(f) => f,
         };
         let waited = Instant::now();

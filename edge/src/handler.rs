@@ -201,7 +201,8 @@ async fn cached_inner(ctx: Ctx, identity: bool) -> HttpResponse {
             .await
         }
         (Plan::ServeStaleAndRefresh, Some(m)) => {
-            if let Ok(Join::Leader(l)) = ctx.shared.fills.join(&store_key) {
+            let asks_peer = crate::upstream::asks_peer(&ctx);
+            if let Ok(Join::Leader(l)) = ctx.shared.fills.join_asking(&store_key, asks_peer) {
                 let bg = ctx.clone();
                 let (k, stale) = (store_key.clone(), m.clone());
                 actix_rt::spawn(async move {

@@ -153,6 +153,21 @@ pub(crate) async fn fetch(ctx: &Ctx, method: Method, headers: HeaderMap) -> Fetc
     origin(ctx, route, method, headers, true).await
 }
 
+/// Whether a fill of `ctx`'s key would go to a peer of this PoP before the origin (this
+/// edge does not own the key, as it sees the PoP): such a fill is not joined by a peer's
+/// request ([`Fill::asks_peer`](crate::fill::Fill::asks_peer)).
+pub(crate) fn asks_peer(ctx: &Ctx) -> bool {
+    let Some(pop) = ctx.shared.pop.as_deref() else {
+        return false;
+    };
+    ctx.hop.is_none()
+        && pop
+            .route(ring::hash(ctx.key.as_bytes()), None, ctx.route)
+            .targets
+            .iter()
+            .any(|t| matches!(t, Target::Peer(_)))
+}
+
 /// Whether a failed peer or shield fill takes the member out of routing at once: a refused
 /// or broken connection does; a missing head in time does not — the member may be waiting on
 /// a slow origin for that one key, and its probes decide whether it is down.

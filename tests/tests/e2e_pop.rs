@@ -685,3 +685,54 @@ fn requests_collapsed_on_a_peer_fill_say_fwd_peer() {
     }
     panic!("member 0 owned every key");
 }
+
+#[test]
+fn members_that_each_take_the_other_for_the_owner_still_answer_at_once() {
+    // Two members disagree about a key's owner: each puts the other first. Bounded load does
+    // this when one member finds itself over its bound before the other's probe has seen it;
+    // so does a rolling change of weights (here: each config weighs the other member 1000).
+    // A miss asked of both at once leads a fill at each, and each fill asks the other, whose
+    // peer request joins its own fill: the two wait on each other. Past
+    // cluster.first_byte_timeout (1 s) each must give up on the other and fill from the
+    // origin, not wait for the other's followers to time out (fill_wait_timeout, 10 s → 504).
+    let pop = Pop::plan(
+        &[("eu", 2)],
+        None,
+        "replicate_after = 1000\nload_floor = 1e9",
+    );
+    for (me, other) in [(0, 1), (1, 0)] {
+        let o = &pop.members[other];
+        let from = format!("{{ id = \"{}\", address = \"{}\" }}", o.id, o.http);
+        let to = format!(
+            "{{ id = \"{}\", address = \"{}\", weight = 1000.0 }}",
+            o.id, o.http
+        );
+        let t = std::fs::read_to_string(&pop.members[me].config).unwrap();
+        assert!(t.contains(&from));
+        std::fs::write(&pop.members[me].config, t.replace(&from, &to)).unwrap();
+    }
+    let pop = pop.start_all();
+    for k in 0..4 {
+        let path = format!("/obj/1k/cycle-{k}");
+        let t0 = std::time::Instant::now();
+        let barrier = std::sync::Barrier::new(2);
+        let got: Vec<http::Reply> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|i| {
+                    let (pop, path, b) = (&pop, &path, &barrier);
+                    s.spawn(move || {
+                        b.wait();
+                        pop.get(i, path)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let took = t0.elapsed();
+        for r in &got {
+            assert_eq!(r.status, 200, "{path}: {} after {took:?}", cs(r));
+            assert_eq!(r.body.len(), 1024);
+        }
+        assert!(took < Duration::from_secs(6), "{path}: {took:?}");
+    }
+}
