@@ -13,10 +13,12 @@
 //!   first.
 //!
 //! The memo holds a keyed 64-bit hash of the key and its expiry, at most [`CAPACITY`] entries
-//! (expired ones are swept when it fills; past that nothing is added), so no request pattern
-//! makes it grow without bound. A hash collision only costs a key its coalescing for a while.
+//! (expired ones are swept when it fills; past that nothing is added, and it is not swept
+//! again before its first entry expires), so no request pattern makes it grow without bound,
+//! or makes each answer scan it. A hash collision only costs a key its coalescing for a while.
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -49,6 +51,8 @@ pub fn remembers(reason: NoStore, status: u16) -> bool {
 pub struct HitForMiss {
     ttl_ms: u64,
     until: DashMap<u64, u64>,
+    /// After a sweep left it full: when its first entry expires (no sweep frees room before).
+    full_until: AtomicU64,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -58,6 +62,7 @@ impl HitForMiss {
         HitForMiss {
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             until: DashMap::new(),
+            full_until: AtomicU64::new(0),
             hasher: std::collections::hash_map::RandomState::new(),
         }
     }
@@ -72,8 +77,16 @@ impl HitForMiss {
             return;
         }
         if self.until.len() >= CAPACITY {
-            self.until.retain(|_, until| *until > now_ms);
+            if now_ms < self.full_until.load(Ordering::Relaxed) {
+                return;
+            }
+            let mut first = u64::MAX;
+            self.until.retain(|_, until| {
+                first = first.min(*until);
+                *until > now_ms
+            });
             if self.until.len() >= CAPACITY {
+                self.full_until.store(first, Ordering::Relaxed);
                 return;
             }
         }
@@ -165,6 +178,29 @@ mod tests {
         assert!(!m.holds("still-full", 1), "full of live entries: not added");
         m.remember("later", 10);
         assert!(m.holds("later", 10), "expired entries were swept");
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn a_full_memo_is_not_scanned_again_before_an_entry_expires() {
+        // Full of live entries (a site with more private URLs than CAPACITY in a TTL): each
+        // further unstorable answer must not sweep all of them again (under every shard's lock).
+        let m = HitForMiss::new(Duration::from_secs(120));
+        for i in 0..CAPACITY {
+            m.remember(&i.to_string(), 0);
+        }
+        let t = std::time::Instant::now();
+        for i in 0..2_000 {
+            m.remember(&format!("more-{i}"), 1 + i);
+        }
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_millis(500),
+            "2000 answers on a full memo took {took:?}"
+        );
+        assert!(!m.holds("more-0", 2_001), "full: not added");
+        m.remember("after", 120_000);
+        assert!(m.holds("after", 120_000), "swept once the entries expired");
         assert_eq!(m.len(), 1);
     }
 }
