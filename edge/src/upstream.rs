@@ -8,8 +8,10 @@
 //! head within `cluster.first_byte_timeout` is waited for while its probes say it is up (it
 //! is most likely filling the key from a slow origin, and every member's request joins that
 //! fill), at most the host's `first_byte_timeout` more; once the probes mark it down, the next
-//! is tried; the origin comes last, so no request fails because a
-//! peer is down. A peer's 5xx is its answer, treated like an origin's (stale-if-error applies
+//! is tried. A member that sent no head in that whole time although its probes passed (its
+//! own origin timeout would have answered by then: its request handling is wedged) gets no
+//! more patience until it answers a request again (`Member::is_stalled`). The origin comes
+//! last, so no request fails because a peer is down. A peer's 5xx is its answer, treated like an origin's (stale-if-error applies
 //! in `after_origin.rs`). When a peer's body breaks off (the peer died mid-stream, or sent
 //! nothing for `cluster.first_byte_timeout`), the rest is fetched from the origin by `Range`
 //! with `If-Match` on the peer's strong `ETag` (`Resume`) and the client never notices;
@@ -225,10 +227,16 @@ async fn send(
     let sent = req.timeout(longest).send();
     let Some(sent) = patient(sent, m, first_byte).await else {
         return Err(EdgeError::OriginTimeout(format!(
-            "{}: no response head in {first_byte:?} and the probes marked it down",
+            "{}: no response head in {first_byte:?}, and the probes marked it down or it is stalled",
             m.id
         )));
     };
+    match &sent {
+        Ok(_) => m.set_stalled(false),
+        // No head in the whole patience while its probes passed.
+        Err(awc::error::SendRequestError::Timeout) => m.set_stalled(true),
+        Err(_) => {}
+    }
     let resp = sent.map_err(|e| {
         use awc::error::{ConnectError, SendRequestError as E};
         match e {
@@ -251,8 +259,9 @@ async fn send(
 /// How often a request past `cluster.first_byte_timeout` looks at its member's probe state.
 const PATIENCE_CHECK: Duration = Duration::from_millis(100);
 
-/// `fut` (a member's answer), given `first_byte` and then as long as the probes keep `m` up;
-/// `None` once they mark it down (a stopped or hung member: the next target is tried).
+/// `fut` (a member's answer), given `first_byte` and then as long as the probes keep `m` up
+/// and it is not stalled; `None` once they mark it down (a stopped or hung member: the next
+/// target is tried) or it is stalled ([`Member::is_stalled`]).
 async fn patient<F: std::future::Future>(
     fut: F,
     m: &Member,
@@ -263,7 +272,7 @@ async fn patient<F: std::future::Future>(
         return Some(out);
     }
     loop {
-        if !m.is_up() {
+        if !m.is_up() || m.is_stalled() {
             return None;
         }
         if let Ok(out) = tokio::time::timeout(PATIENCE_CHECK, &mut fut).await {

@@ -63,6 +63,9 @@ pub struct Member {
     oks: AtomicU32,
     fails: AtomicU32,
     load_bits: AtomicU64,
+    /// A request to it had no head in the whole patience while its probes passed
+    /// (`upstream.rs`): no more patience until it answers a request again.
+    stalled: AtomicBool,
 }
 
 impl Member {
@@ -77,6 +80,20 @@ impl Member {
             oks: AtomicU32::new(0),
             fails: AtomicU32::new(0),
             load_bits: AtomicU64::new(0f64.to_bits()),
+            stalled: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether its last request that waited the whole patience got no head, and nothing
+    /// answered since (its probes may pass while its request handling is wedged).
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    /// A request to it got a head (`false`), or none in the whole patience (`true`).
+    pub fn set_stalled(&self, stalled: bool) {
+        if self.is_stalled() != stalled {
+            self.stalled.store(stalled, Ordering::Relaxed);
         }
     }
 

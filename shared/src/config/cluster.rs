@@ -64,7 +64,8 @@ pub struct ClusterSection {
     /// Time to the response head of a peer or shield fill. Past it the fill keeps waiting
     /// only while the member's probes pass (it is most likely filling the key from a slow
     /// origin), at most the host's `first_byte_timeout` more, and goes to the next member,
-    /// then the origin, once they mark it down. Default `5s`.
+    /// then the origin, once they mark it down. A member that sent no head in all of that
+    /// time gets no more patience until it answers a request again. Default `5s`.
     #[serde(with = "crate::config::common::duration")]
     pub first_byte_timeout: Duration,
     /// A member keeps its own copy of an object it does not own once it has missed it this
