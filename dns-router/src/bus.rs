@@ -179,13 +179,10 @@ impl RouterBus {
         Ok(kv)
     }
 
-    /// Publish `purge` to the stream, wait until it is stored, then gather acks from `edges`
-    /// for `bus.purge_ack_timeout`.
-    pub async fn purge(
-        &self,
-        purge: &PurgeMessage,
-        edges: &[String],
-    ) -> Result<PurgeOutcome, BusError> {
+    /// Publish `body` (a [`PurgeMessage`] from [`Bus::message`], encoded as JSON once by the
+    /// caller, who also checks its size against [`Bus::max_message`]) to the stream, wait until
+    /// it is stored, then gather acks from `edges` for `bus.purge_ack_timeout`.
+    pub async fn purge(&self, body: Vec<u8>, edges: &[String]) -> Result<PurgeOutcome, BusError> {
         let started = Instant::now();
         self.require_connected("purge")?;
         // Subscribe before publishing, so no ack can come before we listen.
@@ -194,7 +191,6 @@ impl RouterBus {
             .subscribe(format!("{PURGE_ACK_PREFIX}.*"))
             .await
             .map_err(|e| BusError(format!("subscribe to purge acks: {e}")))?;
-        let body = serde_json::to_vec(purge).map_err(|e| BusError(e.to_string()))?;
         let timeout = self.section.request_timeout;
         let stored = tokio::time::timeout(timeout, async {
             self.js

@@ -69,7 +69,9 @@ pub(super) async fn purge(
         let msg = bus.message(purge.urls, purge.prefixes, purge.tags, purge.soft);
         // A body admin.max_body_size admits may still be over the NATS server's max_payload:
         // a request to split, not a bus outage (which would be 503 and worth a retry).
-        let size = serde_json::to_vec(&msg).map(|v| v.len()).unwrap_or(0);
+        let body = serde_json::to_vec(&msg)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let size = body.len();
         if let Some(max) = bus.max_message().filter(|&m| size > m) {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -79,7 +81,7 @@ pub(super) async fn purge(
                 ),
             ));
         }
-        return Ok(HttpResponse::Ok().json(bus.purge(&msg, &edges).await?));
+        return Ok(HttpResponse::Ok().json(bus.purge(body, &edges).await?));
     }
     let config = ctx.config.load_full();
     // The edges' purge API takes its own token: admin.purge_token, else the deprecated
