@@ -21,7 +21,7 @@ use futures_util::Stream;
 use crate::cache::meta::{Body, Chunk, ObjectMeta};
 use crate::cache::store::{chunk_key, Store};
 use crate::error::EdgeError;
-use crate::fill::{Fill, Read};
+use crate::fill::{FillReader, Read};
 use crate::origin::{next_frame, HostRoute, Origins};
 
 /// How to refetch a missing chunk from the origin.
@@ -50,8 +50,8 @@ pub struct BodySource {
     pub len: Option<u64>,
     /// The stored object (CRCs), when complete.
     pub meta: Option<Arc<ObjectMeta>>,
-    /// The in-flight fill, while it runs.
-    pub fill: Option<Arc<Fill>>,
+    /// This reader of the in-flight fill, while it runs.
+    pub fill: Option<FillReader>,
     /// Origin access for missing chunks.
     pub refetch: Option<Refetch>,
 }

@@ -7,6 +7,15 @@
 //!
 //! Memory stays bounded: the fill keeps only the frames not yet written to the store as
 //! chunks; a reader that falls behind reads the chunk from the store instead.
+//!
+//! Each reader of the fill's body is a [`FillReader`] ([`Fill::reader`]): a position slot
+//! that its reads update and that goes away when it is dropped. While the body is stored the
+//! slots are only kept up to date (under the lock a read takes anyway). A body without a
+//! length that grows past `max_object_size` *overflows* ([`Leader::overflow`]): it is no
+//! longer stored, the fill leaves the table and takes no new readers, and since there are no
+//! stored chunks to fall back on, frames are dropped only once every live reader has passed
+//! them; the writer waits for the readers ([`Fill::wait_readers`]) before it reads more of
+//! the origin, so the fill holds a bounded window of the body.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,7 +26,7 @@ use bytes::Bytes;
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::cache::meta::ObjectMeta;
 use crate::error::EdgeError;
@@ -101,6 +110,62 @@ struct State {
     crcs: Vec<u32>,
     /// `Some(Ok(total))` when complete, `Some(Err)` when the body failed.
     done: Option<Result<u64, EdgeError>>,
+    /// The readers' position slots ([`FillReader`]).
+    readers: Slots,
+    /// Overflow mode ([`Leader::overflow`]): the body is not stored past this offset (the end
+    /// of its stored chunks), and no new reader is taken.
+    overflow: Option<u64>,
+}
+
+/// A reader's slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Not in use.
+    Free,
+    /// The reader has read everything below this offset.
+    At(u64),
+    /// The reader stalled the overflowing fill too long and was cut off.
+    Cut,
+}
+
+/// Position slots, reused (a dropped reader's index goes on `free`).
+#[derive(Debug, Default)]
+struct Slots {
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+}
+
+impl Slots {
+    fn add(&mut self, pos: u64) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Slot::At(pos);
+                i
+            }
+            None => {
+                self.slots.push(Slot::At(pos));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = Slot::Free;
+            self.free.push(i);
+        }
+    }
+
+    /// The lowest position of a live (not cut) reader.
+    fn min(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::At(p) => Some(*p),
+                _ => None,
+            })
+            .min()
+    }
 }
 
 /// One in-flight fill.
@@ -111,6 +176,19 @@ pub struct Fill {
     asks_peer: bool,
     state: Mutex<State>,
     tx: watch::Sender<u64>,
+    /// Readers moved or left (only signalled in overflow mode, for [`Fill::wait_readers`]).
+    moved: Notify,
+}
+
+/// How [`Fill::wait_readers`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readers {
+    /// Every live reader reached the offset.
+    Reached,
+    /// No reader is left.
+    None,
+    /// No reader moved for the whole `idle` wait (and `cut` was not asked).
+    Stalled,
 }
 
 /// What a reader gets at an offset.
@@ -144,9 +222,90 @@ impl Fill {
                 received: 0,
                 crcs: Vec::new(),
                 done: None,
+                readers: Slots::default(),
+                overflow: None,
             }),
             tx,
+            moved: Notify::new(),
         })
+    }
+
+    /// A reader of the body from its start, with its position slot; `None` once the fill
+    /// overflowed (its first bytes may be gone: such a request fetches on its own).
+    pub fn reader(self: &Arc<Self>) -> Option<FillReader> {
+        let mut st = self.state.lock();
+        if st.overflow.is_some() {
+            return None;
+        }
+        let slot = st.readers.add(0);
+        Some(FillReader {
+            fill: self.clone(),
+            slot,
+        })
+    }
+
+    fn reader_anyway(self: &Arc<Self>) -> FillReader {
+        let slot = self.state.lock().readers.add(0);
+        FillReader {
+            fill: self.clone(),
+            slot,
+        }
+    }
+
+    /// Whether the body overflowed `max_object_size` (streamed, not stored).
+    pub fn overflowed(&self) -> bool {
+        self.state.lock().overflow.is_some()
+    }
+
+    /// The lowest position of a live reader (`None`: no reader).
+    pub fn min_reader(&self) -> Option<u64> {
+        self.state.lock().readers.min()
+    }
+
+    /// Overflow mode: wait until every live reader has read up to `upto`, dropping the frames
+    /// all of them passed. When no reader moves for `idle`, the slowest are cut off (their
+    /// next read fails) with `cut`, else the wait ends [`Readers::Stalled`].
+    pub async fn wait_readers(&self, upto: u64, idle: Duration, cut: bool) -> Readers {
+        loop {
+            let moved = self.moved.notified();
+            {
+                let mut st = self.state.lock();
+                let Some(min) = st.readers.min() else {
+                    return Readers::None;
+                };
+                while let Some((off, b)) = st.frames.front() {
+                    if off.saturating_add(b.len() as u64) <= min {
+                        st.frames.pop_front();
+                    } else {
+                        break;
+                    }
+                }
+                if min >= upto {
+                    return Readers::Reached;
+                }
+            }
+            if tokio::time::timeout(idle, moved).await.is_ok() {
+                continue;
+            }
+            if !cut {
+                return Readers::Stalled;
+            }
+            let cut_off = {
+                let mut st = self.state.lock();
+                let min = st.readers.min();
+                let mut n = 0;
+                for s in st.readers.slots.iter_mut() {
+                    if matches!(s, Slot::At(p) if Some(*p) == min) {
+                        *s = Slot::Cut;
+                        n += 1;
+                    }
+                }
+                n
+            };
+            tracing::info!(key = %self.key, readers = cut_off, "readers stalled an unstored fill; cut off");
+            // Wake the cut readers' streams so they fail now.
+            self.bump();
+        }
     }
 
     /// The key this fill is for.
@@ -192,30 +351,94 @@ impl Fill {
         }
     }
 
-    /// What is available at byte `pos` of chunk size `chunk`.
+    /// What is available at byte `pos` of chunk size `chunk` (without a reader's slot: it
+    /// does not hold the frames back in overflow mode; bodies are read through
+    /// [`FillReader::read_at`]).
     pub fn read_at(&self, pos: u64, chunk: u64) -> Read {
-        let st = self.state.lock();
-        if let Some((first_off, _)) = st.frames.front() {
-            if pos >= *first_off && pos < st.received {
-                for (off, b) in st.frames.iter() {
-                    let end = off + b.len() as u64;
-                    if pos >= *off && pos < end {
-                        return Read::Data(b.slice((pos - off) as usize..));
-                    }
+        read_locked(&self.state.lock(), pos, chunk)
+    }
+}
+
+/// One reader of a fill's body: its position slot (see the module docs) goes away on drop.
+#[derive(Debug)]
+pub struct FillReader {
+    fill: Arc<Fill>,
+    slot: usize,
+}
+
+impl FillReader {
+    /// The fill.
+    pub fn fill(&self) -> &Arc<Fill> {
+        &self.fill
+    }
+
+    /// A change subscription ([`Fill::subscribe`]).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.fill.subscribe()
+    }
+
+    /// [`Fill::read_at`], by a reader that has read everything below `pos`.
+    pub fn read_at(&self, pos: u64, chunk: u64) -> Read {
+        let (read, overflow) = {
+            let mut st = self.fill.state.lock();
+            match st.readers.slots.get_mut(self.slot) {
+                Some(Slot::Cut) => {
+                    return Read::Failed(EdgeError::OriginBroken(
+                        "reader fell too far behind an unstored body".into(),
+                    ))
+                }
+                Some(s) => *s = Slot::At(pos),
+                None => {}
+            }
+            (read_locked(&st, pos, chunk), st.overflow.is_some())
+        };
+        if overflow {
+            self.fill.moved.notify_one();
+        }
+        read
+    }
+}
+
+impl Drop for FillReader {
+    fn drop(&mut self) {
+        let overflow = {
+            let mut st = self.fill.state.lock();
+            st.readers.remove(self.slot);
+            st.overflow.is_some()
+        };
+        if overflow {
+            self.fill.moved.notify_one();
+        }
+    }
+}
+
+fn read_locked(st: &State, pos: u64, chunk: u64) -> Read {
+    if let Some((first_off, _)) = st.frames.front() {
+        if pos >= *first_off && pos < st.received {
+            for (off, b) in st.frames.iter() {
+                let end = off + b.len() as u64;
+                if pos >= *off && pos < end {
+                    return Read::Data(b.slice((pos - off) as usize..));
                 }
             }
         }
-        if pos < st.received {
-            let idx = (pos / chunk) as usize;
-            return Read::Stored {
-                crc: st.crcs.get(idx).copied(),
-            };
+    }
+    if pos < st.received {
+        if st.overflow.is_some_and(|stored| pos >= stored) {
+            // Neither buffered nor stored (only a reader without a slot gets here).
+            return Read::Failed(EdgeError::OriginBroken(
+                "bytes of an unstored body no longer buffered".into(),
+            ));
         }
-        match &st.done {
-            Some(Ok(total)) => Read::End(*total),
-            Some(Err(e)) => Read::Failed(e.clone()),
-            None => Read::Wait,
-        }
+        let idx = (pos / chunk) as usize;
+        return Read::Stored {
+            crc: st.crcs.get(idx).copied(),
+        };
+    }
+    match &st.done {
+        Some(Ok(total)) => Read::End(*total),
+        Some(Err(e)) => Read::Failed(e.clone()),
+        None => Read::Wait,
     }
 }
 
@@ -318,6 +541,12 @@ impl Leader {
         &self.fill
     }
 
+    /// The leader's own client's reader (registered before the writer runs, which alone
+    /// overflows the fill).
+    pub fn reader(&self) -> FillReader {
+        self.fill.reader_anyway()
+    }
+
     /// Publish the head. Non-streaming heads finish the fill (and leave the table).
     pub fn publish(&mut self, head: FillHead) {
         let streaming = matches!(head, FillHead::Streaming(_));
@@ -368,6 +597,15 @@ impl Leader {
                 break;
             }
         }
+    }
+
+    /// The body (without a length) grew past `max_object_size`: it is no longer stored
+    /// beyond `stored_upto` (the end of its stored chunks). The fill leaves the table (a new
+    /// request leads its own fill) and takes no new reader ([`Fill::reader`]); frames are
+    /// kept until every live reader has passed them ([`Fill::wait_readers`]).
+    pub fn overflow(&self, stored_upto: u64) {
+        self.fill.state.lock().overflow = Some(stored_upto);
+        self.fills.remove(&self.fill);
     }
 
     /// Body complete (`total` bytes).
@@ -516,6 +754,101 @@ mod tests {
         leader.finish(8);
         assert!(matches!(f.read_at(8, 4), Read::End(8)));
         assert!(!fills.contains("k"));
+    }
+
+    /// A leader of `k` and two readers of its body, with four 4-byte frames pushed.
+    fn overflowing() -> (Arc<Fills>, Leader, FillReader, FillReader) {
+        let fills = Fills::new(10);
+        let Join::Leader(leader) = fills.join("k").unwrap() else {
+            panic!()
+        };
+        let r1 = leader.reader();
+        let r2 = leader.fill().reader().expect("not overflowed yet");
+        for f in [b"abcd", b"efgh", b"ijkl", b"mnop"] {
+            leader.push(Bytes::from_static(f));
+        }
+        (fills, leader, r1, r2)
+    }
+
+    fn frame_offsets(f: &Fill) -> Vec<u64> {
+        f.state.lock().frames.iter().map(|(o, _)| *o).collect()
+    }
+
+    #[tokio::test]
+    async fn an_overflowing_fill_keeps_frames_until_every_reader_passed_them() {
+        let (fills, leader, r1, r2) = overflowing();
+        let f = leader.fill().clone();
+        leader.overflow(0);
+        assert!(f.overflowed());
+        assert!(!fills.contains("k"), "a new request leads its own fill");
+        assert!(
+            f.reader().is_none(),
+            "no new reader: its first bytes may go"
+        );
+        let wait = {
+            let f = f.clone();
+            tokio::spawn(async move { f.wait_readers(8, Duration::from_secs(30), true).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!wait.is_finished(), "both readers are at 0");
+        assert!(matches!(r1.read_at(0, 4), Read::Data(b) if &b[..] == b"abcd"));
+        assert!(matches!(r1.read_at(12, 4), Read::Data(b) if &b[..] == b"mnop"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!wait.is_finished(), "the slow reader holds the writer back");
+        assert_eq!(
+            frame_offsets(&f),
+            vec![0, 4, 8, 12],
+            "r2 has read nothing yet"
+        );
+        assert!(matches!(r2.read_at(8, 4), Read::Data(b) if &b[..] == b"ijkl"));
+        let got = tokio::time::timeout(Duration::from_secs(5), wait).await;
+        assert_eq!(got.unwrap().unwrap(), Readers::Reached);
+        assert_eq!(
+            frame_offsets(&f),
+            vec![8, 12],
+            "frames both readers passed are dropped"
+        );
+        // A reader that leaves does not hold the others back; with none left the fetch stops.
+        drop(r2);
+        assert_eq!(f.min_reader(), Some(12));
+        assert!(matches!(r1.read_at(16, 4), Read::Wait));
+        assert_eq!(
+            f.wait_readers(16, Duration::from_secs(30), true).await,
+            Readers::Reached
+        );
+        assert!(f.state.lock().frames.is_empty());
+        drop(r1);
+        assert_eq!(
+            f.wait_readers(20, Duration::from_secs(30), true).await,
+            Readers::None
+        );
+        leader.finish(16);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stalls_an_overflowing_fill_is_cut_off() {
+        let (_fills, leader, r1, r2) = overflowing();
+        let f = leader.fill().clone();
+        leader.overflow(0);
+        assert!(matches!(r2.read_at(12, 4), Read::Data(_)));
+        // Without `cut`, the wait gives up after `idle`.
+        assert_eq!(
+            f.wait_readers(8, Duration::from_secs(1), false).await,
+            Readers::Stalled
+        );
+        assert!(matches!(r1.read_at(0, 4), Read::Data(_)), "still reading");
+        assert_eq!(
+            f.wait_readers(8, Duration::from_secs(1), true).await,
+            Readers::Reached
+        );
+        assert!(
+            matches!(r1.read_at(4, 4), Read::Failed(_)),
+            "the stalled reader is cut off"
+        );
+        assert!(matches!(r2.read_at(12, 4), Read::Data(b) if &b[..] == b"mnop"));
+        // Bytes below the stored end and no longer buffered are an error, not a chunk read.
+        assert!(matches!(f.read_at(0, 4), Read::Failed(_)));
+        leader.finish(16);
     }
 
     #[tokio::test]

@@ -94,8 +94,14 @@ pub(crate) async fn fill(
                 o.stored = true;
                 o.collapsed = true;
                 o.ttl = Some(h.ttl_s);
+                let Some(reader) = fill.reader() else {
+                    // The body outgrew max_object_size before this request started reading
+                    // it: its first bytes are gone, and it is not stored.
+                    tracing::debug!(key = %store_key, "fill overflowed before this follower read it; passed");
+                    return pass(ctx, None, false).await;
+                };
                 metrics::counter!(m::COALESCED).increment(1);
-                return serve_streaming(&ctx, fill, &h, o, &[]);
+                return serve_streaming(&ctx, reader, &h, o, &[]);
             }
             Ok(FillHead::Stored { meta, key, how }) => {
                 let mut o = match how {

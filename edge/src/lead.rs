@@ -379,7 +379,9 @@ fn store_and_stream(
         fwd,
     });
     leader.publish(FillHead::Streaming(head.clone()));
-    let fill = leader.fill().clone();
+    // Registered before the writer runs (it may overflow the fill, which then takes no new
+    // reader).
+    let reader = leader.reader();
     let writer = StoreWriter {
         store: ctx.store().clone(),
         primary: ctx.key.clone(),
@@ -393,7 +395,7 @@ fn store_and_stream(
     o.fwd_status = Some(status);
     o.stored = true;
     o.ttl = Some(head.ttl_s);
-    serve_streaming(ctx, fill, &head, o, &cookies)
+    serve_streaming(ctx, reader, &head, o, &cookies)
 }
 
 /// A 304 refreshes the stored headers and the freshness (RFC 9111 §4.3.4); with whether the

@@ -44,6 +44,7 @@
 //! | `cdn_edge_pop_member_up` | gauge | `member` | 1 while a PoP or shield member answers its probes |
 //! | `cdn_edge_origin_bytes_total` | counter | | body bytes received from upstreams: origins, and PoP members or shields with `[cluster]` (fills, pass-through, range refetches); with `cdn_edge_response_bytes_total`, the byte hit ratio is `1 − origin / response` (compressed responses make it read low) |
 //! | `cdn_edge_body_refills_total` | counter | | whole-object GETs of a stored object whose body had left the cache while its meta entry stayed (bodies of at most 16 chunks), filled again from the origin as misses (`X-Cache: MISS`, coalesced) |
+//! | `cdn_edge_fill_overflows_total` | counter | | fills of a body without `Content-Length` that grew past `max_object_size`: streamed to their clients to the end, not stored (logged at info with the key) |
 //! | `cdn_edge_chunk_refetches_total` | counter | | chunks refetched from the origin by `Range` while serving a stored object (range requests, longer bodies, a chunk that failed its CRC) |
 //! | `cdn_edge_tls_reloads_total` | counter | `result` (ok, failed) | certificate reloads (SIGHUP, or files changed on disk); `failed` = a file did not load and the old certificates keep serving |
 
@@ -57,6 +58,8 @@ pub const ORIGIN_BYTES: &str = "cdn_edge_origin_bytes_total";
 pub const BODY_REFILLS: &str = "cdn_edge_body_refills_total";
 /// Chunks refetched from the origin by range while serving a stored object.
 pub const CHUNK_REFETCHES: &str = "cdn_edge_chunk_refetches_total";
+/// Fills of a body without a length that grew past `max_object_size` (streamed, not stored).
+pub const FILL_OVERFLOWS: &str = "cdn_edge_fill_overflows_total";
 /// Client responses, labels `cache` and `status`.
 pub const REQUESTS: &str = "cdn_edge_requests_total";
 /// Body bytes sent to clients.
@@ -187,6 +190,10 @@ fn describe() {
     describe_counter!(
         CHUNK_REFETCHES,
         "Chunks refetched from the origin by range while serving a stored object"
+    );
+    describe_counter!(
+        FILL_OVERFLOWS,
+        "Fills of a body without Content-Length that grew past max_object_size: streamed, not stored"
     );
     describe_counter!(PURGES, "Purge selectors handled");
     describe_counter!(

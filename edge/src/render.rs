@@ -16,7 +16,7 @@ use crate::cache::meta::{Body, ObjectMeta};
 use crate::cache::policy;
 use crate::context::Ctx;
 use crate::error::EdgeError;
-use crate::fill::{Fill, StreamHead};
+use crate::fill::{FillReader, StreamHead};
 use crate::headers::{self as hdr, Fwd, Outcome, XCache};
 use crate::origin::{next_frame, OriginResponse};
 use crate::plan::{self, RangePlan};
@@ -327,7 +327,7 @@ pub(crate) fn serve_stored_primed(
 /// Serve a fill in progress: frames from the fill, then stored chunks for readers behind it.
 pub(crate) fn serve_streaming(
     ctx: &Ctx,
-    fill: Arc<Fill>,
+    fill: FillReader,
     h: &StreamHead,
     o: Outcome,
     extra: &[(HeaderName, HeaderValue)],

@@ -2,6 +2,16 @@
 //! and into the store (fixed-size chunks, then the meta entry last, so a meta entry always
 //! names a complete object). Runs on its own task, so the object is stored even when the
 //! client that led the fill goes away.
+//!
+//! A body without a length that grows past `max_object_size` *overflows*: it is still
+//! streamed to every reader of the fill, to its end, but no longer stored — no more chunks,
+//! no meta entry (the next request is a miss), and the chunks already stored are removed once
+//! every reader has passed them (left unreferenced, to age out, when a reader stalls that
+//! long). With no stored chunks to fall back on, the writer reads the origin only while the
+//! fill holds less than [`OVERFLOW_WINDOW`] (at least two chunks) of the body that some live
+//! reader has not read yet ([`Fill::wait_readers`](crate::fill::Fill::wait_readers)); a
+//! reader that makes no progress for the host's `idle_timeout` is cut off rather than stall
+//! the others, and the fetch stops when no reader is left.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +21,12 @@ use bytes::Bytes;
 use crate::cache::meta::{Body, Chunk, ObjectMeta};
 use crate::cache::store::{chunk_key, Store};
 use crate::error::EdgeError;
-use crate::fill::{Leader, StreamHead};
+use crate::fill::{Leader, Readers, StreamHead};
 use crate::origin::{next_frame, OriginResponse};
+
+/// The most of an overflowing body ([`StoreWriter`]) held for its slowest reader (or two
+/// chunks, when larger).
+pub(crate) const OVERFLOW_WINDOW: u64 = 4 * 1024 * 1024;
 
 /// One fill's writer (built by [`lead`](crate::lead)).
 pub(crate) struct StoreWriter {
@@ -22,7 +36,8 @@ pub(crate) struct StoreWriter {
     pub(crate) head: Arc<StreamHead>,
     /// The meta entry to store, body filled in at the end.
     pub(crate) template: ObjectMeta,
-    /// `max_object_size`: a longer body fails the fill.
+    /// `max_object_size`: a body announced longer is not stored (lead.rs), one without a
+    /// length that grows longer overflows (streamed, not stored).
     pub(crate) max: u64,
     /// Origin idle timeout between frames.
     pub(crate) idle: Duration,
@@ -49,9 +64,14 @@ impl StoreWriter {
         loop {
             match next_frame(&mut resp, self.idle).await {
                 Ok(Some(b)) => {
-                    let Some(t) = total
-                        .checked_add(b.len() as u64)
-                        .filter(|&t| t <= self.max && h.length.is_none_or(|l| t <= l))
+                    let next = total.checked_add(b.len() as u64);
+                    if h.length.is_none() && next.is_none_or(|t| t > self.max) {
+                        let stored_chunks = crcs.len() as u64;
+                        self.overflow(leader, resp, b, total, stored_chunks).await;
+                        return;
+                    }
+                    let Some(t) =
+                        next.filter(|&t| t <= self.max && h.length.is_none_or(|l| t <= l))
                     else {
                         leader.fail(EdgeError::OriginBroken(
                             "body longer than allowed or announced".into(),
@@ -128,6 +148,85 @@ impl StoreWriter {
             self.store.put_vary(&self.primary, Arc::new(h.vary.clone()));
         }
         leader.finish(total);
+    }
+
+    /// The body (no length) grew past `max_object_size` with `first`, after `total` bytes of
+    /// which `stored_chunks` whole chunks were stored: stream the rest to the fill's readers,
+    /// no faster than they read it, and store nothing more (module docs).
+    async fn overflow(
+        self,
+        leader: Leader,
+        mut resp: OriginResponse,
+        first: Bytes,
+        mut total: u64,
+        stored_chunks: u64,
+    ) {
+        let h = &self.head;
+        let stored_upto = stored_chunks.saturating_mul(h.chunk_size);
+        tracing::info!(
+            key = %h.store_key,
+            max_object_size = self.max,
+            "body without Content-Length grew past max_object_size: streamed, not stored"
+        );
+        metrics::counter!(crate::metrics::FILL_OVERFLOWS).increment(1);
+        leader.overflow(stored_upto);
+        let fill = leader.fill().clone();
+        let window = OVERFLOW_WINDOW.max(h.chunk_size.saturating_mul(2));
+        let mut chunks_left = stored_chunks > 0;
+        let mut frame = Some(first);
+        loop {
+            let b = match frame.take() {
+                Some(b) => b,
+                None => match next_frame(&mut resp, self.idle).await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::info!(key = %h.store_key, error = %e, "origin body failed");
+                        leader.fail(e);
+                        self.remove_chunks(chunks_left, stored_chunks);
+                        return;
+                    }
+                },
+            };
+            let Some(t) = total.checked_add(b.len() as u64) else {
+                leader.fail(EdgeError::OriginBroken("body too long".into()));
+                self.remove_chunks(chunks_left, stored_chunks);
+                return;
+            };
+            total = t;
+            leader.push(b);
+            let upto = total.saturating_sub(window);
+            if fill.wait_readers(upto, self.idle, true).await == Readers::None {
+                tracing::debug!(key = %h.store_key, "no reader left for an unstored body; fetch stopped");
+                leader.fail(EdgeError::OriginBroken("no reader left".into()));
+                self.remove_chunks(chunks_left, stored_chunks);
+                return;
+            }
+            if chunks_left && fill.min_reader().is_none_or(|m| m >= stored_upto) {
+                self.remove_chunks(true, stored_chunks);
+                chunks_left = false;
+            }
+        }
+        leader.finish(total);
+        if chunks_left {
+            match fill.wait_readers(stored_upto, self.idle, false).await {
+                Readers::Stalled => {
+                    tracing::debug!(key = %h.store_key, "chunks of an unstored body left to age out");
+                }
+                Readers::Reached | Readers::None => self.remove_chunks(true, stored_chunks),
+            }
+        }
+    }
+
+    /// Remove the first `n` chunks stored for this object (when `any`).
+    fn remove_chunks(&self, any: bool, n: u64) {
+        if !any {
+            return;
+        }
+        for idx in 0..n {
+            let key = chunk_key(&self.head.store_key, self.head.object_id, idx);
+            self.store.remove_chunk(&key);
+        }
     }
 
     fn put_chunk(&self, crcs: &mut Vec<u32>, data: Bytes, object_len: u64) {

@@ -522,6 +522,11 @@ impl Store {
         }
     }
 
+    /// Delete one chunk (of an object whose meta entry was never written).
+    pub fn remove_chunk(&self, key: &str) {
+        self.part(key).cache.remove(key);
+    }
+
     /// Hard purge: delete the entry under `key` (its chunks become unreachable and age out).
     pub fn remove(&self, key: &str) {
         self.part(key).cache.remove(key);

@@ -40,6 +40,8 @@ pub struct OriginResp {
     pub hang_up: bool,
     /// Send the body with `Transfer-Encoding: chunked` (one chunk per piece).
     pub chunked: bool,
+    /// Body bytes written so far (the socket took them), when given.
+    pub written: Option<Arc<AtomicUsize>>,
 }
 
 impl OriginResp {
@@ -58,6 +60,7 @@ impl OriginResp {
             no_length: false,
             hang_up: false,
             chunked: false,
+            written: None,
         }
     }
 }
@@ -194,6 +197,9 @@ fn serve_conn(
                     return;
                 }
                 let _ = c.flush();
+                if let Some(w) = &resp.written {
+                    w.fetch_add(end - off, Ordering::SeqCst);
+                }
                 off = end;
                 if off < limit {
                     std::thread::sleep(resp.piece_delay);
