@@ -179,9 +179,10 @@ impl RouterBus {
         Ok(kv)
     }
 
-    /// Publish `body` (a [`PurgeMessage`] from [`Bus::message`], encoded as JSON once by the
-    /// caller, who also checks its size against [`Bus::max_message`]) to the stream, wait until
-    /// it is stored, then gather acks from `edges` for `bus.purge_ack_timeout`.
+    /// Publish `body` (a [`PurgeMessage`] from [`RouterBus::message`], encoded as JSON once
+    /// by the caller, who also checks its size against [`RouterBus::max_message`]) to the
+    /// stream, wait until it is stored, then gather acks from `edges` for
+    /// `bus.purge_ack_timeout`.
     pub async fn purge(&self, body: Vec<u8>, edges: &[String]) -> Result<PurgeOutcome, BusError> {
         let started = Instant::now();
         self.require_connected("purge")?;

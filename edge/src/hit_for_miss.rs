@@ -46,11 +46,21 @@ pub fn remembers(reason: NoStore, status: u16) -> bool {
     )
 }
 
+/// One remembered key.
+#[derive(Debug, Clone, Copy)]
+struct Memo {
+    /// Expiry (unix ms).
+    until: u64,
+    /// Its body, without a length, grew past `max_object_size` while being stored
+    /// ([`HitForMiss::remember_overflow`]).
+    overflowed: bool,
+}
+
 /// The memo (`cache.hit_for_miss`; a zero duration turns it off).
 #[derive(Debug)]
 pub struct HitForMiss {
     ttl_ms: u64,
-    until: DashMap<u64, u64>,
+    memos: DashMap<u64, Memo>,
     /// After a sweep left it full: when its first entry expires (no sweep frees room before).
     full_until: AtomicU64,
     hasher: std::collections::hash_map::RandomState,
@@ -61,7 +71,7 @@ impl HitForMiss {
     pub fn new(ttl: Duration) -> HitForMiss {
         HitForMiss {
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-            until: DashMap::new(),
+            memos: DashMap::new(),
             full_until: AtomicU64::new(0),
             hasher: std::collections::hash_map::RandomState::new(),
         }
@@ -73,58 +83,80 @@ impl HitForMiss {
 
     /// Remember at `now_ms` that `key`'s response could not be stored.
     pub fn remember(&self, key: &str, now_ms: u64) {
+        self.insert(key, now_ms, false);
+    }
+
+    /// Remember at `now_ms` that `key`'s body, sent without a length, grew past
+    /// `max_object_size` while it was being stored ([`writer`](crate::writer)): its next
+    /// answers without a length are streamed without storing anything (not stored up to the
+    /// limit again, then dropped).
+    pub fn remember_overflow(&self, key: &str, now_ms: u64) {
+        self.insert(key, now_ms, true);
+    }
+
+    /// Whether `key` is remembered at `now_ms` as a body that overflowed `max_object_size`.
+    pub fn overflowed(&self, key: &str, now_ms: u64) -> bool {
+        self.memo(key, now_ms).is_some_and(|m| m.overflowed)
+    }
+
+    fn insert(&self, key: &str, now_ms: u64, overflowed: bool) {
         if self.ttl_ms == 0 {
             return;
         }
-        if self.until.len() >= CAPACITY {
+        if self.memos.len() >= CAPACITY {
             if now_ms < self.full_until.load(Ordering::Relaxed) {
                 return;
             }
             let mut first = u64::MAX;
-            self.until.retain(|_, until| {
-                first = first.min(*until);
-                *until > now_ms
+            self.memos.retain(|_, m| {
+                first = first.min(m.until);
+                m.until > now_ms
             });
-            if self.until.len() >= CAPACITY {
+            if self.memos.len() >= CAPACITY {
                 self.full_until.store(first, Ordering::Relaxed);
                 return;
             }
         }
-        self.until
-            .insert(self.hash(key), now_ms.saturating_add(self.ttl_ms));
+        let until = now_ms.saturating_add(self.ttl_ms);
+        self.memos
+            .insert(self.hash(key), Memo { until, overflowed });
     }
 
     /// Whether `key` is remembered as not storable at `now_ms`.
     pub fn holds(&self, key: &str, now_ms: u64) -> bool {
-        if self.until.is_empty() {
-            return false;
+        self.memo(key, now_ms).is_some()
+    }
+
+    fn memo(&self, key: &str, now_ms: u64) -> Option<Memo> {
+        if self.memos.is_empty() {
+            return None;
         }
         let h = self.hash(key);
-        match self.until.get(&h).map(|u| *u) {
-            Some(until) if until > now_ms => true,
+        match self.memos.get(&h).map(|m| *m) {
+            Some(m) if m.until > now_ms => Some(m),
             Some(_) => {
-                self.until.remove_if(&h, |_, until| *until <= now_ms);
-                false
+                self.memos.remove_if(&h, |_, m| m.until <= now_ms);
+                None
             }
-            None => false,
+            None => None,
         }
     }
 
     /// `key` was stored: forget it.
     pub fn forget(&self, key: &str) {
-        if !self.until.is_empty() {
-            self.until.remove(&self.hash(key));
+        if !self.memos.is_empty() {
+            self.memos.remove(&self.hash(key));
         }
     }
 
     /// Keys remembered (expired ones included until swept).
     pub fn len(&self) -> usize {
-        self.until.len()
+        self.memos.len()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.until.is_empty()
+        self.memos.is_empty()
     }
 }
 
@@ -158,6 +190,16 @@ mod tests {
         m.forget("b");
         assert!(!m.holds("b", 1));
         assert!(!m.holds("c", 1));
+    }
+
+    #[test]
+    fn an_overflow_is_remembered_as_such() {
+        let m = HitForMiss::new(Duration::from_secs(10));
+        m.remember("private", 0);
+        m.remember_overflow("grew", 0);
+        assert!(m.holds("grew", 1) && m.overflowed("grew", 1));
+        assert!(m.holds("private", 1) && !m.overflowed("private", 1));
+        assert!(!m.overflowed("grew", 10_000), "expired");
     }
 
     #[test]

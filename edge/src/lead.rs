@@ -192,6 +192,17 @@ pub(crate) async fn lead(
             o.detail = Some("too-many-variants");
             unstored(ctx, resp, length, o).await
         }
+        (AfterOrigin::Store(_), _)
+            if length.is_none() && ctx.shared.hit_for_miss.overflowed(&store_key, now) =>
+        {
+            // Its last body without a length outgrew max_object_size while being stored
+            // (writer.rs): stream this one without storing it up to the limit again.
+            leader.publish(FillHead::NotShareable);
+            let mut o = Outcome::forward(XCache::Miss, fwd);
+            o.fwd_status = Some(status);
+            o.detail = Some(crate::cache::policy::NoStore::TooLarge.as_str());
+            unstored(ctx, resp, length, o).await
+        }
         (AfterOrigin::Store(fr), _) => {
             ctx.shared.hit_for_miss.forget(&store_key);
             let fetched = Fetched {
@@ -202,7 +213,7 @@ pub(crate) async fn lead(
                 request_time,
                 now,
             };
-            store_and_stream(&ctx, leader, fetched, fwd, &route)
+            store_and_stream(&ctx, leader, fetched, fwd, &route, &store_key)
         }
         (decision, _) => {
             let reason = match decision {
@@ -320,13 +331,15 @@ struct Fetched {
     now: u64,
 }
 
-/// Publish the stream head, start the store writer, and stream to this client.
+/// Publish the stream head, start the store writer, and stream to this client. `fill_key`
+/// is the key the fill was joined under (hit-for-miss remembers an overflow by it).
 fn store_and_stream(
     ctx: &Ctx,
     mut leader: Leader,
     f: Fetched,
     fwd: Fwd,
     route: &HostRoute,
+    fill_key: &str,
 ) -> HttpResponse {
     let Fetched {
         resp,
@@ -389,6 +402,7 @@ fn store_and_stream(
         template,
         max: route.max_object_size,
         idle: route.idle_timeout(),
+        memo: (ctx.shared.hit_for_miss.clone(), fill_key.to_string()),
     };
     actix_rt::spawn(writer.run(leader, resp));
     let mut o = Outcome::forward(XCache::Miss, fwd);

@@ -443,7 +443,7 @@ pub async fn run(
         store: store.clone(),
         fills: Fills::new(config.cache.max_inflight_fills),
         fill_wait: config.cache.fill_wait_timeout,
-        hit_for_miss: hit_for_miss::HitForMiss::new(config.cache.hit_for_miss),
+        hit_for_miss: Arc::new(hit_for_miss::HitForMiss::new(config.cache.hit_for_miss)),
         max_vary_variants: config.cache.max_vary_variants,
         body_read_timeout: config.http.body_read_timeout,
         max_body: config.http.max_body_size.as_u64(),

@@ -35,7 +35,7 @@ pub struct Shared {
     /// `cache.fill_wait_timeout`.
     pub fill_wait: Duration,
     /// Keys whose last response could not be stored (`cache.hit_for_miss`).
-    pub hit_for_miss: crate::hit_for_miss::HitForMiss,
+    pub hit_for_miss: Arc<crate::hit_for_miss::HitForMiss>,
     /// `cache.max_vary_variants`.
     pub max_vary_variants: usize,
     /// `http.body_read_timeout`.

@@ -8,7 +8,7 @@
 //! no meta entry (the next request is a miss), and the chunks already stored are removed once
 //! every reader has passed them (left unreferenced, to age out, when a reader stalls that
 //! long). With no stored chunks to fall back on, the writer reads the origin only while the
-//! fill holds less than [`OVERFLOW_WINDOW`] (at least two chunks) of the body that some live
+//! fill holds less than `OVERFLOW_WINDOW` (at least two chunks) of the body that some live
 //! reader has not read yet ([`Fill::wait_readers`](crate::fill::Fill::wait_readers)); a
 //! reader that makes no progress for the host's `idle_timeout` is cut off rather than stall
 //! the others, and the fetch stops when no reader is left.
@@ -41,6 +41,9 @@ pub(crate) struct StoreWriter {
     pub(crate) max: u64,
     /// Origin idle timeout between frames.
     pub(crate) idle: Duration,
+    /// Hit-for-miss and the fill's key: an overflow is remembered there, so the next answers
+    /// without a length are streamed unstored instead of stored up to the limit again.
+    pub(crate) memo: (Arc<crate::hit_for_miss::HitForMiss>, String),
 }
 
 impl StoreWriter {
@@ -169,6 +172,9 @@ impl StoreWriter {
             "body without Content-Length grew past max_object_size: streamed, not stored"
         );
         metrics::counter!(crate::metrics::FILL_OVERFLOWS).increment(1);
+        self.memo
+            .0
+            .remember_overflow(&self.memo.1, cdn_shared::unix_ms());
         leader.overflow(stored_upto);
         let fill = leader.fill().clone();
         let window = OVERFLOW_WINDOW.max(h.chunk_size.saturating_mul(2));
