@@ -271,6 +271,9 @@ impl Fill {
             {
                 let mut st = self.state.lock();
                 let Some(min) = st.readers.min() else {
+                    // No live reader needs a frame (a cut one only fails from now on, yet
+                    // keeps the fill alive as long as its connection stays open).
+                    st.frames.clear();
                     return Readers::None;
                 };
                 while let Some((off, b)) = st.frames.front() {
@@ -849,6 +852,28 @@ mod tests {
         // Bytes below the stored end and no longer buffered are an error, not a chunk read.
         assert!(matches!(f.read_at(0, 4), Read::Failed(_)));
         leader.finish(16);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_overflowing_fill_with_no_live_reader_left_drops_its_frames() {
+        let (_fills, leader, r1, r2) = overflowing();
+        let f = leader.fill().clone();
+        leader.overflow(0);
+        drop(r2);
+        // r1 stalls (its client stopped reading, its connection stays open): it is cut off,
+        // and the fetch stops with no live reader left. The cut reader only fails from now
+        // on, so the frames it keeps the fill alive with are of no use to anyone.
+        assert_eq!(
+            f.wait_readers(8, Duration::from_secs(1), true).await,
+            Readers::None
+        );
+        assert!(matches!(r1.read_at(0, 4), Read::Failed(_)));
+        assert!(
+            frame_offsets(&f).is_empty(),
+            "frames pinned by a cut reader: {:?}",
+            frame_offsets(&f)
+        );
+        leader.fail(EdgeError::OriginBroken("no reader left".into()));
     }
 
     #[tokio::test]
