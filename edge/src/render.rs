@@ -197,14 +197,16 @@ fn with_range(b: &mut actix_web::HttpResponseBuilder, code: u16, a: u64, e: u64,
 }
 
 /// Whether a request for the stored object `m` needs its whole body read from the chunks: a
-/// `GET` without `Range` or validators of a chunked body of at most
+/// `GET` without `Range` or validators of a complete chunked body of at most
 /// [`REFILL_MAX_CHUNKS`](crate::cache::store::REFILL_MAX_CHUNKS) chunks. A `HEAD` (and most
 /// conditional requests: `304`) needs no body, and a range request keeps the object's other
 /// stored chunks (a ranged fill stores only some) and refetches missing ones by range.
 fn whole_body_wanted(ctx: &Ctx, m: &ObjectMeta) -> bool {
     let h = ctx.req.headers();
+    // A complete chunked body (an object stored in part by ranged fills has no CRC list:
+    // its gaps, chunk 0 included, are fetched by range as it is served).
     matches!(&m.body, Body::Chunked { crcs, .. }
-        if crcs.len() as u64 <= crate::cache::store::REFILL_MAX_CHUNKS)
+        if !crcs.is_empty() && crcs.len() as u64 <= crate::cache::store::REFILL_MAX_CHUNKS)
         && !ctx.head
         && !h.contains_key(header::RANGE)
         && !h.contains_key(header::IF_NONE_MATCH)

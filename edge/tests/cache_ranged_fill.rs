@@ -125,6 +125,32 @@ fn a_small_range_fetches_one_chunk_and_the_gaps_fill_later() {
 }
 
 #[test]
+fn a_whole_get_of_an_object_stored_from_its_middle_fills_only_the_gaps() {
+    // A seek into the middle stores that chunk only: chunk 0 was never there. A whole GET then
+    // is a hit whose gaps come from the origin by range — not a "body left the cache" refill
+    // that fetches the stored chunk again.
+    let (o, log) = origin(Some("\"v1\""), true);
+    let edge = Edge::start(config(&o.url(), "", ""));
+    let b = body();
+    let at = 5 * CHUNK + 3;
+    let r = edge.get("/mid", &[("range", &format!("bytes={at}-{}", at + 9))]);
+    assert_eq!((r.status, &r.body[..]), (206, &b[at..at + 10]));
+    let refills =
+        || sample(&metrics_page(edge.admin), "cdn_edge_body_refills_total").unwrap_or(0.0);
+    let before = refills();
+    let r = edge.get("/mid", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body == b, "whole body matches");
+    assert_eq!(r.x_cache(), "HIT", "{}", r.cache_status());
+    assert_eq!(sent(&log), b.len(), "each byte came from the origin once");
+    assert_eq!(
+        refills(),
+        before,
+        "not counted as a body that left the cache"
+    );
+}
+
+#[test]
 fn without_a_strong_etag_or_range_support_the_whole_object_is_filled() {
     let b = body();
     for (etag, ranges) in [
