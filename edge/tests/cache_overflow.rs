@@ -129,7 +129,13 @@ fn a_slow_client_gets_every_byte_and_the_origin_is_not_read_far_ahead_of_it() {
         Duration::ZERO,
         Some(written.clone()),
     );
-    let edge = Edge::start(config(&origin.url(), "max_object_size = \"1 MiB\"", ""));
+    // The client pauses 1.5 s below: far from the idle cut-off (idle_timeout), even on a
+    // loaded machine.
+    let edge = Edge::start(config(
+        &origin.url(),
+        "max_object_size = \"1 MiB\"\nidle_timeout = \"15s\"",
+        "",
+    ));
     // A small receive buffer, so what the client has not read stays in the edge.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(64 * 1024).unwrap();

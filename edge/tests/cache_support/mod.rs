@@ -273,8 +273,15 @@ pub struct Edge {
 }
 
 /// A minimal edge config in front of `origin` for host `example.test`; `extra_host` and
-/// `cache` are TOML appended inside `[[hosts]]` and `[cache]`.
+/// `cache` are TOML appended inside `[[hosts]]` and `[cache]` (the host's `idle_timeout` is
+/// 2 s unless `extra_host` sets it).
 pub fn config(origin: &str, extra_host: &str, cache: &str) -> EdgeConfig {
+    // `extra_host` may set its own idle_timeout.
+    let idle = if extra_host.contains("idle_timeout") {
+        ""
+    } else {
+        "idle_timeout = \"2s\""
+    };
     let toml = format!(
         r#"
 [edge]
@@ -297,7 +304,7 @@ name = "example.test"
 aliases = ["alias.test"]
 origin = "{origin}"
 first_byte_timeout = "3s"
-idle_timeout = "2s"
+{idle}
 {extra_host}
 "#
     );
