@@ -8,6 +8,8 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 
 use super::common::*;
+pub use super::edge_cache::CacheSection;
+pub use super::edge_host::{HostConfig, QueryPolicy};
 use super::router::check_http_url;
 use super::{ConfigError, Validate};
 use crate::report::Capacity;
@@ -217,72 +219,6 @@ impl Default for EdgeAdminSection {
     }
 }
 
-/// `[cache]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct CacheSection {
-    /// Memory tier size. Default 256 MiB.
-    pub memory: ByteSize,
-    /// Disk tier directory; unset = memory only (nothing survives a restart).
-    pub disk_path: Option<PathBuf>,
-    /// Disk tier size. Default 1 GiB.
-    pub disk: ByteSize,
-    /// Bodies are stored in chunks of this size. Default 1 MiB (at most 8 MiB).
-    pub chunk_size: ByteSize,
-    /// Largest object stored; larger ones are passed through uncached. Default 1 GiB.
-    pub max_object_size: ByteSize,
-    /// Heuristic freshness = `heuristic_fraction` × (Date − Last-Modified), capped by this.
-    /// Default `1d`.
-    #[serde(with = "crate::config::common::duration")]
-    pub heuristic_max: Duration,
-    /// Default 0.1 (RFC 9111 §4.2.2's suggestion).
-    pub heuristic_fraction: f64,
-    /// How long a request waits for another request's in-flight fill. Default `10s`.
-    #[serde(with = "crate::config::common::duration")]
-    pub fill_wait_timeout: Duration,
-    /// Hit-for-miss: after an origin response that may not be stored (`no-store`, `private`,
-    /// `Set-Cookie`, `Vary: *`, no freshness, over `max_object_size`), misses on that key skip
-    /// coalescing for this long — each fetches at once, a range or conditional request as the
-    /// client sent it — and a response that may be stored again is stored and ends it.
-    /// `0s` = off. Default `120s`.
-    #[serde(with = "crate::config::common::duration")]
-    pub hit_for_miss: Duration,
-    /// Maximum concurrent origin fills; more → 503. Default 1024.
-    pub max_inflight_fills: usize,
-    /// Most Vary variants stored per URL; a response for a further variant is served but not
-    /// stored (`Cache-Status: detail=too-many-variants`,
-    /// `cdn_edge_vary_variants_refused_total`). Default 32.
-    pub max_vary_variants: usize,
-    /// With a disk tier: a stored chunk that was hit at least this many times (recently) is
-    /// written again when its disk block is reclaimed, instead of being dropped (the disk
-    /// tier keeps its hot objects like a CLOCK instead of forgetting them FIFO). 0 = off.
-    /// Default 1.
-    pub disk_reinsert_hits: u8,
-    /// With a disk tier: a chunk kept on disk only is copied into memory on this hit.
-    /// 1..=255; 255 = (almost) never. Default 128.
-    pub promote_after: u8,
-}
-
-impl Default for CacheSection {
-    fn default() -> Self {
-        Self {
-            memory: ByteSize::mib(256),
-            disk_path: None,
-            disk: ByteSize::gib(1),
-            chunk_size: ByteSize::mib(1),
-            max_object_size: ByteSize::gib(1),
-            heuristic_max: Duration::from_secs(86_400),
-            heuristic_fraction: 0.1,
-            fill_wait_timeout: Duration::from_secs(10),
-            hit_for_miss: Duration::from_secs(120),
-            max_inflight_fills: 1024,
-            max_vary_variants: 32,
-            disk_reinsert_hits: 1,
-            promote_after: 128,
-        }
-    }
-}
-
 /// `[report]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -347,117 +283,6 @@ pub enum AccessLogFormat {
     Json,
     /// Apache combined log format with cache status appended.
     Combined,
-}
-
-/// `[[hosts]]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct HostConfig {
-    /// The hostname clients send in `Host` (required).
-    pub name: String,
-    /// Other hostnames served the same way.
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    /// Origin base URL, e.g. `http://127.0.0.1:8080` or `https://origin.example` (required).
-    pub origin: String,
-    /// Host header sent to the origin. Default: the origin URL's host.
-    #[serde(default)]
-    pub origin_host: Option<String>,
-    /// Default `2s`.
-    #[serde(default = "d2s", with = "crate::config::common::duration")]
-    pub connect_timeout: Duration,
-    /// Time to the origin's response headers. Default `15s`.
-    #[serde(default = "d15s", with = "crate::config::common::duration")]
-    pub first_byte_timeout: Duration,
-    /// Maximum idle time between body bytes from the origin. Default `30s`.
-    #[serde(default = "d30s", with = "crate::config::common::duration")]
-    pub idle_timeout: Duration,
-    /// Override `[cache].max_object_size` for this host.
-    #[serde(default)]
-    pub max_object_size: Option<ByteSize>,
-    /// Query string in the cache key: `keep`, `drop` or `sort`. Default `keep`.
-    #[serde(default)]
-    pub query: QueryPolicy,
-    /// Request headers added to the cache key (lower-case names).
-    #[serde(default)]
-    pub key_headers: Vec<String>,
-    /// TTL when the origin gives no freshness information. Default: none (not stored unless
-    /// heuristics apply).
-    #[serde(default, with = "crate::config::common::duration")]
-    pub default_ttl: Option<Duration>,
-    /// Stale serving window added when the origin gives none (stale-while-revalidate and
-    /// stale-if-error). Default: none.
-    #[serde(default, with = "crate::config::common::duration")]
-    pub grace: Option<Duration>,
-    /// Store responses that carry Set-Cookie (the header is never stored). Default false.
-    #[serde(default)]
-    pub cache_set_cookie: bool,
-    /// Verify the origin's TLS certificate. Default true.
-    #[serde(default = "yes")]
-    pub tls_verify: bool,
-    /// Extra PEM CA file trusted for the origin.
-    #[serde(default)]
-    pub tls_ca: Option<PathBuf>,
-    /// Concurrent origin requests at most for this host (origin protection); excess misses
-    /// wait up to `origin_queue_timeout`, then get 503. Default: no cap.
-    #[serde(default)]
-    pub max_origin_requests: Option<usize>,
-    /// How long a miss waits for an origin slot under `max_origin_requests`. Default `1s`.
-    #[serde(default = "d1s", with = "crate::config::common::duration")]
-    pub origin_queue_timeout: Duration,
-    /// Signed URLs required (`[hosts.signed_urls]`).
-    #[serde(default)]
-    pub signed_urls: Option<super::tenant::SignedUrls>,
-    /// Per-client rate limit (`[hosts.rate_limit]`).
-    #[serde(default)]
-    pub rate_limit: Option<super::tenant::RateLimit>,
-    /// Geo allow/deny rules (`[hosts.geo]`).
-    #[serde(default)]
-    pub geo: Option<super::tenant::GeoRules>,
-    /// Header rules (`[hosts.headers]`).
-    #[serde(default)]
-    pub headers: super::tenant::HeaderRules,
-    /// CORS answered at the edge (`[hosts.cors]`).
-    #[serde(default)]
-    pub cors: Option<super::tenant::Cors>,
-    /// The host's own share of the cache (`[hosts.cache]`).
-    #[serde(default)]
-    pub cache: Option<super::tenant::HostCache>,
-    /// Compression of uncompressed text-like responses (`[hosts.compress]`; present = on).
-    #[serde(default)]
-    pub compress: Option<super::compress::Compress>,
-    /// HTTPS for this host (`[hosts.tls]`): its own certificate (SNI), redirect, HSTS.
-    #[serde(default)]
-    pub tls: Option<super::host_tls::HostTls>,
-}
-
-fn d1s() -> Duration {
-    Duration::from_secs(1)
-}
-fn d2s() -> Duration {
-    Duration::from_secs(2)
-}
-fn d15s() -> Duration {
-    Duration::from_secs(15)
-}
-fn d30s() -> Duration {
-    Duration::from_secs(30)
-}
-fn yes() -> bool {
-    true
-}
-
-/// Query string handling in the cache key.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum QueryPolicy {
-    /// Keep the query as sent.
-    #[default]
-    Keep,
-    /// Ignore the query string entirely.
-    Drop,
-    /// Sort parameters so `?a=1&b=2` and `?b=2&a=1` share an entry.
-    Sort,
 }
 
 impl Validate for EdgeConfig {
@@ -534,48 +359,7 @@ impl Validate for EdgeConfig {
             (self.admin.tls_cert.as_ref(), self.admin.tls_key.as_ref()),
             None,
         )?;
-        let c = &self.cache;
-        if c.memory.as_u64() < 1024 * 1024 {
-            return Err(ConfigError::new("cache.memory", "must be at least 1 MiB"));
-        }
-        let chunk = c.chunk_size.as_u64();
-        if !(4096..=8 * 1024 * 1024).contains(&chunk) {
-            return Err(ConfigError::new(
-                "cache.chunk_size",
-                "must be between 4 KiB and 8 MiB",
-            ));
-        }
-        if c.disk_path.is_some() && c.disk.as_u64() < 4 * chunk {
-            return Err(ConfigError::new(
-                "cache.disk",
-                "must hold at least four chunks",
-            ));
-        }
-        if !(0.0..=1.0).contains(&c.heuristic_fraction) {
-            return Err(ConfigError::new(
-                "cache.heuristic_fraction",
-                "must be in [0, 1]",
-            ));
-        }
-        require_positive("cache.fill_wait_timeout", c.fill_wait_timeout)?;
-        if c.promote_after == 0 {
-            return Err(ConfigError::new(
-                "cache.promote_after",
-                "must be 1..=255 (the hit that copies a disk-only chunk into memory)",
-            ));
-        }
-        if c.max_inflight_fills == 0 {
-            return Err(ConfigError::new(
-                "cache.max_inflight_fills",
-                "must be at least 1",
-            ));
-        }
-        if c.max_vary_variants == 0 {
-            return Err(ConfigError::new(
-                "cache.max_vary_variants",
-                "must be at least 1",
-            ));
-        }
+        self.cache.validate()?;
         for (i, r) in self.report.routers.iter().enumerate() {
             check_http_url(&format!("report.routers[{i}]"), r)?;
         }
@@ -610,79 +394,7 @@ impl Validate for EdgeConfig {
         let mut names = Vec::new();
         for (i, h) in self.hosts.iter().enumerate() {
             let key = format!("hosts[{i}]");
-            require_dns_name(&format!("{key}.name"), &h.name, false)?;
-            for (j, a) in h.aliases.iter().enumerate() {
-                require_dns_name(&format!("{key}.aliases[{j}]"), a, false)?;
-            }
-            check_http_url(&format!("{key}.origin"), &h.origin)?;
-            require_positive(&format!("{key}.connect_timeout"), h.connect_timeout)?;
-            require_positive(&format!("{key}.first_byte_timeout"), h.first_byte_timeout)?;
-            require_positive(&format!("{key}.idle_timeout"), h.idle_timeout)?;
-            for (j, k) in h.key_headers.iter().enumerate() {
-                if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                    return Err(ConfigError::new(
-                        format!("{key}.key_headers[{j}]"),
-                        format!("`{k}` is not a header name"),
-                    ));
-                }
-            }
-            if h.max_origin_requests == Some(0) {
-                return Err(ConfigError::new(
-                    format!("{key}.max_origin_requests"),
-                    "must be at least 1",
-                ));
-            }
-            require_positive(
-                &format!("{key}.origin_queue_timeout"),
-                h.origin_queue_timeout,
-            )?;
-            if let Some(share) = &h.cache {
-                if share.memory.as_u64() < 1024 * 1024 {
-                    return Err(ConfigError::new(
-                        format!("{key}.cache.memory"),
-                        "must be at least 1 MiB",
-                    ));
-                }
-                if share.disk.as_u64() > 0 {
-                    if self.cache.disk_path.is_none() {
-                        return Err(ConfigError::new(
-                            format!("{key}.cache.disk"),
-                            "needs cache.disk_path (the host's tier is a directory under it)",
-                        ));
-                    }
-                    if share.disk.as_u64() < 4 * self.cache.chunk_size.as_u64() {
-                        return Err(ConfigError::new(
-                            format!("{key}.cache.disk"),
-                            "must hold at least four chunks",
-                        ));
-                    }
-                }
-            }
-            super::tenant::validate_host(
-                &key,
-                h.signed_urls.as_ref(),
-                h.rate_limit.as_ref(),
-                h.geo.as_ref(),
-                &h.headers,
-                h.cors.as_ref(),
-            )?;
-            if h.geo
-                .as_ref()
-                .is_some_and(|g| !g.allow_countries.is_empty() || !g.deny_countries.is_empty())
-                && self.geo.database.is_none()
-                && self.geo.network_map.is_none()
-            {
-                return Err(ConfigError::new(
-                    format!("{key}.geo"),
-                    "country rules need [geo].database or [geo].network_map",
-                ));
-            }
-            if let Some(t) = &h.tls {
-                t.validate(&format!("{key}.tls"), self.tls.is_some())?;
-            }
-            if let Some(c) = &h.compress {
-                c.validate(&key)?;
-            }
+            h.validate(&key, self)?;
             names.push((h.name.as_str(), format!("{key}.name")));
             names.extend(
                 h.aliases

@@ -1,5 +1,6 @@
 //! Configuration: loading ([`load()`]), the sections both binaries share ([`common`]), the
-//! two schemas ([`router`], [`edge`]), and reading the certificate files they name
+//! two schemas ([`router`]; [`edge`] with its [`edge_cache`] and [`edge_host`] sections), and
+//! reading the certificate files they name
 //! ([`certs`]).
 
 pub mod bus;
@@ -8,6 +9,8 @@ pub mod cluster;
 pub mod common;
 pub mod compress;
 pub mod edge;
+pub mod edge_cache;
+pub mod edge_host;
 pub mod host_tls;
 pub mod load;
 pub mod router;
