@@ -402,7 +402,8 @@ fn store_and_stream(
         template,
         max: route.max_object_size,
         idle: route.idle_timeout(),
-        memo: (ctx.shared.hit_for_miss.clone(), fill_key.to_string()),
+        hit_for_miss: ctx.shared.hit_for_miss.clone(),
+        fill_key: fill_key.to_string(),
     };
     actix_rt::spawn(writer.run(leader, resp));
     let mut o = Outcome::forward(XCache::Miss, fwd);

@@ -41,9 +41,11 @@ pub(crate) struct StoreWriter {
     pub(crate) max: u64,
     /// Origin idle timeout between frames.
     pub(crate) idle: Duration,
-    /// Hit-for-miss and the fill's key: an overflow is remembered there, so the next answers
+    /// Hit-for-miss: an overflow is remembered there under `fill_key`, so the next answers
     /// without a length are streamed unstored instead of stored up to the limit again.
-    pub(crate) memo: (Arc<crate::hit_for_miss::HitForMiss>, String),
+    pub(crate) hit_for_miss: Arc<crate::hit_for_miss::HitForMiss>,
+    /// The key the fill was joined under.
+    pub(crate) fill_key: String,
 }
 
 impl StoreWriter {
@@ -172,9 +174,8 @@ impl StoreWriter {
             "body without Content-Length grew past max_object_size: streamed, not stored"
         );
         metrics::counter!(crate::metrics::FILL_OVERFLOWS).increment(1);
-        self.memo
-            .0
-            .remember_overflow(&self.memo.1, cdn_shared::unix_ms());
+        self.hit_for_miss
+            .remember_overflow(&self.fill_key, cdn_shared::unix_ms());
         leader.overflow(stored_upto);
         let fill = leader.fill().clone();
         let window = OVERFLOW_WINDOW.max(h.chunk_size.saturating_mul(2));

@@ -7,6 +7,21 @@ use std::time::{Duration, Instant};
 
 use cache_support::*;
 
+/// `n` GETs of `path`, sent at once from `n` threads; their responses.
+fn gets_at_once(edge: &Arc<Edge>, n: usize, path: &'static str) -> Vec<Resp> {
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (e, b) = (edge.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                b.wait();
+                e.get(path, &[])
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 #[test]
 fn concurrent_misses_make_one_origin_fetch() {
     let body = body_of(300_000, 3);
@@ -20,17 +35,7 @@ fn concurrent_misses_make_one_origin_fetch() {
     });
     let edge = Arc::new(Edge::start(config(&origin.url(), "", "")));
     let n = 40;
-    let barrier = Arc::new(Barrier::new(n));
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
-            let (e, b) = (edge.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                b.wait();
-                e.get("/big", &[])
-            })
-        })
-        .collect();
-    let resps: Vec<Resp> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let resps = gets_at_once(&edge, n, "/big");
     assert_eq!(origin.count("/big"), 1, "exactly one origin fetch");
     let mut collapsed = 0;
     for r in &resps {
@@ -218,18 +223,7 @@ fn misses_on_a_url_that_could_not_be_stored_are_not_queued() {
     // Learn that /api may not be stored.
     let r = edge.get("/api", &[]);
     assert_eq!(r.status, 200);
-    let barrier = Arc::new(Barrier::new(n));
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
-            let (e, b) = (edge.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                b.wait();
-                e.get("/api", &[])
-            })
-        })
-        .collect();
-    for h in handles {
-        let r = h.join().unwrap();
+    for r in gets_at_once(&edge, n, "/api") {
         assert_eq!(r.status, 200);
         assert!(
             !r.cache_status().contains("collapsed"),

@@ -31,6 +31,17 @@ fn chunked_origin(
     })
 }
 
+/// `r` is a complete answer carrying exactly `body`.
+fn assert_whole(r: &Resp, body: &[u8]) {
+    assert!(!r.truncated, "{} of {} bytes", r.body.len(), body.len());
+    assert!(
+        r.body[..] == body[..],
+        "{} of {} bytes",
+        r.body.len(),
+        body.len()
+    );
+}
+
 #[test]
 fn a_chunked_body_past_max_object_size_reaches_the_client_whole_and_is_not_stored() {
     let body = bytes::Bytes::from(body_of(3 * MIB, 31));
@@ -45,13 +56,7 @@ fn a_chunked_body_past_max_object_size_reaches_the_client_whole_and_is_not_store
     let before = sample(&metrics_page(edge.admin), "cdn_edge_fill_overflows_total").unwrap_or(0.0);
     let r = edge.get("/grow", &[]);
     assert_eq!((r.status, r.x_cache()), (200, "MISS"));
-    assert!(!r.truncated, "{} of {} bytes", r.body.len(), body.len());
-    assert!(
-        r.body[..] == body[..],
-        "{} of {} bytes",
-        r.body.len(),
-        body.len()
-    );
+    assert_whole(&r, &body);
     // Not stored: the next request is a miss that asks the origin again, and gets it whole —
     // streamed without storing anything (hit-for-miss remembers the overflow), not stored up
     // to the limit again and dropped.
@@ -104,13 +109,7 @@ fn coalesced_clients_of_an_overflowing_fill_all_get_every_byte() {
     for c in clients {
         let r = c.join().unwrap();
         assert_eq!(r.status, 200);
-        assert!(!r.truncated, "{} of {} bytes", r.body.len(), body.len());
-        assert!(
-            r.body[..] == body[..],
-            "{} of {} bytes",
-            r.body.len(),
-            body.len()
-        );
+        assert_whole(&r, &body);
     }
     assert_eq!(origin.count("/shared"), 1, "one fill for all five clients");
     assert_ne!(edge.get("/shared", &[]).x_cache(), "HIT");
