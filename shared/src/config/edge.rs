@@ -394,7 +394,7 @@ impl Validate for EdgeConfig {
         let mut names = Vec::new();
         for (i, h) in self.hosts.iter().enumerate() {
             let key = format!("hosts[{i}]");
-            h.validate(&key, self)?;
+            h.validate(&key, &self.cache, &self.geo, self.tls.is_some())?;
             names.push((h.name.as_str(), format!("{key}.name")));
             names.extend(
                 h.aliases

@@ -1,6 +1,6 @@
 //! One `[[hosts]]` entry of the edge's configuration: its origin, timeouts, cache key and
 //! the tenant rules that hang off it, with the checks that need only the host (and the edge's
-//! `[cache]`, `[geo]` and `[tls]` sections).
+//! `[cache]` and `[geo]` sections and whether it has `[tls]`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,8 +9,9 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 
 use super::common::*;
-use super::edge::EdgeConfig;
+use super::edge_cache::CacheSection;
 use super::router::check_http_url;
+use super::tenant::EdgeGeoSection;
 use super::ConfigError;
 
 /// `[[hosts]]`
@@ -125,8 +126,15 @@ pub enum QueryPolicy {
 }
 
 impl HostConfig {
-    /// This host's checks; `key` is its `hosts[i]` prefix for error messages.
-    pub(super) fn validate(&self, key: &str, edge: &EdgeConfig) -> Result<(), ConfigError> {
+    /// This host's checks; `key` is its `hosts[i]` prefix for error messages. `cache` and
+    /// `geo` are the edge's sections; `default_tls` whether it has a `[tls]` listener.
+    pub(super) fn validate(
+        &self,
+        key: &str,
+        cache: &CacheSection,
+        geo: &EdgeGeoSection,
+        default_tls: bool,
+    ) -> Result<(), ConfigError> {
         require_dns_name(&format!("{key}.name"), &self.name, false)?;
         for (j, a) in self.aliases.iter().enumerate() {
             require_dns_name(&format!("{key}.aliases[{j}]"), a, false)?;
@@ -164,13 +172,13 @@ impl HostConfig {
                 ));
             }
             if share.disk.as_u64() > 0 {
-                if edge.cache.disk_path.is_none() {
+                if cache.disk_path.is_none() {
                     return Err(ConfigError::new(
                         format!("{key}.cache.disk"),
                         "needs cache.disk_path (the host's tier is a directory under it)",
                     ));
                 }
-                if share.disk.as_u64() < 4 * edge.cache.chunk_size.as_u64() {
+                if share.disk.as_u64() < 4 * cache.chunk_size.as_u64() {
                     return Err(ConfigError::new(
                         format!("{key}.cache.disk"),
                         "must hold at least four chunks",
@@ -190,8 +198,8 @@ impl HostConfig {
             .geo
             .as_ref()
             .is_some_and(|g| !g.allow_countries.is_empty() || !g.deny_countries.is_empty())
-            && edge.geo.database.is_none()
-            && edge.geo.network_map.is_none()
+            && geo.database.is_none()
+            && geo.network_map.is_none()
         {
             return Err(ConfigError::new(
                 format!("{key}.geo"),
@@ -199,7 +207,7 @@ impl HostConfig {
             ));
         }
         if let Some(t) = &self.tls {
-            t.validate(&format!("{key}.tls"), edge.tls.is_some())?;
+            t.validate(&format!("{key}.tls"), default_tls)?;
         }
         if let Some(c) = &self.compress {
             c.validate(key)?;
